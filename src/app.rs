@@ -1,0 +1,312 @@
+//! Wires the pieces: listeners, the proxy pipeline, the endpoints Tollgate serves itself,
+//! live reload, and shutdown. `Gateway::start` is what `tollgate serve` and the
+//! integration tests both run.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use http::{HeaderValue, Method, Request, Response};
+use hyper::body::Incoming;
+
+use crate::body::Body;
+use crate::config::{Config, ConfigError};
+use crate::proxy::authn::{Authenticator, RejectAll};
+use crate::proxy::forward::ClientCache;
+use crate::proxy::headers::{self, X_REQUEST_ID};
+use crate::proxy::{self, ConnInfo, Outcome, Proxy, Runtime};
+use crate::server::{self, tls, ServerShared};
+use crate::telemetry::status_label;
+
+pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
+
+/// Per-request facts handed to an [`Endpoint`].
+#[derive(Clone)]
+pub struct RequestCtx {
+    pub conn: ConnInfo,
+    pub request_id: HeaderValue,
+    pub runtime: Arc<Runtime>,
+}
+
+/// An endpoint Tollgate answers itself (token service, users API, JWKS, forward-auth,
+/// provider connect). Endpoints are consulted before the route table, so a catch-all
+/// route cannot shadow them.
+pub trait Endpoint: Send + Sync {
+    /// Whether this endpoint serves `path` (already normalised).
+    fn matches(&self, method: &Method, path: &str, config: &Config) -> bool;
+    fn call(self: Arc<Self>, app: Arc<App>, req: Request<Incoming>, ctx: RequestCtx) -> BoxFuture<Response<Body>>;
+}
+
+/// Something `/readyz` must find healthy (the store, for one).
+pub trait ReadinessCheck: Send + Sync {
+    fn check(&self) -> BoxFuture<Result<(), String>>;
+}
+
+/// What the token service and friends contribute to the gateway.
+pub struct Services {
+    pub endpoints: Vec<Arc<dyn Endpoint>>,
+    pub authenticator: Arc<dyn Authenticator>,
+    pub readiness: Vec<Arc<dyn ReadinessCheck>>,
+}
+
+impl Services {
+    /// Only the proxy: every token is refused, so `required` routes fail closed.
+    pub fn proxy_only() -> Self {
+        Services {
+            endpoints: Vec::new(),
+            authenticator: Arc::new(RejectAll),
+            readiness: Vec::new(),
+        }
+    }
+}
+
+/// The shared state of a running gateway.
+pub struct App {
+    runtime: ArcSwap<Runtime>,
+    clients: ClientCache,
+    proxy: Proxy,
+    endpoints: Vec<Arc<dyn Endpoint>>,
+    readiness: Vec<Arc<dyn ReadinessCheck>>,
+    loaded: AtomicBool,
+}
+
+impl App {
+    pub fn runtime(&self) -> Arc<Runtime> {
+        self.runtime.load_full()
+    }
+
+    pub fn authenticator(&self) -> &Arc<dyn Authenticator> {
+        &self.proxy.authenticator
+    }
+
+    pub async fn readiness(&self) -> Result<(), String> {
+        if !self.loaded.load(Ordering::Relaxed) {
+            return Err("configuration not loaded".into());
+        }
+        for r in &self.readiness {
+            r.check().await?;
+        }
+        Ok(())
+    }
+
+    /// Re-reads the configuration file and swaps it in whole. On error the running
+    /// configuration stays and the error (naming key and line) is returned and logged.
+    pub fn reload(&self) -> Result<(), ConfigError> {
+        let current = self.runtime.load();
+        let Some(path) = current.config.source_path.clone() else {
+            return Ok(());
+        };
+        match Config::load(&path) {
+            Ok(cfg) => {
+                if cfg.listen.http != current.config.listen.http
+                    || cfg.listen.https != current.config.listen.https
+                    || cfg.listen.admin != current.config.listen.admin
+                    || cfg.store.url != current.config.store.url
+                {
+                    tracing::warn!("listen addresses and store.url take effect only after a restart");
+                }
+                let rt = Runtime::build(Arc::new(cfg), &self.clients);
+                let routes = rt.routes.routes().len();
+                self.runtime.store(Arc::new(rt));
+                metrics::counter!("tollgate_config_reloads_total", "result" => "success").increment(1);
+                tracing::info!(routes, "configuration reloaded");
+                Ok(())
+            }
+            Err(e) => {
+                metrics::counter!("tollgate_config_reloads_total", "result" => "failure").increment(1);
+                tracing::error!(error = %e, "configuration reload rejected; the previous configuration stays live");
+                Err(e)
+            }
+        }
+    }
+
+    /// Every request enters here: request id, endpoints, the proxy pipeline, and the
+    /// metrics and access log on the way out.
+    pub async fn handle(self: Arc<Self>, req: Request<Incoming>, conn: ConnInfo) -> Response<Body> {
+        let started = Instant::now();
+        let request_id = headers::request_id(req.headers());
+        let rt = self.runtime.load_full();
+        let method = req.method().clone();
+        let log_path = rt.config.log.access_log.then(|| req.uri().path().to_owned());
+        let mut outcome = Outcome { route: None };
+
+        let endpoint = match proxy::path::normalize_path(req.uri().path()) {
+            Ok(p) => self
+                .endpoints
+                .iter()
+                .find(|e| e.matches(&method, &p, &rt.config))
+                .cloned(),
+            Err(_) => None,
+        };
+        let mut resp = match endpoint {
+            Some(ep) => {
+                outcome.route = Some(metrics::SharedString::const_str("tollgate"));
+                let ctx = RequestCtx {
+                    conn,
+                    request_id: request_id.clone(),
+                    runtime: rt.clone(),
+                };
+                ep.call(self.clone(), req, ctx).await
+            }
+            None => match self.proxy.handle(&rt, req, conn, &request_id, &mut outcome).await {
+                Ok(r) => r,
+                Err(e) => {
+                    if e.status().is_server_error() {
+                        tracing::warn!(request_id = ?request_id, error = %e, "request failed");
+                    }
+                    e.into_response()
+                }
+            },
+        };
+        resp.headers_mut().insert(&X_REQUEST_ID, request_id.clone());
+
+        let status = resp.status().as_u16();
+        let elapsed = started.elapsed();
+        let route = outcome
+            .route
+            .unwrap_or(metrics::SharedString::const_str("-"));
+        metrics::counter!(
+            "tollgate_requests_total",
+            "route" => route.clone(),
+            "method" => proxy::method_class(&method),
+            "status" => status_label(status)
+        )
+        .increment(1);
+        metrics::histogram!("tollgate_request_duration_seconds", "route" => route.clone())
+            .record(elapsed.as_secs_f64());
+        if let Some(path) = log_path {
+            // Path only: the query may carry a token (`oauth_token=`), so it is never logged.
+            tracing::info!(
+                target: "tollgate::access",
+                route = &*route,
+                method = %method,
+                path,
+                status,
+                duration_ms = elapsed.as_secs_f64() * 1000.0,
+                request_id = request_id.to_str().unwrap_or("-"),
+                peer = %conn.peer,
+            );
+        }
+        resp
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
+    #[error("cannot watch files for reload: {0}")]
+    Watch(#[from] notify::Error),
+    #[error("{0}")]
+    Services(String),
+}
+
+/// A running gateway: its bound addresses and the handle to stop it.
+pub struct Gateway {
+    pub app: Arc<App>,
+    pub http_addr: Option<SocketAddr>,
+    pub https_addr: Option<SocketAddr>,
+    pub admin_addr: Option<SocketAddr>,
+    shared: ServerShared,
+    _watches: Vec<crate::config::reload::FileWatch>,
+}
+
+impl Gateway {
+    /// Binds every listener, starts serving, and watches the config (and TLS files) for
+    /// changes.
+    pub async fn start(config: Config, services: Services) -> Result<Gateway, StartError> {
+        crate::telemetry::metrics();
+        let config = Arc::new(config);
+        let clients = ClientCache::default();
+        let runtime = Runtime::build(config.clone(), &clients);
+        let app = Arc::new(App {
+            runtime: ArcSwap::from_pointee(runtime),
+            clients,
+            proxy: Proxy {
+                authenticator: services.authenticator,
+            },
+            endpoints: services.endpoints,
+            readiness: services.readiness,
+            loaded: AtomicBool::new(true),
+        });
+        let shared = ServerShared::new(config.limits.clone());
+        let mut watches = Vec::new();
+
+        let bind = |addr: SocketAddr| async move {
+            server::bind(addr)
+                .await
+                .map_err(|source| StartError::Bind { addr, source })
+        };
+        let mut http_addr = None;
+        if let Some(addr) = config.listen.http {
+            let l = bind(addr).await?;
+            http_addr = l.local_addr().ok();
+            tokio::spawn(server::serve(l, None, app.clone(), shared.clone()));
+        }
+        let mut https_addr = None;
+        if let (Some(addr), Some(tls_cfg)) = (config.listen.https, &config.tls) {
+            let cert = tls::ReloadingCert::load(&tls_cfg.cert, &tls_cfg.key)?;
+            let source = tls::TlsAcceptorSource::new(cert.clone())?;
+            let l = bind(addr).await?;
+            https_addr = l.local_addr().ok();
+            tokio::spawn(server::serve(l, Some(source), app.clone(), shared.clone()));
+            let (watch, mut rx) =
+                crate::config::reload::watch_files(&cert.paths().map(|p| p.to_path_buf()))?;
+            watches.push(watch);
+            tokio::spawn(async move {
+                while rx.recv().await.is_some() {
+                    match cert.reload() {
+                        Ok(()) => tracing::info!("TLS certificate reloaded"),
+                        Err(e) => tracing::error!(error = %e, "TLS certificate reload failed; the previous certificate stays"),
+                    }
+                }
+            });
+        }
+        let mut admin_addr = None;
+        if let Some(addr) = config.listen.admin {
+            let l = bind(addr).await?;
+            admin_addr = l.local_addr().ok();
+            tokio::spawn(server::admin::serve(l, app.clone(), shared.clone()));
+        }
+        if let Some(path) = &config.source_path {
+            let (watch, mut rx) = crate::config::reload::watch_files(std::slice::from_ref(path))?;
+            watches.push(watch);
+            let app2 = app.clone();
+            tokio::spawn(async move {
+                while rx.recv().await.is_some() {
+                    let _ = app2.reload();
+                }
+            });
+        }
+        tracing::info!(
+            http = ?http_addr,
+            https = ?https_addr,
+            admin = ?admin_addr,
+            routes = config.routes.len(),
+            "listening"
+        );
+        Ok(Gateway {
+            app,
+            http_addr,
+            https_addr,
+            admin_addr,
+            shared,
+            _watches: watches,
+        })
+    }
+
+    /// Stops accepting and waits up to `grace` for in-flight requests. Returns false if
+    /// the grace period ran out with connections still open.
+    pub async fn shutdown(&self, grace: Duration) -> bool {
+        self.shared.drain(grace).await
+    }
+}

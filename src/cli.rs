@@ -1,0 +1,112 @@
+//! Command line (SPEC.md §1). Exit codes: 0 ok, 1 user error with a one-line message naming
+//! the bad input, 2 usage (clap).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "tollgate", version, about = "Reverse-proxy authentication gateway")]
+pub struct Cli {
+    /// Configuration file [default: $TOLLGATE_CONFIG, else config/tollgate.yaml]
+    #[arg(long, global = true, env = "TOLLGATE_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Log as JSON lines instead of pretty text (also TOLLGATE_LOG_FORMAT=json).
+    #[arg(long, global = true)]
+    pub log_json: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the gateway.
+    Serve,
+    /// Validate the configuration and print the route table.
+    Check,
+    /// Show which route a request would take, and why.
+    Route {
+        /// HTTP method, e.g. GET
+        method: String,
+        /// Full URL (http://host/path) or a path
+        url: String,
+    },
+    /// Gateway + built-in echo upstream + demo user and client; prints curl lines.
+    Demo,
+    /// Manage users.
+    #[command(subcommand)]
+    Users(UsersCommand),
+    /// Manage OAuth clients.
+    #[command(subcommand)]
+    Clients(ClientsCommand),
+    /// Manage signing keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// Configuration helpers.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UsersCommand {
+    /// Create a user; prints it as JSON (never the password).
+    Create(UsersCreate),
+    /// Import users from JSONL or CSV; argon2 and bcrypt hashes are kept as they are.
+    Import { file: PathBuf },
+}
+
+#[derive(Debug, Args)]
+pub struct UsersCreate {
+    #[arg(long)]
+    pub email: String,
+    #[arg(long)]
+    pub username: Option<String>,
+    #[arg(long, default_value = "default")]
+    pub role: String,
+    /// Read the password from standard input.
+    #[arg(long, conflicts_with = "password")]
+    pub password_stdin: bool,
+    #[arg(long)]
+    pub password: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ClientsCommand {
+    /// Create a client; prints it as JSON (never the secret).
+    Create(ClientsCreate),
+}
+
+#[derive(Debug, Args)]
+pub struct ClientsCreate {
+    #[arg(long)]
+    pub id: String,
+    /// A public client (no secret), e.g. a browser or mobile app.
+    #[arg(long, conflicts_with = "secret_stdin")]
+    pub public: bool,
+    /// Read the client secret from standard input.
+    #[arg(long)]
+    pub secret_stdin: bool,
+    /// Comma-separated grants.
+    #[arg(long, value_delimiter = ',', default_value = "password,refresh_token")]
+    pub grants: Vec<String>,
+    /// Space-separated scopes.
+    #[arg(long, default_value = "")]
+    pub scopes: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Generate a signing key pair as PEM files.
+    Generate {
+        #[arg(long, value_parser = ["RS256", "ES256", "EdDSA"])]
+        alg: String,
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Print the JSON Schema of the configuration file.
+    Schema,
+}

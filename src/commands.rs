@@ -1,0 +1,137 @@
+//! What each CLI command does.
+
+use std::path::PathBuf;
+
+use http::Method;
+
+use crate::app::{Gateway, Services};
+use crate::cli::{Cli, Command, ConfigCommand};
+use crate::config::raw::LogFormat;
+use crate::config::{Config, DEFAULT_PATH};
+use crate::proxy::path::normalize_path;
+use crate::proxy::route::RouteTable;
+
+pub type CmdResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
+
+fn config_path(cli: &Cli) -> PathBuf {
+    cli.config.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_PATH))
+}
+
+pub async fn run(cli: Cli) -> CmdResult {
+    match &cli.command {
+        Command::Config(ConfigCommand::Schema) => {
+            println!("{}", Config::json_schema());
+            Ok(())
+        }
+        Command::Check => {
+            let cfg = Config::load(&config_path(&cli))?;
+            print_route_table(&cfg);
+            Ok(())
+        }
+        Command::Route { method, url } => {
+            let cfg = Config::load(&config_path(&cli))?;
+            route(&cfg, method, url)
+        }
+        Command::Serve => serve(&cli).await,
+        Command::Demo | Command::Users(_) | Command::Clients(_) | Command::Keys(_) => {
+            Err("this command needs the token service, which this build does not include yet".into())
+        }
+    }
+}
+
+fn init_logging(cli: &Cli, cfg: &Config) {
+    let format = if cli.log_json { LogFormat::Json } else { cfg.log.format };
+    crate::telemetry::init_logging(format, &cfg.log.level);
+}
+
+async fn serve(cli: &Cli) -> CmdResult {
+    let cfg = Config::load(&config_path(cli))?;
+    init_logging(cli, &cfg);
+    let grace = cfg.limits.shutdown_grace;
+    let gateway = Gateway::start(cfg, Services::proxy_only()).await?;
+    wait_for_shutdown(&gateway).await?;
+    tracing::info!(grace_ms = grace.as_millis() as u64, "shutting down: no new connections; draining in-flight requests");
+    if gateway.shutdown(grace).await {
+        tracing::info!("all connections closed");
+    } else {
+        tracing::warn!("grace period over; closing remaining connections");
+    }
+    Ok(())
+}
+
+/// Waits for SIGTERM or SIGINT; SIGHUP reloads the configuration meanwhile.
+async fn wait_for_shutdown(gateway: &Gateway) -> std::io::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut hup = signal(SignalKind::hangup())?;
+    loop {
+        tokio::select! {
+            _ = term.recv() => return Ok(()),
+            _ = int.recv() => return Ok(()),
+            _ = hup.recv() => {
+                tracing::info!("SIGHUP: reloading configuration");
+                let _ = gateway.app.reload();
+            }
+        }
+    }
+}
+
+fn print_route_table(cfg: &Config) {
+    println!("configuration OK: {} route(s)", cfg.routes.len());
+    let table = RouteTable::new(cfg.routes.clone());
+    let mut routes: Vec<_> = table.routes().to_vec();
+    routes.sort_by(|a, b| b.path.len().cmp(&a.path.len()).then(a.index.cmp(&b.index)));
+    println!("{:<20} {:<24} {:<28} {:<12} {:<10} UPSTREAM", "NAME", "HOST", "PATH", "METHODS", "AUTH");
+    for r in routes {
+        let methods = r
+            .methods
+            .as_ref()
+            .map(|m| m.iter().map(|m| m.as_str()).collect::<Vec<_>>().join(","))
+            .unwrap_or_else(|| "any".into());
+        let targets: Vec<String> = r.upstream.targets.iter().map(|t| t.to_string()).collect();
+        println!(
+            "{:<20} {:<24} {:<28} {:<12} {:<10} {}",
+            r.name,
+            r.host.to_string(),
+            r.path,
+            methods,
+            format!("{:?}", r.auth.mode).to_lowercase(),
+            targets.join(" ")
+        );
+    }
+}
+
+fn route(cfg: &Config, method: &str, url: &str) -> CmdResult {
+    let method = Method::from_bytes(method.to_ascii_uppercase().as_bytes())
+        .map_err(|_| format!("`{method}` is not an HTTP method"))?;
+    let (host, path) = if url.starts_with('/') {
+        (None, url.to_string())
+    } else {
+        let u = url::Url::parse(url).map_err(|e| format!("`{url}` is not a URL: {e}"))?;
+        (u.host_str().map(str::to_owned), u.path().to_string())
+    };
+    let norm = normalize_path(&path).map_err(|e| format!("path `{path}`: {e}"))?;
+    let table = RouteTable::new(cfg.routes.clone());
+    let e = table.explain(host.as_deref(), &method, &norm);
+    println!("request: {method} host={} path={} (normalised: {})", host.as_deref().unwrap_or("(none)"), path, e.normalised_path);
+    for (name, why) in &e.considered {
+        println!("  {name:<20} {why}");
+    }
+    match e.chosen {
+        Some(name) => {
+            let r = table.routes().iter().find(|r| r.name == name).expect("chosen route exists");
+            let fwd = if r.strip_prefix && r.path != "/" {
+                let rest = &norm[r.path.len()..];
+                if rest.is_empty() { "/".to_string() } else { rest.to_string() }
+            } else {
+                norm.to_string()
+            };
+            let targets: Vec<String> = r.upstream.targets.iter().map(|t| t.to_string()).collect();
+            println!("route: {name}\nauth: {:?}\nforwarded as: {} {}{fwd}", r.auth.mode, method, targets.join(" | "));
+            Ok(())
+        }
+        None => Err(format!("no route matches {method} {url}: the gateway answers 404").into()),
+    }
+}
+

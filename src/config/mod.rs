@@ -1,0 +1,239 @@
+//! Configuration: file → [`raw::RawConfig`] → validated [`Config`].
+//!
+//! The YAML is parsed twice on purpose: once by `serde_yaml` alone, whose errors carry the
+//! line and column of the bad key, and once through figment so that `TOLLGATE_…__…`
+//! environment variables override file values. Validation then collects every problem
+//! before failing, so an operator fixes a file in one pass. A [`Config`] is never patched in
+//! place: live reload builds a new one and swaps it (see `reload.rs`).
+
+pub mod raw;
+pub mod reload;
+mod validate;
+
+use std::ops::Deref;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::providers::{Env, Format, Yaml};
+use figment::Figment;
+use http::Method;
+use ipnet::IpNet;
+
+pub use raw::RawConfig;
+use raw::AuthMode;
+
+/// Where `serve` and friends look when neither `--config` nor `$TOLLGATE_CONFIG` is set.
+pub const DEFAULT_PATH: &str = "config/tollgate.yaml";
+
+/// Every problem found in a configuration, reported at once.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration{}:\n  - {}", source_suffix(.source_path), .problems.join("\n  - "))]
+pub struct ConfigError {
+    pub source_path: Option<PathBuf>,
+    pub problems: Vec<String>,
+}
+
+fn source_suffix(p: &Option<PathBuf>) -> String {
+    p.as_ref()
+        .map(|p| format!(" in {}", p.display()))
+        .unwrap_or_default()
+}
+
+impl ConfigError {
+    fn one(source_path: Option<PathBuf>, problem: impl Into<String>) -> Self {
+        ConfigError {
+            source_path,
+            problems: vec![problem.into()],
+        }
+    }
+}
+
+/// A validated configuration. Derefs to the file's raw values for the many settings that
+/// need no further parsing; the parsed forms of the rest live in the named fields.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub file: RawConfig,
+    pub source_path: Option<PathBuf>,
+    pub trusted_proxies: Vec<IpNet>,
+    pub routes: Vec<RouteSpec>,
+}
+
+impl Deref for Config {
+    type Target = RawConfig;
+    fn deref(&self) -> &RawConfig {
+        &self.file
+    }
+}
+
+/// How a route's host pattern matches the request's host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostMatch {
+    Any,
+    /// Lower-case exact host, no port.
+    Exact(String),
+    /// `*.example.com` stored as `.example.com`: matches `a.example.com`, `a.b.example.com`,
+    /// never `example.com` itself.
+    Suffix(String),
+}
+
+impl HostMatch {
+    pub fn matches(&self, host: Option<&str>) -> bool {
+        match self {
+            HostMatch::Any => true,
+            HostMatch::Exact(h) => host.is_some_and(|x| x.eq_ignore_ascii_case(h)),
+            HostMatch::Suffix(s) => host.is_some_and(|x| {
+                x.len() > s.len()
+                    && x.is_char_boundary(x.len() - s.len())
+                    && x[x.len() - s.len()..].eq_ignore_ascii_case(s)
+            }),
+        }
+    }
+}
+
+impl std::fmt::Display for HostMatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            HostMatch::Any => f.write_str("*"),
+            HostMatch::Exact(h) => f.write_str(h),
+            HostMatch::Suffix(s) => write!(f, "*{s}"),
+        }
+    }
+}
+
+/// Where a route looks for the bearer token, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenSource {
+    /// `Authorization: Bearer …`
+    Header,
+    /// `?NAME=…`; removed from the query before forwarding.
+    Query(String),
+    /// `Cookie: NAME=…`
+    Cookie(String),
+}
+
+/// A route's authentication policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthPolicy {
+    pub mode: AuthMode,
+    pub scopes: Vec<String>,
+    pub roles: Vec<String>,
+}
+
+/// A validated upstream target: scheme + authority, and an optional base path.
+#[derive(Debug, Clone)]
+pub struct TargetSpec {
+    pub scheme: http::uri::Scheme,
+    pub authority: http::uri::Authority,
+    /// Base path of the target without a trailing slash ("" for none).
+    pub base_path: String,
+}
+
+impl std::fmt::Display for TargetSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}://{}{}", self.scheme, self.authority, self.base_path)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct UpstreamSpec {
+    pub targets: Vec<TargetSpec>,
+    pub timeout: Duration,
+    pub connect_timeout: Duration,
+    pub eject_after: u32,
+    pub eject_for: Duration,
+    pub retries: u32,
+}
+
+/// A validated route.
+#[derive(Debug, Clone)]
+pub struct RouteSpec {
+    pub name: String,
+    pub host: HostMatch,
+    /// Normalised prefix, no trailing slash except for the root "/".
+    pub path: String,
+    pub methods: Option<Vec<Method>>,
+    pub upstream: UpstreamSpec,
+    pub strip_prefix: bool,
+    pub auth: AuthPolicy,
+    pub token_sources: Vec<TokenSource>,
+    pub max_body_bytes: u64,
+    pub forward_authorization: bool,
+    pub close_on_token_expiry: bool,
+    /// Position in the file, the last tie-breaker.
+    pub index: usize,
+}
+
+impl Config {
+    /// Loads and validates the file at `path` with environment overrides.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigError::one(Some(path.into()), format!("cannot read {}: {e}", path.display()))
+        })?;
+        Self::from_yaml_with_env(&text, Some(path.to_path_buf()))
+    }
+
+    /// Parses YAML text (plus `TOLLGATE_…` environment overrides) and validates it.
+    pub fn from_yaml_with_env(text: &str, source: Option<PathBuf>) -> Result<Config, ConfigError> {
+        let text = if text.trim().is_empty() { "{}" } else { text };
+        // First pass: serde_yaml alone, for errors that carry a line number.
+        serde_yaml::from_str::<RawConfig>(text)
+            .map_err(|e| ConfigError::one(source.clone(), yaml_error(&e)))?;
+        // Second pass: the same file with environment overrides layered on top.
+        let raw: RawConfig = Figment::new()
+            .merge(Yaml::string(text))
+            .merge(
+                Env::prefixed("TOLLGATE_")
+                    .split("__")
+                    .ignore(&["config", "log_format"]),
+            )
+            .extract()
+            .map_err(|e| {
+                let problems = e
+                    .into_iter()
+                    .map(|e| {
+                        let key = e.path.join(".");
+                        if key.is_empty() {
+                            format!("{} (from the environment)", e.kind)
+                        } else {
+                            format!("{key}: {} (from the environment)", e.kind)
+                        }
+                    })
+                    .collect();
+                ConfigError {
+                    source_path: source.clone(),
+                    problems,
+                }
+            })?;
+        validate::validate(raw, text, source)
+    }
+
+    /// Validates an already-built raw config (used by tests and `demo`).
+    pub fn from_raw(raw: RawConfig) -> Result<Config, ConfigError> {
+        validate::validate(raw, "", None)
+    }
+
+    /// The token endpoint paths in force (`/oauth/token` when the file lists none).
+    pub fn token_endpoints(&self) -> Vec<raw::TokenEndpoint> {
+        self.file.token_endpoints.clone().unwrap_or_else(|| {
+            vec![raw::TokenEndpoint {
+                path: "/oauth/token".into(),
+                ..Default::default()
+            }]
+        })
+    }
+
+    /// The JSON Schema of the configuration file.
+    pub fn json_schema() -> String {
+        let schema = schemars::schema_for!(RawConfig);
+        serde_json::to_string_pretty(&schema).expect("schema serialises")
+    }
+}
+
+fn yaml_error(e: &serde_yaml::Error) -> String {
+    // serde_yaml already prefixes the key path ("routes[0]: unknown field `x`") and ends
+    // with "at line L column C"; keep its words.
+    e.to_string()
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,494 @@
+//! The configuration file as written by operators: serde structs that mirror the YAML
+//! one to one. Every struct rejects unknown keys so a typo is an error that names the key,
+//! never a silently ignored setting. Validation into the runtime [`super::Config`] happens
+//! in `validate.rs`; nothing here is trusted until it has passed through there.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Root of `tollgate.yaml`. Keys and names are public interface (SPEC.md §2).
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawConfig {
+    pub listen: Listen,
+    /// CIDRs whose inbound `X-Forwarded-*` headers are kept; from anyone else they are replaced.
+    pub trusted_proxies: Vec<String>,
+    pub tls: Option<Tls>,
+    pub store: Store,
+    pub tokens: Tokens,
+    /// Each path serves the OAuth 2.0 token endpoint; options adapt one legacy dialect.
+    pub token_endpoints: Option<Vec<TokenEndpoint>>,
+    pub users_api: UsersApi,
+    pub cors: Cors,
+    /// External OAuth 2.0 / OIDC providers for account linking.
+    pub providers: BTreeMap<String, Provider>,
+    /// RFC 7662 introspection endpoints for foreign opaque tokens.
+    pub introspection: Vec<Introspection>,
+    /// Foreign JWT issuers validated locally against their JWKS.
+    pub jwt_issuers: Vec<JwtIssuer>,
+    pub identity_headers: IdentityHeaders,
+    pub forward_auth: ForwardAuth,
+    /// Connection and request limits (Tollgate extension).
+    pub limits: Limits,
+    /// Logging (Tollgate extension).
+    pub log: Log,
+    pub routes: Vec<Route>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct Listen {
+    /// Plain HTTP/1.1 and h2c (prior knowledge).
+    #[schemars(with = "Option<String>")]
+    pub http: Option<SocketAddr>,
+    /// HTTPS with ALPN h2 / http/1.1; needs `tls`.
+    #[schemars(with = "Option<String>")]
+    pub https: Option<SocketAddr>,
+    /// Admin port: /healthz /readyz /metrics. Never on the public port.
+    #[schemars(with = "Option<String>")]
+    pub admin: Option<SocketAddr>,
+}
+
+impl Default for Listen {
+    fn default() -> Self {
+        Listen {
+            http: Some(([0, 0, 0, 0], 8080).into()),
+            https: None,
+            admin: Some(([127, 0, 0, 1], 9090).into()),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Tls {
+    /// PEM certificate chain; reloaded when the file changes.
+    pub cert: PathBuf,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1); reloaded when the file changes.
+    pub key: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct Store {
+    /// `sqlite://path` (embedded default, created on first start) or `postgres://…`.
+    pub url: String,
+}
+
+impl Default for Store {
+    fn default() -> Self {
+        Store {
+            url: "sqlite://data/tollgate.db".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct Tokens {
+    pub issuer: String,
+    pub audience: String,
+    pub access: AccessTokens,
+    pub refresh: RefreshTokens,
+    pub signing: Signing,
+}
+
+impl Default for Tokens {
+    fn default() -> Self {
+        Tokens {
+            issuer: "http://localhost:8080".into(),
+            audience: "tollgate".into(),
+            access: AccessTokens::default(),
+            refresh: RefreshTokens::default(),
+            signing: Signing::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum AccessFormat {
+    #[default]
+    Jwt,
+    Opaque,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct AccessTokens {
+    pub format: AccessFormat,
+    #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub ttl: Duration,
+}
+
+impl Default for AccessTokens {
+    fn default() -> Self {
+        AccessTokens {
+            format: AccessFormat::Jwt,
+            ttl: Duration::from_secs(3600),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct RefreshTokens {
+    /// Lifetime of a refresh token; rotated on every use.
+    #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub ttl: Duration,
+    /// Window in which a just-rotated refresh token may be presented again (two tabs).
+    #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub reuse_grace: Duration,
+}
+
+impl Default for RefreshTokens {
+    fn default() -> Self {
+        RefreshTokens {
+            ttl: Duration::from_secs(30 * 86400),
+            reuse_grace: Duration::ZERO,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema, Default)]
+pub enum SigningAlg {
+    #[default]
+    RS256,
+    ES256,
+    EdDSA,
+    HS512,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Signing {
+    pub alg: SigningAlg,
+    /// PEM key file (HS512: a file holding the secret). Absent: generated once under data/keys/.
+    pub key_file: Option<PathBuf>,
+    /// Older keys still published in JWKS and accepted, for rotation.
+    pub previous_key_files: Vec<PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct TokenEndpoint {
+    pub path: String,
+    /// Grant implied when the request carries no `grant_type`.
+    #[serde(default)]
+    pub grant: Option<String>,
+    /// Client implied when the request names none.
+    #[serde(default)]
+    pub client: Option<String>,
+    /// Status for bad credentials (403 answers `{"error":"access_denied"}`).
+    #[serde(default)]
+    pub invalid_credentials_status: Option<u16>,
+    /// Spelling of `token_type` in the response (default "bearer").
+    #[serde(default)]
+    pub token_type: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Registration {
+    #[default]
+    Open,
+    Admin,
+    Closed,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct UsersApi {
+    pub registration: Registration,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct Cors {
+    pub allow_origins: Vec<String>,
+}
+
+impl Default for Cors {
+    fn default() -> Self {
+        Cors {
+            allow_origins: vec!["*".into()],
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Provider {
+    /// `facebook`, `google`, `github` or `generic`; defaults to the provider's key when it names a preset.
+    pub preset: Option<String>,
+    pub client_id: String,
+    /// Name of the environment variable holding the client secret.
+    pub client_secret_env: Option<String>,
+    pub authorize_url: Option<String>,
+    pub token_url: Option<String>,
+    pub userinfo_url: Option<String>,
+    pub scope: Option<Vec<String>>,
+    /// Exact URIs, or prefixes ending on a path boundary; nothing else is ever redirected to.
+    pub allowed_redirect_uris: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Introspection {
+    pub name: String,
+    pub url: String,
+    pub client_id: String,
+    pub client_secret_env: Option<String>,
+    #[serde(default)]
+    pub cache: IntrospectionCache,
+    /// Timeout of one introspection call.
+    #[serde(default = "default_introspection_timeout", with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub timeout: Duration,
+}
+
+fn default_introspection_timeout() -> Duration {
+    Duration::from_secs(2)
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct IntrospectionCache {
+    #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub ttl: Duration,
+    #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub negative_ttl: Duration,
+    pub max_entries: u64,
+}
+
+impl Default for IntrospectionCache {
+    fn default() -> Self {
+        IntrospectionCache {
+            ttl: Duration::from_secs(60),
+            negative_ttl: Duration::from_secs(5),
+            max_entries: 100_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct JwtIssuer {
+    pub issuer: String,
+    pub jwks_url: String,
+    pub audience: Option<String>,
+    /// Minimum interval between JWKS refetches triggered by an unknown `kid`.
+    #[serde(default = "default_jwks_refetch", with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub refetch_interval: Duration,
+}
+
+fn default_jwks_refetch() -> Duration {
+    Duration::from_secs(30)
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct IdentityHeaders {
+    pub user_id: String,
+    pub email: String,
+    pub role: String,
+    pub scopes: String,
+    pub client_id: String,
+    pub alias: String,
+    /// Optional header carrying a short-lived JWT signed by Tollgate for upstreams that verify.
+    pub signed_jwt: Option<String>,
+}
+
+impl Default for IdentityHeaders {
+    fn default() -> Self {
+        IdentityHeaders {
+            user_id: "X-User-Id".into(),
+            email: "X-User-Email".into(),
+            role: "X-User-Role".into(),
+            scopes: "X-User-Scopes".into(),
+            client_id: "X-Client-Id".into(),
+            alias: "X-User-Alias".into(),
+            signed_jwt: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct ForwardAuth {
+    /// Decision endpoint for ingress-nginx auth-url, Traefik ForwardAuth, Envoy ext_authz.
+    pub path: Option<String>,
+}
+
+impl Default for ForwardAuth {
+    fn default() -> Self {
+        ForwardAuth {
+            path: Some("/auth/verify".into()),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Largest request head (request line + headers) in bytes; larger gets 431.
+    pub max_header_bytes: usize,
+    /// Most request headers; more gets 431.
+    pub max_headers: usize,
+    /// Default largest request body in bytes for routes that set none; larger gets 413.
+    pub max_body_bytes: u64,
+    /// Time allowed to receive a request head (slowloris guard).
+    #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub header_read_timeout: Duration,
+    /// Keep-alive connections with no request for this long are closed.
+    #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub idle_timeout: Duration,
+    /// Concurrent downstream connections; over it new connections are closed at once.
+    pub max_connections: usize,
+    /// On SIGTERM/SIGINT, how long in-flight requests may take before exit.
+    #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub shutdown_grace: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_header_bytes: 16 * 1024,
+            max_headers: 100,
+            max_body_bytes: 10 * 1024 * 1024,
+            header_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            max_connections: 25_000,
+            shutdown_grace: Duration::from_secs(30),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Pretty,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct Log {
+    pub format: LogFormat,
+    /// tracing filter directive, e.g. `info` or `tollgate=debug`.
+    pub level: String,
+    /// One access-log line per request.
+    pub access_log: bool,
+}
+
+impl Default for Log {
+    fn default() -> Self {
+        Log {
+            format: LogFormat::Pretty,
+            level: "info".into(),
+            access_log: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Route {
+    pub name: String,
+    /// Exact host or `*.suffix`; absent matches any host.
+    #[serde(default)]
+    pub host: Option<String>,
+    /// Path prefix matched on segment boundaries.
+    pub path: String,
+    #[serde(default)]
+    pub methods: Option<Vec<String>>,
+    pub upstream: Upstream,
+    #[serde(default)]
+    pub strip_prefix: bool,
+    #[serde(default)]
+    pub auth: Option<Auth>,
+    /// `header` (default), `query:NAME`, `cookie:NAME`.
+    #[serde(default)]
+    pub token_sources: Option<Vec<String>>,
+    /// Largest request body in bytes for this route (default `limits.max_body_bytes`).
+    #[serde(default)]
+    pub max_body_bytes: Option<u64>,
+    /// Forward the inbound `Authorization` header upstream (default true).
+    #[serde(default)]
+    pub forward_authorization: Option<bool>,
+    /// Close WebSocket/streaming responses when the token that opened them expires or is revoked.
+    #[serde(default)]
+    pub close_on_token_expiry: Option<bool>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(untagged)]
+pub enum Upstream {
+    Url(String),
+    Detailed(UpstreamDetailed),
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamDetailed {
+    pub targets: Vec<String>,
+    /// Time to the upstream's response head; past it, 504.
+    #[serde(default, with = "humantime_serde")]
+    #[schemars(with = "Option<String>")]
+    pub timeout: Option<Duration>,
+    /// Time to establish the TCP connection; past it, the next target or 502.
+    #[serde(default, with = "humantime_serde")]
+    #[schemars(with = "Option<String>")]
+    pub connect_timeout: Option<Duration>,
+    /// Consecutive failures after which a target is ejected (passive health check).
+    #[serde(default)]
+    pub eject_after: Option<u32>,
+    /// How long an ejected target is skipped.
+    #[serde(default, with = "humantime_serde")]
+    #[schemars(with = "Option<String>")]
+    pub eject_for: Option<Duration>,
+    /// Extra attempts on another target for idempotent requests without a body.
+    #[serde(default)]
+    pub retries: Option<u32>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthMode {
+    #[default]
+    None,
+    Optional,
+    Required,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(untagged)]
+pub enum Auth {
+    Mode(AuthMode),
+    Detailed(AuthDetailed),
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AuthDetailed {
+    pub mode: AuthMode,
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    #[serde(default)]
+    pub roles: Vec<String>,
+}

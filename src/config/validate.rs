@@ -1,0 +1,366 @@
+//! Raw → validated. Every check pushes a message naming the key (and, where it can be
+//! found, the line) instead of returning early, so one run reports every problem.
+
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use http::Method;
+use ipnet::IpNet;
+
+use super::raw::{self, AuthMode, RawConfig};
+use super::{AuthPolicy, Config, ConfigError, HostMatch, RouteSpec, TargetSpec, TokenSource};
+use super::{UpstreamSpec};
+use crate::proxy::path::normalize_path;
+
+pub(super) fn validate(
+    raw: RawConfig,
+    text: &str,
+    source_path: Option<PathBuf>,
+) -> Result<Config, ConfigError> {
+    let mut problems = Vec::new();
+
+    let mut trusted_proxies = Vec::new();
+    for (i, cidr) in raw.trusted_proxies.iter().enumerate() {
+        match parse_cidr(cidr) {
+            Some(net) => trusted_proxies.push(net),
+            None => problems.push(format!(
+                "trusted_proxies[{i}]: `{cidr}` is not a CIDR (e.g. 10.0.0.0/8 or 127.0.0.1){}",
+                line_hint(text, cidr)
+            )),
+        }
+    }
+
+    if raw.listen.https.is_some() && raw.tls.is_none() {
+        problems.push("listen.https: set, but there is no `tls` section with cert and key".into());
+    }
+    if let Some(tls) = &raw.tls {
+        for (key, p) in [("tls.cert", &tls.cert), ("tls.key", &tls.key)] {
+            if !p.exists() {
+                problems.push(format!("{key}: file {} does not exist", p.display()));
+            }
+        }
+    }
+    if raw.listen.http.is_none() && raw.listen.https.is_none() {
+        problems.push("listen: neither `http` nor `https` is set; nothing would be served".into());
+    }
+    let store = &raw.store.url;
+    if !(store.starts_with("sqlite:") || store.starts_with("postgres://") || store.starts_with("postgresql://")) {
+        problems.push(format!(
+            "store.url: `{}` is neither sqlite://… nor postgres://…",
+            redact_url(store)
+        ));
+    }
+    if raw.limits.max_header_bytes < 8192 {
+        problems.push("limits.max_header_bytes: must be at least 8192".into());
+    }
+    if raw.limits.max_connections == 0 {
+        problems.push("limits.max_connections: must be at least 1".into());
+    }
+    if let Some(eps) = &raw.token_endpoints {
+        for (i, ep) in eps.iter().enumerate() {
+            if !ep.path.starts_with('/') {
+                problems.push(format!("token_endpoints[{i}].path: must start with `/`"));
+            }
+            if let Some(s) = ep.invalid_credentials_status {
+                if !(400..500).contains(&s) {
+                    problems.push(format!(
+                        "token_endpoints[{i}].invalid_credentials_status: {s} is not a 4xx status"
+                    ));
+                }
+            }
+            if let Some(g) = &ep.grant {
+                if !["password", "refresh_token", "client_credentials"].contains(&g.as_str()) {
+                    problems.push(format!("token_endpoints[{i}].grant: unknown grant `{g}`"));
+                }
+            }
+        }
+    }
+    if let Some(p) = &raw.forward_auth.path {
+        if !p.starts_with('/') {
+            problems.push("forward_auth.path: must start with `/`".into());
+        }
+    }
+    for (name, header) in [
+        ("user_id", &raw.identity_headers.user_id),
+        ("email", &raw.identity_headers.email),
+        ("role", &raw.identity_headers.role),
+        ("scopes", &raw.identity_headers.scopes),
+        ("client_id", &raw.identity_headers.client_id),
+        ("alias", &raw.identity_headers.alias),
+    ] {
+        if http::HeaderName::from_str(header).is_err() {
+            problems.push(format!("identity_headers.{name}: `{header}` is not a valid header name"));
+        }
+    }
+
+    let mut routes = Vec::with_capacity(raw.routes.len());
+    for (i, r) in raw.routes.iter().enumerate() {
+        if let Some(spec) = validate_route(i, r, &raw, text, &mut problems) {
+            routes.push(spec);
+        }
+    }
+    check_route_conflicts(&routes, text, &mut problems);
+
+    if problems.is_empty() {
+        Ok(Config {
+            file: raw,
+            source_path,
+            trusted_proxies,
+            routes,
+        })
+    } else {
+        Err(ConfigError {
+            source_path,
+            problems,
+        })
+    }
+}
+
+fn validate_route(
+    i: usize,
+    r: &raw::Route,
+    raw: &RawConfig,
+    text: &str,
+    problems: &mut Vec<String>,
+) -> Option<RouteSpec> {
+    let key = format!("routes[{i}] ({})", r.name);
+    let line = line_hint(text, &format!("name: {}", r.name));
+    let before = problems.len();
+
+    if r.name.trim().is_empty() {
+        problems.push(format!("routes[{i}].name: must not be empty{line}"));
+    }
+    let host = match r.host.as_deref().map(str::trim) {
+        None | Some("") | Some("*") => HostMatch::Any,
+        Some(h) if h.starts_with("*.") && h.len() > 2 && !h[2..].contains('*') => {
+            HostMatch::Suffix(h[1..].to_ascii_lowercase())
+        }
+        Some(h) if !h.contains('*') && !h.contains('/') && !h.contains(':') => {
+            HostMatch::Exact(h.to_ascii_lowercase())
+        }
+        Some(h) => {
+            problems.push(format!(
+                "{key}.host: `{h}` must be an exact host or `*.suffix` (no port, no path){line}"
+            ));
+            HostMatch::Any
+        }
+    };
+    let path = if !r.path.starts_with('/') {
+        problems.push(format!("{key}.path: `{}` must start with `/`{line}", r.path));
+        String::from("/")
+    } else {
+        match normalize_path(&r.path) {
+            Ok(p) => {
+                let p = p.into_owned();
+                if p.len() > 1 && p.ends_with('/') {
+                    p.trim_end_matches('/').to_string()
+                } else {
+                    p
+                }
+            }
+            Err(_) => {
+                problems.push(format!("{key}.path: `{}` is not a valid path{line}", r.path));
+                String::from("/")
+            }
+        }
+    };
+    let methods = r.methods.as_ref().map(|ms| {
+        ms.iter()
+            .filter_map(|m| match Method::from_bytes(m.to_ascii_uppercase().as_bytes()) {
+                Ok(m) => Some(m),
+                Err(_) => {
+                    problems.push(format!("{key}.methods: `{m}` is not an HTTP method{line}"));
+                    None
+                }
+            })
+            .collect::<Vec<_>>()
+    });
+    if methods.as_ref().is_some_and(|m| m.is_empty()) && r.methods.as_ref().is_some_and(|m| m.is_empty()) {
+        problems.push(format!("{key}.methods: empty list would match nothing; omit it to match every method{line}"));
+    }
+
+    let (targets, timeout, connect_timeout, eject_after, eject_for, retries) = match &r.upstream {
+        raw::Upstream::Url(u) => (vec![u.clone()], None, None, None, None, None),
+        raw::Upstream::Detailed(d) => (
+            d.targets.clone(),
+            d.timeout,
+            d.connect_timeout,
+            d.eject_after,
+            d.eject_for,
+            d.retries,
+        ),
+    };
+    if targets.is_empty() {
+        problems.push(format!("{key}.upstream.targets: at least one target is needed{line}"));
+    }
+    let targets: Vec<TargetSpec> = targets
+        .iter()
+        .filter_map(|t| match parse_target(t) {
+            Ok(t) => Some(t),
+            Err(why) => {
+                problems.push(format!("{key}.upstream: `{t}` {why}{line}"));
+                None
+            }
+        })
+        .collect();
+
+    let auth = match &r.auth {
+        None => AuthPolicy {
+            mode: AuthMode::None,
+            scopes: vec![],
+            roles: vec![],
+        },
+        Some(raw::Auth::Mode(m)) => AuthPolicy {
+            mode: *m,
+            scopes: vec![],
+            roles: vec![],
+        },
+        Some(raw::Auth::Detailed(d)) => {
+            if d.mode == AuthMode::None && (!d.scopes.is_empty() || !d.roles.is_empty()) {
+                problems.push(format!(
+                    "{key}.auth: scopes/roles need mode `required` or `optional`{line}"
+                ));
+            }
+            AuthPolicy {
+                mode: d.mode,
+                scopes: d.scopes.clone(),
+                roles: d.roles.clone(),
+            }
+        }
+    };
+    let token_sources = match &r.token_sources {
+        None => vec![TokenSource::Header],
+        Some(list) => list
+            .iter()
+            .filter_map(|s| match parse_token_source(s) {
+                Some(ts) => Some(ts),
+                None => {
+                    problems.push(format!(
+                        "{key}.token_sources: `{s}` is not `header`, `query:NAME` or `cookie:NAME`{line}"
+                    ));
+                    None
+                }
+            })
+            .collect(),
+    };
+
+    if problems.len() > before {
+        return None;
+    }
+    Some(RouteSpec {
+        name: r.name.clone(),
+        host,
+        path,
+        methods,
+        upstream: UpstreamSpec {
+            targets,
+            timeout: timeout.unwrap_or(Duration::from_secs(30)),
+            connect_timeout: connect_timeout.unwrap_or(Duration::from_secs(2)),
+            eject_after: eject_after.unwrap_or(3).max(1),
+            eject_for: eject_for.unwrap_or(Duration::from_secs(10)),
+            retries: retries.unwrap_or(1),
+        },
+        strip_prefix: r.strip_prefix,
+        auth,
+        token_sources,
+        max_body_bytes: r.max_body_bytes.unwrap_or(raw.limits.max_body_bytes),
+        forward_authorization: r.forward_authorization.unwrap_or(true),
+        close_on_token_expiry: r.close_on_token_expiry.unwrap_or(true),
+        index: i,
+    })
+}
+
+/// Rejects what would be ambiguous at request time: the same name twice, or two routes
+/// with the same host pattern and path whose methods overlap.
+fn check_route_conflicts(routes: &[RouteSpec], text: &str, problems: &mut Vec<String>) {
+    for (a_i, a) in routes.iter().enumerate() {
+        for b in &routes[a_i + 1..] {
+            if a.name == b.name {
+                problems.push(format!(
+                    "routes[{}]: name `{}` is used twice (routes[{}] too){}",
+                    b.index,
+                    b.name,
+                    a.index,
+                    line_hint(text, &format!("name: {}", b.name))
+                ));
+            }
+            let overlap = match (&a.methods, &b.methods) {
+                (None, None) => true,
+                (Some(x), Some(y)) => x.iter().any(|m| y.contains(m)),
+                _ => false,
+            };
+            if a.host == b.host && a.path == b.path && overlap {
+                problems.push(format!(
+                    "routes[{}] ({}): same host `{}`, path `{}` and methods as routes[{}] ({}); one would never be used{}",
+                    b.index,
+                    b.name,
+                    b.host,
+                    b.path,
+                    a.index,
+                    a.name,
+                    line_hint(text, &format!("name: {}", b.name))
+                ));
+            }
+        }
+    }
+}
+
+fn parse_cidr(s: &str) -> Option<IpNet> {
+    IpNet::from_str(s.trim())
+        .ok()
+        .or_else(|| std::net::IpAddr::from_str(s.trim()).ok().map(IpNet::from))
+}
+
+fn parse_target(t: &str) -> Result<TargetSpec, &'static str> {
+    let uri = http::Uri::from_str(t).map_err(|_| "is not a URL")?;
+    let scheme = uri.scheme().cloned().ok_or("needs a scheme (http://)")?;
+    if scheme != http::uri::Scheme::HTTP {
+        return Err("must be an http:// URL (TLS to upstreams is not supported yet)");
+    }
+    let authority = uri.authority().cloned().ok_or("needs a host")?;
+    if uri.query().is_some() {
+        return Err("must not carry a query");
+    }
+    let base_path = uri.path().trim_end_matches('/').to_string();
+    Ok(TargetSpec {
+        scheme,
+        authority,
+        base_path,
+    })
+}
+
+fn parse_token_source(s: &str) -> Option<TokenSource> {
+    let s = s.trim();
+    if s == "header" {
+        return Some(TokenSource::Header);
+    }
+    let (kind, name) = s.split_once(':')?;
+    if name.is_empty() {
+        return None;
+    }
+    match kind {
+        "query" => Some(TokenSource::Query(name.to_string())),
+        "cookie" => Some(TokenSource::Cookie(name.to_string())),
+        _ => None,
+    }
+}
+
+/// " (line N)" for the first line of `text` containing `needle`, or "".
+fn line_hint(text: &str, needle: &str) -> String {
+    text.lines()
+        .position(|l| l.contains(needle))
+        .map(|n| format!(" (line {})", n + 1))
+        .unwrap_or_default()
+}
+
+/// A store URL without its password, for error messages.
+pub(crate) fn redact_url(u: &str) -> String {
+    match url::Url::parse(u) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        _ => u.to_string(),
+    }
+}

@@ -1,0 +1,15 @@
+//! Tollgate: a reverse-proxy authentication gateway.
+//!
+//! The request path reads top to bottom in `proxy/`: route match → authenticate →
+//! authorize → mutate headers → forward. The token service (`oauth/`, `keys/`), the users
+//! API (`users/`) and provider linking (`connect/`) sit beside it and share the `store/`.
+#![forbid(unsafe_code)]
+
+pub mod app;
+pub mod body;
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod proxy;
+pub mod server;
+pub mod telemetry;

@@ -1,0 +1,99 @@
+//! Where a route's bearer token comes from: the `Authorization` header, a query parameter
+//! (the legacy `oauth_token`), or a cookie. A token taken from the query is removed from
+//! the query that is forwarded, so it never reaches upstream logs.
+
+use http::{header, HeaderMap};
+
+use crate::config::TokenSource;
+
+/// A token found in a request, and which source it came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FoundToken<'a> {
+    pub token: &'a str,
+    pub source: &'a TokenSource,
+}
+
+/// Returns the first token found by the route's sources, in order.
+pub fn find_token<'a>(
+    sources: &'a [TokenSource],
+    headers: &'a HeaderMap,
+    query: Option<&'a str>,
+) -> Option<FoundToken<'a>> {
+    for source in sources {
+        let token = match source {
+            TokenSource::Header => bearer(headers),
+            TokenSource::Query(name) => query.and_then(|q| query_param(q, name)),
+            TokenSource::Cookie(name) => cookie(headers, name),
+        };
+        if let Some(token) = token.filter(|t| !t.is_empty()) {
+            return Some(FoundToken { token, source });
+        }
+    }
+    None
+}
+
+/// `Authorization: Bearer <token>` (scheme case-insensitive).
+pub fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, rest) = v.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
+}
+
+fn query_param<'a>(query: &'a str, name: &str) -> Option<&'a str> {
+    // Tokens are URL-safe (JWT, hex, base64url), so the raw value is the token; a value
+    // that would need decoding is not a token we issue or accept.
+    query
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.trim_matches('"'))
+}
+
+/// The query without parameter `name`; `None` when nothing is left.
+pub fn remove_query_param(query: &str, name: &str) -> Option<String> {
+    let kept: Vec<&str> = query
+        .split('&')
+        .filter(|kv| !kv.is_empty() && kv.split('=').next() != Some(name))
+        .collect();
+    (!kept.is_empty()).then(|| kept.join("&"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    #[test]
+    fn sources_in_order() {
+        let mut h = HeaderMap::new();
+        h.insert("cookie", HeaderValue::from_static("a=1; session=ck"));
+        let sources = vec![
+            TokenSource::Header,
+            TokenSource::Query("oauth_token".into()),
+            TokenSource::Cookie("session".into()),
+        ];
+        assert_eq!(find_token(&sources, &h, Some("x=1&oauth_token=qt")).unwrap().token, "qt");
+        assert_eq!(find_token(&sources, &h, None).unwrap().token, "ck");
+        h.insert("authorization", HeaderValue::from_static("bearer hd"));
+        assert_eq!(find_token(&sources, &h, Some("oauth_token=qt")).unwrap().token, "hd");
+        h.insert("authorization", HeaderValue::from_static("Basic abc"));
+        assert_eq!(find_token(&sources[..1], &h, None), None);
+    }
+
+    #[test]
+    fn query_token_removed() {
+        assert_eq!(remove_query_param("a=1&oauth_token=t&b=2", "oauth_token").as_deref(), Some("a=1&b=2"));
+        assert_eq!(remove_query_param("oauth_token=t", "oauth_token"), None);
+    }
+}

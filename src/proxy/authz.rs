@@ -1,0 +1,55 @@
+//! The route policy: `none`, `optional`, `required`, plus required scopes and roles.
+//! Exactly one decision per request; errors map to 401/403 in `error.rs`.
+
+use std::sync::Arc;
+
+use super::authn::{Authenticator, AuthnError, Identity};
+use super::error::GatewayError;
+use crate::config::raw::AuthMode;
+use crate::config::AuthPolicy;
+
+/// Applies `policy` to the token the request carried (if any).
+///
+/// - `none`: the token is not looked at; no identity.
+/// - `optional`: no token passes anonymously; a token must be valid.
+/// - `required`: a valid token is needed.
+///
+/// Scopes and roles, when listed, must all be held (scopes) / one must match (roles).
+pub async fn decide(
+    policy: &AuthPolicy,
+    token: Option<&str>,
+    authenticator: &dyn Authenticator,
+) -> Result<Option<Arc<Identity>>, GatewayError> {
+    let token = match (policy.mode, token) {
+        (AuthMode::None, _) => return Ok(None),
+        (AuthMode::Optional, None) => return Ok(None),
+        (AuthMode::Required, None) => return Err(GatewayError::Unauthenticated),
+        (_, Some(t)) => t,
+    };
+    let identity = authenticator.authenticate(token).await.map_err(|e| match e {
+        AuthnError::Invalid(why) => GatewayError::InvalidToken(why),
+        AuthnError::Unavailable(why) => GatewayError::AuthUnavailable(why),
+    })?;
+    authorize(policy, &identity)?;
+    Ok(Some(identity))
+}
+
+/// Scope and role checks for an authenticated identity.
+pub fn authorize(policy: &AuthPolicy, identity: &Identity) -> Result<(), GatewayError> {
+    if !policy
+        .scopes
+        .iter()
+        .all(|s| identity.scopes.iter().any(|have| have == s))
+    {
+        return Err(GatewayError::InsufficientScope);
+    }
+    if !policy.roles.is_empty()
+        && !identity
+            .role
+            .as_ref()
+            .is_some_and(|r| policy.roles.iter().any(|want| want == r))
+    {
+        return Err(GatewayError::InsufficientScope);
+    }
+    Ok(())
+}

@@ -1,0 +1,106 @@
+//! The one place a gateway failure becomes an HTTP answer. 5xx bodies stay generic
+//! (details go to the log); every 401 carries `WWW-Authenticate`.
+
+use http::{header, HeaderValue, Response, StatusCode};
+
+use crate::body::{json_error, Body};
+
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    #[error("no route matches the request")]
+    NoRoute,
+    #[error("malformed request path")]
+    BadPath,
+    #[error("request body larger than {0} bytes")]
+    BodyTooLarge(u64),
+    #[error("upstream unreachable: {0}")]
+    UpstreamUnreachable(String),
+    #[error("upstream did not answer within {0:?}")]
+    UpstreamTimeout(std::time::Duration),
+    #[error("authentication required")]
+    Unauthenticated,
+    #[error("invalid token: {0}")]
+    InvalidToken(String),
+    #[error("insufficient scope")]
+    InsufficientScope,
+    #[error("token could not be checked: {0}")]
+    AuthUnavailable(String),
+}
+
+impl GatewayError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            GatewayError::NoRoute => StatusCode::NOT_FOUND,
+            GatewayError::BadPath => StatusCode::BAD_REQUEST,
+            GatewayError::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            GatewayError::UpstreamUnreachable(_) => StatusCode::BAD_GATEWAY,
+            GatewayError::UpstreamTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
+            GatewayError::Unauthenticated | GatewayError::InvalidToken(_) => StatusCode::UNAUTHORIZED,
+            GatewayError::InsufficientScope => StatusCode::FORBIDDEN,
+            GatewayError::AuthUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    /// Metric label for the kind of failure.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            GatewayError::NoRoute => "no_route",
+            GatewayError::BadPath => "bad_path",
+            GatewayError::BodyTooLarge(_) => "body_too_large",
+            GatewayError::UpstreamUnreachable(_) => "unreachable",
+            GatewayError::UpstreamTimeout(_) => "timeout",
+            GatewayError::Unauthenticated => "unauthenticated",
+            GatewayError::InvalidToken(_) => "invalid_token",
+            GatewayError::InsufficientScope => "insufficient_scope",
+            GatewayError::AuthUnavailable(_) => "auth_unavailable",
+        }
+    }
+
+    pub fn into_response(self) -> Response<Body> {
+        let status = self.status();
+        let (error, description, www) = match &self {
+            GatewayError::NoRoute => ("not_found", "no route matches this request", None),
+            GatewayError::BadPath => ("invalid_request", "the request path is malformed", None),
+            GatewayError::BodyTooLarge(_) => (
+                "request_too_large",
+                "the request body is larger than this route allows",
+                None,
+            ),
+            GatewayError::UpstreamUnreachable(_) => {
+                ("bad_gateway", "the upstream service could not be reached", None)
+            }
+            GatewayError::UpstreamTimeout(_) => {
+                ("gateway_timeout", "the upstream service did not answer in time", None)
+            }
+            GatewayError::Unauthenticated => (
+                "unauthorized",
+                "a bearer token is required",
+                Some(HeaderValue::from_static(r#"Bearer realm="tollgate""#)),
+            ),
+            GatewayError::InvalidToken(_) => (
+                "invalid_token",
+                "the access token is invalid, expired or revoked",
+                Some(HeaderValue::from_static(
+                    r#"Bearer realm="tollgate", error="invalid_token", error_description="the access token is invalid, expired or revoked""#,
+                )),
+            ),
+            GatewayError::InsufficientScope => (
+                "insufficient_scope",
+                "the access token lacks the scope or role this route requires",
+                Some(HeaderValue::from_static(
+                    r#"Bearer realm="tollgate", error="insufficient_scope""#,
+                )),
+            ),
+            GatewayError::AuthUnavailable(_) => (
+                "temporarily_unavailable",
+                "the token could not be checked; try again",
+                None,
+            ),
+        };
+        let mut resp = json_error(status, error, description);
+        if let Some(w) = www {
+            resp.headers_mut().insert(header::WWW_AUTHENTICATE, w);
+        }
+        resp
+    }
+}

@@ -1,0 +1,362 @@
+//! The pooled upstream client: target choice (round robin with passive ejection), URI
+//! rewrite, streaming bodies both ways, retries for idempotent body-less requests,
+//! connect and response timeouts, and WebSocket upgrades.
+
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::request::Parts;
+use http::{Method, Request, Response, StatusCode, Uri};
+use http_body::{Body as HttpBody, Frame, SizeHint};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+
+use super::error::GatewayError;
+use super::headers::remove_hop_by_hop;
+use crate::body::{self, Body, BoxError};
+use crate::config::{TargetSpec, UpstreamSpec};
+
+pub type HttpClient = Client<HttpConnector, Body>;
+
+/// Upstream clients shared across config reloads, one per connect timeout, so a reload
+/// keeps the warm connection pools.
+#[derive(Default)]
+pub struct ClientCache {
+    clients: Mutex<HashMap<Duration, HttpClient>>,
+}
+
+impl ClientCache {
+    pub fn get(&self, connect_timeout: Duration) -> HttpClient {
+        let mut map = self.clients.lock().expect("client cache lock");
+        map.entry(connect_timeout)
+            .or_insert_with(|| {
+                let mut conn = HttpConnector::new();
+                conn.set_connect_timeout(Some(connect_timeout));
+                conn.set_nodelay(true);
+                conn.enforce_http(true);
+                Client::builder(TokioExecutor::new())
+                    .pool_idle_timeout(Duration::from_secs(90))
+                    .pool_timer(TokioTimer::new())
+                    .build(conn)
+            })
+            .clone()
+    }
+}
+
+fn now_ms() -> u64 {
+    static BASE: OnceLock<Instant> = OnceLock::new();
+    BASE.get_or_init(Instant::now).elapsed().as_millis() as u64
+}
+
+struct Target {
+    spec: TargetSpec,
+    consecutive_failures: AtomicU32,
+    ejected_until_ms: AtomicU64,
+}
+
+/// One route's upstream: its targets and the shared client.
+pub struct Upstream {
+    targets: Vec<Target>,
+    next: AtomicUsize,
+    client: HttpClient,
+    timeout: Duration,
+    retries: u32,
+    eject_after: u32,
+    eject_for: Duration,
+}
+
+/// What `forward` needs to know beyond the request itself.
+pub struct ForwardRequest {
+    pub parts: Parts,
+    pub body: Body,
+    /// The normalised path to send (after `strip_prefix`), without query.
+    pub path: String,
+    /// The query to send (after removing a query token), without `?`.
+    pub query: Option<String>,
+    /// Present when the client asked for a protocol upgrade (WebSocket).
+    pub upgrade: Option<hyper::upgrade::OnUpgrade>,
+    /// Close an upgraded connection at this instant (token expiry); `None` keeps it open.
+    pub close_at: Option<tokio::time::Instant>,
+}
+
+impl Upstream {
+    pub fn new(spec: &UpstreamSpec, clients: &ClientCache) -> Self {
+        Upstream {
+            targets: spec
+                .targets
+                .iter()
+                .map(|t| Target {
+                    spec: t.clone(),
+                    consecutive_failures: AtomicU32::new(0),
+                    ejected_until_ms: AtomicU64::new(0),
+                })
+                .collect(),
+            next: AtomicUsize::new(0),
+            client: clients.get(spec.connect_timeout),
+            timeout: spec.timeout,
+            retries: spec.retries,
+            eject_after: spec.eject_after,
+            eject_for: spec.eject_for,
+        }
+    }
+
+    /// Round robin over targets that are not ejected; when all are ejected, plain round
+    /// robin (trying is better than refusing outright).
+    fn pick(&self) -> &Target {
+        let n = self.targets.len();
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        if n == 1 {
+            return &self.targets[0];
+        }
+        let now = now_ms();
+        for i in 0..n {
+            let t = &self.targets[(start + i) % n];
+            if t.ejected_until_ms.load(Ordering::Relaxed) <= now {
+                return t;
+            }
+        }
+        &self.targets[start % n]
+    }
+
+    fn record(&self, t: &Target, ok: bool) {
+        if ok {
+            if t.consecutive_failures.load(Ordering::Relaxed) != 0 {
+                t.consecutive_failures.store(0, Ordering::Relaxed);
+            }
+            return;
+        }
+        let failures = t.consecutive_failures.fetch_add(1, Ordering::Relaxed) + 1;
+        if failures >= self.eject_after && self.targets.len() > 1 {
+            t.ejected_until_ms
+                .store(now_ms() + self.eject_for.as_millis() as u64, Ordering::Relaxed);
+            t.consecutive_failures.store(0, Ordering::Relaxed);
+            tracing::warn!(target = %t.spec, for_ms = self.eject_for.as_millis() as u64, "upstream target ejected after consecutive failures");
+            metrics::counter!("tollgate_upstream_ejections_total").increment(1);
+        }
+    }
+
+    fn uri_for(t: &TargetSpec, path: &str, query: Option<&str>) -> Result<Uri, GatewayError> {
+        let mut s = String::with_capacity(
+            t.authority.as_str().len() + t.base_path.len() + path.len() + 16 + query.map_or(0, |q| q.len() + 1),
+        );
+        s.push_str(t.scheme.as_str());
+        s.push_str("://");
+        s.push_str(t.authority.as_str());
+        s.push_str(&t.base_path);
+        if t.base_path.is_empty() || path != "/" {
+            s.push_str(path);
+        }
+        if let Some(q) = query {
+            s.push('?');
+            s.push_str(q);
+        }
+        Uri::try_from(s).map_err(|_| GatewayError::BadPath)
+    }
+
+    /// Sends the request upstream and returns the upstream's response head with its body
+    /// streaming behind it.
+    pub async fn forward(&self, req: ForwardRequest) -> Result<Response<Body>, GatewayError> {
+        let ForwardRequest {
+            mut parts,
+            body,
+            path,
+            query,
+            upgrade,
+            close_at,
+        } = req;
+        remove_hop_by_hop(&mut parts.headers, upgrade.is_some());
+        parts.headers.remove(http::header::HOST);
+        parts.version = http::Version::HTTP_11;
+
+        let retryable = is_idempotent(&parts.method)
+            && HttpBody::is_end_stream(&body)
+            && upgrade.is_none()
+            && self.retries > 0;
+        let attempts = if retryable { 1 + self.retries } else { 1 };
+        let mut body = Some(body);
+        let mut last_err = GatewayError::UpstreamUnreachable("no attempt made".into());
+        for attempt in 0..attempts {
+            let target = self.pick();
+            let uri = Self::uri_for(&target.spec, &path, query.as_deref())?;
+            let mut builder = Request::builder()
+                .method(parts.method.clone())
+                .uri(uri)
+                .version(http::Version::HTTP_11);
+            let last = attempt + 1 == attempts;
+            // The last attempt moves the headers; earlier ones (body-less by construction)
+            // copy them.
+            let headers = if last {
+                std::mem::take(&mut parts.headers)
+            } else {
+                parts.headers.clone()
+            };
+            *builder.headers_mut().expect("builder ok") = headers;
+            let b = if last {
+                body.take().unwrap_or_else(body::empty)
+            } else {
+                body::empty()
+            };
+            let upstream_req = builder.body(b).map_err(|_| GatewayError::BadPath)?;
+            match tokio::time::timeout(self.timeout, self.client.request(upstream_req)).await {
+                Ok(Ok(mut resp)) => {
+                    self.record(target, true);
+                    if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+                        if let Some(down) = upgrade {
+                            let up = hyper::upgrade::on(&mut resp);
+                            tokio::spawn(tunnel(down, up, close_at));
+                            let (mut rparts, _) = resp.into_parts();
+                            remove_hop_by_hop(&mut rparts.headers, true);
+                            return Ok(Response::from_parts(rparts, body::empty()));
+                        }
+                    }
+                    let (mut rparts, rbody) = resp.into_parts();
+                    remove_hop_by_hop(&mut rparts.headers, false);
+                    return Ok(Response::from_parts(rparts, body::boxed(rbody)));
+                }
+                Ok(Err(e)) => {
+                    if let Some(limit) = body_too_large(&e) {
+                        return Err(GatewayError::BodyTooLarge(limit));
+                    }
+                    self.record(target, false);
+                    tracing::warn!(target = %target.spec, attempt, error = %error_chain(&e), "upstream request failed");
+                    metrics::counter!("tollgate_upstream_errors_total", "kind" => "unreachable").increment(1);
+                    last_err = GatewayError::UpstreamUnreachable(error_chain(&e));
+                }
+                Err(_) => {
+                    self.record(target, false);
+                    tracing::warn!(target = %target.spec, timeout_ms = self.timeout.as_millis() as u64, "upstream timed out");
+                    metrics::counter!("tollgate_upstream_errors_total", "kind" => "timeout").increment(1);
+                    return Err(GatewayError::UpstreamTimeout(self.timeout));
+                }
+            }
+        }
+        Err(last_err)
+    }
+}
+
+fn is_idempotent(m: &Method) -> bool {
+    matches!(
+        *m,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE
+    )
+}
+
+/// Pipes an upgraded connection both ways until either side closes or `close_at` passes.
+async fn tunnel(
+    down: hyper::upgrade::OnUpgrade,
+    up: hyper::upgrade::OnUpgrade,
+    close_at: Option<tokio::time::Instant>,
+) {
+    let (down, up) = match tokio::try_join!(down, up) {
+        Ok(pair) => pair,
+        Err(e) => {
+            tracing::debug!(error = %e, "upgrade failed");
+            return;
+        }
+    };
+    let mut down = TokioIo::new(down);
+    let mut up = TokioIo::new(up);
+    let copy = tokio::io::copy_bidirectional(&mut down, &mut up);
+    match close_at {
+        Some(at) => {
+            if tokio::time::timeout_at(at, copy).await.is_err() {
+                tracing::info!("upgraded connection closed: its token expired");
+            }
+        }
+        None => {
+            let _ = copy.await;
+        }
+    }
+}
+
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
+fn body_too_large(e: &(dyn std::error::Error + 'static)) -> Option<u64> {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(c) = cur {
+        if let Some(b) = c.downcast_ref::<BodyTooLarge>() {
+            return Some(b.0);
+        }
+        cur = c.source();
+    }
+    None
+}
+
+/// The error a [`LimitedBody`] yields once more than its limit has passed through.
+#[derive(Debug, thiserror::Error)]
+#[error("request body exceeds {0} bytes")]
+pub struct BodyTooLarge(pub u64);
+
+pin_project_lite::pin_project! {
+    /// Streams the inbound body unchanged, failing as soon as it exceeds the route's limit
+    /// (for bodies without a `Content-Length`, which are checked up front instead).
+    pub struct LimitedBody {
+        #[pin]
+        inner: Incoming,
+        seen: u64,
+        limit: u64,
+    }
+}
+
+impl LimitedBody {
+    pub fn new(inner: Incoming, limit: u64) -> Self {
+        LimitedBody {
+            inner,
+            seen: 0,
+            limit,
+        }
+    }
+}
+
+impl HttpBody for LimitedBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.project();
+        match this.inner.poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(d) = frame.data_ref() {
+                    *this.seen += d.len() as u64;
+                    if *this.seen > *this.limit {
+                        return Poll::Ready(Some(Err(Box::new(BodyTooLarge(*this.limit)))));
+                    }
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(Box::new(e)))),
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// Shared so tests and the admin port can see an upstream's target health.
+pub type SharedUpstream = Arc<Upstream>;

@@ -1,0 +1,245 @@
+//! Header rewriting on the way to the upstream and back: hop-by-hop removal,
+//! `X-Forwarded-*`, `X-Request-Id`, and stripping of identity headers a client might spoof.
+//!
+//! Threat model: a client sends `X-User-Id: admin` (or `X_User_Id`, `x.user.id`, which
+//! some upstream frameworks fold into the same variable) hoping the upstream trusts it.
+//! Every inbound header whose name folds to an identity header name is removed on every
+//! route, public ones included, before Tollgate injects its own values.
+
+use std::net::IpAddr;
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use ipnet::IpNet;
+
+pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+pub static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+pub static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+static FORWARDED: HeaderName = HeaderName::from_static("forwarded");
+static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+
+/// Hop-by-hop headers (RFC 9110 §7.6.1) never forwarded in either direction.
+static HOP_BY_HOP: [&HeaderName; 8] = [
+    &header::CONNECTION,
+    &KEEP_ALIVE,
+    &PROXY_CONNECTION,
+    &header::TE,
+    &header::TRAILER,
+    &header::TRANSFER_ENCODING,
+    &header::UPGRADE,
+    &header::PROXY_AUTHORIZATION,
+];
+
+/// Removes hop-by-hop headers, including any the `Connection` header names. When
+/// `keep_upgrade` is set (a WebSocket handshake), `Connection: upgrade` and `Upgrade` stay.
+pub fn remove_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
+    if let Some(conn) = headers.get(header::CONNECTION) {
+        if let Ok(list) = conn.to_str() {
+            let named: Vec<HeaderName> = list
+                .split(',')
+                .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+                .filter(|n| !(keep_upgrade && n == header::UPGRADE))
+                .collect();
+            for n in named {
+                headers.remove(n);
+            }
+        }
+    }
+    for h in HOP_BY_HOP {
+        if keep_upgrade && (*h == header::CONNECTION || *h == header::UPGRADE) {
+            continue;
+        }
+        headers.remove(h);
+    }
+    if keep_upgrade {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    }
+}
+
+/// True for a WebSocket (or other) upgrade request.
+pub fn is_upgrade_request(headers: &HeaderMap) -> bool {
+    headers.contains_key(header::UPGRADE)
+        && headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+}
+
+/// The identity header names in folded form (lower case, `_` and `.` as `-`), built once
+/// per configuration.
+#[derive(Debug, Clone, Default)]
+pub struct IdentityHeaderSet {
+    folded: Vec<Box<[u8]>>,
+}
+
+fn fold(b: u8) -> u8 {
+    match b {
+        b'_' | b'.' => b'-',
+        b => b.to_ascii_lowercase(),
+    }
+}
+
+impl IdentityHeaderSet {
+    pub fn new<'a>(names: impl IntoIterator<Item = &'a str>) -> Self {
+        IdentityHeaderSet {
+            folded: names
+                .into_iter()
+                .map(|n| n.bytes().map(fold).collect::<Vec<u8>>().into_boxed_slice())
+                .collect(),
+        }
+    }
+
+    fn is_identity(&self, name: &HeaderName) -> bool {
+        let n = name.as_str().as_bytes();
+        self.folded
+            .iter()
+            .any(|f| f.len() == n.len() && f.iter().zip(n).all(|(a, b)| *a == fold(*b)))
+    }
+
+    /// Removes every inbound header that folds to an identity header name.
+    pub fn strip(&self, headers: &mut HeaderMap) {
+        // Collect first: HeaderMap cannot remove while iterating. Allocates only when a
+        // client actually sent such a header.
+        let mut spoofed: Vec<HeaderName> = Vec::new();
+        for name in headers.keys() {
+            if self.is_identity(name) {
+                spoofed.push(name.clone());
+            }
+        }
+        for n in spoofed {
+            headers.remove(n);
+        }
+    }
+}
+
+/// Sets `X-Forwarded-For/-Proto/-Host`. Inbound values are kept (and appended to) only when
+/// the peer is inside `trusted`; from anyone else they are replaced. `Forwarded` from an
+/// untrusted peer is dropped for the same reason.
+pub fn set_forwarded(
+    headers: &mut HeaderMap,
+    peer: IpAddr,
+    scheme: &'static str,
+    host: Option<&str>,
+    trusted: &[IpNet],
+) {
+    let trusted_peer = trusted.iter().any(|n| n.contains(&peer));
+    let peer_str = peer.to_string();
+    if trusted_peer {
+        let prior: Vec<String> = headers
+            .get_all(&X_FORWARDED_FOR)
+            .iter()
+            .filter_map(|v| v.to_str().ok().map(str::to_owned))
+            .collect();
+        let value = if prior.is_empty() {
+            peer_str
+        } else {
+            format!("{}, {peer_str}", prior.join(", "))
+        };
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            headers.insert(&X_FORWARDED_FOR, v);
+        }
+        if !headers.contains_key(&X_FORWARDED_PROTO) {
+            headers.insert(&X_FORWARDED_PROTO, HeaderValue::from_static(scheme));
+        }
+        if !headers.contains_key(&X_FORWARDED_HOST) {
+            if let Some(v) = host.and_then(|h| HeaderValue::from_str(h).ok()) {
+                headers.insert(&X_FORWARDED_HOST, v);
+            }
+        }
+    } else {
+        headers.remove(&FORWARDED);
+        if let Ok(v) = HeaderValue::from_str(&peer_str) {
+            headers.insert(&X_FORWARDED_FOR, v);
+        }
+        headers.insert(&X_FORWARDED_PROTO, HeaderValue::from_static(scheme));
+        match host.and_then(|h| HeaderValue::from_str(h).ok()) {
+            Some(v) => {
+                headers.insert(&X_FORWARDED_HOST, v);
+            }
+            None => {
+                headers.remove(&X_FORWARDED_HOST);
+            }
+        }
+    }
+}
+
+/// The request id: the inbound `X-Request-Id` when it is sane (1–128 characters of
+/// `[A-Za-z0-9._:-]`), else a new UUID.
+pub fn request_id(headers: &HeaderMap) -> HeaderValue {
+    if let Some(v) = headers.get(&X_REQUEST_ID) {
+        let b = v.as_bytes();
+        if !b.is_empty()
+            && b.len() <= 128
+            && b
+                .iter()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.' | b':'))
+        {
+            return v.clone();
+        }
+    }
+    let id = uuid::Uuid::new_v4();
+    let mut buf = uuid::Uuid::encode_buffer();
+    HeaderValue::from_str(id.hyphenated().encode_lower(&mut buf)).expect("uuid is ascii")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strips_identity_spellings() {
+        let set = IdentityHeaderSet::new(["X-User-Id", "X-User-Email"]);
+        let mut h = HeaderMap::new();
+        h.insert("x-user-id", HeaderValue::from_static("admin"));
+        h.insert("x_user_id", HeaderValue::from_static("admin"));
+        h.insert("x.user.email", HeaderValue::from_static("a@b"));
+        h.insert("x-user-idx", HeaderValue::from_static("keep"));
+        h.insert("accept", HeaderValue::from_static("*/*"));
+        set.strip(&mut h);
+        assert_eq!(h.len(), 2);
+        assert!(h.contains_key("x-user-idx"));
+    }
+
+    #[test]
+    fn hop_by_hop_and_connection_named() {
+        let mut h = HeaderMap::new();
+        h.insert("connection", HeaderValue::from_static("close, x-secret-hop"));
+        h.insert("x-secret-hop", HeaderValue::from_static("1"));
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.insert("te", HeaderValue::from_static("trailers"));
+        h.insert("accept", HeaderValue::from_static("*/*"));
+        remove_hop_by_hop(&mut h, false);
+        assert_eq!(h.len(), 1);
+    }
+
+    #[test]
+    fn forwarded_replaced_unless_trusted() {
+        let mut h = HeaderMap::new();
+        h.insert("x-forwarded-for", HeaderValue::from_static("6.6.6.6"));
+        h.insert("x-forwarded-proto", HeaderValue::from_static("https"));
+        let peer: IpAddr = "127.0.0.1".parse().unwrap();
+        set_forwarded(&mut h, peer, "http", Some("a.example"), &[]);
+        assert_eq!(h["x-forwarded-for"], "127.0.0.1");
+        assert_eq!(h["x-forwarded-proto"], "http");
+        assert_eq!(h["x-forwarded-host"], "a.example");
+
+        let mut h = HeaderMap::new();
+        h.insert("x-forwarded-for", HeaderValue::from_static("6.6.6.6"));
+        h.insert("x-forwarded-proto", HeaderValue::from_static("https"));
+        set_forwarded(&mut h, peer, "http", Some("a.example"), &["127.0.0.0/8".parse().unwrap()]);
+        assert_eq!(h["x-forwarded-for"], "6.6.6.6, 127.0.0.1");
+        assert_eq!(h["x-forwarded-proto"], "https");
+    }
+
+    #[test]
+    fn request_id_kept_if_sane() {
+        let mut h = HeaderMap::new();
+        h.insert("x-request-id", HeaderValue::from_static("abc-123"));
+        assert_eq!(request_id(&h), "abc-123");
+        h.insert("x-request-id", HeaderValue::from_static("bad id with spaces"));
+        assert_eq!(request_id(&h).len(), 36);
+    }
+}

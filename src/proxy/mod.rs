@@ -1,0 +1,263 @@
+//! The data path, in the order it runs. [`Proxy::handle`] is the whole story of a proxied
+//! request; each step is one call into a module named after what it does:
+//!
+//! 1. `path`    — normalise the path once; the result is matched AND forwarded.
+//! 2. `route`   — host + method + path → route (404 when nothing matches).
+//! 3. limits    — `Content-Length` over the route's body limit → 413.
+//! 4. `authn`   — find the token (`authn::source`) and validate it → identity.
+//! 5. `authz`   — route policy: none / optional / required, scopes, roles.
+//! 6. `headers` — strip spoofable identity headers, then inject ours; `X-Forwarded-*`.
+//! 7. `forward` — pooled upstream request, bodies streamed both ways.
+//! 8. `error`   — any failure above becomes its status in one place.
+
+pub mod authn;
+pub mod authz;
+pub mod error;
+pub mod forward;
+pub mod headers;
+pub mod identity;
+pub mod path;
+pub mod route;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use http::{header, HeaderValue, Method, Request, Response};
+use hyper::body::Incoming;
+
+use crate::body::{self, Body};
+use crate::config::{Config, RouteSpec, TokenSource};
+use authn::{Authenticator, Identity};
+use error::GatewayError;
+use forward::{ClientCache, ForwardRequest, LimitedBody, Upstream};
+use headers::IdentityHeaderSet;
+use route::{HasSpec, RouteTable};
+
+/// A route with its live upstream.
+pub struct Route {
+    pub spec: RouteSpec,
+    pub upstream: Upstream,
+    /// The route name as a metrics label, shared rather than copied per request.
+    pub label: metrics::SharedString,
+}
+
+impl HasSpec for Route {
+    fn spec(&self) -> &RouteSpec {
+        &self.spec
+    }
+}
+
+/// Everything a request needs from one configuration generation. Built whole from a
+/// validated [`Config`] and swapped atomically on reload; a request holds the generation
+/// it started with until it ends.
+pub struct Runtime {
+    pub config: Arc<Config>,
+    pub routes: RouteTable<Route>,
+    pub identity_headers: IdentityHeaderSet,
+    pub identity_names: identity::IdentityHeaderNames,
+}
+
+impl Runtime {
+    pub fn build(config: Arc<Config>, clients: &ClientCache) -> Runtime {
+        let routes = config
+            .routes
+            .iter()
+            .map(|spec| Route {
+                upstream: Upstream::new(&spec.upstream, clients),
+                label: metrics::SharedString::from(spec.name.clone()),
+                spec: spec.clone(),
+            })
+            .collect();
+        let ih = &config.identity_headers;
+        let mut names: Vec<&str> = vec![
+            &ih.user_id,
+            &ih.email,
+            &ih.role,
+            &ih.scopes,
+            &ih.client_id,
+            &ih.alias,
+        ];
+        if let Some(s) = &ih.signed_jwt {
+            names.push(s);
+        }
+        Runtime {
+            identity_headers: IdentityHeaderSet::new(names),
+            identity_names: identity::IdentityHeaderNames::from_config(ih),
+            routes: RouteTable::new(routes),
+            config,
+        }
+    }
+}
+
+/// Facts about the downstream connection a request arrived on.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnInfo {
+    pub peer: SocketAddr,
+    pub scheme: &'static str,
+}
+
+/// The host a request is addressed to, without port: the URI authority (HTTP/2, absolute
+/// form) or the `Host` header.
+pub fn request_host<B>(req: &Request<B>) -> Option<&str> {
+    let raw = match req.uri().host() {
+        Some(h) => h,
+        None => req.headers().get(header::HOST)?.to_str().ok()?,
+    };
+    Some(strip_port(raw))
+}
+
+fn strip_port(h: &str) -> &str {
+    if h.starts_with('[') {
+        return h.split(']').next().map(|s| &s[1..]).unwrap_or(h);
+    }
+    match h.rsplit_once(':') {
+        Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) => host,
+        _ => h,
+    }
+}
+
+/// The proxy pipeline.
+pub struct Proxy {
+    pub authenticator: Arc<dyn Authenticator>,
+}
+
+/// What the pipeline reports about a request for metrics and the access log.
+pub struct Outcome {
+    pub route: Option<metrics::SharedString>,
+}
+
+impl Proxy {
+    pub async fn handle(
+        &self,
+        rt: &Runtime,
+        req: Request<Incoming>,
+        conn: ConnInfo,
+        request_id: &HeaderValue,
+        outcome: &mut Outcome,
+    ) -> Result<Response<Body>, GatewayError> {
+        let started = Instant::now();
+        let _ = started;
+        // 1. One normalisation, used for matching and forwarding.
+        let norm = path::normalize_path(req.uri().path()).map_err(|_| GatewayError::BadPath)?;
+        // 2. Route.
+        let host = request_host(&req);
+        let route = rt
+            .routes
+            .find(host, req.method(), &norm)
+            .ok_or(GatewayError::NoRoute)?
+            .clone();
+        outcome.route = Some(route.label.clone());
+        let spec = &route.spec;
+
+        // 3. Body limit known up front.
+        if let Some(len) = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+        {
+            if len > spec.max_body_bytes {
+                return Err(GatewayError::BodyTooLarge(spec.max_body_bytes));
+            }
+        }
+
+        // 4 + 5. Authenticate and authorize per the route's policy.
+        let found = authn::source::find_token(&spec.token_sources, req.headers(), req.uri().query());
+        let identity: Option<Arc<Identity>> =
+            authz::decide(&spec.auth, found.as_ref().map(|f| f.token), &*self.authenticator).await?;
+        let query_token = match found.as_ref().map(|f| f.source) {
+            Some(TokenSource::Query(name)) => Some(name.clone()),
+            _ => None,
+        };
+
+        let upgrade_requested = headers::is_upgrade_request(req.headers());
+        let forward_path = forwarded_path(spec, &norm);
+        let query = match (req.uri().query(), &query_token) {
+            (Some(q), Some(name)) => authn::source::remove_query_param(q, name),
+            (Some(q), None) => Some(q.to_string()),
+            (None, _) => None,
+        };
+        let host_owned = host.map(str::to_owned);
+        drop(norm);
+
+        let (mut parts, incoming) = req.into_parts();
+        let upgrade = if upgrade_requested {
+            parts.extensions.remove::<hyper::upgrade::OnUpgrade>()
+        } else {
+            None
+        };
+
+        // 6. Strip before inject: spoofed identity headers never pass, on any route.
+        rt.identity_headers.strip(&mut parts.headers);
+        if !spec.forward_authorization {
+            parts.headers.remove(header::AUTHORIZATION);
+        }
+        if let Some(id) = &identity {
+            rt.identity_names.inject(&mut parts.headers, id);
+        }
+        headers::set_forwarded(
+            &mut parts.headers,
+            conn.peer.ip(),
+            conn.scheme,
+            host_owned.as_deref(),
+            &rt.config.trusted_proxies,
+        );
+        parts.headers.insert(&headers::X_REQUEST_ID, request_id.clone());
+
+        let close_at = match (&identity, spec.close_on_token_expiry) {
+            (Some(id), true) => id.expires_at.map(deadline_from_unix),
+            _ => None,
+        };
+        let body = if http_body::Body::is_end_stream(&incoming) {
+            body::empty()
+        } else {
+            body::boxed(LimitedBody::new(incoming, spec.max_body_bytes))
+        };
+
+        // 7. Forward.
+        route
+            .upstream
+            .forward(ForwardRequest {
+                parts,
+                body,
+                path: forward_path,
+                query,
+                upgrade,
+                close_at,
+            })
+            .await
+    }
+}
+
+/// The path sent upstream: the normalised path, minus the route prefix when
+/// `strip_prefix` is set (never empty: at least "/").
+fn forwarded_path(spec: &RouteSpec, norm: &str) -> String {
+    if spec.strip_prefix && spec.path != "/" {
+        let rest = &norm[spec.path.len().min(norm.len())..];
+        if rest.is_empty() {
+            "/".to_string()
+        } else {
+            rest.to_string()
+        }
+    } else {
+        norm.to_string()
+    }
+}
+
+fn deadline_from_unix(exp: u64) -> tokio::time::Instant {
+    let now_unix = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    tokio::time::Instant::now() + std::time::Duration::from_secs(exp.saturating_sub(now_unix))
+}
+
+/// The coarse method class used as a metrics label.
+pub fn method_class(m: &Method) -> &'static str {
+    match *m {
+        Method::GET | Method::HEAD => "read",
+        Method::POST | Method::PUT | Method::PATCH | Method::DELETE => "write",
+        _ => "other",
+    }
+}
