@@ -12,4 +12,5 @@ pub mod commands;
 pub mod config;
 pub mod proxy;
 pub mod server;
+pub mod store;
 pub mod telemetry;

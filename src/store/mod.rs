@@ -1,0 +1,151 @@
+//! Persistent state behind narrow async traits split by capability (users, clients,
+//! tokens, identities), each implemented for SQLite (the embedded default) and
+//! PostgreSQL (several replicas). Migrations live in `migrations/{sqlite,postgres}/`,
+//! are embedded in the binary, and are applied at start.
+//!
+//! Secrets never reach this layer in the clear: refresh tokens and opaque access tokens
+//! arrive as SHA-256 hashes, passwords as argon2id/bcrypt hashes, provider tokens
+//! encrypted.
+//!
+//! CONTRACT (shared by the token service, bearer validation and provider connect):
+//! the types and trait signatures below. Implementations live in `sqlite.rs` and
+//! `postgres.rs`; the shared test suite in `tests/store.rs` runs against both.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A unique key (email, username, client id, provider link) is taken: 409/422, never 500.
+    #[error("{0} already exists")]
+    Conflict(&'static str),
+    #[error("not found")]
+    NotFound,
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    #[error("store error: {0}")]
+    Other(String),
+}
+
+/// Numeric user id, as the legacy users API exposes it (`"id": 157`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, PartialOrd, Ord)]
+#[serde(transparent)]
+pub struct UserId(pub i64);
+
+impl std::fmt::Display for UserId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    pub id: UserId,
+    pub username: Option<String>,
+    pub email: String,
+    /// argon2id PHC string, or an imported bcrypt hash until the next login rehashes it.
+    pub password_hash: String,
+    pub role: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewUser {
+    pub username: Option<String>,
+    pub email: String,
+    pub password_hash: String,
+    pub role: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Client {
+    pub id: String,
+    /// `None` for a public client.
+    pub secret_hash: Option<String>,
+    pub grants: Vec<String>,
+    pub scopes: Vec<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A refresh token or opaque access token row; the token itself is only ever a hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenRecord {
+    /// SHA-256 of the token, lower-case hex.
+    pub token_hash: String,
+    /// Refresh tokens: the rotation family (reuse of a rotated token revokes it whole).
+    /// Opaque access tokens: the `jti`.
+    pub family_id: String,
+    pub user_id: Option<UserId>,
+    pub client_id: Option<String>,
+    pub scope: String,
+    pub alias: Option<String>,
+    pub expires_at: DateTime<Utc>,
+    pub created_at: DateTime<Utc>,
+    /// Set when a refresh token was exchanged for a new one.
+    pub rotated_at: Option<DateTime<Utc>>,
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenKind {
+    Refresh,
+    OpaqueAccess,
+}
+
+/// A link between a user and an external provider account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    pub user_id: UserId,
+    pub provider: String,
+    pub provider_user_id: String,
+    pub email: Option<String>,
+    /// Provider tokens, encrypted at rest (AES-256-GCM, nonce prepended).
+    pub tokens_encrypted: Vec<u8>,
+    pub created_at: DateTime<Utc>,
+}
+
+pub trait UserStore: Send + Sync {
+    fn create_user(&self, u: NewUser) -> StoreFuture<'_, User>;
+    fn user_by_id(&self, id: UserId) -> StoreFuture<'_, Option<User>>;
+    /// Case-insensitive on email.
+    fn user_by_email(&self, email: &str) -> StoreFuture<'_, Option<User>>;
+    fn user_by_username(&self, username: &str) -> StoreFuture<'_, Option<User>>;
+    fn set_password_hash(&self, id: UserId, hash: &str) -> StoreFuture<'_, ()>;
+}
+
+pub trait ClientStore: Send + Sync {
+    fn create_client(&self, c: Client) -> StoreFuture<'_, Client>;
+    fn client_by_id(&self, id: &str) -> StoreFuture<'_, Option<Client>>;
+}
+
+pub trait TokenStore: Send + Sync {
+    fn insert_token(&self, kind: TokenKind, t: TokenRecord) -> StoreFuture<'_, ()>;
+    fn token_by_hash(&self, kind: TokenKind, hash: &str) -> StoreFuture<'_, Option<TokenRecord>>;
+    /// Marks a refresh token rotated, atomically: returns false when it was already
+    /// rotated or revoked (a concurrent refresh won).
+    fn mark_rotated(&self, hash: &str, at: DateTime<Utc>) -> StoreFuture<'_, bool>;
+    fn revoke_family(&self, family_id: &str, at: DateTime<Utc>) -> StoreFuture<'_, u64>;
+    fn revoke_token(&self, kind: TokenKind, hash: &str, at: DateTime<Utc>) -> StoreFuture<'_, bool>;
+    /// Records a revoked JWT `jti` until its expiry.
+    fn revoke_jti(&self, jti: &str, expires_at: DateTime<Utc>) -> StoreFuture<'_, ()>;
+    /// Revoked `jti`s that have not yet expired (loaded at start into memory).
+    fn revoked_jtis(&self) -> StoreFuture<'_, Vec<(String, DateTime<Utc>)>>;
+}
+
+pub trait IdentityStore: Send + Sync {
+    /// Conflict when the provider account is linked to another user.
+    fn link_identity(&self, i: Identity) -> StoreFuture<'_, ()>;
+    fn identities_of(&self, user: UserId) -> StoreFuture<'_, Vec<Identity>>;
+    fn unlink_identity(&self, user: UserId, provider: &str) -> StoreFuture<'_, bool>;
+}
+
+/// Everything the gateway needs from its store.
+pub trait Store: UserStore + ClientStore + TokenStore + IdentityStore {
+    fn ping(&self) -> StoreFuture<'_, ()>;
+}
