@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use http::Method;
 
-use crate::app::{Gateway, Services};
+use crate::app::Gateway;
 use crate::cli::{Cli, Command, ConfigCommand};
 use crate::config::raw::LogFormat;
 use crate::config::{Config, DEFAULT_PATH};
@@ -48,7 +48,8 @@ async fn serve(cli: &Cli) -> CmdResult {
     let cfg = Config::load(&config_path(cli))?;
     init_logging(cli, &cfg);
     let grace = cfg.limits.shutdown_grace;
-    let gateway = Gateway::start(cfg, Services::proxy_only()).await?;
+    let services = crate::services::build(&cfg).await?;
+    let gateway = Gateway::start(cfg, services).await?;
     wait_for_shutdown(&gateway).await?;
     tracing::info!(grace_ms = grace.as_millis() as u64, "shutting down: no new connections; draining in-flight requests");
     if gateway.shutdown(grace).await {

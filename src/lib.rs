@@ -12,5 +12,6 @@ pub mod commands;
 pub mod config;
 pub mod proxy;
 pub mod server;
+pub mod services;
 pub mod store;
 pub mod telemetry;

@@ -145,7 +145,26 @@ pub trait IdentityStore: Send + Sync {
     fn unlink_identity(&self, user: UserId, provider: &str) -> StoreFuture<'_, bool>;
 }
 
+/// Server-side state of one provider-connect dialog (single use, short expiry).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectState {
+    /// SHA-256 of the `state` parameter, hex.
+    pub state_hash: String,
+    pub user_id: UserId,
+    pub provider: String,
+    /// The integrator's `redirect_uri` (already allow-listed).
+    pub redirect_uri: String,
+    pub pkce_verifier: String,
+    pub expires_at: DateTime<Utc>,
+}
+
+pub trait ConnectStateStore: Send + Sync {
+    fn put_connect_state(&self, s: ConnectState) -> StoreFuture<'_, ()>;
+    /// Deletes and returns the state in one step, so a replayed `state` finds nothing.
+    fn take_connect_state(&self, state_hash: &str) -> StoreFuture<'_, Option<ConnectState>>;
+}
+
 /// Everything the gateway needs from its store.
-pub trait Store: UserStore + ClientStore + TokenStore + IdentityStore {
+pub trait Store: UserStore + ClientStore + TokenStore + IdentityStore + ConnectStateStore {
     fn ping(&self) -> StoreFuture<'_, ()>;
 }
