@@ -10,6 +10,7 @@ pub mod body;
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod crypto;
 pub mod echo;
 pub mod proxy;
 pub mod server;
