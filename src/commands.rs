@@ -35,7 +35,9 @@ pub async fn run(cli: Cli) -> CmdResult {
             route(&cfg, method, url)
         }
         Command::Serve => serve(&cli).await,
-        Command::Demo | Command::Users(_) | Command::Clients(_) | Command::Keys(_) => Err(
+        Command::Keys(crate::cli::KeysCommand::Generate { alg, out }) => crate::keys::cli_generate(alg, out),
+        Command::Demo => crate::demo::run().await,
+        Command::Users(_) | Command::Clients(_) => Err(
             "this command needs the token service, which this build does not include yet".into(),
         ),
     }
