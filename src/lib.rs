@@ -12,6 +12,7 @@ pub mod commands;
 pub mod config;
 pub mod crypto;
 pub mod demo;
+pub mod echo;
 pub mod keys;
 pub mod oauth;
 pub mod proxy;

@@ -37,6 +37,11 @@ pub struct RawConfig {
     pub limits: Limits,
     /// Logging (Tollgate extension).
     pub log: Log,
+    /// Address of a built-in echo upstream that answers every request with a JSON echo of
+    /// what it received (identity headers included). For trying Tollgate out and for
+    /// `demo`; leave unset in production (Tollgate extension).
+    #[schemars(with = "Option<String>")]
+    pub echo_upstream: Option<SocketAddr>,
     pub routes: Vec<Route>,
 }
 

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod oauth;
+pub mod process;
 pub mod upstream;
 
 use std::path::PathBuf;
