@@ -1,5 +1,7 @@
 //! What each CLI command does.
 
+mod accounts;
+
 use std::path::PathBuf;
 
 use http::Method;
@@ -33,7 +35,9 @@ pub async fn run(cli: Cli) -> CmdResult {
             route(&cfg, method, url)
         }
         Command::Serve => serve(&cli).await,
-        Command::Demo | Command::Users(_) | Command::Clients(_) | Command::Keys(_) => {
+        Command::Users(cmd) => accounts::users(&cli, cmd).await,
+        Command::Clients(cmd) => accounts::clients(&cli, cmd).await,
+        Command::Demo | Command::Keys(_) => {
             Err("this command needs the token service, which this build does not include yet".into())
         }
     }
