@@ -32,8 +32,13 @@ impl Env {
     fn run(&self, args: &[&str], stdin: Option<&str>) -> Output {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_tollgate"));
         cmd.arg("--config").arg(&self.config).args(args);
-        cmd.env_remove("TOLLGATE_CONFIG")
-            .env_remove("TOLLGATE_STORE__URL");
+        // Only the temp config counts: no TOLLGATE_* override from the caller's environment
+        // (TOLLGATE_TEST_POSTGRES_URL, say) may reach the child's config loader.
+        for (k, _) in std::env::vars_os() {
+            if k.to_string_lossy().starts_with("TOLLGATE_") {
+                cmd.env_remove(k);
+            }
+        }
         cmd.stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
@@ -281,6 +286,7 @@ async fn users_create_with_a_missing_config_fails_clearly() {
             "long-enough",
         ])
         .env_remove("TOLLGATE_CONFIG")
+        .env_remove("TOLLGATE_TEST_POSTGRES_URL")
         .output()
         .unwrap();
     assert_user_error(&o, "nope.yaml");
