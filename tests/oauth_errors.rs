@@ -357,3 +357,25 @@ async fn client_credentials_for_confidential_clients() {
     );
     assert_eq!(body["scope"], "read");
 }
+
+#[tokio::test]
+async fn argon2_hashed_client_secrets_verify() {
+    // `tollgate clients create --secret-stdin` stores an argon2id hash of the secret.
+    let gw = TokenGateway::start("").await;
+    let hash = gw.hasher.hash("cli-made-secret-123").await.unwrap();
+    gw.store
+        .create_client(tollgate::store::Client {
+            id: "cli-client".into(),
+            secret_hash: Some(hash),
+            grants: vec!["password".into()],
+            scopes: vec![],
+            created_at: chrono::Utc::now(),
+        })
+        .await
+        .unwrap();
+    let body = "grant_type=password&username=john_doe&password=john_doe_secret";
+    let r = form(&gw, Some(("cli-client", "cli-made-secret-123")), body).await;
+    assert_eq!(r.status(), 200);
+    let r = form(&gw, Some(("cli-client", "cli-made-secret-124")), body).await;
+    assert_eq!(error_of(r).await, (401, "invalid_client".into()));
+}
