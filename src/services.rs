@@ -17,6 +17,14 @@ pub enum ServicesError {
 
 /// Everything `config` asks for, wired together.
 pub async fn build(config: &Config) -> Result<Services, ServicesError> {
-    let _ = config;
-    Ok(Services::proxy_only())
+    let mut services = Services::proxy_only();
+    // Bearer validation and forward-auth. The token service's key set and the store join
+    // through `AuthnParts` (local_jwt, store, revocations) once they are built here.
+    let authn = crate::proxy::authn::build(config, crate::proxy::authn::AuthnParts::default())
+        .map_err(|e| ServicesError::Other(e.to_string()))?;
+    services.authenticator = std::sync::Arc::new(authn);
+    services
+        .endpoints
+        .push(std::sync::Arc::new(crate::proxy::forward_auth::ForwardAuthEndpoint));
+    Ok(services)
 }

@@ -1,0 +1,172 @@
+//! Revoked tokens, held in memory so the hot path never asks the database.
+//!
+//! Threat model: a stolen token keeps working after its owner revoked it. The list is
+//! loaded from the store at start (`TokenStore::revoked_jtis`) and updated on every
+//! revocation the store announces (in-process for SQLite; LISTEN/NOTIFY across replicas
+//! for PostgreSQL). Every cached validation is re-checked against it, so a revoked token
+//! is refused even while its claims are cached, and open WebSocket tunnels opened with it
+//! are told to close.
+//!
+//! Entries expire with the token they revoke: once a token is past `exp` it is refused for
+//! that reason anyway, so the list stays as small as the set of live revoked tokens.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use moka::sync::Cache;
+use moka::Expiry;
+use tokio::sync::broadcast;
+
+use super::claims::now_unix;
+
+/// One revocation, as announced by the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RevocationEvent {
+    /// A JWT `jti` (or an opaque token's id) revoked until `expires_at` (UNIX seconds).
+    Jti { jti: String, expires_at: u64 },
+    /// An opaque token revoked by its SHA-256 hash (lower-case hex).
+    TokenHash(String),
+}
+
+struct UntilExpiry;
+
+impl Expiry<Arc<str>, u64> for UntilExpiry {
+    fn expire_after_create(
+        &self,
+        _k: &Arc<str>,
+        exp: &u64,
+        _at: std::time::Instant,
+    ) -> Option<Duration> {
+        Some(Duration::from_secs(
+            exp.saturating_sub(now_unix())
+                .saturating_add(super::verifier::LEEWAY_SECS),
+        ))
+    }
+}
+
+/// The in-memory revocation list, shared by every authenticator and tunnel.
+pub struct RevocationList {
+    jtis: Cache<Arc<str>, u64>,
+    events: broadcast::Sender<RevocationEvent>,
+}
+
+impl Default for RevocationList {
+    fn default() -> Self {
+        RevocationList {
+            // Unbounded on purpose: evicting a live revocation would un-revoke a token.
+            jtis: Cache::builder().expire_after(UntilExpiry).build(),
+            events: broadcast::channel(1024).0,
+        }
+    }
+}
+
+pub type RevokedFuture = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
+
+impl RevocationList {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+
+    /// Loads the revocations the store holds (at start).
+    pub fn load(&self, revoked: impl IntoIterator<Item = (String, u64)>) {
+        for (jti, exp) in revoked {
+            self.jtis.insert(jti.into(), exp);
+        }
+    }
+
+    pub fn is_revoked(&self, jti: &str) -> bool {
+        self.jtis.contains_key(jti)
+    }
+
+    /// Records a revocation and tells every listener (caches holding the token, tunnels
+    /// opened with it).
+    pub fn apply(&self, event: RevocationEvent) {
+        if let RevocationEvent::Jti { jti, expires_at } = &event {
+            self.jtis.insert(Arc::from(jti.as_str()), *expires_at);
+        }
+        metrics::counter!("tollgate_revocations_applied_total").increment(1);
+        let _ = self.events.send(event);
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<RevocationEvent> {
+        self.events.subscribe()
+    }
+
+    /// Applies every event from the store's feed until it closes. A lagging receiver
+    /// missed revocations it cannot recover from the feed, so it says so loudly; the
+    /// caller should reload from the store when that happens.
+    pub fn follow<E>(
+        self: &Arc<Self>,
+        mut feed: broadcast::Receiver<E>,
+    ) -> tokio::task::JoinHandle<()>
+    where
+        E: Into<RevocationEvent> + Clone + Send + 'static,
+    {
+        let list = self.clone();
+        tokio::spawn(async move {
+            loop {
+                match feed.recv().await {
+                    Ok(e) => list.apply(e.into()),
+                    Err(broadcast::error::RecvError::Lagged(n)) => {
+                        tracing::error!(missed = n, "revocation feed lagged; some revocations were missed until the next reload");
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return,
+                }
+            }
+        })
+    }
+
+    /// Resolves when the token with id `jti` is revoked (at once if it already is).
+    pub fn revoked(self: &Arc<Self>, jti: &str) -> RevokedFuture {
+        let list = self.clone();
+        let jti: Arc<str> = Arc::from(jti);
+        let mut rx = self.events.subscribe();
+        Box::pin(async move {
+            if list.is_revoked(&jti) {
+                return;
+            }
+            loop {
+                match rx.recv().await {
+                    Ok(RevocationEvent::Jti { jti: j, .. }) if *j == *jti => return,
+                    Ok(_) => {}
+                    Err(broadcast::error::RecvError::Lagged(_)) => {
+                        if list.is_revoked(&jti) {
+                            return;
+                        }
+                    }
+                    Err(broadcast::error::RecvError::Closed) => std::future::pending::<()>().await,
+                }
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn revoke_signals_and_expires() {
+        let list = RevocationList::new();
+        let far = now_unix() + 3600;
+        let wait = list.revoked("a");
+        list.apply(RevocationEvent::Jti {
+            jti: "b".into(),
+            expires_at: far,
+        });
+        list.apply(RevocationEvent::Jti {
+            jti: "a".into(),
+            expires_at: far,
+        });
+        tokio::time::timeout(Duration::from_secs(2), wait)
+            .await
+            .expect("signalled");
+        assert!(list.is_revoked("a") && list.is_revoked("b") && !list.is_revoked("c"));
+        // Already revoked: resolves at once.
+        tokio::time::timeout(Duration::from_secs(2), list.revoked("a"))
+            .await
+            .expect("immediate");
+    }
+}
