@@ -18,9 +18,14 @@ pub enum ServicesError {
 /// Everything `config` asks for, wired together.
 pub async fn build(config: &Config) -> Result<Services, ServicesError> {
     let mut services = Services::proxy_only();
-    // Bearer validation and forward-auth. The token service's key set and the store join
-    // through `AuthnParts` (local_jwt, store, revocations) once they are built here.
-    let authn = crate::proxy::authn::build(config, crate::proxy::authn::AuthnParts::default())
+    // Bearer validation and forward-auth: self-issued JWTs checked with the token
+    // service's key set; the store (own opaque tokens, revocations) joins through
+    // `AuthnParts` once it is built here.
+    let keys = std::sync::Arc::new(
+        crate::keys::KeySet::load(&config.tokens, &crate::keys::default_key_dir(&config.store.url))
+            .map_err(|e| ServicesError::Keys(e.to_string()))?,
+    );
+    let authn = crate::proxy::authn::build(config, crate::proxy::authn::AuthnParts::with_keys(keys))
         .map_err(|e| ServicesError::Other(e.to_string()))?;
     services.authenticator = std::sync::Arc::new(authn);
     services

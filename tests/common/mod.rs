@@ -2,6 +2,7 @@
 //! YAML snippet, and a real upstream server that records what reached it.
 #![allow(dead_code)]
 
+pub mod authn;
 pub mod upstream;
 
 use std::path::PathBuf;

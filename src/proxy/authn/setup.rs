@@ -26,6 +26,22 @@ pub struct AuthnParts {
     pub signer: Option<Arc<dyn IdentitySigner>>,
 }
 
+impl AuthnParts {
+    /// Self-issued JWTs verified with `keys`, which also sign the internal identity JWT
+    /// (used only when `identity_headers.signed_jwt` is set).
+    pub fn with_keys(keys: Arc<crate::keys::KeySet>) -> Self {
+        let signer = super::signed::JwtIdentitySigner::new(super::local::KeySetSigner {
+            keys: keys.clone(),
+            audience: super::signed::INTERNAL_AUDIENCE.to_string(),
+        });
+        AuthnParts {
+            local_jwt: Some(keys),
+            signer: Some(Arc::new(signer)),
+            ..AuthnParts::default()
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum SetupError {
     #[error(transparent)]

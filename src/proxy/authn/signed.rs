@@ -20,9 +20,17 @@ use super::{AuthnError, Identity};
 /// Lifetime of an internal JWT; it is reused for at most half of that.
 pub const INTERNAL_TTL: Duration = Duration::from_secs(120);
 
+/// Audience of the internal identity JWT unless configured otherwise.
+pub const INTERNAL_AUDIENCE: &str = "tollgate-upstream";
+
 /// Adds a signed internal JWT to an identity.
 pub trait IdentitySigner: Send + Sync {
     fn attach(&self, id: Arc<Identity>) -> Result<Arc<Identity>, AuthnError>;
+}
+
+/// Produces the signed internal JWT for an identity, valid from `iat` to `exp`.
+pub trait InternalSigner: Send + Sync {
+    fn sign(&self, id: &Identity, iat: u64, exp: u64) -> Result<String, String>;
 }
 
 #[derive(Serialize)]
@@ -44,18 +52,15 @@ struct InternalClaims<'a> {
     alias: Option<&'a str>,
 }
 
-type SignedKey = (String, Option<String>, Option<u64>);
-
-/// Signs internal JWTs with one key (the token service's current signing key).
-pub struct JwtIdentitySigner {
+/// Signs with a bare key (for upstreams given that key's public half directly).
+pub struct KeySigner {
     key: EncodingKey,
     header: Header,
     issuer: String,
     audience: String,
-    signed: Cache<SignedKey, Arc<Identity>>,
 }
 
-impl JwtIdentitySigner {
+impl KeySigner {
     pub fn new(
         key: EncodingKey,
         alg: Algorithm,
@@ -65,29 +70,22 @@ impl JwtIdentitySigner {
     ) -> Self {
         let mut header = Header::new(alg);
         header.kid = kid;
-        JwtIdentitySigner {
+        KeySigner {
             key,
             header,
             issuer,
             audience,
-            signed: Cache::builder()
-                .max_capacity(100_000)
-                .time_to_live(INTERNAL_TTL / 2)
-                .build(),
         }
     }
+}
 
-    fn sign(&self, id: &Identity) -> Result<String, AuthnError> {
-        let now = now_unix();
-        let mut exp = now + INTERNAL_TTL.as_secs();
-        if let Some(t) = id.expires_at {
-            exp = exp.min(t);
-        }
+impl InternalSigner for KeySigner {
+    fn sign(&self, id: &Identity, iat: u64, exp: u64) -> Result<String, String> {
         let claims = InternalClaims {
             iss: &self.issuer,
             aud: &self.audience,
             sub: &id.user_id,
-            iat: now,
+            iat,
             exp,
             email: id.email.as_deref(),
             role: id.role.as_deref(),
@@ -95,9 +93,27 @@ impl JwtIdentitySigner {
             client_id: id.client_id.as_deref(),
             alias: id.alias.as_deref(),
         };
-        jsonwebtoken::encode(&self.header, &claims, &self.key).map_err(|e| {
-            AuthnError::Unavailable(format!("cannot sign the internal identity token: {e}"))
-        })
+        jsonwebtoken::encode(&self.header, &claims, &self.key).map_err(|e| e.to_string())
+    }
+}
+
+type SignedKey = (String, Option<String>, Option<u64>);
+
+/// Attaches internal JWTs, reusing one per identity for half its lifetime.
+pub struct JwtIdentitySigner {
+    signer: Box<dyn InternalSigner>,
+    signed: Cache<SignedKey, Arc<Identity>>,
+}
+
+impl JwtIdentitySigner {
+    pub fn new(signer: impl InternalSigner + 'static) -> Self {
+        JwtIdentitySigner {
+            signer: Box::new(signer),
+            signed: Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(INTERNAL_TTL / 2)
+                .build(),
+        }
     }
 }
 
@@ -109,7 +125,14 @@ impl IdentitySigner for JwtIdentitySigner {
                 return Ok(s);
             }
         }
-        let jwt = self.sign(&id)?;
+        let now = now_unix();
+        let mut exp = now + INTERNAL_TTL.as_secs();
+        if let Some(t) = id.expires_at {
+            exp = exp.min(t);
+        }
+        let jwt = self.signer.sign(&id, now, exp).map_err(|e| {
+            AuthnError::Unavailable(format!("cannot sign the internal identity token: {e}"))
+        })?;
         let mut with = (*id).clone();
         with.signed_jwt = Some(Arc::from(jwt));
         let with = Arc::new(with);
