@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod authn;
+pub mod idp;
 pub mod upstream;
 
 use std::path::PathBuf;
