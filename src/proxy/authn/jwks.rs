@@ -73,6 +73,13 @@ impl ForeignIssuer {
             return Ok(());
         }
         if last.is_some_and(|t| t.elapsed() < self.refetch_interval) {
+            // Never fetched successfully: the keys are unknown, not the kid.
+            if self.keys.load().is_empty() {
+                return Err(VerifyError::KeysUnavailable(format!(
+                    "JWKS of {} not loaded yet",
+                    self.issuer
+                )));
+            }
             return Err(VerifyError::UnknownKid);
         }
         *last = Some(Instant::now());
