@@ -134,6 +134,24 @@ pub async fn decide(
         authz::decide(&spec.auth, found.as_ref().map(|f| f.token), authenticator).await?;
 
     let mut resp = Response::new(body::empty());
+    // Every identity header is present, empty when there is no value: ingresses that copy
+    // headers unconditionally (Caddy before 2.7 writes its placeholder text otherwise)
+    // then overwrite a client's spoofed copy instead of leaving it.
+    let names = &rt.identity_names;
+    for name in [
+        &names.user_id,
+        &names.email,
+        &names.role,
+        &names.scopes,
+        &names.client_id,
+        &names.alias,
+    ]
+    .into_iter()
+    .chain(names.signed_jwt.as_ref())
+    {
+        resp.headers_mut()
+            .insert(name.clone(), HeaderValue::from_static(""));
+    }
     if let Some(id) = &identity {
         rt.identity_names.inject(resp.headers_mut(), id);
     }

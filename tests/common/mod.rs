@@ -4,6 +4,7 @@
 
 pub mod authn;
 pub mod idp;
+pub mod ingress;
 pub mod upstream;
 
 use std::path::PathBuf;
