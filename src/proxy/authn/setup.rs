@@ -62,7 +62,7 @@ pub fn http_client() -> Result<reqwest::Client, SetupError> {
 
 /// The composite authenticator for `config`.
 pub fn build(config: &Config, parts: AuthnParts) -> Result<CompositeAuthenticator, SetupError> {
-    let revocations = parts.revocations.unwrap_or_else(RevocationList::new);
+    let revocations = parts.revocations.unwrap_or_default();
     let client = http_client()?;
 
     let mut jwt = JwtAuthenticator::new(revocations.clone(), DEFAULT_CACHE_ENTRIES);
