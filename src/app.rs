@@ -282,9 +282,15 @@ impl Gateway {
             tokio::spawn(async move {
                 while rx.recv().await.is_some() {
                     match cert.reload() {
-                        Ok(()) => tracing::info!("TLS certificate reloaded"),
+                        Ok(()) => {
+                            metrics::counter!("tollgate_tls_reloads_total", "result" => "success")
+                                .increment(1);
+                            tracing::info!("TLS certificate reloaded");
+                        }
                         Err(e) => {
-                            tracing::error!(error = %e, "TLS certificate reload failed; the previous certificate stays")
+                            metrics::counter!("tollgate_tls_reloads_total", "result" => "failure")
+                                .increment(1);
+                            tracing::error!(error = %e, "TLS certificate reload failed; the previous certificate stays");
                         }
                     }
                 }
@@ -306,10 +312,11 @@ impl Gateway {
                 }
             });
         }
+        let show = |a: Option<SocketAddr>| a.map(|a| a.to_string()).unwrap_or_default();
         tracing::info!(
-            http = ?http_addr,
-            https = ?https_addr,
-            admin = ?admin_addr,
+            http = show(http_addr),
+            https = show(https_addr),
+            admin = show(admin_addr),
             routes = config.routes.len(),
             "listening"
         );

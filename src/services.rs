@@ -17,19 +17,21 @@ pub enum ServicesError {
 
 /// Everything `config` asks for, wired together.
 pub async fn build(config: &Config) -> Result<Services, ServicesError> {
-    let mut services = Services::proxy_only();
-    // Bearer validation and forward-auth: self-issued JWTs checked with the token
-    // service's key set; the store (own opaque tokens, revocations) joins through
-    // `AuthnParts` once it is built here.
-    let keys = std::sync::Arc::new(
-        crate::keys::KeySet::load(&config.tokens, &crate::keys::default_key_dir(&config.store.url))
-            .map_err(|e| ServicesError::Keys(e.to_string()))?,
-    );
-    let authn = crate::proxy::authn::build(config, crate::proxy::authn::AuthnParts::with_keys(keys))
+    let tokens = crate::oauth::mount(config).await.map_err(|e| match e {
+        crate::oauth::MountError::Store(e) => ServicesError::Store(e.to_string()),
+        crate::oauth::MountError::Keys(e) => ServicesError::Keys(e.to_string()),
+    })?;
+    // Bearer validation on proxied routes and forward-auth (proxy/authn): self-issued
+    // tokens with the token service's keys and store, foreign ones per `jwt_issuers` and
+    // `introspection`; revocations followed from the store's events.
+    let authenticator = crate::proxy::authn::build_with_token_service(config, &tokens)
+        .await
         .map_err(|e| ServicesError::Other(e.to_string()))?;
-    services.authenticator = std::sync::Arc::new(authn);
-    services
-        .endpoints
-        .push(std::sync::Arc::new(crate::proxy::forward_auth::ForwardAuthEndpoint));
-    Ok(services)
+    let mut endpoints = tokens.endpoints;
+    endpoints.push(std::sync::Arc::new(crate::proxy::forward_auth::ForwardAuthEndpoint));
+    Ok(Services {
+        endpoints,
+        authenticator,
+        readiness: vec![tokens.readiness],
+    })
 }

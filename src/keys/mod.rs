@@ -298,5 +298,18 @@ pub fn generate_files(alg: SigningAlg, out: &Path) -> Result<Value, KeyError> {
     Ok(desc)
 }
 
+/// `tollgate keys generate --alg ALG --out DIR`: prints what was written as JSON.
+pub fn cli_generate(alg: &str, out: &Path) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let alg = match alg {
+        "RS256" => SigningAlg::RS256,
+        "ES256" => SigningAlg::ES256,
+        "EdDSA" => SigningAlg::EdDSA,
+        other => return Err(format!("--alg {other}: expected RS256, ES256 or EdDSA").into()),
+    };
+    let desc = generate_files(alg, out)?;
+    println!("{}", serde_json::to_string_pretty(&desc)?);
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests;

@@ -5,6 +5,8 @@
 pub mod authn;
 pub mod idp;
 pub mod ingress;
+pub mod oauth;
+pub mod process;
 pub mod upstream;
 
 use std::path::PathBuf;

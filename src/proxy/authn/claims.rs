@@ -102,12 +102,6 @@ pub fn now_unix() -> u64 {
         .unwrap_or(0)
 }
 
-/// SHA-256 of the token, lower-case hex: the form in which the store knows opaque tokens.
-pub fn token_hash_hex(token: &str) -> String {
-    use sha2::Digest;
-    hex::encode(sha2::Sha256::digest(token.as_bytes()))
-}
-
 /// Cache key for a token: SHA-256 over the token and a context (the introspection
 /// endpoint), so the raw token is never held as a key.
 pub fn cache_key(token: &str, context: &str) -> [u8; 32] {

@@ -22,7 +22,7 @@ use moka::future::Cache;
 use moka::Expiry;
 use serde_json::Value;
 
-use super::claims::{cache_key, now_unix, token_hash_hex, Claims};
+use super::claims::{cache_key, now_unix, Claims};
 use super::revocation::{RevocationEvent, RevocationList};
 use super::{AuthnError, Identity};
 use crate::config::raw::Introspection;
@@ -261,7 +261,7 @@ impl TokenLookup for StoreTokens {
 
     fn lookup<'a>(&'a self, token: &'a str) -> LookupFuture<'a> {
         Box::pin(async move {
-            let hash = token_hash_hex(token);
+            let hash = crate::crypto::sha256_hex(token);
             let rec = self
                 .store
                 .token_by_hash(TokenKind::OpaqueAccess, &hash)

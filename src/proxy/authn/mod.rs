@@ -19,7 +19,7 @@ pub mod verifier;
 
 pub use composite::CompositeAuthenticator;
 pub use revocation::{RevocationEvent, RevocationList, RevokedFuture};
-pub use setup::{build, AuthnParts};
+pub use setup::{build, build_with_token_service, AuthnParts};
 
 use std::future::Future;
 use std::pin::Pin;

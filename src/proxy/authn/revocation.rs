@@ -12,7 +12,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use moka::sync::Cache;
@@ -20,6 +20,7 @@ use moka::Expiry;
 use tokio::sync::broadcast;
 
 use super::claims::now_unix;
+use crate::store::{Store, StoreError};
 
 /// One revocation, as announced by the store.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,6 +51,12 @@ impl Expiry<Arc<str>, u64> for UntilExpiry {
 pub struct RevocationList {
     jtis: Cache<Arc<str>, u64>,
     events: broadcast::Sender<RevocationEvent>,
+    external: OnceLock<Arc<dyn RevokedIds>>,
+}
+
+/// Another in-memory set of revoked ids to consult.
+pub trait RevokedIds: Send + Sync {
+    fn contains(&self, jti: &str) -> bool;
 }
 
 impl Default for RevocationList {
@@ -58,6 +65,7 @@ impl Default for RevocationList {
             // Unbounded on purpose: evicting a live revocation would un-revoke a token.
             jtis: Cache::builder().expire_after(UntilExpiry).build(),
             events: broadcast::channel(1024).0,
+            external: OnceLock::new(),
         }
     }
 }
@@ -77,7 +85,7 @@ impl RevocationList {
     }
 
     pub fn is_revoked(&self, jti: &str) -> bool {
-        self.jtis.contains_key(jti)
+        self.jtis.contains_key(jti) || self.external.get().is_some_and(|x| x.contains(jti))
     }
 
     /// Records a revocation and tells every listener (caches holding the token, tunnels
@@ -94,28 +102,64 @@ impl RevocationList {
         self.events.subscribe()
     }
 
-    /// Applies every event from the store's feed until it closes. A lagging receiver
-    /// missed revocations it cannot recover from the feed, so it says so loudly; the
-    /// caller should reload from the store when that happens.
-    pub fn follow<E>(
+    /// Also treats as revoked whatever `other` holds (the token service's own set, which
+    /// it fills synchronously when it revokes, so a revocation answered on this replica is
+    /// in force before its event has even been processed).
+    pub fn consult(&self, other: Arc<dyn RevokedIds>) {
+        let _ = self.external.set(other);
+    }
+
+    /// Loads the store's revoked `jti`s, then applies every revocation event it announces
+    /// (its own, and with PostgreSQL every replica's) until the feed closes. A lagging
+    /// receiver reloads the whole list from the store. `max_ttl` bounds how long a
+    /// revocation announced without its expiry is kept (the access-token lifetime).
+    pub async fn follow_store(
         self: &Arc<Self>,
-        mut feed: broadcast::Receiver<E>,
-    ) -> tokio::task::JoinHandle<()>
-    where
-        E: Into<RevocationEvent> + Clone + Send + 'static,
-    {
-        let list = self.clone();
+        store: Arc<dyn Store>,
+        max_ttl: Duration,
+    ) -> Result<(), StoreError> {
+        // Subscribe first, so nothing revoked between the load and the subscription is lost.
+        let mut feed = store.revocation_events();
+        self.load_from(&*store).await?;
+        let weak = Arc::downgrade(self);
         tokio::spawn(async move {
             loop {
-                match feed.recv().await {
-                    Ok(e) => list.apply(e.into()),
+                let event = feed.recv().await;
+                let Some(list) = weak.upgrade() else { return };
+                match event {
+                    Ok(e) => {
+                        let expires_at =
+                            now_unix() + max_ttl.as_secs() + super::verifier::LEEWAY_SECS;
+                        if let Some(jti) = e.jti {
+                            list.apply(RevocationEvent::Jti { jti, expires_at });
+                        }
+                        if let Some(hash) = e.token_hash {
+                            list.apply(RevocationEvent::TokenHash(hash));
+                        }
+                    }
                     Err(broadcast::error::RecvError::Lagged(n)) => {
-                        tracing::error!(missed = n, "revocation feed lagged; some revocations were missed until the next reload");
+                        tracing::warn!(
+                            missed = n,
+                            "revocation feed lagged; reloading revocations from the store"
+                        );
+                        if let Err(e) = list.load_from(&*store).await {
+                            tracing::error!(error = %e, "cannot reload revocations; some may be missed until the store answers");
+                        }
                     }
                     Err(broadcast::error::RecvError::Closed) => return,
                 }
             }
-        })
+        });
+        Ok(())
+    }
+
+    async fn load_from(&self, store: &dyn Store) -> Result<(), StoreError> {
+        let list = store.revoked_jtis().await?;
+        self.load(
+            list.into_iter()
+                .map(|(j, exp)| (j, exp.timestamp().max(0) as u64)),
+        );
+        Ok(())
     }
 
     /// Resolves when the token with id `jti` is revoked (at once if it already is).

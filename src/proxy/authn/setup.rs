@@ -46,6 +46,8 @@ impl AuthnParts {
 pub enum SetupError {
     #[error(transparent)]
     MissingSecret(#[from] super::introspect::MissingSecret),
+    #[error("cannot load revocations: {0}")]
+    Store(#[from] crate::store::StoreError),
     #[error("cannot build the HTTP client for token checks: {0}")]
     Client(String),
 }
@@ -110,4 +112,21 @@ pub fn build(config: &Config, parts: AuthnParts) -> Result<CompositeAuthenticato
         auth = auth.with_signer(signer);
     }
     Ok(auth)
+}
+
+/// The authenticator `tollgate serve` runs: [`build`] with the token service's key set and
+/// store, and a revocation list that follows the store's revocation events.
+pub async fn build_with_token_service(
+    config: &Config,
+    tokens: &crate::oauth::Mounted,
+) -> Result<Arc<dyn super::Authenticator>, SetupError> {
+    let revocations = RevocationList::new();
+    revocations.consult(tokens.service.revoked.clone());
+    revocations
+        .follow_store(tokens.store.clone(), config.tokens.access.ttl)
+        .await?;
+    let mut parts = AuthnParts::with_keys(tokens.service.keys.clone());
+    parts.store = Some(tokens.store.clone());
+    parts.revocations = Some(revocations);
+    Ok(Arc::new(build(config, parts)?))
 }
