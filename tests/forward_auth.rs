@@ -146,3 +146,47 @@ async fn nginx_style_original_headers_and_query_tokens() {
     let resp = client().get(gw.url("/_auth")).send().await.unwrap();
     assert_eq!(resp.status(), 400);
 }
+
+#[tokio::test]
+async fn envoy_style_path_prefix_and_ingress_nginx_original_url() {
+    let (gw, kit, _up) = setup().await;
+    let token = kit.token(json!({}));
+    // Envoy ext_authz (HTTP service): path_prefix + original path, original method and Host.
+    let resp = client()
+        .post(gw.url("/_auth/api/orders?x=1"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 403, "POST /api needs the write scope");
+    let resp = client()
+        .get(gw.url("/_auth/api/orders"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["x-user-id"], "157");
+    let resp = client()
+        .get(gw.url("/_auth/anything"))
+        .header("host", "admin.example.com")
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 403, "the Host picks the admin route");
+    // `/_authx` is not the endpoint (segment boundary): no route covers it, so 404.
+    let resp = client().get(gw.url("/_authx")).send().await.unwrap();
+    assert_eq!(resp.status(), 404);
+
+    // ingress-nginx sends X-Original-URL (absolute): its host picks the route.
+    let resp = client()
+        .get(gw.url("/_auth"))
+        .header("X-Original-Method", "GET")
+        .header("X-Original-URL", "https://admin.example.com/dashboard")
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 403);
+}

@@ -30,13 +30,18 @@ static X_FORWARDED_URI: &str = "x-forwarded-uri";
 static X_FORWARDED_HOST: &str = "x-forwarded-host";
 static X_ORIGINAL_METHOD: &str = "x-original-method";
 static X_ORIGINAL_URI: &str = "x-original-uri";
+static X_ORIGINAL_URL: &str = "x-original-url";
 
 /// Serves `forward_auth.path` (when set) for any method.
 pub struct ForwardAuthEndpoint;
 
 impl Endpoint for ForwardAuthEndpoint {
     fn matches(&self, _method: &Method, path: &str, config: &Config) -> bool {
-        config.forward_auth.path.as_deref() == Some(path)
+        // Envoy's ext_authz HTTP service appends the original path to its path_prefix.
+        config.forward_auth.path.as_deref().is_some_and(|p| {
+            path == p
+                || (path.len() > p.len() && path.starts_with(p) && path.as_bytes()[p.len()] == b'/')
+        })
     }
 
     fn call(
@@ -46,8 +51,19 @@ impl Endpoint for ForwardAuthEndpoint {
         ctx: RequestCtx,
     ) -> BoxFuture<Response<Body>> {
         Box::pin(async move {
-            let method = req.method().clone();
-            let result = decide(&ctx.runtime, &**app.authenticator(), req.headers(), &method).await;
+            let prefix = ctx
+                .runtime
+                .config
+                .forward_auth
+                .path
+                .clone()
+                .unwrap_or_default();
+            let own = OwnRequest {
+                method: req.method(),
+                uri: req.uri(),
+                prefix: &prefix,
+            };
+            let result = decide(&ctx.runtime, &**app.authenticator(), req.headers(), own).await;
             let status = match &result {
                 Ok(_) => "allow",
                 Err(_) => "deny",
@@ -102,22 +118,51 @@ impl ForwardAuthError {
     }
 }
 
-/// The decision for the request described by `headers`.
+/// The forward-auth request itself, for ingresses that describe the original request by
+/// its own shape (Envoy: same method, `path_prefix` + original path, original Host).
+#[derive(Clone, Copy)]
+pub struct OwnRequest<'a> {
+    pub method: &'a Method,
+    pub uri: &'a http::Uri,
+    /// `forward_auth.path`.
+    pub prefix: &'a str,
+}
+
+impl OwnRequest<'_> {
+    /// The original path and query when this request is `prefix` + the original.
+    fn suffix(&self) -> Option<String> {
+        let rest = self.uri.path().strip_prefix(self.prefix)?;
+        if !rest.starts_with('/') {
+            return None;
+        }
+        Some(match self.uri.query() {
+            Some(q) => format!("{rest}?{q}"),
+            None => rest.to_string(),
+        })
+    }
+}
+
+/// The decision for the request described by `headers` (or, failing those, by the
+/// forward-auth request's own shape).
 pub async fn decide(
     rt: &Runtime,
     authenticator: &dyn super::authn::Authenticator,
     headers: &HeaderMap,
-    own_method: &Method,
+    own: OwnRequest<'_>,
 ) -> Result<Response<Body>, ForwardAuthError> {
     let method = header_str(headers, X_FORWARDED_METHOD)
         .or_else(|| header_str(headers, X_ORIGINAL_METHOD))
         .map(|m| Method::from_bytes(m.as_bytes()).map_err(|_| GatewayError::BadPath))
         .transpose()?
-        .unwrap_or_else(|| own_method.clone());
-    let uri = header_str(headers, X_FORWARDED_URI)
+        .unwrap_or_else(|| own.method.clone());
+    let described = header_str(headers, X_FORWARDED_URI)
         .or_else(|| header_str(headers, X_ORIGINAL_URI))
+        .or_else(|| header_str(headers, X_ORIGINAL_URL))
+        .map(str::to_owned);
+    let uri = described
+        .or_else(|| own.suffix())
         .ok_or(GatewayError::BadPath)?;
-    // Absolute form is allowed (some ingresses send it); only path and query matter.
+    // Absolute form is allowed (X-Original-URL); only host, path and query matter.
     let uri: http::Uri = uri.parse().map_err(|_| GatewayError::BadPath)?;
     let host = header_str(headers, X_FORWARDED_HOST)
         .or_else(|| uri.host())
