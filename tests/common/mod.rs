@@ -2,6 +2,9 @@
 //! YAML snippet, and a real upstream server that records what reached it.
 #![allow(dead_code)]
 
+pub mod authn;
+pub mod idp;
+pub mod ingress;
 pub mod oauth;
 pub mod process;
 pub mod upstream;
