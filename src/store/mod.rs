@@ -131,7 +131,8 @@ pub trait TokenStore: Send + Sync {
     /// rotated or revoked (a concurrent refresh won).
     fn mark_rotated(&self, hash: &str, at: DateTime<Utc>) -> StoreFuture<'_, bool>;
     fn revoke_family(&self, family_id: &str, at: DateTime<Utc>) -> StoreFuture<'_, u64>;
-    fn revoke_token(&self, kind: TokenKind, hash: &str, at: DateTime<Utc>) -> StoreFuture<'_, bool>;
+    fn revoke_token(&self, kind: TokenKind, hash: &str, at: DateTime<Utc>)
+        -> StoreFuture<'_, bool>;
     /// Records a revoked JWT `jti` until its expiry.
     fn revoke_jti(&self, jti: &str, expires_at: DateTime<Utc>) -> StoreFuture<'_, ()>;
     /// Revoked `jti`s that have not yet expired (loaded at start into memory).
