@@ -11,6 +11,7 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod connect;
+pub mod crypto;
 pub mod proxy;
 pub mod server;
 pub mod services;
