@@ -35,7 +35,9 @@ pub async fn run(cli: Cli) -> CmdResult {
             route(&cfg, method, url)
         }
         Command::Serve => serve(&cli).await,
-        Command::Demo | Command::Users(_) | Command::Clients(_) | Command::Keys(_) => Err(
+        Command::Keys(crate::cli::KeysCommand::Generate { alg, out }) => crate::keys::cli_generate(alg, out),
+        Command::Demo => crate::demo::run().await,
+        Command::Users(_) | Command::Clients(_) => Err(
             "this command needs the token service, which this build does not include yet".into(),
         ),
     }
@@ -54,6 +56,12 @@ async fn serve(cli: &Cli) -> CmdResult {
     let cfg = Config::load(&config_path(cli))?;
     init_logging(cli, &cfg);
     let grace = cfg.limits.shutdown_grace;
+    if let Some(addr) = cfg.echo_upstream {
+        let bound = crate::echo::spawn(addr)
+            .await
+            .map_err(|e| format!("echo_upstream: cannot listen on {addr}: {e}"))?;
+        tracing::info!(addr = %bound, "built-in echo upstream listening (echo_upstream; not for production)");
+    }
     let services = crate::services::build(&cfg).await?;
     let gateway = Gateway::start(cfg, services).await?;
     wait_for_shutdown(&gateway).await?;

@@ -55,7 +55,7 @@ async fn forwards_and_sets_proxy_headers() {
     assert!(seen.header("proxy-authorization").is_none());
     assert!(seen
         .header("connection")
-        .map_or(true, |c| !c.contains("x-hop")));
+        .is_none_or(|c| !c.contains("x-hop")));
 }
 
 #[tokio::test]

@@ -104,7 +104,7 @@ impl<R: HasSpec> RouteTable<R> {
         let mut considered = Vec::new();
         let mut chosen = None;
         let mut candidates: Vec<&Arc<R>> = self.all.iter().collect();
-        candidates.sort_by(|a, b| b.spec().path.len().cmp(&a.spec().path.len()));
+        candidates.sort_by_key(|r| std::cmp::Reverse(r.spec().path.len()));
         for r in candidates {
             let s = r.spec();
             let why = if !prefix_matches(&s.path, path) {

@@ -211,7 +211,7 @@ pub async fn connect(url: &str) -> Result<std::sync::Arc<dyn Store>, StoreError>
     if url.starts_with("sqlite:") {
         Ok(std::sync::Arc::new(SqliteStore::connect(url).await?))
     } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        Ok(std::sync::Arc::new(PostgresStore::connect(url).await?) as std::sync::Arc<dyn Store>)
+        Ok(std::sync::Arc::new(PostgresStore::connect(url).await?))
     } else {
         Err(StoreError::Other(format!(
             "store.url must start with sqlite: or postgres://, got `{}`",

@@ -20,7 +20,6 @@ pub(crate) const SQLITE_MIGRATIONS: &[EmbeddedMigration] = &[(
     include_str!("../../migrations/sqlite/0001_initial.sql"),
 )];
 
-#[allow(dead_code)] // until postgres.rs lands
 pub(crate) const POSTGRES_MIGRATIONS: &[EmbeddedMigration] = &[(
     1,
     "initial",

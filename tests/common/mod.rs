@@ -2,6 +2,8 @@
 //! YAML snippet, and a real upstream server that records what reached it.
 #![allow(dead_code)]
 
+pub mod oauth;
+pub mod process;
 pub mod upstream;
 
 use std::path::PathBuf;

@@ -1,6 +1,6 @@
 //! A real upstream HTTP server on 127.0.0.1 that records every request it receives.
 //!
-//! Paths with meaning: `/status/N` answers N; `/delay/MS` answers after MS milliseconds;
+//! Paths ending with: `/status/N` answers N; `/delay/MS` answers after MS milliseconds;
 //! `/stream/N` streams N chunks of 1 KiB; `/ws` accepts a WebSocket and echoes messages.
 //! Everything else answers 200 with a JSON echo of the request (method, path, query,
 //! headers) and the body's byte count, read frame by frame without buffering it.
@@ -118,7 +118,7 @@ impl Upstream {
         let path = req.uri().path().to_string();
         let query = req.uri().query().map(str::to_owned);
 
-        if path == "/ws" {
+        if path.ends_with("/ws") {
             let on_upgrade = hyper::upgrade::on(&mut req);
             let key = req.headers().get("sec-websocket-key").cloned();
             self.record(method, path, query, headers, 0);
@@ -132,10 +132,8 @@ impl Upstream {
                     .await;
                     let (mut tx, mut rx) = ws.split();
                     while let Some(Ok(msg)) = rx.next().await {
-                        if msg.is_text() || msg.is_binary() {
-                            if tx.send(msg).await.is_err() {
-                                break;
-                            }
+                        if (msg.is_text() || msg.is_binary()) && tx.send(msg).await.is_err() {
+                            break;
                         }
                     }
                 }
@@ -173,17 +171,17 @@ impl Upstream {
             body_len,
         );
 
-        if let Some(code) = path.strip_prefix("/status/") {
+        if let Some(code) = path.rsplit_once("/status/").map(|(_, c)| c) {
             let code: u16 = code.parse().unwrap_or(500);
             return Response::builder()
                 .status(code)
                 .body(full(Bytes::from_static(b"status")))
                 .unwrap();
         }
-        if let Some(ms) = path.strip_prefix("/delay/") {
+        if let Some(ms) = path.rsplit_once("/delay/").map(|(_, c)| c) {
             tokio::time::sleep(Duration::from_millis(ms.parse().unwrap_or(0))).await;
         }
-        if let Some(n) = path.strip_prefix("/stream/") {
+        if let Some(n) = path.rsplit_once("/stream/").map(|(_, c)| c) {
             let n: usize = n.parse().unwrap_or(1);
             let chunks = futures_util::stream::iter(
                 (0..n).map(|_| Ok::<_, Infallible>(Frame::data(Bytes::from(vec![b'x'; 1024])))),
