@@ -17,7 +17,7 @@
 //!   server-side under the state's SHA-256 hash.
 //! - **Login CSRF / account-linking CSRF.** An attacker who gets a victim's browser to
 //!   finish the attacker's dialog (or vice versa) would link the wrong accounts. `state` is
-//!   128+ bits of randomness, bound to one user and one provider, single use (taken and
+//!   256 bits of randomness, bound to one user and one provider, single use (taken and
 //!   deleted in one step), and expires after `connect.state_ttl`.
 //! - **Code interception.** PKCE S256: the verifier never leaves Tollgate except in the
 //!   back-channel token request, and is stored encrypted.
@@ -46,14 +46,14 @@ use std::sync::Arc;
 use base64::Engine;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
-use rand::RngCore;
 use sha2::{Digest, Sha256};
 
 use crate::app::{App, BoxFuture, Endpoint, RequestCtx};
 use crate::body::{self, Body};
 use crate::config::Config;
+use crate::crypto::{random_token, sha256_hex};
 use crate::proxy::authn::{Authenticator, AuthnError, Identity};
-use crate::store::{ConnectStateStore, IdentityStore, UserId, UserStore};
+use crate::store::{ConnectStateStore, IdentityStore, Store, UserId, UserStore};
 use cipher::TokenCipher;
 use error::ConnectError;
 use exchange::ProviderClient;
@@ -64,6 +64,17 @@ pub struct ConnectStores {
     pub users: Arc<dyn UserStore>,
     pub identities: Arc<dyn IdentityStore>,
     pub states: Arc<dyn ConnectStateStore>,
+}
+
+impl ConnectStores {
+    /// The capabilities of the gateway's store.
+    pub fn from_store(store: Arc<dyn Store>) -> ConnectStores {
+        ConnectStores {
+            users: store.clone(),
+            identities: store.clone(),
+            states: store,
+        }
+    }
 }
 
 /// Provider connect, built once at start.
@@ -257,17 +268,6 @@ fn query_param(query: Option<&str>, name: &str) -> Option<String> {
     form_urlencoded::parse(query?.as_bytes())
         .find(|(k, _)| k == name)
         .map(|(_, v)| v.into_owned())
-}
-
-/// 256 bits from the OS RNG, base64url without padding (43 characters).
-fn random_token() -> String {
-    let mut bytes = [0u8; 32];
-    rand::rngs::OsRng.fill_bytes(&mut bytes);
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
-}
-
-fn sha256_hex(s: &str) -> String {
-    hex::encode(Sha256::digest(s.as_bytes()))
 }
 
 /// PKCE S256 challenge (RFC 7636 §4.2).
