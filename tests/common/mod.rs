@@ -2,6 +2,9 @@
 //! YAML snippet, and a real upstream server that records what reached it.
 #![allow(dead_code)]
 
+pub mod chromium;
+pub mod connect_gateway;
+pub mod fake_provider;
 pub mod oauth;
 pub mod process;
 pub mod upstream;
