@@ -314,7 +314,7 @@ impl FakeProvider {
 }
 
 /// The integrator's landing page: shows the outcome from its query in the DOM, and
-/// records every query it was called with.
+/// records every `path?query` it was called with (browsers also ask for /favicon.ico).
 #[derive(Clone)]
 pub struct Integrator {
     pub addr: SocketAddr,
@@ -329,7 +329,9 @@ impl Integrator {
             let hits = h2.clone();
             Box::pin(async move {
                 let query = req.uri().query().unwrap_or("").to_string();
-                hits.lock().unwrap().push(query.clone());
+                hits.lock()
+                    .unwrap()
+                    .push(format!("{}?{query}", req.uri().path()));
                 let q: HashMap<String, String> = form_urlencoded::parse(query.as_bytes()).into_owned().collect();
                 let esc = |s: Option<&String>| {
                     s.map(|s| s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;"))
