@@ -411,3 +411,42 @@ async fn identities_api_lists_and_unlinks_for_the_user_or_an_admin() {
         StatusCode::NOT_FOUND
     );
 }
+
+#[tokio::test]
+async fn concurrent_callbacks_with_one_state_link_once() {
+    let env = connect_gateway::start().await;
+    let (user, token) = env.user("race@example.com", "default").await;
+    let c = common::client();
+    let dialog = c
+        .get(env.dialog_url(&env.integrator.url("/done"), &token))
+        .send()
+        .await
+        .unwrap();
+    let at_provider = c.get(location(&dialog)).send().await.unwrap();
+    let callback = location(&at_provider);
+
+    let attempts = (0..8).map(|_| {
+        let c = c.clone();
+        let url = callback.clone();
+        tokio::spawn(async move { c.get(url).send().await.unwrap().status() })
+    });
+    let mut statuses = Vec::new();
+    for a in attempts {
+        statuses.push(a.await.unwrap());
+    }
+    assert_eq!(
+        statuses.iter().filter(|s| **s == StatusCode::FOUND).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses
+            .iter()
+            .filter(|s| **s == StatusCode::BAD_REQUEST)
+            .count(),
+        7,
+        "{statuses:?}"
+    );
+    assert_eq!(env.provider.token_calls.load(Ordering::SeqCst), 1);
+    assert_eq!(env.store.identities_of(user).await.unwrap().len(), 1);
+}

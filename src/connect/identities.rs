@@ -85,7 +85,7 @@ impl Connect {
             .parse::<i64>()
             .map(UserId)
             .map_err(|_| ConnectError::NotFound)?;
-        if caller.user_id.parse::<i64>().ok() == Some(target.0) {
+        if super::caller_user(&caller) == Some(target) {
             return Ok(target);
         }
         if caller.role.as_deref() == Some("admin") {

@@ -251,11 +251,17 @@ async fn authenticate(
 
 /// The caller's numeric user id; a token for a client rather than a user is refused.
 fn user_id_of(identity: &Identity) -> Result<UserId, ConnectError> {
-    identity
-        .user_id
-        .parse::<i64>()
-        .map(UserId)
-        .map_err(|_| ConnectError::InvalidToken("the token does not belong to a user".into()))
+    caller_user(identity)
+        .ok_or_else(|| ConnectError::InvalidToken("the token does not belong to a user".into()))
+}
+
+/// The user a token speaks for. A client_credentials token carries the client id as its
+/// subject; a client whose id happens to be numeric must not pass for that user.
+fn caller_user(identity: &Identity) -> Option<UserId> {
+    if identity.client_id.as_deref() == Some(identity.user_id.as_str()) {
+        return None;
+    }
+    identity.user_id.parse::<i64>().ok().map(UserId)
 }
 
 /// The `Authorization: Bearer` token, if any.

@@ -126,6 +126,13 @@ impl Authenticator for FakeAuthn {
                 },
                 "client" => Caller {
                     user_id: "svc".into(),
+                    client_id: Some("svc".into()),
+                    ..Default::default()
+                },
+                // client_credentials for a client whose id looks like user 7's.
+                "client7" => Caller {
+                    user_id: "7".into(),
+                    client_id: Some("7".into()),
                     ..Default::default()
                 },
                 t if t.starts_with('t') && t[1..].parse::<i64>().is_ok() => Caller {
