@@ -21,8 +21,14 @@ pub async fn build(config: &Config) -> Result<Services, ServicesError> {
         crate::oauth::MountError::Store(e) => ServicesError::Store(e.to_string()),
         crate::oauth::MountError::Keys(e) => ServicesError::Keys(e.to_string()),
     })?;
+    let mut endpoints = tokens.endpoints;
+    // Provider connect: dialog, callback and the identities API, on the same store.
+    endpoints.extend(crate::connect::endpoints(
+        config,
+        crate::connect::ConnectStores::from_store(tokens.store.clone()),
+    ));
     Ok(Services {
-        endpoints: tokens.endpoints,
+        endpoints,
         authenticator: tokens.service.bearer.clone(),
         readiness: vec![tokens.readiness],
     })

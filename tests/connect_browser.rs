@@ -18,7 +18,7 @@ async fn chromium_follows_the_dialog_to_the_integrator_and_the_account_is_linked
         return;
     };
     let env = connect_gateway::start().await;
-    let (user, token) = env.user("browser@example.com", "default").await;
+    let (user, token) = env.signed_in_user("browser", "correct horse battery").await;
 
     let dom = chromium::dump_dom(
         &browser,

@@ -1,6 +1,6 @@
-//! A gateway set up for provider connect: the real SQLite store, real bearer validation
-//! (the store-backed opaque-token authenticator), the connect endpoints, a fake provider
-//! configured as `facebook`, and an integrator page on its own port.
+//! A gateway set up for provider connect — everything `services::build` wires (the real
+//! SQLite store, the token service's bearer validation, the connect endpoints) — with a
+//! fake provider configured as `facebook` and an integrator page on its own port.
 //!
 //! The callback URL Tollgate hands the provider comes from `connect.callback_base_url`,
 //! which must name the gateway's own port; the port is known only once the gateway has
@@ -8,12 +8,8 @@
 
 use std::sync::Arc;
 
-use tollgate::app::{Gateway, Services};
-use tollgate::config::Config;
 use tollgate::connect::callback::identity_aad;
-use tollgate::connect::ConnectStores;
 use tollgate::crypto::{random_token, sha256_hex};
-use tollgate::proxy::authn::setup::{self, AuthnParts};
 use tollgate::store::{NewUser, Store, TokenKind, TokenRecord, UserId};
 
 use super::fake_provider::{FakeProvider, Integrator};
@@ -72,43 +68,16 @@ pub async fn start_with_key(key_env: &str) -> ConnectEnv {
     let provider = FakeProvider::start("fake-client", SECRET).await;
     let integrator = Integrator::start().await;
 
-    let dir = tempfile::tempdir().unwrap();
-    let config_path = dir.path().join("tollgate.yaml");
-    let text = yaml(&provider, &integrator, "http://127.0.0.1:9", key_env);
-    std::fs::write(&config_path, super::complete_yaml(&text, dir.path())).unwrap();
-    let cfg = Config::load(&config_path).unwrap_or_else(|e| panic!("{e}"));
-
-    let store = tollgate::store::connect(&cfg.store.url).await.unwrap();
-    let authenticator = setup::build(
-        &cfg,
-        AuthnParts {
-            store: Some(store.clone()),
-            ..Default::default()
-        },
-    )
-    .unwrap();
-    let services = Services {
-        endpoints: tollgate::connect::endpoints(&cfg, ConnectStores::from_store(store.clone())),
-        authenticator: Arc::new(authenticator),
-        readiness: Vec::new(),
-    };
-    let gateway = Gateway::start(cfg, services)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let base = format!("http://{}", gateway.http_addr.unwrap());
-    let admin = format!("http://{}", gateway.admin_addr.unwrap());
-    let gw = TestGateway {
-        gateway,
-        dir,
-        config_path,
-        base,
-        admin,
-    };
+    let gw =
+        super::spawn_gateway(&yaml(&provider, &integrator, "http://127.0.0.1:9", key_env)).await;
     gw.write_config(&yaml(&provider, &integrator, &gw.base, key_env));
     gw.gateway
         .app
         .reload()
         .expect("reload with the gateway's own callback URL");
+    // A second handle on the gateway's SQLite file, to seed users and read links.
+    let url = format!("sqlite://{}/tollgate.db", gw.dir.path().display());
+    let store = tollgate::store::connect(&url).await.expect("store opens");
     ConnectEnv {
         gw,
         store,
@@ -154,6 +123,49 @@ impl ConnectEnv {
             )
             .await
             .unwrap();
+        (user.id, token)
+    }
+
+    /// A user who signs in through the token service (password grant, form + Basic) and
+    /// the JWT access token it issues them: the path real integrators take.
+    pub async fn signed_in_user(&self, username: &str, password: &str) -> (UserId, String) {
+        let hasher = tollgate::crypto::PasswordHasherPool::new(1);
+        let user = self
+            .store
+            .create_user(NewUser {
+                username: Some(username.into()),
+                email: format!("{username}@example.com"),
+                password_hash: hasher.hash(password).await.unwrap(),
+                role: "default".into(),
+            })
+            .await
+            .unwrap();
+        let client_id = format!("app-{username}");
+        self.store
+            .create_client(tollgate::store::Client {
+                id: client_id.clone(),
+                secret_hash: Some(sha256_hex("app-secret")),
+                grants: vec!["password".into()],
+                scopes: Vec::new(),
+                created_at: chrono::Utc::now(),
+            })
+            .await
+            .unwrap();
+        let resp = super::client()
+            .post(self.gw.url("/oauth/token"))
+            .basic_auth(&client_id, Some("app-secret"))
+            .form(&[
+                ("grant_type", "password"),
+                ("username", username),
+                ("password", password),
+            ])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200, "password grant");
+        let body: serde_json::Value = resp.json().await.unwrap();
+        let token = body["access_token"].as_str().unwrap().to_string();
+        assert_eq!(token.matches('.').count(), 2, "a JWT");
         (user.id, token)
     }
 
