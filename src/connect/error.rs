@@ -25,8 +25,10 @@ pub enum ConnectError {
     InvalidState,
     #[error("provider linking is not available: {0}")]
     NotConfigured(String),
-    #[error("not found")]
+    #[error("no such user, or not visible to the caller")]
     NotFound,
+    #[error("no such linked provider")]
+    NoSuchIdentity,
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -61,7 +63,13 @@ impl ConnectError {
                     "provider linking is not configured on this server",
                 )
             }
-            ConnectError::NotFound => json_error(StatusCode::NOT_FOUND, "not_found", "not found"),
+            // The users API's words, so a probe cannot tell the two APIs' 404s apart.
+            ConnectError::NotFound => json_error(StatusCode::NOT_FOUND, "not_found", "No such user"),
+            ConnectError::NoSuchIdentity => json_error(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "No such linked provider",
+            ),
             ConnectError::Store(e) => {
                 tracing::error!(error = %e, "store failed during provider connect");
                 json_error(

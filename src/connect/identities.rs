@@ -73,7 +73,8 @@ impl Connect {
         Ok(resp)
     }
 
-    /// The user `id` names, when the caller may see them.
+    /// The user `id` names, when the caller may see them: the user themself, or a caller
+    /// whose current role in the store is admin (a demoted admin's token no longer is).
     async fn authorize_user(
         &self,
         authn: &dyn Authenticator,
@@ -85,14 +86,21 @@ impl Connect {
             .parse::<i64>()
             .map(UserId)
             .map_err(|_| ConnectError::NotFound)?;
-        if super::caller_user(&caller) == Some(target) {
+        let me = super::caller_user(&caller);
+        if me == Some(target) {
             return Ok(target);
         }
-        if caller.role.as_deref() == Some("admin") {
-            return match self.stores.users.user_by_id(target).await? {
-                Some(_) => Ok(target),
-                None => Err(ConnectError::NotFound),
-            };
+        let Some(me) = me else {
+            return Err(ConnectError::NotFound);
+        };
+        let is_admin = self
+            .stores
+            .users
+            .user_by_id(me)
+            .await?
+            .is_some_and(|u| u.role == crate::users::ADMIN_ROLE);
+        if is_admin && self.stores.users.user_by_id(target).await?.is_some() {
+            return Ok(target);
         }
         Err(ConnectError::NotFound)
     }

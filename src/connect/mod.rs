@@ -255,10 +255,12 @@ fn user_id_of(identity: &Identity) -> Result<UserId, ConnectError> {
         .ok_or_else(|| ConnectError::InvalidToken("the token does not belong to a user".into()))
 }
 
-/// The user a token speaks for. A client_credentials token carries the client id as its
-/// subject; a client whose id happens to be numeric must not pass for that user.
+/// The user a token speaks for, by the users API's rule: user tokens carry an email,
+/// client_credentials tokens do not (and carry the client id as subject, so a client whose
+/// id happens to be numeric must not pass for that user).
 fn caller_user(identity: &Identity) -> Option<UserId> {
-    if identity.client_id.as_deref() == Some(identity.user_id.as_str()) {
+    if identity.email.is_none() || identity.client_id.as_deref() == Some(identity.user_id.as_str())
+    {
         return None;
     }
     identity.user_id.parse::<i64>().ok().map(UserId)

@@ -121,6 +121,14 @@ impl Authenticator for FakeAuthn {
             let id = match token {
                 "admin" => Caller {
                     user_id: "99".into(),
+                    email: Some("u99@example.com".into()),
+                    role: Some("admin".into()),
+                    ..Default::default()
+                },
+                // Claims to be admin, but the store says user 8 is not.
+                "fake-admin" => Caller {
+                    user_id: "8".into(),
+                    email: Some("u8@example.com".into()),
                     role: Some("admin".into()),
                     ..Default::default()
                 },
@@ -137,6 +145,8 @@ impl Authenticator for FakeAuthn {
                 },
                 t if t.starts_with('t') && t[1..].parse::<i64>().is_ok() => Caller {
                     user_id: t[1..].into(),
+                    email: Some(format!("u{}@example.com", &t[1..])),
+                    client_id: Some("web".into()),
                     role: Some("default".into()),
                     ..Default::default()
                 },
@@ -777,6 +787,13 @@ fn link(store: &FakeStore, user: i64, provider: &str) {
 #[tokio::test]
 async fn identities_are_listed_for_the_user_or_an_admin_without_tokens() {
     let store = FakeStore::with_users(&[7, 8, 99]);
+    store
+        .users
+        .lock()
+        .unwrap()
+        .iter_mut()
+        .filter(|u| u.id == UserId(99))
+        .for_each(|u| u.role = "admin".into());
     link(&store, 7, "facebook");
     let c = connect(&store, true);
     let ok =
