@@ -14,7 +14,7 @@ use common::{chromium, connect_gateway};
 #[tokio::test]
 async fn chromium_follows_the_dialog_to_the_integrator_and_the_account_is_linked() {
     let Some(browser) = chromium::binary() else {
-        eprintln!("SKIPPED: no Chromium binary (install chromium or set TOLLGATE_CHROMIUM)");
+        eprintln!("SKIPPED: no Chromium binary (install chromium or set CHROMIUM_BIN)");
         return;
     };
     let env = connect_gateway::start().await;

@@ -450,3 +450,59 @@ async fn concurrent_callbacks_with_one_state_link_once() {
     assert_eq!(env.provider.token_calls.load(Ordering::SeqCst), 1);
     assert_eq!(env.store.identities_of(user).await.unwrap().len(), 1);
 }
+
+/// The same flow on PostgreSQL (several replicas share one), in a database of its own.
+#[tokio::test]
+async fn full_flow_on_postgres() {
+    let Ok(base) = std::env::var("TOLLGATE_TEST_POSTGRES_URL") else {
+        eprintln!("SKIPPED: TOLLGATE_TEST_POSTGRES_URL is not set");
+        return;
+    };
+    use sqlx::Connection;
+    let name = format!("tollgate_connect_{}", uuid::Uuid::new_v4().simple());
+    let mut admin = sqlx::PgConnection::connect(&base)
+        .await
+        .expect("connect to postgres");
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    let mut url = url::Url::parse(&base).unwrap();
+    url.set_path(&name);
+    let url = url.to_string();
+
+    // On its own task so a failed assertion still lets us drop the database.
+    let result = tokio::spawn(async move {
+        let env = connect_gateway::start_on(Some(&url), connect_gateway::KEY_ENV).await;
+        let (first, t1) = env.user("pg1@example.com", "default").await;
+        let (second, t2) = env.user("pg2@example.com", "default").await;
+        let (back, callback) = run_flow(&env, &t1).await;
+        assert_eq!(param(&back, "status").as_deref(), Some("connected"));
+        let links = env.store.identities_of(first).await.unwrap();
+        assert_eq!(links.len(), 1);
+        let tokens = env.decrypt_tokens("facebook", "fb-1001", &links[0].tokens_encrypted);
+        assert!(tokens["access_token"]
+            .as_str()
+            .unwrap()
+            .starts_with("prov-at-"));
+
+        let replay = common::client().get(&callback).send().await.unwrap();
+        assert_eq!(replay.status(), StatusCode::BAD_REQUEST);
+
+        let (back, _) = run_flow(&env, &t2).await;
+        assert_eq!(param(&back, "error").as_deref(), Some("already_linked"));
+        assert!(env.store.identities_of(second).await.unwrap().is_empty());
+        env.gw
+            .gateway
+            .shutdown(std::time::Duration::from_secs(5))
+            .await;
+    })
+    .await;
+    sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    if let Err(e) = result {
+        std::panic::resume_unwind(e.into_panic());
+    }
+}

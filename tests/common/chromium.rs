@@ -2,7 +2,7 @@
 //! loads a URL, follows every real HTTP redirect as a browser does, and prints the DOM of
 //! the page it ends on.
 //!
-//! The binary is `$TOLLGATE_CHROMIUM`, else `chromium` or `chromium-browser` on the
+//! The binary is `$CHROMIUM_BIN`, else `chromium` or `chromium-browser` on the
 //! usual paths; when none exists, [`binary`] is `None` and browser tests skip with a
 //! printed reason.
 
@@ -11,7 +11,7 @@ use std::time::Duration;
 
 /// The Chromium binary, if this machine has one.
 pub fn binary() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("TOLLGATE_CHROMIUM") {
+    if let Some(p) = std::env::var_os("CHROMIUM_BIN") {
         return Some(PathBuf::from(p)).filter(|p| p.exists());
     }
     [

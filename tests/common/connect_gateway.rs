@@ -63,20 +63,35 @@ routes: []
 /// Starts everything; `key_env` names the encryption key variable (pass [`KEY_ENV`], or
 /// an unset name to see linking refused).
 pub async fn start_with_key(key_env: &str) -> ConnectEnv {
+    start_on(None, key_env).await
+}
+
+/// As [`start_with_key`], on the store at `store_url` (default: SQLite in the temp dir).
+pub async fn start_on(store_url: Option<&str>, key_env: &str) -> ConnectEnv {
     std::env::set_var(KEY_ENV, KEY_HEX);
     std::env::set_var(SECRET_ENV, SECRET);
     let provider = FakeProvider::start("fake-client", SECRET).await;
     let integrator = Integrator::start().await;
+    let store_yaml = store_url
+        .map(|u| format!("store:\n  url: {u}\n"))
+        .unwrap_or_default();
+    let config = |base: &str| {
+        format!(
+            "{store_yaml}{}",
+            yaml(&provider, &integrator, base, key_env)
+        )
+    };
 
-    let gw =
-        super::spawn_gateway(&yaml(&provider, &integrator, "http://127.0.0.1:9", key_env)).await;
-    gw.write_config(&yaml(&provider, &integrator, &gw.base, key_env));
+    let gw = super::spawn_gateway(&config("http://127.0.0.1:9")).await;
+    gw.write_config(&config(&gw.base));
     gw.gateway
         .app
         .reload()
         .expect("reload with the gateway's own callback URL");
-    // A second handle on the gateway's SQLite file, to seed users and read links.
-    let url = format!("sqlite://{}/tollgate.db", gw.dir.path().display());
+    // A second handle on the gateway's store, to seed users and read links.
+    let url = store_url
+        .map(str::to_owned)
+        .unwrap_or_else(|| format!("sqlite://{}/tollgate.db", gw.dir.path().display()));
     let store = tollgate::store::connect(&url).await.expect("store opens");
     ConnectEnv {
         gw,
