@@ -38,7 +38,12 @@ pub struct RequestCtx {
 pub trait Endpoint: Send + Sync {
     /// Whether this endpoint serves `path` (already normalised).
     fn matches(&self, method: &Method, path: &str, config: &Config) -> bool;
-    fn call(self: Arc<Self>, app: Arc<App>, req: Request<Incoming>, ctx: RequestCtx) -> BoxFuture<Response<Body>>;
+    fn call(
+        self: Arc<Self>,
+        app: Arc<App>,
+        req: Request<Incoming>,
+        ctx: RequestCtx,
+    ) -> BoxFuture<Response<Body>>;
 }
 
 /// Something `/readyz` must find healthy (the store, for one).
@@ -107,17 +112,21 @@ impl App {
                     || cfg.listen.admin != current.config.listen.admin
                     || cfg.store.url != current.config.store.url
                 {
-                    tracing::warn!("listen addresses and store.url take effect only after a restart");
+                    tracing::warn!(
+                        "listen addresses and store.url take effect only after a restart"
+                    );
                 }
                 let rt = Runtime::build(Arc::new(cfg), &self.clients);
                 let routes = rt.routes.routes().len();
                 self.runtime.store(Arc::new(rt));
-                metrics::counter!("tollgate_config_reloads_total", "result" => "success").increment(1);
+                metrics::counter!("tollgate_config_reloads_total", "result" => "success")
+                    .increment(1);
                 tracing::info!(routes, "configuration reloaded");
                 Ok(())
             }
             Err(e) => {
-                metrics::counter!("tollgate_config_reloads_total", "result" => "failure").increment(1);
+                metrics::counter!("tollgate_config_reloads_total", "result" => "failure")
+                    .increment(1);
                 tracing::error!(error = %e, "configuration reload rejected; the previous configuration stays live");
                 Err(e)
             }
@@ -131,7 +140,11 @@ impl App {
         let request_id = headers::request_id(req.headers());
         let rt = self.runtime.load_full();
         let method = req.method().clone();
-        let log_path = rt.config.log.access_log.then(|| req.uri().path().to_owned());
+        let log_path = rt
+            .config
+            .log
+            .access_log
+            .then(|| req.uri().path().to_owned());
         let mut outcome = Outcome { route: None };
 
         let endpoint = match proxy::path::normalize_path(req.uri().path()) {
@@ -152,7 +165,11 @@ impl App {
                 };
                 ep.call(self.clone(), req, ctx).await
             }
-            None => match self.proxy.handle(&rt, req, conn, &request_id, &mut outcome).await {
+            None => match self
+                .proxy
+                .handle(&rt, req, conn, &request_id, &mut outcome)
+                .await
+            {
                 Ok(r) => r,
                 Err(e) => {
                     if e.status().is_server_error() {
@@ -265,8 +282,16 @@ impl Gateway {
             tokio::spawn(async move {
                 while rx.recv().await.is_some() {
                     match cert.reload() {
-                        Ok(()) => tracing::info!("TLS certificate reloaded"),
-                        Err(e) => tracing::error!(error = %e, "TLS certificate reload failed; the previous certificate stays"),
+                        Ok(()) => {
+                            metrics::counter!("tollgate_tls_reloads_total", "result" => "success")
+                                .increment(1);
+                            tracing::info!("TLS certificate reloaded");
+                        }
+                        Err(e) => {
+                            metrics::counter!("tollgate_tls_reloads_total", "result" => "failure")
+                                .increment(1);
+                            tracing::error!(error = %e, "TLS certificate reload failed; the previous certificate stays");
+                        }
                     }
                 }
             });
@@ -287,10 +312,11 @@ impl Gateway {
                 }
             });
         }
+        let show = |a: Option<SocketAddr>| a.map(|a| a.to_string()).unwrap_or_default();
         tracing::info!(
-            http = ?http_addr,
-            https = ?https_addr,
-            admin = ?admin_addr,
+            http = show(http_addr),
+            https = show(https_addr),
+            admin = show(admin_addr),
             routes = config.routes.len(),
             "listening"
         );

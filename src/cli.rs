@@ -6,7 +6,11 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "tollgate", version, about = "Reverse-proxy authentication gateway")]
+#[command(
+    name = "tollgate",
+    version,
+    about = "Reverse-proxy authentication gateway"
+)]
 pub struct Cli {
     /// Configuration file [default: $TOLLGATE_CONFIG, else config/tollgate.yaml]
     #[arg(long, global = true, env = "TOLLGATE_CONFIG")]

@@ -14,7 +14,9 @@ use crate::proxy::route::RouteTable;
 pub type CmdResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
 
 fn config_path(cli: &Cli) -> PathBuf {
-    cli.config.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_PATH))
+    cli.config
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_PATH))
 }
 
 pub async fn run(cli: Cli) -> CmdResult {
@@ -33,14 +35,20 @@ pub async fn run(cli: Cli) -> CmdResult {
             route(&cfg, method, url)
         }
         Command::Serve => serve(&cli).await,
-        Command::Demo | Command::Users(_) | Command::Clients(_) | Command::Keys(_) => {
-            Err("this command needs the token service, which this build does not include yet".into())
-        }
+        Command::Keys(crate::cli::KeysCommand::Generate { alg, out }) => crate::keys::cli_generate(alg, out),
+        Command::Demo => crate::demo::run().await,
+        Command::Users(_) | Command::Clients(_) => Err(
+            "this command needs the token service, which this build does not include yet".into(),
+        ),
     }
 }
 
 fn init_logging(cli: &Cli, cfg: &Config) {
-    let format = if cli.log_json { LogFormat::Json } else { cfg.log.format };
+    let format = if cli.log_json {
+        LogFormat::Json
+    } else {
+        cfg.log.format
+    };
     crate::telemetry::init_logging(format, &cfg.log.level);
 }
 
@@ -48,10 +56,19 @@ async fn serve(cli: &Cli) -> CmdResult {
     let cfg = Config::load(&config_path(cli))?;
     init_logging(cli, &cfg);
     let grace = cfg.limits.shutdown_grace;
+    if let Some(addr) = cfg.echo_upstream {
+        let bound = crate::echo::spawn(addr)
+            .await
+            .map_err(|e| format!("echo_upstream: cannot listen on {addr}: {e}"))?;
+        tracing::info!(addr = %bound, "built-in echo upstream listening (echo_upstream; not for production)");
+    }
     let services = crate::services::build(&cfg).await?;
     let gateway = Gateway::start(cfg, services).await?;
     wait_for_shutdown(&gateway).await?;
-    tracing::info!(grace_ms = grace.as_millis() as u64, "shutting down: no new connections; draining in-flight requests");
+    tracing::info!(
+        grace_ms = grace.as_millis() as u64,
+        "shutting down: no new connections; draining in-flight requests"
+    );
     if gateway.shutdown(grace).await {
         tracing::info!("all connections closed");
     } else {
@@ -83,7 +100,10 @@ fn print_route_table(cfg: &Config) {
     let table = RouteTable::new(cfg.routes.clone());
     let mut routes: Vec<_> = table.routes().to_vec();
     routes.sort_by(|a, b| b.path.len().cmp(&a.path.len()).then(a.index.cmp(&b.index)));
-    println!("{:<20} {:<24} {:<28} {:<12} {:<10} UPSTREAM", "NAME", "HOST", "PATH", "METHODS", "AUTH");
+    println!(
+        "{:<20} {:<24} {:<28} {:<12} {:<10} UPSTREAM",
+        "NAME", "HOST", "PATH", "METHODS", "AUTH"
+    );
     for r in routes {
         let methods = r
             .methods
@@ -115,24 +135,41 @@ fn route(cfg: &Config, method: &str, url: &str) -> CmdResult {
     let norm = normalize_path(&path).map_err(|e| format!("path `{path}`: {e}"))?;
     let table = RouteTable::new(cfg.routes.clone());
     let e = table.explain(host.as_deref(), &method, &norm);
-    println!("request: {method} host={} path={} (normalised: {})", host.as_deref().unwrap_or("(none)"), path, e.normalised_path);
+    println!(
+        "request: {method} host={} path={} (normalised: {})",
+        host.as_deref().unwrap_or("(none)"),
+        path,
+        e.normalised_path
+    );
     for (name, why) in &e.considered {
         println!("  {name:<20} {why}");
     }
     match e.chosen {
         Some(name) => {
-            let r = table.routes().iter().find(|r| r.name == name).expect("chosen route exists");
+            let r = table
+                .routes()
+                .iter()
+                .find(|r| r.name == name)
+                .expect("chosen route exists");
             let fwd = if r.strip_prefix && r.path != "/" {
                 let rest = &norm[r.path.len()..];
-                if rest.is_empty() { "/".to_string() } else { rest.to_string() }
+                if rest.is_empty() {
+                    "/".to_string()
+                } else {
+                    rest.to_string()
+                }
             } else {
                 norm.to_string()
             };
             let targets: Vec<String> = r.upstream.targets.iter().map(|t| t.to_string()).collect();
-            println!("route: {name}\nauth: {:?}\nforwarded as: {} {}{fwd}", r.auth.mode, method, targets.join(" | "));
+            println!(
+                "route: {name}\nauth: {:?}\nforwarded as: {} {}{fwd}",
+                r.auth.mode,
+                method,
+                targets.join(" | ")
+            );
             Ok(())
         }
         None => Err(format!("no route matches {method} {url}: the gateway answers 404").into()),
     }
 }
-

@@ -17,6 +17,13 @@ pub enum ServicesError {
 
 /// Everything `config` asks for, wired together.
 pub async fn build(config: &Config) -> Result<Services, ServicesError> {
-    let _ = config;
-    Ok(Services::proxy_only())
+    let tokens = crate::oauth::mount(config).await.map_err(|e| match e {
+        crate::oauth::MountError::Store(e) => ServicesError::Store(e.to_string()),
+        crate::oauth::MountError::Keys(e) => ServicesError::Keys(e.to_string()),
+    })?;
+    Ok(Services {
+        endpoints: tokens.endpoints,
+        authenticator: tokens.service.bearer.clone(),
+        readiness: vec![tokens.readiness],
+    })
 }

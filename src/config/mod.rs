@@ -19,8 +19,8 @@ use figment::Figment;
 use http::Method;
 use ipnet::IpNet;
 
-pub use raw::RawConfig;
 use raw::AuthMode;
+pub use raw::RawConfig;
 
 /// Where `serve` and friends look when neither `--config` nor `$TOLLGATE_CONFIG` is set.
 pub const DEFAULT_PATH: &str = "config/tollgate.yaml";
@@ -167,7 +167,10 @@ impl Config {
     /// Loads and validates the file at `path` with environment overrides.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|e| {
-            ConfigError::one(Some(path.into()), format!("cannot read {}: {e}", path.display()))
+            ConfigError::one(
+                Some(path.into()),
+                format!("cannot read {}: {e}", path.display()),
+            )
         })?;
         Self::from_yaml_with_env(&text, Some(path.to_path_buf()))
     }

@@ -37,6 +37,11 @@ pub struct RawConfig {
     pub limits: Limits,
     /// Logging (Tollgate extension).
     pub log: Log,
+    /// Address of a built-in echo upstream that answers every request with a JSON echo of
+    /// what it received (identity headers included). For trying Tollgate out and for
+    /// `demo`; leave unset in production (Tollgate extension).
+    #[schemars(with = "Option<String>")]
+    pub echo_upstream: Option<SocketAddr>,
     pub routes: Vec<Route>,
 }
 
@@ -96,6 +101,8 @@ pub struct Tokens {
     pub access: AccessTokens,
     pub refresh: RefreshTokens,
     pub signing: Signing,
+    /// Password-grant throttling per account and per client IP (Tollgate extension).
+    pub login_throttle: LoginThrottle,
 }
 
 impl Default for Tokens {
@@ -106,6 +113,25 @@ impl Default for Tokens {
             access: AccessTokens::default(),
             refresh: RefreshTokens::default(),
             signing: Signing::default(),
+            login_throttle: LoginThrottle::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct LoginThrottle {
+    /// Password attempts per minute for one account (also the burst); 0 turns it off.
+    pub per_account: u32,
+    /// Password attempts per minute from one client IP (also the burst); 0 turns it off.
+    pub per_ip: u32,
+}
+
+impl Default for LoginThrottle {
+    fn default() -> Self {
+        LoginThrottle {
+            per_account: 10,
+            per_ip: 100,
         }
     }
 }

@@ -10,7 +10,8 @@ fn defaults_load_from_empty_file() {
 
 #[test]
 fn unknown_key_is_named_with_its_line() {
-    let err = Config::from_yaml_with_env("listen:\n  http: 127.0.0.1:1\n  htps: 1\n", None).unwrap_err();
+    let err =
+        Config::from_yaml_with_env("listen:\n  http: 127.0.0.1:1\n  htps: 1\n", None).unwrap_err();
     let msg = err.to_string();
     assert!(msg.contains("htps"), "{msg}");
     assert!(msg.contains("line 3"), "{msg}");

@@ -9,8 +9,8 @@ use http::Method;
 use ipnet::IpNet;
 
 use super::raw::{self, AuthMode, RawConfig};
+use super::UpstreamSpec;
 use super::{AuthPolicy, Config, ConfigError, HostMatch, RouteSpec, TargetSpec, TokenSource};
-use super::{UpstreamSpec};
 use crate::proxy::path::normalize_path;
 
 pub(super) fn validate(
@@ -45,7 +45,10 @@ pub(super) fn validate(
         problems.push("listen: neither `http` nor `https` is set; nothing would be served".into());
     }
     let store = &raw.store.url;
-    if !(store.starts_with("sqlite:") || store.starts_with("postgres://") || store.starts_with("postgresql://")) {
+    if !(store.starts_with("sqlite:")
+        || store.starts_with("postgres://")
+        || store.starts_with("postgresql://"))
+    {
         problems.push(format!(
             "store.url: `{}` is neither sqlite://… nor postgres://…",
             redact_url(store)
@@ -90,7 +93,9 @@ pub(super) fn validate(
         ("alias", &raw.identity_headers.alias),
     ] {
         if http::HeaderName::from_str(header).is_err() {
-            problems.push(format!("identity_headers.{name}: `{header}` is not a valid header name"));
+            problems.push(format!(
+                "identity_headers.{name}: `{header}` is not a valid header name"
+            ));
         }
     }
 
@@ -147,7 +152,10 @@ fn validate_route(
         }
     };
     let path = if !r.path.starts_with('/') {
-        problems.push(format!("{key}.path: `{}` must start with `/`{line}", r.path));
+        problems.push(format!(
+            "{key}.path: `{}` must start with `/`{line}",
+            r.path
+        ));
         String::from("/")
     } else {
         match normalize_path(&r.path) {
@@ -160,24 +168,33 @@ fn validate_route(
                 }
             }
             Err(_) => {
-                problems.push(format!("{key}.path: `{}` is not a valid path{line}", r.path));
+                problems.push(format!(
+                    "{key}.path: `{}` is not a valid path{line}",
+                    r.path
+                ));
                 String::from("/")
             }
         }
     };
     let methods = r.methods.as_ref().map(|ms| {
         ms.iter()
-            .filter_map(|m| match Method::from_bytes(m.to_ascii_uppercase().as_bytes()) {
-                Ok(m) => Some(m),
-                Err(_) => {
-                    problems.push(format!("{key}.methods: `{m}` is not an HTTP method{line}"));
-                    None
-                }
-            })
+            .filter_map(
+                |m| match Method::from_bytes(m.to_ascii_uppercase().as_bytes()) {
+                    Ok(m) => Some(m),
+                    Err(_) => {
+                        problems.push(format!("{key}.methods: `{m}` is not an HTTP method{line}"));
+                        None
+                    }
+                },
+            )
             .collect::<Vec<_>>()
     });
-    if methods.as_ref().is_some_and(|m| m.is_empty()) && r.methods.as_ref().is_some_and(|m| m.is_empty()) {
-        problems.push(format!("{key}.methods: empty list would match nothing; omit it to match every method{line}"));
+    if methods.as_ref().is_some_and(|m| m.is_empty())
+        && r.methods.as_ref().is_some_and(|m| m.is_empty())
+    {
+        problems.push(format!(
+            "{key}.methods: empty list would match nothing; omit it to match every method{line}"
+        ));
     }
 
     let (targets, timeout, connect_timeout, eject_after, eject_for, retries) = match &r.upstream {
@@ -192,7 +209,9 @@ fn validate_route(
         ),
     };
     if targets.is_empty() {
-        problems.push(format!("{key}.upstream.targets: at least one target is needed{line}"));
+        problems.push(format!(
+            "{key}.upstream.targets: at least one target is needed{line}"
+        ));
     }
     let targets: Vec<TargetSpec> = targets
         .iter()

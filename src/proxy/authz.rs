@@ -26,10 +26,13 @@ pub async fn decide(
         (AuthMode::Required, None) => return Err(GatewayError::Unauthenticated),
         (_, Some(t)) => t,
     };
-    let identity = authenticator.authenticate(token).await.map_err(|e| match e {
-        AuthnError::Invalid(why) => GatewayError::InvalidToken(why),
-        AuthnError::Unavailable(why) => GatewayError::AuthUnavailable(why),
-    })?;
+    let identity = authenticator
+        .authenticate(token)
+        .await
+        .map_err(|e| match e {
+            AuthnError::Invalid(why) => GatewayError::InvalidToken(why),
+            AuthnError::Unavailable(why) => GatewayError::AuthUnavailable(why),
+        })?;
     authorize(policy, &identity)?;
     Ok(Some(identity))
 }

@@ -35,7 +35,9 @@ impl GatewayError {
             GatewayError::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             GatewayError::UpstreamUnreachable(_) => StatusCode::BAD_GATEWAY,
             GatewayError::UpstreamTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
-            GatewayError::Unauthenticated | GatewayError::InvalidToken(_) => StatusCode::UNAUTHORIZED,
+            GatewayError::Unauthenticated | GatewayError::InvalidToken(_) => {
+                StatusCode::UNAUTHORIZED
+            }
             GatewayError::InsufficientScope => StatusCode::FORBIDDEN,
             GatewayError::AuthUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
@@ -66,12 +68,16 @@ impl GatewayError {
                 "the request body is larger than this route allows",
                 None,
             ),
-            GatewayError::UpstreamUnreachable(_) => {
-                ("bad_gateway", "the upstream service could not be reached", None)
-            }
-            GatewayError::UpstreamTimeout(_) => {
-                ("gateway_timeout", "the upstream service did not answer in time", None)
-            }
+            GatewayError::UpstreamUnreachable(_) => (
+                "bad_gateway",
+                "the upstream service could not be reached",
+                None,
+            ),
+            GatewayError::UpstreamTimeout(_) => (
+                "gateway_timeout",
+                "the upstream service did not answer in time",
+                None,
+            ),
             GatewayError::Unauthenticated => (
                 "unauthorized",
                 "a bearer token is required",

@@ -134,8 +134,10 @@ impl Upstream {
         }
         let failures = t.consecutive_failures.fetch_add(1, Ordering::Relaxed) + 1;
         if failures >= self.eject_after && self.targets.len() > 1 {
-            t.ejected_until_ms
-                .store(now_ms() + self.eject_for.as_millis() as u64, Ordering::Relaxed);
+            t.ejected_until_ms.store(
+                now_ms() + self.eject_for.as_millis() as u64,
+                Ordering::Relaxed,
+            );
             t.consecutive_failures.store(0, Ordering::Relaxed);
             tracing::warn!(target = %t.spec, for_ms = self.eject_for.as_millis() as u64, "upstream target ejected after consecutive failures");
             metrics::counter!("tollgate_upstream_ejections_total").increment(1);
@@ -144,7 +146,11 @@ impl Upstream {
 
     fn uri_for(t: &TargetSpec, path: &str, query: Option<&str>) -> Result<Uri, GatewayError> {
         let mut s = String::with_capacity(
-            t.authority.as_str().len() + t.base_path.len() + path.len() + 16 + query.map_or(0, |q| q.len() + 1),
+            t.authority.as_str().len()
+                + t.base_path.len()
+                + path.len()
+                + 16
+                + query.map_or(0, |q| q.len() + 1),
         );
         s.push_str(t.scheme.as_str());
         s.push_str("://");
@@ -226,13 +232,15 @@ impl Upstream {
                     }
                     self.record(target, false);
                     tracing::warn!(target = %target.spec, attempt, error = %error_chain(&e), "upstream request failed");
-                    metrics::counter!("tollgate_upstream_errors_total", "kind" => "unreachable").increment(1);
+                    metrics::counter!("tollgate_upstream_errors_total", "kind" => "unreachable")
+                        .increment(1);
                     last_err = GatewayError::UpstreamUnreachable(error_chain(&e));
                 }
                 Err(_) => {
                     self.record(target, false);
                     tracing::warn!(target = %target.spec, timeout_ms = self.timeout.as_millis() as u64, "upstream timed out");
-                    metrics::counter!("tollgate_upstream_errors_total", "kind" => "timeout").increment(1);
+                    metrics::counter!("tollgate_upstream_errors_total", "kind" => "timeout")
+                        .increment(1);
                     return Err(GatewayError::UpstreamTimeout(self.timeout));
                 }
             }

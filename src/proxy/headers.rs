@@ -173,8 +173,7 @@ pub fn request_id(headers: &HeaderMap) -> HeaderValue {
         let b = v.as_bytes();
         if !b.is_empty()
             && b.len() <= 128
-            && b
-                .iter()
+            && b.iter()
                 .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.' | b':'))
         {
             return v.clone();
@@ -206,7 +205,10 @@ mod tests {
     #[test]
     fn hop_by_hop_and_connection_named() {
         let mut h = HeaderMap::new();
-        h.insert("connection", HeaderValue::from_static("close, x-secret-hop"));
+        h.insert(
+            "connection",
+            HeaderValue::from_static("close, x-secret-hop"),
+        );
         h.insert("x-secret-hop", HeaderValue::from_static("1"));
         h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
         h.insert("te", HeaderValue::from_static("trailers"));
@@ -229,7 +231,13 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert("x-forwarded-for", HeaderValue::from_static("6.6.6.6"));
         h.insert("x-forwarded-proto", HeaderValue::from_static("https"));
-        set_forwarded(&mut h, peer, "http", Some("a.example"), &["127.0.0.0/8".parse().unwrap()]);
+        set_forwarded(
+            &mut h,
+            peer,
+            "http",
+            Some("a.example"),
+            &["127.0.0.0/8".parse().unwrap()],
+        );
         assert_eq!(h["x-forwarded-for"], "6.6.6.6, 127.0.0.1");
         assert_eq!(h["x-forwarded-proto"], "https");
     }
@@ -239,7 +247,10 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert("x-request-id", HeaderValue::from_static("abc-123"));
         assert_eq!(request_id(&h), "abc-123");
-        h.insert("x-request-id", HeaderValue::from_static("bad id with spaces"));
+        h.insert(
+            "x-request-id",
+            HeaderValue::from_static("bad id with spaces"),
+        );
         assert_eq!(request_id(&h).len(), 36);
     }
 }

@@ -163,9 +163,14 @@ impl Proxy {
         }
 
         // 4 + 5. Authenticate and authorize per the route's policy.
-        let found = authn::source::find_token(&spec.token_sources, req.headers(), req.uri().query());
-        let identity: Option<Arc<Identity>> =
-            authz::decide(&spec.auth, found.as_ref().map(|f| f.token), &*self.authenticator).await?;
+        let found =
+            authn::source::find_token(&spec.token_sources, req.headers(), req.uri().query());
+        let identity: Option<Arc<Identity>> = authz::decide(
+            &spec.auth,
+            found.as_ref().map(|f| f.token),
+            &*self.authenticator,
+        )
+        .await?;
         let query_token = match found.as_ref().map(|f| f.source) {
             Some(TokenSource::Query(name)) => Some(name.clone()),
             _ => None,
@@ -203,7 +208,9 @@ impl Proxy {
             host_owned.as_deref(),
             &rt.config.trusted_proxies,
         );
-        parts.headers.insert(&headers::X_REQUEST_ID, request_id.clone());
+        parts
+            .headers
+            .insert(&headers::X_REQUEST_ID, request_id.clone());
 
         let close_at = match (&identity, spec.close_on_token_expiry) {
             (Some(id), true) => id.expires_at.map(deadline_from_unix),

@@ -29,9 +29,8 @@ pub fn normalize_path(path: &str) -> Result<Cow<'_, str>, PathError> {
     }
     let decoded = decode_shape_chars(path)?;
     let mut out: Vec<&str> = Vec::new();
-    let trailing_slash = decoded.ends_with('/')
-        || decoded.ends_with("/.")
-        || decoded.ends_with("/..");
+    let trailing_slash =
+        decoded.ends_with('/') || decoded.ends_with("/.") || decoded.ends_with("/..");
     for seg in decoded.split('/') {
         match seg {
             "" | "." => {}
@@ -144,9 +143,15 @@ mod tests {
 
     #[test]
     fn leaves_normal_paths_borrowed() {
-        assert!(matches!(normalize_path("/api/orders/1"), Ok(Cow::Borrowed(_))));
+        assert!(matches!(
+            normalize_path("/api/orders/1"),
+            Ok(Cow::Borrowed(_))
+        ));
         assert!(matches!(normalize_path("/"), Ok(Cow::Borrowed(_))));
-        assert!(matches!(normalize_path("/a/.well-known/x"), Ok(Cow::Borrowed(_))));
+        assert!(matches!(
+            normalize_path("/a/.well-known/x"),
+            Ok(Cow::Borrowed(_))
+        ));
         assert!(matches!(normalize_path("/a/b..c/"), Ok(Cow::Borrowed(_))));
     }
 

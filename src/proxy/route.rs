@@ -104,25 +104,37 @@ impl<R: HasSpec> RouteTable<R> {
         let mut considered = Vec::new();
         let mut chosen = None;
         let mut candidates: Vec<&Arc<R>> = self.all.iter().collect();
-        candidates.sort_by(|a, b| b.spec().path.len().cmp(&a.spec().path.len()));
+        candidates.sort_by_key(|r| std::cmp::Reverse(r.spec().path.len()));
         for r in candidates {
             let s = r.spec();
             let why = if !prefix_matches(&s.path, path) {
                 format!("path prefix {} does not match {}", s.path, path)
             } else if !s.host.matches(host) {
-                format!("host {} does not match {}", s.host, host.unwrap_or("(none)"))
+                format!(
+                    "host {} does not match {}",
+                    s.host,
+                    host.unwrap_or("(none)")
+                )
             } else if !method_ok(s, method) {
                 format!("method {method} not in {:?}", s.methods.as_ref().unwrap())
             } else if chosen.is_none() {
                 let found = self.find(host, method, path).map(|f| f.spec().name.clone());
                 if found.as_deref() == Some(s.name.as_str()) {
                     chosen = found;
-                    format!("CHOSEN: longest matching prefix {} (host {}, methods {})", s.path, s.host, methods_str(s))
+                    format!(
+                        "CHOSEN: longest matching prefix {} (host {}, methods {})",
+                        s.path,
+                        s.host,
+                        methods_str(s)
+                    )
                 } else {
                     "matches, but a higher-priority route with the same prefix wins".into()
                 }
             } else {
-                format!("matches, but prefix {} is shorter or lower in priority", s.path)
+                format!(
+                    "matches, but prefix {} is shorter or lower in priority",
+                    s.path
+                )
             };
             considered.push((s.name.clone(), why));
         }
@@ -145,7 +157,9 @@ fn method_ok(s: &RouteSpec, method: &Method) -> bool {
     match &s.methods {
         None => true,
         // HEAD is served wherever GET is.
-        Some(ms) => ms.iter().any(|m| m == method || (m == Method::GET && method == Method::HEAD)),
+        Some(ms) => ms
+            .iter()
+            .any(|m| m == method || (m == Method::GET && method == Method::HEAD)),
     }
 }
 
@@ -189,23 +203,53 @@ routes:
     #[test]
     fn longest_prefix_on_segment_boundary() {
         let t = table(ROUTES);
-        assert_eq!(name(&t, None, Method::POST, "/api/orders/7").as_deref(), Some("orders"));
-        assert_eq!(name(&t, None, Method::POST, "/api/ordersX").as_deref(), Some("api"));
+        assert_eq!(
+            name(&t, None, Method::POST, "/api/orders/7").as_deref(),
+            Some("orders")
+        );
+        assert_eq!(
+            name(&t, None, Method::POST, "/api/ordersX").as_deref(),
+            Some("api")
+        );
         assert_eq!(name(&t, None, Method::POST, "/api").as_deref(), Some("api"));
-        assert_eq!(name(&t, None, Method::POST, "/api/").as_deref(), Some("api"));
-        assert_eq!(name(&t, None, Method::POST, "/other").as_deref(), Some("root"));
+        assert_eq!(
+            name(&t, None, Method::POST, "/api/").as_deref(),
+            Some("api")
+        );
+        assert_eq!(
+            name(&t, None, Method::POST, "/other").as_deref(),
+            Some("root")
+        );
         assert_eq!(name(&t, None, Method::POST, "/").as_deref(), Some("root"));
     }
 
     #[test]
     fn ties_are_deterministic() {
         let t = table(ROUTES);
-        assert_eq!(name(&t, Some("api.example.com"), Method::GET, "/api/orders").as_deref(), Some("orders-host"));
-        assert_eq!(name(&t, Some("API.Example.com"), Method::GET, "/api/orders").as_deref(), Some("orders-host"));
-        assert_eq!(name(&t, Some("x.example.com"), Method::GET, "/api/orders").as_deref(), Some("orders-wild"));
-        assert_eq!(name(&t, Some("example.com"), Method::GET, "/api/orders").as_deref(), Some("orders-get"));
-        assert_eq!(name(&t, Some("example.com"), Method::HEAD, "/api/orders").as_deref(), Some("orders-get"));
-        assert_eq!(name(&t, None, Method::DELETE, "/api/orders").as_deref(), Some("orders"));
+        assert_eq!(
+            name(&t, Some("api.example.com"), Method::GET, "/api/orders").as_deref(),
+            Some("orders-host")
+        );
+        assert_eq!(
+            name(&t, Some("API.Example.com"), Method::GET, "/api/orders").as_deref(),
+            Some("orders-host")
+        );
+        assert_eq!(
+            name(&t, Some("x.example.com"), Method::GET, "/api/orders").as_deref(),
+            Some("orders-wild")
+        );
+        assert_eq!(
+            name(&t, Some("example.com"), Method::GET, "/api/orders").as_deref(),
+            Some("orders-get")
+        );
+        assert_eq!(
+            name(&t, Some("example.com"), Method::HEAD, "/api/orders").as_deref(),
+            Some("orders-get")
+        );
+        assert_eq!(
+            name(&t, None, Method::DELETE, "/api/orders").as_deref(),
+            Some("orders")
+        );
     }
 
     #[test]
@@ -221,6 +265,9 @@ routes:
         let t = table(ROUTES);
         let e = t.explain(None, &Method::GET, "/api/orders/1");
         assert_eq!(e.chosen.as_deref(), Some("orders-get"));
-        assert!(e.considered.iter().any(|(n, why)| n == "orders-host" && why.contains("host")));
+        assert!(e
+            .considered
+            .iter()
+            .any(|(n, why)| n == "orders-host" && why.contains("host")));
     }
 }

@@ -53,7 +53,9 @@ impl ServerShared {
     pub async fn drain(&self, grace: Duration) -> bool {
         self.shutdown.cancel();
         self.tracker.close();
-        tokio::time::timeout(grace, self.tracker.wait()).await.is_ok()
+        tokio::time::timeout(grace, self.tracker.wait())
+            .await
+            .is_ok()
     }
 }
 
@@ -119,7 +121,15 @@ pub async fn serve(
                     let accept = tls.acceptor().accept(io);
                     match tokio::time::timeout(shared2.limits.header_read_timeout, accept).await {
                         Ok(Ok(tls_stream)) => {
-                            serve_conn(TokioIo::new(tls_stream), activity, app, builder, conn, shared2).await
+                            serve_conn(
+                                TokioIo::new(tls_stream),
+                                activity,
+                                app,
+                                builder,
+                                conn,
+                                shared2,
+                            )
+                            .await
                         }
                         Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
                         Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
@@ -193,4 +203,3 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     socket.bind(addr)?;
     socket.listen(4096)
 }
-

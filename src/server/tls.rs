@@ -48,12 +48,11 @@ pub fn load_certified_key(cert: &Path, key: &Path) -> Result<CertifiedKey, TlsEr
         .ok()
         .flatten()
         .ok_or_else(|| TlsError::NoKey(key.to_path_buf()))?;
-    let signing_key = rustls::crypto::ring::sign::any_supported_type(&key_der).map_err(|e| {
-        TlsError::BadKey {
+    let signing_key =
+        rustls::crypto::ring::sign::any_supported_type(&key_der).map_err(|e| TlsError::BadKey {
             path: key.to_path_buf(),
             reason: e.to_string(),
-        }
-    })?;
+        })?;
     Ok(CertifiedKey::new(certs, signing_key))
 }
 

@@ -131,11 +131,40 @@ pub trait TokenStore: Send + Sync {
     /// rotated or revoked (a concurrent refresh won).
     fn mark_rotated(&self, hash: &str, at: DateTime<Utc>) -> StoreFuture<'_, bool>;
     fn revoke_family(&self, family_id: &str, at: DateTime<Utc>) -> StoreFuture<'_, u64>;
-    fn revoke_token(&self, kind: TokenKind, hash: &str, at: DateTime<Utc>) -> StoreFuture<'_, bool>;
+    fn revoke_token(&self, kind: TokenKind, hash: &str, at: DateTime<Utc>)
+        -> StoreFuture<'_, bool>;
     /// Records a revoked JWT `jti` until its expiry.
     fn revoke_jti(&self, jti: &str, expires_at: DateTime<Utc>) -> StoreFuture<'_, ()>;
     /// Revoked `jti`s that have not yet expired (loaded at start into memory).
     fn revoked_jtis(&self) -> StoreFuture<'_, Vec<(String, DateTime<Utc>)>>;
+    /// Revocations as they happen: those made through this store and, with PostgreSQL,
+    /// those made by every other replica (LISTEN/NOTIFY). Bearer validation subscribes
+    /// so a revoked token stops working everywhere within a second. A receiver that
+    /// lags loses events (`RecvError::Lagged`) and should reload `revoked_jtis`.
+    /// The default is a closed channel, for stores that keep nothing in memory.
+    fn revocation_events(&self) -> tokio::sync::broadcast::Receiver<RevocationEvent> {
+        tokio::sync::broadcast::channel(1).1
+    }
+}
+
+/// One revoked token, as announced to caches: by `jti` (JWTs and opaque access tokens)
+/// and/or by `token_hash` (SHA-256 hex of a refresh or opaque access token).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct RevocationEvent {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jti: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_hash: Option<String>,
+}
+
+impl RevocationEvent {
+    /// The event for a revoked token row; an opaque access token's family id is its jti.
+    pub fn for_token(kind: TokenKind, token_hash: String, family_id: String) -> Self {
+        RevocationEvent {
+            jti: (kind == TokenKind::OpaqueAccess).then_some(family_id),
+            token_hash: Some(token_hash),
+        }
+    }
 }
 
 pub trait IdentityStore: Send + Sync {
@@ -167,4 +196,42 @@ pub trait ConnectStateStore: Send + Sync {
 /// Everything the gateway needs from its store.
 pub trait Store: UserStore + ClientStore + TokenStore + IdentityStore + ConnectStateStore {
     fn ping(&self) -> StoreFuture<'_, ()>;
+}
+
+pub mod postgres;
+pub mod sqlite;
+mod support;
+
+pub use postgres::PostgresStore;
+pub use sqlite::SqliteStore;
+
+/// Opens the store named by `url` (`sqlite:…` or `postgres://…`), creating a SQLite file
+/// and its directory on first start, and applies the embedded migrations.
+pub async fn connect(url: &str) -> Result<std::sync::Arc<dyn Store>, StoreError> {
+    if url.starts_with("sqlite:") {
+        Ok(std::sync::Arc::new(SqliteStore::connect(url).await?))
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(std::sync::Arc::new(PostgresStore::connect(url).await?))
+    } else {
+        Err(StoreError::Other(format!(
+            "store.url must start with sqlite: or postgres://, got `{}`",
+            url.split(':').next().unwrap_or_default()
+        )))
+    }
+}
+
+/// `/readyz` is ready only while the store answers, within two seconds.
+pub struct StoreReadiness(pub std::sync::Arc<dyn Store>);
+
+impl crate::app::ReadinessCheck for StoreReadiness {
+    fn check(&self) -> crate::app::BoxFuture<Result<(), String>> {
+        let store = self.0.clone();
+        Box::pin(async move {
+            match tokio::time::timeout(std::time::Duration::from_secs(2), store.ping()).await {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(e)) => Err(format!("store: {e}")),
+                Err(_) => Err("store: no answer within 2s".into()),
+            }
+        })
+    }
 }

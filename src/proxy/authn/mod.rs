@@ -37,7 +37,8 @@ pub enum AuthnError {
     Unavailable(String),
 }
 
-pub type AuthnFuture<'a> = Pin<Box<dyn Future<Output = Result<Arc<Identity>, AuthnError>> + Send + 'a>>;
+pub type AuthnFuture<'a> =
+    Pin<Box<dyn Future<Output = Result<Arc<Identity>, AuthnError>> + Send + 'a>>;
 
 /// Validates a bearer token.
 pub trait Authenticator: Send + Sync {
@@ -50,6 +51,10 @@ pub struct RejectAll;
 
 impl Authenticator for RejectAll {
     fn authenticate<'a>(&'a self, _token: &'a str) -> AuthnFuture<'a> {
-        Box::pin(async { Err(AuthnError::Invalid("no token validation is configured".into())) })
+        Box::pin(async {
+            Err(AuthnError::Invalid(
+                "no token validation is configured".into(),
+            ))
+        })
     }
 }

@@ -83,17 +83,30 @@ mod tests {
             TokenSource::Query("oauth_token".into()),
             TokenSource::Cookie("session".into()),
         ];
-        assert_eq!(find_token(&sources, &h, Some("x=1&oauth_token=qt")).unwrap().token, "qt");
+        assert_eq!(
+            find_token(&sources, &h, Some("x=1&oauth_token=qt"))
+                .unwrap()
+                .token,
+            "qt"
+        );
         assert_eq!(find_token(&sources, &h, None).unwrap().token, "ck");
         h.insert("authorization", HeaderValue::from_static("bearer hd"));
-        assert_eq!(find_token(&sources, &h, Some("oauth_token=qt")).unwrap().token, "hd");
+        assert_eq!(
+            find_token(&sources, &h, Some("oauth_token=qt"))
+                .unwrap()
+                .token,
+            "hd"
+        );
         h.insert("authorization", HeaderValue::from_static("Basic abc"));
         assert_eq!(find_token(&sources[..1], &h, None), None);
     }
 
     #[test]
     fn query_token_removed() {
-        assert_eq!(remove_query_param("a=1&oauth_token=t&b=2", "oauth_token").as_deref(), Some("a=1&b=2"));
+        assert_eq!(
+            remove_query_param("a=1&oauth_token=t&b=2", "oauth_token").as_deref(),
+            Some("a=1&b=2")
+        );
         assert_eq!(remove_query_param("oauth_token=t", "oauth_token"), None);
     }
 }

@@ -1,0 +1,302 @@
+//! Password hashing and verification on a bounded pool of blocking threads.
+//!
+//! Threat model:
+//! - a stolen user table: passwords are stored as argon2id with the OWASP parameters
+//!   (m = 19456 KiB, t = 2, p = 1), salted per user;
+//! - a login flood used to starve proxied traffic: argon2 is deliberately slow and
+//!   memory-hungry, so it never runs on the async workers. At most `workers` hashes run
+//!   at once (a semaphore around `spawn_blocking`), and at most `max_pending` requests
+//!   may wait; beyond that the pool answers `Busy` at once instead of queueing forever;
+//! - user enumeration by timing: `verify_dummy` costs the same as a wrong password, so
+//!   an unknown user cannot be told apart from a known one by response time;
+//! - hostile hashes in an import file: argon2 parameters above a sane ceiling are
+//!   refused so a single row cannot make every login allocate gigabytes.
+//!
+//! Imported bcrypt (`$2a$`, `$2b$`, `$2y$`) and argon2 (any variant) hashes verify;
+//! `Verification::Match { needs_rehash: true }` tells the caller to store a fresh
+//! argon2id hash after a successful login.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::{Algorithm, Argon2, Params, Version};
+use rand::rngs::OsRng;
+use tokio::sync::Semaphore;
+use zeroize::Zeroizing;
+
+/// OWASP Password Storage Cheat Sheet, argon2id option 2.
+pub const ARGON2_M_COST_KIB: u32 = 19_456;
+pub const ARGON2_T_COST: u32 = 2;
+pub const ARGON2_P_COST: u32 = 1;
+
+/// Longer passwords are refused: hashing cost must not scale with attacker input.
+pub const MAX_PASSWORD_BYTES: usize = 1024;
+
+/// Ceilings for imported argon2 hashes (256 MiB, 16 passes, 16 lanes).
+const MAX_M_COST_KIB: u32 = 262_144;
+const MAX_T_COST: u32 = 16;
+const MAX_P_COST: u32 = 16;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PasswordError {
+    /// Too many hashing requests already waiting: answer 503/429, do not queue.
+    #[error("password hashing is busy; try again shortly")]
+    Busy,
+    #[error("password is longer than {MAX_PASSWORD_BYTES} bytes")]
+    TooLong,
+    #[error("password hashing failed: {0}")]
+    Hash(String),
+    #[error("password hashing worker failed")]
+    Worker,
+}
+
+/// The outcome of checking a password against a stored hash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verification {
+    Mismatch,
+    /// The password is right; `needs_rehash` when the stored hash is bcrypt or argon2
+    /// weaker than the current parameters, so the caller should store `hash(password)`.
+    Match {
+        needs_rehash: bool,
+    },
+}
+
+impl Verification {
+    pub fn is_match(&self) -> bool {
+        matches!(self, Verification::Match { .. })
+    }
+
+    pub fn needs_rehash(&self) -> bool {
+        matches!(self, Verification::Match { needs_rehash: true })
+    }
+}
+
+/// A stored hash format this gateway can verify.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HashFormat {
+    /// Argon2 PHC string; `current` when it is argon2id with at least the OWASP parameters.
+    Argon2 { current: bool },
+    /// `$2a$`, `$2b$` or `$2y$`: verify only, rehashed on the next login.
+    Bcrypt,
+}
+
+impl HashFormat {
+    /// Recognises a hash, or `None` for plaintext, unknown formats and argon2 parameters
+    /// beyond the ceilings. Used to vet imported hashes before they reach the store.
+    pub fn detect(hash: &str) -> Option<HashFormat> {
+        if is_bcrypt(hash) {
+            return Some(HashFormat::Bcrypt);
+        }
+        let parsed = PasswordHash::new(hash).ok()?;
+        let alg = Algorithm::try_from(parsed.algorithm).ok()?;
+        let params = Params::try_from(&parsed).ok()?;
+        parsed.salt?;
+        parsed.hash?;
+        if params.m_cost() > MAX_M_COST_KIB
+            || params.t_cost() > MAX_T_COST
+            || params.p_cost() > MAX_P_COST
+        {
+            return None;
+        }
+        let version_current = parsed
+            .version
+            .is_none_or(|v| v == u32::from(Version::V0x13));
+        let current = alg == Algorithm::Argon2id
+            && version_current
+            && params.m_cost() >= ARGON2_M_COST_KIB
+            && params.t_cost() >= ARGON2_T_COST
+            && params.p_cost() >= ARGON2_P_COST;
+        Some(HashFormat::Argon2 { current })
+    }
+
+    pub fn needs_rehash(&self) -> bool {
+        !matches!(self, HashFormat::Argon2 { current: true })
+    }
+}
+
+fn is_bcrypt(hash: &str) -> bool {
+    // $2b$12$ + 22 salt chars + 31 hash chars = 60
+    hash.len() == 60
+        && (hash.starts_with("$2a$") || hash.starts_with("$2b$") || hash.starts_with("$2y$"))
+        && hash.as_bytes()[6] == b'$'
+        && hash[4..6].bytes().all(|b| b.is_ascii_digit())
+}
+
+struct Inner {
+    argon2: Argon2<'static>,
+    /// A hash of a random password with the current parameters, made on first use;
+    /// unknown users are verified against it.
+    dummy: OnceLock<String>,
+}
+
+impl Inner {
+    fn hash(&self, password: &[u8]) -> Result<String, PasswordError> {
+        let salt = SaltString::generate(&mut OsRng);
+        self.argon2
+            .hash_password(password, &salt)
+            .map(|h| h.to_string())
+            .map_err(|e| PasswordError::Hash(e.to_string()))
+    }
+
+    fn dummy_hash(&self) -> &str {
+        self.dummy.get_or_init(|| {
+            let random = Zeroizing::new(crate::crypto::token::random_token());
+            self.hash(random.as_bytes())
+                .expect("hashing a random password with valid params succeeds")
+        })
+    }
+
+    fn verify(&self, password: &[u8], hash: &str) -> Verification {
+        let Some(format) = HashFormat::detect(hash) else {
+            tracing::warn!("stored password hash has an unsupported format; treating as mismatch");
+            self.verify_dummy(password);
+            return Verification::Mismatch;
+        };
+        let ok = match format {
+            HashFormat::Bcrypt => bcrypt::verify(password, hash).unwrap_or(false),
+            HashFormat::Argon2 { .. } => match PasswordHash::new(hash) {
+                // The hash's own algorithm, version and parameters are used to recompute.
+                Ok(parsed) => Argon2::default().verify_password(password, &parsed).is_ok(),
+                Err(_) => false,
+            },
+        };
+        if ok {
+            Verification::Match {
+                needs_rehash: format.needs_rehash(),
+            }
+        } else {
+            Verification::Mismatch
+        }
+    }
+
+    fn verify_dummy(&self, password: &[u8]) {
+        let dummy = self.dummy_hash().to_owned();
+        if let Ok(parsed) = PasswordHash::new(&dummy) {
+            let _ = Argon2::default().verify_password(password, &parsed);
+        }
+    }
+}
+
+/// Hashes and verifies passwords on a bounded pool; cheap to clone.
+#[derive(Clone)]
+pub struct PasswordHasherPool {
+    inner: Arc<Inner>,
+    permits: Arc<Semaphore>,
+    pending: Arc<AtomicUsize>,
+    max_pending: usize,
+}
+
+impl std::fmt::Debug for PasswordHasherPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PasswordHasherPool")
+            .field("workers", &self.permits.available_permits())
+            .field("max_pending", &self.max_pending)
+            .finish()
+    }
+}
+
+impl Default for PasswordHasherPool {
+    /// One worker per core but one: a login flood leaves a core for proxied traffic.
+    fn default() -> Self {
+        let cores = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2);
+        Self::new(cores.saturating_sub(1).max(1))
+    }
+}
+
+struct PendingGuard<'a>(&'a AtomicUsize);
+
+impl Drop for PendingGuard<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl PasswordHasherPool {
+    /// `workers` hashes at once; up to 64 requests per worker may wait for a turn.
+    pub fn new(workers: usize) -> Self {
+        Self::with_limits(workers, workers.max(1) * 64)
+    }
+
+    pub fn with_limits(workers: usize, max_pending: usize) -> Self {
+        let params = Params::new(ARGON2_M_COST_KIB, ARGON2_T_COST, ARGON2_P_COST, None)
+            .expect("OWASP argon2 parameters are valid");
+        PasswordHasherPool {
+            inner: Arc::new(Inner {
+                argon2: Argon2::new(Algorithm::Argon2id, Version::V0x13, params),
+                dummy: OnceLock::new(),
+            }),
+            permits: Arc::new(Semaphore::new(workers.max(1))),
+            pending: Arc::new(AtomicUsize::new(0)),
+            max_pending: max_pending.max(1),
+        }
+    }
+
+    /// A new argon2id PHC string for `password`.
+    pub async fn hash(&self, password: &str) -> Result<String, PasswordError> {
+        if password.len() > MAX_PASSWORD_BYTES {
+            return Err(PasswordError::TooLong);
+        }
+        let password = Zeroizing::new(password.as_bytes().to_vec());
+        self.run(move |inner| inner.hash(&password)).await?
+    }
+
+    /// Checks `password` against a stored argon2 or bcrypt hash. An unsupported stored
+    /// hash or an over-long password is a mismatch that costs the same as any other.
+    pub async fn verify(&self, password: &str, hash: &str) -> Result<Verification, PasswordError> {
+        let too_long = password.len() > MAX_PASSWORD_BYTES;
+        let password = Zeroizing::new(if too_long {
+            Vec::new()
+        } else {
+            password.as_bytes().to_vec()
+        });
+        let hash = hash.to_owned();
+        self.run(move |inner| {
+            if too_long {
+                inner.verify_dummy(&password);
+                Verification::Mismatch
+            } else {
+                inner.verify(&password, &hash)
+            }
+        })
+        .await
+    }
+
+    /// Burns the time of one verification, for a login naming an unknown user.
+    pub async fn verify_dummy(&self, password: &str) -> Result<(), PasswordError> {
+        let bytes = password.as_bytes();
+        let password = Zeroizing::new(bytes[..bytes.len().min(MAX_PASSWORD_BYTES)].to_vec());
+        self.run(move |inner| inner.verify_dummy(&password)).await
+    }
+
+    /// Runs `f` on a blocking thread once a worker permit is free.
+    async fn run<T, F>(&self, f: F) -> Result<T, PasswordError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Inner) -> T + Send + 'static,
+    {
+        let before = self.pending.fetch_add(1, Ordering::AcqRel);
+        let _pending = PendingGuard(&self.pending);
+        if before >= self.max_pending {
+            return Err(PasswordError::Busy);
+        }
+        let permit = self
+            .permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| PasswordError::Worker)?;
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            f(&inner)
+        })
+        .await
+        .map_err(|_| PasswordError::Worker)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,196 @@
+use std::time::{Duration, Instant};
+
+use super::*;
+
+fn weak_argon2(password: &str, alg: Algorithm, m: u32, t: u32) -> String {
+    let params = Params::new(m, t, 1, None).unwrap();
+    let salt = SaltString::generate(&mut OsRng);
+    Argon2::new(alg, Version::V0x13, params)
+        .hash_password(password.as_bytes(), &salt)
+        .unwrap()
+        .to_string()
+}
+
+#[tokio::test]
+async fn hash_is_argon2id_with_owasp_params() {
+    let pool = PasswordHasherPool::new(1);
+    let h = pool.hash("correct horse").await.unwrap();
+    assert!(h.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{h}");
+    assert_eq!(
+        HashFormat::detect(&h),
+        Some(HashFormat::Argon2 { current: true })
+    );
+    assert_eq!(
+        pool.verify("correct horse", &h).await.unwrap(),
+        Verification::Match {
+            needs_rehash: false
+        }
+    );
+    assert_eq!(
+        pool.verify("wrong horse", &h).await.unwrap(),
+        Verification::Mismatch
+    );
+    // Salted: the same password hashes differently each time.
+    assert_ne!(h, pool.hash("correct horse").await.unwrap());
+}
+
+#[tokio::test]
+async fn bcrypt_variants_verify_and_need_rehash() {
+    let pool = PasswordHasherPool::new(1);
+    let b = bcrypt::hash("legacy-pass", 4).unwrap();
+    assert!(b.starts_with("$2b$04$"));
+    for prefix in ["$2a$", "$2b$", "$2y$"] {
+        let h = format!("{prefix}{}", &b[4..]);
+        assert_eq!(HashFormat::detect(&h), Some(HashFormat::Bcrypt));
+        assert_eq!(
+            pool.verify("legacy-pass", &h).await.unwrap(),
+            Verification::Match { needs_rehash: true },
+            "{prefix}"
+        );
+        assert_eq!(
+            pool.verify("legacy-pasS", &h).await.unwrap(),
+            Verification::Mismatch
+        );
+    }
+}
+
+#[tokio::test]
+async fn weaker_argon2_verifies_and_needs_rehash() {
+    let pool = PasswordHasherPool::new(1);
+    for h in [
+        weak_argon2("pw123456", Algorithm::Argon2id, 4096, 3),
+        weak_argon2("pw123456", Algorithm::Argon2id, 19456, 1),
+        weak_argon2("pw123456", Algorithm::Argon2i, 19456, 2),
+    ] {
+        assert_eq!(
+            HashFormat::detect(&h),
+            Some(HashFormat::Argon2 { current: false }),
+            "{h}"
+        );
+        assert_eq!(
+            pool.verify("pw123456", &h).await.unwrap(),
+            Verification::Match { needs_rehash: true },
+            "{h}"
+        );
+        assert_eq!(
+            pool.verify("pw1234567", &h).await.unwrap(),
+            Verification::Mismatch
+        );
+    }
+}
+
+#[test]
+fn plaintext_and_unknown_formats_are_not_hashes() {
+    for h in [
+        "hunter22",
+        "",
+        "$1$abc$def",
+        "$2x$04$abcdefghijklmnopqrstuuABCDEFGHIJKLMNOPQRSTUVWXYZ01234",
+        "$2b$04$short",
+        "$argon2id$v=19$m=19456,t=2,p=1$",
+        "5f4dcc3b5aa765d61d8327deb882cf99",
+        // Parameters far beyond the ceiling (4 GiB).
+        "$argon2id$v=19$m=4194304,t=2,p=1$c29tZXNhbHQ$RdescudvJCsgt3ub+b+dWRWJTmaaJObG",
+    ] {
+        assert_eq!(HashFormat::detect(h), None, "{h}");
+    }
+}
+
+#[tokio::test]
+async fn unsupported_stored_hash_is_a_mismatch() {
+    let pool = PasswordHasherPool::new(1);
+    assert_eq!(
+        pool.verify("hunter22", "hunter22").await.unwrap(),
+        Verification::Mismatch
+    );
+}
+
+#[tokio::test]
+async fn over_long_passwords_are_refused() {
+    let pool = PasswordHasherPool::new(1);
+    let long = "x".repeat(MAX_PASSWORD_BYTES + 1);
+    assert!(matches!(
+        pool.hash(&long).await,
+        Err(PasswordError::TooLong)
+    ));
+    let h = pool.hash("short-enough").await.unwrap();
+    assert_eq!(
+        pool.verify(&long, &h).await.unwrap(),
+        Verification::Mismatch
+    );
+}
+
+/// The dummy verification must cost about what a real one costs, so response time does
+/// not reveal whether the account exists.
+#[tokio::test]
+async fn dummy_verify_costs_the_same_as_a_real_one() {
+    let pool = PasswordHasherPool::new(1);
+    let h = pool.hash("real-password").await.unwrap();
+    pool.verify_dummy("warm-up").await.unwrap();
+    let mut real = Duration::ZERO;
+    let mut dummy = Duration::ZERO;
+    for _ in 0..4 {
+        let t = Instant::now();
+        assert!(!pool.verify("wrong", &h).await.unwrap().is_match());
+        real += t.elapsed();
+        let t = Instant::now();
+        pool.verify_dummy("wrong").await.unwrap();
+        dummy += t.elapsed();
+    }
+    let ratio = dummy.as_secs_f64() / real.as_secs_f64();
+    assert!(
+        (0.5..2.0).contains(&ratio),
+        "dummy {dummy:?} vs real {real:?}"
+    );
+}
+
+#[tokio::test]
+async fn pool_refuses_beyond_its_queue_instead_of_waiting() {
+    let pool = PasswordHasherPool::with_limits(1, 2);
+    let h = pool.hash("pw-for-queue").await.unwrap();
+    let mut tasks = Vec::new();
+    for _ in 0..6 {
+        let pool = pool.clone();
+        let h = h.clone();
+        tasks.push(tokio::spawn(async move {
+            pool.verify("pw-for-queue", &h).await
+        }));
+    }
+    let mut ok = 0;
+    let mut busy = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(v) => {
+                assert!(v.is_match());
+                ok += 1
+            }
+            Err(PasswordError::Busy) => busy += 1,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert!(ok >= 1 && busy >= 1, "ok {ok} busy {busy}");
+    assert_eq!(ok + busy, 6);
+    // Once the flood is over the pool serves again.
+    assert!(pool.verify("pw-for-queue", &h).await.unwrap().is_match());
+}
+
+/// Hashing runs off the async workers: a current-thread runtime keeps serving other
+/// tasks while several hashes are in flight.
+#[tokio::test(flavor = "current_thread")]
+async fn hashing_does_not_block_the_async_worker() {
+    let pool = PasswordHasherPool::new(1);
+    let hashing = {
+        let pool = pool.clone();
+        tokio::spawn(async move {
+            for _ in 0..3 {
+                pool.hash("some password").await.unwrap();
+            }
+        })
+    };
+    let mut ticks = 0u32;
+    while !hashing.is_finished() {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        ticks += 1;
+    }
+    assert!(ticks >= 5, "the runtime was blocked: only {ticks} ticks");
+}

@@ -1,0 +1,201 @@
+//! The token service's [`Endpoint`]s: how each path is recognised and how every answer
+//! gets its `no-store` and CORS headers.
+
+use std::sync::Arc;
+
+use http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
+
+use super::dialect::{self, Dialect};
+use super::error::OAuthError;
+use super::metadata::{
+    AS_METADATA_PATH, INTROSPECT_PATH, JWKS_PATH, OIDC_METADATA_PATH, REVOKE_PATH,
+};
+use super::throttle::client_ip;
+use super::{cors, TokenService};
+use crate::app::{App, BoxFuture, Endpoint, RequestCtx};
+use crate::body::{self, Body};
+use crate::config::Config;
+use crate::proxy::headers::X_FORWARDED_FOR;
+use crate::proxy::path::normalize_path;
+
+fn normalised(req: &Request<Incoming>) -> String {
+    normalize_path(req.uri().path())
+        .map(|p| p.into_owned())
+        .unwrap_or_default()
+}
+
+/// Finishes an answer: never cached, CORS per config.
+fn finish(mut resp: Response<Body>, req_headers: &HeaderMap, cfg: &Config) -> Response<Body> {
+    cors::no_store(&mut resp);
+    cors::apply(req_headers, &cfg.cors.allow_origins, &mut resp);
+    resp
+}
+
+fn log_failure(what: &'static str, e: &OAuthError) {
+    match e {
+        OAuthError::Server(detail) | OAuthError::Unavailable(detail) => {
+            tracing::warn!(endpoint = what, error = e.code(), detail = %detail, "request failed")
+        }
+        _ => tracing::debug!(endpoint = what, error = e.code(), "request refused"),
+    }
+}
+
+/// The token endpoint, at every `token_endpoints` path.
+pub struct TokenEndpoint(pub Arc<TokenService>);
+
+impl Endpoint for TokenEndpoint {
+    fn matches(&self, _method: &Method, path: &str, config: &Config) -> bool {
+        dialect::is_token_path(config, path)
+    }
+
+    fn call(
+        self: Arc<Self>,
+        _app: Arc<App>,
+        req: Request<Incoming>,
+        ctx: RequestCtx,
+    ) -> BoxFuture<Response<Body>> {
+        Box::pin(async move {
+            let cfg = ctx.runtime.config.clone();
+            let headers = req.headers().clone();
+            if req.method() == Method::OPTIONS {
+                return cors::preflight(&headers, &cfg.cors.allow_origins);
+            }
+            let dialect = dialect::find(&cfg, &normalised(&req)).unwrap_or_default();
+            let ip = client_ip(
+                ctx.conn.peer.ip(),
+                headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()),
+                &cfg.trusted_proxies,
+            );
+            let mut grant = "unknown";
+            let result = if req.method() == Method::POST {
+                self.0
+                    .token_request(&cfg, &dialect, req, ip, &mut grant)
+                    .await
+            } else {
+                Err(OAuthError::MethodNotAllowed)
+            };
+            let resp = match result {
+                Ok(r) => {
+                    metrics::counter!("tollgate_token_requests_total", "grant" => grant, "result" => "issued")
+                        .increment(1);
+                    r
+                }
+                Err(e) => {
+                    metrics::counter!("tollgate_token_requests_total", "grant" => grant, "result" => e.code())
+                        .increment(1);
+                    log_failure("token", &e);
+                    e.into_response(&dialect)
+                }
+            };
+            finish(resp, &headers, &cfg)
+        })
+    }
+}
+
+/// `POST /oauth/revoke`.
+pub struct RevokeEndpoint(pub Arc<TokenService>);
+
+impl Endpoint for RevokeEndpoint {
+    fn matches(&self, _method: &Method, path: &str, _config: &Config) -> bool {
+        path == REVOKE_PATH
+    }
+
+    fn call(
+        self: Arc<Self>,
+        _app: Arc<App>,
+        req: Request<Incoming>,
+        ctx: RequestCtx,
+    ) -> BoxFuture<Response<Body>> {
+        Box::pin(async move {
+            let cfg = ctx.runtime.config.clone();
+            let headers = req.headers().clone();
+            let result = match *req.method() {
+                Method::OPTIONS => return cors::preflight(&headers, &cfg.cors.allow_origins),
+                Method::POST => self.0.revoke_request(req).await,
+                _ => Err(OAuthError::MethodNotAllowed),
+            };
+            let resp = result.unwrap_or_else(|e| {
+                log_failure("revoke", &e);
+                e.into_response(&Dialect::default())
+            });
+            finish(resp, &headers, &cfg)
+        })
+    }
+}
+
+/// `POST /oauth/introspect`.
+pub struct IntrospectEndpoint(pub Arc<TokenService>);
+
+impl Endpoint for IntrospectEndpoint {
+    fn matches(&self, _method: &Method, path: &str, _config: &Config) -> bool {
+        path == INTROSPECT_PATH
+    }
+
+    fn call(
+        self: Arc<Self>,
+        _app: Arc<App>,
+        req: Request<Incoming>,
+        ctx: RequestCtx,
+    ) -> BoxFuture<Response<Body>> {
+        Box::pin(async move {
+            let cfg = ctx.runtime.config.clone();
+            let headers = req.headers().clone();
+            let result = match *req.method() {
+                Method::OPTIONS => return cors::preflight(&headers, &cfg.cors.allow_origins),
+                Method::POST => self.0.introspect_request(req).await,
+                _ => Err(OAuthError::MethodNotAllowed),
+            };
+            let resp = result.unwrap_or_else(|e| {
+                log_failure("introspect", &e);
+                e.into_response(&Dialect::default())
+            });
+            finish(resp, &headers, &cfg)
+        })
+    }
+}
+
+/// JWKS and the discovery documents: public, cacheable for a few minutes.
+pub struct MetadataEndpoint(pub Arc<TokenService>);
+
+impl Endpoint for MetadataEndpoint {
+    fn matches(&self, _method: &Method, path: &str, _config: &Config) -> bool {
+        matches!(path, JWKS_PATH | AS_METADATA_PATH | OIDC_METADATA_PATH)
+    }
+
+    fn call(
+        self: Arc<Self>,
+        _app: Arc<App>,
+        req: Request<Incoming>,
+        ctx: RequestCtx,
+    ) -> BoxFuture<Response<Body>> {
+        Box::pin(async move {
+            let cfg = ctx.runtime.config.clone();
+            let headers = req.headers().clone();
+            if req.method() == Method::OPTIONS {
+                return cors::preflight(&headers, &cfg.cors.allow_origins);
+            }
+            let mut resp = if req.method() != Method::GET && req.method() != Method::HEAD {
+                let mut r =
+                    body::json_error(StatusCode::METHOD_NOT_ALLOWED, "invalid_request", "Use GET");
+                r.headers_mut().insert(
+                    header::ALLOW,
+                    HeaderValue::from_static("GET, HEAD, OPTIONS"),
+                );
+                r
+            } else if normalised(&req) == JWKS_PATH {
+                body::json(StatusCode::OK, self.0.keys.jwks())
+            } else {
+                body::json(StatusCode::OK, &self.0.metadata(&cfg))
+            };
+            if resp.status() == StatusCode::OK {
+                resp.headers_mut().insert(
+                    header::CACHE_CONTROL,
+                    HeaderValue::from_static("public, max-age=300"),
+                );
+            }
+            cors::apply(&headers, &cfg.cors.allow_origins, &mut resp);
+            resp
+        })
+    }
+}

@@ -1,0 +1,145 @@
+//! OAuth 2.0 error responses (RFC 6749 §5.2) and the dialect overrides: a configured
+//! `invalid_credentials_status` (403 `access_denied` for signInWithPassword), and
+//! `WWW-Authenticate: Basic` on `invalid_client` when the client tried HTTP Basic.
+//! Descriptions are fixed strings: nothing a client sent, and no secret, is echoed back.
+
+use http::{header, HeaderValue, Response, StatusCode};
+
+use super::dialect::Dialect;
+use crate::body::{json_error, Body};
+use crate::store::StoreError;
+
+/// What the description of bad user credentials says, in every dialect.
+pub const BAD_CREDENTIALS: &str = "Invalid username / password combination";
+
+#[derive(Debug, thiserror::Error)]
+pub enum OAuthError {
+    /// A parameter is missing, repeated, malformed, or conflicts with another.
+    #[error("invalid_request: {0}")]
+    InvalidRequest(&'static str),
+    /// Unknown client, wrong secret, or no client named. `basic`: the client tried HTTP
+    /// Basic, so the answer must carry `WWW-Authenticate: Basic`.
+    #[error("invalid_client")]
+    InvalidClient { basic: bool },
+    /// Wrong username or password (the dialect may override status and code).
+    #[error("bad credentials")]
+    BadCredentials,
+    /// A refresh token that is unknown, expired, revoked, reused or issued to another client.
+    #[error("invalid_grant: {0}")]
+    InvalidGrant(&'static str),
+    #[error("unauthorized_client")]
+    UnauthorizedClient,
+    #[error("unsupported_grant_type")]
+    UnsupportedGrantType,
+    #[error("invalid_scope")]
+    InvalidScope,
+    /// Too many password attempts; retry after this many seconds.
+    #[error("throttled")]
+    Throttled { retry_after: u64 },
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    #[error("server error: {0}")]
+    Server(String),
+}
+
+impl From<StoreError> for OAuthError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Unavailable(m) => OAuthError::Unavailable(m),
+            other => OAuthError::Server(other.to_string()),
+        }
+    }
+}
+
+impl OAuthError {
+    /// The metric label of this failure.
+    pub fn code(&self) -> &'static str {
+        match self {
+            OAuthError::InvalidRequest(_) => "invalid_request",
+            OAuthError::InvalidClient { .. } => "invalid_client",
+            OAuthError::BadCredentials => "bad_credentials",
+            OAuthError::InvalidGrant(_) => "invalid_grant",
+            OAuthError::UnauthorizedClient => "unauthorized_client",
+            OAuthError::UnsupportedGrantType => "unsupported_grant_type",
+            OAuthError::InvalidScope => "invalid_scope",
+            OAuthError::Throttled { .. } => "throttled",
+            OAuthError::MethodNotAllowed => "method_not_allowed",
+            OAuthError::Unavailable(_) => "unavailable",
+            OAuthError::Server(_) => "server_error",
+        }
+    }
+
+    pub fn into_response(self, dialect: &Dialect) -> Response<Body> {
+        let (status, error, description): (StatusCode, &str, &str) = match &self {
+            OAuthError::InvalidRequest(d) => (StatusCode::BAD_REQUEST, "invalid_request", d),
+            OAuthError::InvalidClient { .. } => (
+                StatusCode::UNAUTHORIZED,
+                "invalid_client",
+                "Client authentication failed",
+            ),
+            OAuthError::BadCredentials => match dialect.invalid_credentials_status {
+                Some(StatusCode::FORBIDDEN) => {
+                    (StatusCode::FORBIDDEN, "access_denied", BAD_CREDENTIALS)
+                }
+                Some(s) => (s, "invalid_grant", BAD_CREDENTIALS),
+                None => (StatusCode::BAD_REQUEST, "invalid_grant", BAD_CREDENTIALS),
+            },
+            OAuthError::InvalidGrant(d) => (StatusCode::BAD_REQUEST, "invalid_grant", d),
+            OAuthError::UnauthorizedClient => (
+                StatusCode::BAD_REQUEST,
+                "unauthorized_client",
+                "The client is not allowed to use this grant type",
+            ),
+            OAuthError::UnsupportedGrantType => (
+                StatusCode::BAD_REQUEST,
+                "unsupported_grant_type",
+                "The grant type is not supported",
+            ),
+            OAuthError::InvalidScope => (
+                StatusCode::BAD_REQUEST,
+                "invalid_scope",
+                "The requested scope exceeds what the client may ask for",
+            ),
+            OAuthError::Throttled { .. } => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "slow_down",
+                "Too many sign-in attempts; try again later",
+            ),
+            OAuthError::MethodNotAllowed => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                "invalid_request",
+                "Use POST",
+            ),
+            OAuthError::Unavailable(_) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "temporarily_unavailable",
+                "The service is temporarily unavailable; try again",
+            ),
+            OAuthError::Server(_) => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "server_error",
+                "An unexpected error happened",
+            ),
+        };
+        let mut resp = json_error(status, error, description);
+        let h = resp.headers_mut();
+        match self {
+            OAuthError::InvalidClient { basic: true } => {
+                h.insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static(r#"Basic realm="tollgate", charset="UTF-8""#),
+                );
+            }
+            OAuthError::Throttled { retry_after } => {
+                h.insert(header::RETRY_AFTER, HeaderValue::from(retry_after.max(1)));
+            }
+            OAuthError::MethodNotAllowed => {
+                h.insert(header::ALLOW, HeaderValue::from_static("POST, OPTIONS"));
+            }
+            _ => {}
+        }
+        resp
+    }
+}

@@ -1,0 +1,318 @@
+//! The grants: password (RFC 6749 §4.3), refresh_token with rotation and reuse
+//! detection (§6, OAuth 2.0 Security BCP §4.14), and client_credentials (§4.4).
+
+use std::net::IpAddr;
+
+use chrono::{Duration as ChronoDuration, Utc};
+use http::{Request, Response};
+use hyper::body::Incoming;
+
+use super::clients::allows;
+use super::dialect::{Dialect, GrantType};
+use super::error::OAuthError;
+use super::issue::Grantee;
+use super::request::{client_credentials, query_grant_type, read_params, Params};
+use super::TokenService;
+use crate::body::Body;
+use crate::config::Config;
+use crate::crypto::{sha256_hex, PasswordError};
+use crate::store::{Client, TokenKind, TokenRecord, User};
+
+/// Longest `username` / `email_address` looked up.
+const MAX_IDENTIFIER_LEN: usize = 320;
+/// Longest `useralias` carried in a token.
+const MAX_ALIAS_LEN: usize = 256;
+
+const BAD_REFRESH: &str = "The refresh token is invalid, expired or revoked";
+
+impl TokenService {
+    /// One token-endpoint request, start to finish. `grant` is reported for metrics.
+    pub(super) async fn token_request(
+        &self,
+        cfg: &Config,
+        dialect: &Dialect,
+        req: Request<Incoming>,
+        client_ip: IpAddr,
+        grant_label: &mut &'static str,
+    ) -> Result<Response<Body>, OAuthError> {
+        let (parts, body) = req.into_parts();
+        let query_grant = query_grant_type(parts.uri.query())?;
+        let params = read_params(&parts.headers, body).await?;
+        let grant_name = match (params.get("grant_type"), query_grant.as_deref()) {
+            (Some(b), Some(q)) if b != q => {
+                return Err(OAuthError::InvalidRequest(
+                    "grant_type is given twice with different values",
+                ))
+            }
+            (Some(b), _) => Some(b),
+            (None, q) => q,
+        };
+        let grant = match grant_name {
+            Some(g) => GrantType::parse(g).ok_or(OAuthError::UnsupportedGrantType)?,
+            None => dialect
+                .implied_grant
+                .ok_or(OAuthError::InvalidRequest("grant_type is required"))?,
+        };
+        *grant_label = grant.as_str();
+        let creds = client_credentials(&parts.headers, &params)?;
+        let client = self.authenticate_client(&creds, dialect).await?;
+        if !allows(&client, grant) {
+            return Err(OAuthError::UnauthorizedClient);
+        }
+        let issued = match grant {
+            GrantType::Password => {
+                self.password_grant(cfg, &client, &params, client_ip)
+                    .await?
+            }
+            GrantType::RefreshToken => self.refresh_grant(cfg, &client, &params).await?,
+            GrantType::ClientCredentials => {
+                if client.secret_hash.is_none() {
+                    return Err(OAuthError::UnauthorizedClient);
+                }
+                let scope = resolve_scope(&client.scopes, params.get("scope"))?;
+                let g = Grantee {
+                    user: None,
+                    client_id: &client.id,
+                    scope,
+                    alias: None,
+                };
+                self.issue(cfg, &g, None).await?
+            }
+        };
+        Ok(issued.into_response(dialect, query_grant.is_some()))
+    }
+
+    async fn password_grant(
+        &self,
+        cfg: &Config,
+        client: &Client,
+        params: &Params,
+        client_ip: IpAddr,
+    ) -> Result<super::issue::Issued, OAuthError> {
+        let (ident, by_email) = match (params.get("username"), params.get("email_address")) {
+            (Some(u), None) => (u, false),
+            (None, Some(e)) => (e, true),
+            (Some(_), Some(_)) => {
+                return Err(OAuthError::InvalidRequest(
+                    "Give exactly one of username or email_address",
+                ))
+            }
+            (None, None) => {
+                return Err(OAuthError::InvalidRequest(
+                    "username or email_address is required",
+                ))
+            }
+        };
+        let password = params
+            .get("password")
+            .ok_or(OAuthError::InvalidRequest("password is required"))?;
+        if ident.len() > MAX_IDENTIFIER_LEN {
+            return Err(OAuthError::InvalidRequest(
+                "username or email_address is too long",
+            ));
+        }
+        let alias = match params.get("useralias") {
+            Some(a) if a.len() > MAX_ALIAS_LEN || a.chars().any(char::is_control) => {
+                return Err(OAuthError::InvalidRequest(
+                    "useralias is too long or holds control characters",
+                ))
+            }
+            a => a.map(str::to_owned),
+        };
+        let scope = resolve_scope(&client.scopes, params.get("scope"))?;
+
+        // Throttle before anything touches the store or the password hasher.
+        if let Err(t) = self.throttle.check(ident, client_ip) {
+            metrics::counter!("tollgate_login_throttled_total", "limit" => t.label()).increment(1);
+            tracing::info!(limit = t.label(), "password attempt throttled");
+            return Err(OAuthError::Throttled {
+                retry_after: t.retry_after_secs(),
+            });
+        }
+
+        let user = self.find_user(ident, by_email).await?;
+        let busy = |e: PasswordError| match e {
+            PasswordError::Busy => OAuthError::Unavailable("password hashing busy".into()),
+            other => OAuthError::Server(other.to_string()),
+        };
+        let user = match user {
+            Some(u) => {
+                let v = self
+                    .hasher
+                    .verify(password, &u.password_hash)
+                    .await
+                    .map_err(busy)?;
+                if !v.is_match() {
+                    metrics::counter!("tollgate_login_failures_total").increment(1);
+                    return Err(OAuthError::BadCredentials);
+                }
+                if v.needs_rehash() {
+                    self.rehash(&u, password).await;
+                }
+                u
+            }
+            None => {
+                // Same cost as a wrong password, so timing does not reveal who exists.
+                self.hasher.verify_dummy(password).await.map_err(busy)?;
+                metrics::counter!("tollgate_login_failures_total").increment(1);
+                return Err(OAuthError::BadCredentials);
+            }
+        };
+        let family =
+            allows(client, GrantType::RefreshToken).then(|| uuid::Uuid::new_v4().to_string());
+        let g = Grantee {
+            user: Some(&user),
+            client_id: &client.id,
+            scope,
+            alias,
+        };
+        self.issue(cfg, &g, family.as_deref()).await
+    }
+
+    /// `email_address` looks up by email; `username` by username, then by email when it
+    /// looks like one (the `?grant_type=password` dialect sends emails as `username`).
+    async fn find_user(&self, ident: &str, by_email: bool) -> Result<Option<User>, OAuthError> {
+        if by_email {
+            return Ok(self.store.user_by_email(ident).await?);
+        }
+        if let Some(u) = self.store.user_by_username(ident).await? {
+            return Ok(Some(u));
+        }
+        if ident.contains('@') {
+            return Ok(self.store.user_by_email(ident).await?);
+        }
+        Ok(None)
+    }
+
+    /// Upgrades an imported bcrypt (or weaker argon2) hash after a successful login. A
+    /// failure here must not fail the login; it is retried next time.
+    async fn rehash(&self, user: &User, password: &str) {
+        match self.hasher.hash(password).await {
+            Ok(h) => match self.store.set_password_hash(user.id, &h).await {
+                Ok(()) => tracing::info!(user_id = %user.id, "password hash upgraded to argon2id"),
+                Err(e) => {
+                    tracing::warn!(user_id = %user.id, error = %e, "cannot store the upgraded password hash")
+                }
+            },
+            Err(e) => tracing::warn!(user_id = %user.id, error = %e, "cannot rehash password"),
+        }
+    }
+
+    async fn refresh_grant(
+        &self,
+        cfg: &Config,
+        client: &Client,
+        params: &Params,
+    ) -> Result<super::issue::Issued, OAuthError> {
+        let presented = params
+            .get("refresh_token")
+            .ok_or(OAuthError::InvalidRequest("refresh_token is required"))?;
+        let hash = sha256_hex(presented);
+        let now = Utc::now();
+        let rec = self
+            .store
+            .token_by_hash(TokenKind::Refresh, &hash)
+            .await?
+            .ok_or(OAuthError::InvalidGrant(BAD_REFRESH))?;
+        if rec.client_id.as_deref() != Some(client.id.as_str())
+            || rec.revoked_at.is_some()
+            || rec.expires_at <= now
+        {
+            return Err(OAuthError::InvalidGrant(BAD_REFRESH));
+        }
+        if rec.rotated_at.is_some() || !self.store.mark_rotated(&hash, now).await? {
+            // Presented again after rotation (or a concurrent refresh won the race).
+            self.reused(cfg, &hash, &rec).await?;
+        }
+        let scope = match params.get("scope") {
+            Some(s) => {
+                let granted: Vec<String> =
+                    rec.scope.split_whitespace().map(str::to_owned).collect();
+                resolve_scope(&granted, Some(s))?
+            }
+            None => rec.scope.clone(),
+        };
+        let user = match rec.user_id {
+            Some(id) => Some(
+                self.store
+                    .user_by_id(id)
+                    .await?
+                    .ok_or(OAuthError::InvalidGrant(BAD_REFRESH))?,
+            ),
+            None => None,
+        };
+        let g = Grantee {
+            user: user.as_ref(),
+            client_id: &client.id,
+            scope,
+            alias: rec.alias.clone(),
+        };
+        self.issue(cfg, &g, Some(&rec.family_id)).await
+    }
+
+    /// A rotated refresh token came back. Inside `tokens.refresh.reuse_grace` (two tabs
+    /// refreshing at once) it is honoured once more; otherwise it is treated as stolen and
+    /// the whole family is revoked, so neither the thief nor the victim keeps access.
+    async fn reused(&self, cfg: &Config, hash: &str, rec: &TokenRecord) -> Result<(), OAuthError> {
+        let now = Utc::now();
+        let current = self.store.token_by_hash(TokenKind::Refresh, hash).await?;
+        let rotated_at = current
+            .as_ref()
+            .and_then(|r| r.rotated_at)
+            .or(rec.rotated_at);
+        let revoked = current.as_ref().is_some_and(|r| r.revoked_at.is_some());
+        let grace = ChronoDuration::from_std(cfg.tokens.refresh.reuse_grace).unwrap_or_default();
+        if !revoked && grace > ChronoDuration::zero() {
+            if let Some(at) = rotated_at {
+                if now - at <= grace {
+                    return Ok(());
+                }
+            }
+        }
+        let n = self.store.revoke_family(&rec.family_id, now).await?;
+        metrics::counter!("tollgate_refresh_reuse_total").increment(1);
+        tracing::warn!(
+            client_id = rec.client_id.as_deref().unwrap_or("-"),
+            revoked = n,
+            "rotated refresh token presented again; its family is revoked"
+        );
+        Err(OAuthError::InvalidGrant(BAD_REFRESH))
+    }
+}
+
+/// The scope of a new token: the requested scopes, each of which must be allowed, or all
+/// allowed scopes when none is requested.
+fn resolve_scope(allowed: &[String], requested: Option<&str>) -> Result<String, OAuthError> {
+    match requested {
+        None => Ok(allowed.join(" ")),
+        Some(req) => {
+            let mut out: Vec<&str> = Vec::new();
+            for s in req.split_whitespace() {
+                if !allowed.iter().any(|a| a == s) {
+                    return Err(OAuthError::InvalidScope);
+                }
+                if !out.contains(&s) {
+                    out.push(s);
+                }
+            }
+            Ok(out.join(" "))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::resolve_scope;
+
+    #[test]
+    fn scope_is_a_subset_of_what_is_allowed() {
+        let allowed = vec!["read".to_string(), "write".to_string()];
+        assert_eq!(resolve_scope(&allowed, None).unwrap(), "read write");
+        assert_eq!(
+            resolve_scope(&allowed, Some("write read write")).unwrap(),
+            "write read"
+        );
+        assert!(resolve_scope(&allowed, Some("admin")).is_err());
+        assert!(resolve_scope(&[], Some("read")).is_err());
+    }
+}

@@ -1,0 +1,155 @@
+//! Minting access and refresh tokens, and the token response in each dialect's shape.
+
+use chrono::{DateTime, Duration as ChronoDuration, Utc};
+use http::{Response, StatusCode};
+use serde_json::{json, Map, Value};
+
+use super::dialect::Dialect;
+use super::error::OAuthError;
+use super::TokenService;
+use crate::body::{self, Body};
+use crate::config::raw::AccessFormat;
+use crate::config::Config;
+use crate::crypto::{random_token, sha256_hex};
+use crate::keys::AccessClaims;
+use crate::store::{TokenKind, TokenRecord, User};
+
+/// Who a token is issued to and with what.
+pub(super) struct Grantee<'a> {
+    /// `None` for client_credentials.
+    pub user: Option<&'a User>,
+    pub client_id: &'a str,
+    pub scope: String,
+    pub alias: Option<String>,
+}
+
+/// Tokens just issued.
+pub(super) struct Issued {
+    pub access_token: String,
+    pub expires_in: u64,
+    pub refresh_token: Option<String>,
+    pub scope: String,
+    pub created_at: DateTime<Utc>,
+    pub user_id: Option<i64>,
+}
+
+fn chrono_dur(d: std::time::Duration) -> ChronoDuration {
+    ChronoDuration::from_std(d).unwrap_or(ChronoDuration::days(365 * 100))
+}
+
+impl TokenService {
+    /// Issues an access token and, when `refresh_family` is given, a refresh token in
+    /// that rotation family. Only hashes of the tokens reach the store.
+    pub(super) async fn issue(
+        &self,
+        cfg: &Config,
+        g: &Grantee<'_>,
+        refresh_family: Option<&str>,
+    ) -> Result<Issued, OAuthError> {
+        let now = Utc::now();
+        let ttl = cfg.tokens.access.ttl;
+        let exp = now + chrono_dur(ttl);
+        let jti = uuid::Uuid::new_v4().to_string();
+        let access_token = match cfg.tokens.access.format {
+            AccessFormat::Jwt => {
+                let claims = AccessClaims {
+                    sub: match g.user {
+                        Some(u) => u.id.to_string(),
+                        None => g.client_id.to_string(),
+                    },
+                    iss: self.keys.issuer().to_string(),
+                    aud: self.keys.audience().to_string(),
+                    exp: exp.timestamp(),
+                    iat: now.timestamp(),
+                    jti,
+                    scope: g.scope.clone(),
+                    client_id: Some(g.client_id.to_string()),
+                    email: g.user.map(|u| u.email.clone()),
+                    role: g.user.map(|u| u.role.clone()),
+                    alias: g.alias.clone(),
+                };
+                self.keys
+                    .sign(&claims)
+                    .map_err(|e| OAuthError::Server(e.to_string()))?
+            }
+            AccessFormat::Opaque => {
+                let token = random_token();
+                self.store
+                    .insert_token(
+                        TokenKind::OpaqueAccess,
+                        TokenRecord {
+                            token_hash: sha256_hex(&token),
+                            family_id: jti,
+                            user_id: g.user.map(|u| u.id),
+                            client_id: Some(g.client_id.to_string()),
+                            scope: g.scope.clone(),
+                            alias: g.alias.clone(),
+                            expires_at: exp,
+                            created_at: now,
+                            rotated_at: None,
+                            revoked_at: None,
+                        },
+                    )
+                    .await?;
+                token
+            }
+        };
+        let refresh_token = match refresh_family {
+            Some(family) => {
+                let token = random_token();
+                self.store
+                    .insert_token(
+                        TokenKind::Refresh,
+                        TokenRecord {
+                            token_hash: sha256_hex(&token),
+                            family_id: family.to_string(),
+                            user_id: g.user.map(|u| u.id),
+                            client_id: Some(g.client_id.to_string()),
+                            scope: g.scope.clone(),
+                            alias: g.alias.clone(),
+                            expires_at: now + chrono_dur(cfg.tokens.refresh.ttl),
+                            created_at: now,
+                            rotated_at: None,
+                            revoked_at: None,
+                        },
+                    )
+                    .await?;
+                Some(token)
+            }
+            None => None,
+        };
+        Ok(Issued {
+            access_token,
+            expires_in: ttl.as_secs(),
+            refresh_token,
+            scope: g.scope.clone(),
+            created_at: now,
+            user_id: g.user.map(|u| u.id.0),
+        })
+    }
+}
+
+impl Issued {
+    /// The 200 answer as the dialect spells it: RFC 6749 §5.1 fields, `token_type` per
+    /// the endpoint, `scope` always for signInWithPassword (else when not empty), and
+    /// `created_at`/`user_id` for clients of the `?grant_type=` dialect.
+    pub(super) fn into_response(self, dialect: &Dialect, grant_in_query: bool) -> Response<Body> {
+        let mut m = Map::new();
+        m.insert("access_token".into(), json!(self.access_token));
+        m.insert("token_type".into(), json!(dialect.token_type));
+        m.insert("expires_in".into(), json!(self.expires_in));
+        if let Some(r) = self.refresh_token {
+            m.insert("refresh_token".into(), json!(r));
+        }
+        if !self.scope.is_empty() || dialect.always_names_scope() {
+            m.insert("scope".into(), json!(self.scope));
+        }
+        if grant_in_query {
+            m.insert("created_at".into(), json!(self.created_at.timestamp()));
+            if let Some(id) = self.user_id {
+                m.insert("user_id".into(), json!(id));
+            }
+        }
+        body::json(StatusCode::OK, &Value::Object(m))
+    }
+}

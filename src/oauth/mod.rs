@@ -1,0 +1,132 @@
+//! The token service: every `token_endpoints` path with its legacy dialect, the
+//! password / refresh_token / client_credentials grants, RFC 7009 revocation, RFC 7662
+//! introspection, and the discovery documents and JWKS.
+//!
+//! Threat model: online password guessing (throttled per account and per IP before any
+//! hash is computed), user enumeration (unknown users cost a dummy verification and get
+//! the same answer as a wrong password), stolen refresh tokens (rotated on every use; a
+//! rotated token presented again revokes its whole family), token theft from storage
+//! (refresh and opaque tokens are stored only as SHA-256 hashes), client impersonation
+//! (secrets compared in constant time or by the password hasher), and leaks through
+//! logs or caches (no token, password or secret is logged; every answer is `no-store`).
+
+mod bearer;
+mod clients;
+pub mod cors;
+pub mod dialect;
+mod endpoints;
+pub mod error;
+mod grants;
+mod introspect;
+mod issue;
+mod metadata;
+pub mod request;
+mod revocation;
+mod revoke;
+pub mod throttle;
+
+use std::sync::Arc;
+
+pub use bearer::{BearerError, BearerValidator};
+pub use endpoints::{IntrospectEndpoint, MetadataEndpoint, RevokeEndpoint, TokenEndpoint};
+pub use revocation::RevokedJtis;
+
+use crate::app::{BoxFuture, Endpoint, ReadinessCheck};
+use crate::config::Config;
+use crate::crypto::PasswordHasherPool;
+use crate::keys::default_key_dir;
+use crate::keys::KeySet;
+use crate::store::Store;
+use throttle::LoginThrottle;
+
+/// Shared state of the token service.
+pub struct TokenService {
+    pub store: Arc<dyn Store>,
+    pub keys: Arc<KeySet>,
+    pub hasher: PasswordHasherPool,
+    pub throttle: Arc<LoginThrottle>,
+    pub revoked: Arc<RevokedJtis>,
+    pub bearer: Arc<BearerValidator>,
+}
+
+impl TokenService {
+    /// Builds the service; loads the revoked `jti`s from the store.
+    pub async fn new(
+        config: &Config,
+        store: Arc<dyn Store>,
+        keys: Arc<KeySet>,
+        hasher: PasswordHasherPool,
+    ) -> Result<Arc<TokenService>, crate::store::StoreError> {
+        let revoked = RevokedJtis::load(store.clone()).await?;
+        let bearer = Arc::new(BearerValidator::new(
+            keys.clone(),
+            store.clone(),
+            revoked.clone(),
+        ));
+        Ok(Arc::new(TokenService {
+            throttle: LoginThrottle::new(&config.tokens.login_throttle),
+            store,
+            keys,
+            hasher,
+            revoked,
+            bearer,
+        }))
+    }
+
+    /// The endpoints this service answers, to mount before the route table.
+    pub fn endpoints(self: &Arc<Self>) -> Vec<Arc<dyn Endpoint>> {
+        vec![
+            Arc::new(TokenEndpoint(self.clone())),
+            Arc::new(RevokeEndpoint(self.clone())),
+            Arc::new(IntrospectEndpoint(self.clone())),
+            Arc::new(MetadataEndpoint(self.clone())),
+        ]
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum MountError {
+    #[error("store: {0}")]
+    Store(#[from] crate::store::StoreError),
+    #[error("signing keys: {0}")]
+    Keys(#[from] crate::keys::KeyError),
+}
+
+/// The token service and users API, ready to mount: the store they opened (for other
+/// services to share), their endpoints, and the store's readiness check.
+pub struct Mounted {
+    pub service: Arc<TokenService>,
+    pub store: Arc<dyn Store>,
+    pub endpoints: Vec<Arc<dyn Endpoint>>,
+    pub readiness: Arc<dyn ReadinessCheck>,
+}
+
+/// Opens the store (migrations run there), loads or generates the signing keys, and
+/// builds every endpoint of the token service and the users API.
+pub async fn mount(config: &Config) -> Result<Mounted, MountError> {
+    let store = crate::store::connect(&config.store.url).await?;
+    let keys = Arc::new(KeySet::load(
+        &config.tokens,
+        &default_key_dir(&config.store.url),
+    )?);
+    let service =
+        TokenService::new(config, store.clone(), keys, PasswordHasherPool::default()).await?;
+    let mut endpoints = service.endpoints();
+    endpoints.push(Arc::new(crate::users::UsersEndpoint(service.clone())));
+    Ok(Mounted {
+        readiness: Arc::new(StoreReady(store.clone())),
+        service,
+        store,
+        endpoints,
+    })
+}
+
+/// `/readyz` fails while the store does not answer.
+struct StoreReady(Arc<dyn Store>);
+
+impl ReadinessCheck for StoreReady {
+    fn check(&self) -> BoxFuture<Result<(), String>> {
+        let store = self.0.clone();
+        Box::pin(async move { store.ping().await.map_err(|e| format!("store: {e}")) })
+    }
+}

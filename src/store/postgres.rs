@@ -1,0 +1,574 @@
+//! The PostgreSQL store, for several replicas sharing one database. Migrations are
+//! applied at start under an advisory lock, so replicas starting together do not race.
+//!
+//! Revocations reach every replica: each revoking statement also runs
+//! `pg_notify('tollgate_revocations', …)` in the same transaction, and a background task
+//! per store LISTENs on that channel and re-broadcasts every notification (its own and
+//! other replicas') to local subscribers. The revoking replica also broadcasts at once,
+//! so its own caches never wait on the round trip; subscribers therefore see some events
+//! twice, which is harmless because revocation is idempotent. Notifications sent while
+//! the listener is reconnecting are lost; it logs a warning when that happens, and
+//! consumers should reload `revoked_jtis` periodically as a backstop.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sqlx::postgres::{PgListener, PgPool, PgPoolOptions, PgRow};
+use sqlx::Row;
+use tokio::sync::broadcast;
+use tokio::task::JoinHandle;
+
+use super::support::{
+    email_key, join_list, kind_str, map_err, micros, migrate_err, migrator, now, split_list,
+    RevocationHub, POSTGRES_MIGRATIONS,
+};
+use super::{
+    Client, ClientStore, ConnectState, ConnectStateStore, Identity, IdentityStore, NewUser,
+    RevocationEvent, Store, StoreError, StoreFuture, TokenKind, TokenRecord, TokenStore, User,
+    UserId, UserStore,
+};
+
+/// The NOTIFY channel revocations travel on.
+pub const REVOCATION_CHANNEL: &str = "tollgate_revocations";
+
+pub struct PostgresStore {
+    pool: PgPool,
+    revocations: RevocationHub,
+    listener: JoinHandle<()>,
+}
+
+impl Drop for PostgresStore {
+    fn drop(&mut self) {
+        self.listener.abort();
+    }
+}
+
+impl PostgresStore {
+    /// Connects, applies migrations, and starts the revocation listener.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        let pool = PgPoolOptions::new()
+            .max_connections(16)
+            .acquire_timeout(Duration::from_secs(5))
+            .idle_timeout(Some(Duration::from_secs(600)))
+            .connect(url)
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("cannot connect to PostgreSQL: {e}")))?;
+        migrator(POSTGRES_MIGRATIONS)
+            .run(&pool)
+            .await
+            .map_err(migrate_err)?;
+        let revocations = RevocationHub::new();
+        let listener = tokio::spawn(relay_notifications(pool.clone(), revocations.clone()));
+        Ok(PostgresStore {
+            pool,
+            revocations,
+            listener,
+        })
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+}
+
+/// LISTENs for revocations from every replica and re-broadcasts them locally, for as long
+/// as the store lives. Reconnects with a pause after a failure.
+async fn relay_notifications(pool: PgPool, hub: RevocationHub) {
+    let pause = Duration::from_secs(1);
+    loop {
+        let mut listener = match PgListener::connect_with(&pool).await {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::warn!(error = %e, "revocation listener cannot connect; retrying");
+                tokio::time::sleep(pause).await;
+                continue;
+            }
+        };
+        if let Err(e) = listener.listen(REVOCATION_CHANNEL).await {
+            tracing::warn!(error = %e, "revocation listener cannot LISTEN; retrying");
+            tokio::time::sleep(pause).await;
+            continue;
+        }
+        loop {
+            match listener.recv().await {
+                Ok(n) => match serde_json::from_str::<RevocationEvent>(n.payload()) {
+                    Ok(event) => hub.send(event),
+                    Err(_) => tracing::warn!("ignoring a malformed revocation notification"),
+                },
+                Err(e) => {
+                    // `recv` reconnects on its next call; notifications in between are lost.
+                    tracing::warn!(error = %e, "revocation listener lost its connection; revocations from other replicas may be missed until it reconnects");
+                    tokio::time::sleep(pause).await;
+                }
+            }
+        }
+    }
+}
+
+const USER_COLUMNS: &str = "id, username, email, password_hash, role, created_at, updated_at";
+const TOKEN_COLUMNS: &str =
+    "token_hash, family_id, user_id, client_id, scope, alias, expires_at, created_at, rotated_at, revoked_at";
+
+fn user_from_row(r: &PgRow) -> Result<User, sqlx::Error> {
+    Ok(User {
+        id: UserId(r.try_get("id")?),
+        username: r.try_get("username")?,
+        email: r.try_get("email")?,
+        password_hash: r.try_get("password_hash")?,
+        role: r.try_get("role")?,
+        created_at: r.try_get("created_at")?,
+        updated_at: r.try_get("updated_at")?,
+    })
+}
+
+fn client_from_row(r: &PgRow) -> Result<Client, sqlx::Error> {
+    Ok(Client {
+        id: r.try_get("id")?,
+        secret_hash: r.try_get("secret_hash")?,
+        grants: split_list(r.try_get("grants")?),
+        scopes: split_list(r.try_get("scopes")?),
+        created_at: r.try_get("created_at")?,
+    })
+}
+
+fn token_from_row(r: &PgRow) -> Result<TokenRecord, sqlx::Error> {
+    Ok(TokenRecord {
+        token_hash: r.try_get("token_hash")?,
+        family_id: r.try_get("family_id")?,
+        user_id: r.try_get::<Option<i64>, _>("user_id")?.map(UserId),
+        client_id: r.try_get("client_id")?,
+        scope: r.try_get("scope")?,
+        alias: r.try_get("alias")?,
+        expires_at: r.try_get("expires_at")?,
+        created_at: r.try_get("created_at")?,
+        rotated_at: r.try_get("rotated_at")?,
+        revoked_at: r.try_get("revoked_at")?,
+    })
+}
+
+fn identity_from_row(r: &PgRow) -> Result<Identity, sqlx::Error> {
+    Ok(Identity {
+        user_id: UserId(r.try_get("user_id")?),
+        provider: r.try_get("provider")?,
+        provider_user_id: r.try_get("provider_user_id")?,
+        email: r.try_get("email")?,
+        tokens_encrypted: r.try_get("tokens_encrypted")?,
+        created_at: r.try_get("created_at")?,
+    })
+}
+
+fn connect_state_from_row(r: &PgRow) -> Result<ConnectState, sqlx::Error> {
+    Ok(ConnectState {
+        state_hash: r.try_get("state_hash")?,
+        user_id: UserId(r.try_get("user_id")?),
+        provider: r.try_get("provider")?,
+        redirect_uri: r.try_get("redirect_uri")?,
+        pkce_verifier: r.try_get("pkce_verifier")?,
+        expires_at: r.try_get("expires_at")?,
+    })
+}
+
+impl UserStore for PostgresStore {
+    fn create_user(&self, u: NewUser) -> StoreFuture<'_, User> {
+        Box::pin(async move {
+            let at = now();
+            let row = sqlx::query(&format!(
+                "INSERT INTO users (username, email, email_key, password_hash, role, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $6) RETURNING {USER_COLUMNS}"
+            ))
+            .bind(&u.username)
+            .bind(u.email.trim())
+            .bind(email_key(&u.email))
+            .bind(&u.password_hash)
+            .bind(&u.role)
+            .bind(micros(at))
+            .fetch_one(&self.pool)
+            .await
+            .map_err(map_err)?;
+            user_from_row(&row).map_err(map_err)
+        })
+    }
+
+    fn user_by_id(&self, id: UserId) -> StoreFuture<'_, Option<User>> {
+        Box::pin(async move {
+            let row = sqlx::query(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1"))
+                .bind(id.0)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(map_err)?;
+            row.as_ref().map(user_from_row).transpose().map_err(map_err)
+        })
+    }
+
+    fn user_by_email(&self, email: &str) -> StoreFuture<'_, Option<User>> {
+        let key = email_key(email);
+        Box::pin(async move {
+            let row = sqlx::query(&format!(
+                "SELECT {USER_COLUMNS} FROM users WHERE email_key = $1"
+            ))
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?;
+            row.as_ref().map(user_from_row).transpose().map_err(map_err)
+        })
+    }
+
+    fn user_by_username(&self, username: &str) -> StoreFuture<'_, Option<User>> {
+        let username = username.to_owned();
+        Box::pin(async move {
+            let row = sqlx::query(&format!(
+                "SELECT {USER_COLUMNS} FROM users WHERE username = $1"
+            ))
+            .bind(username)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?;
+            row.as_ref().map(user_from_row).transpose().map_err(map_err)
+        })
+    }
+
+    fn set_password_hash(&self, id: UserId, hash: &str) -> StoreFuture<'_, ()> {
+        let hash = hash.to_owned();
+        Box::pin(async move {
+            let done =
+                sqlx::query("UPDATE users SET password_hash = $1, updated_at = $2 WHERE id = $3")
+                    .bind(hash)
+                    .bind(now())
+                    .bind(id.0)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(map_err)?;
+            if done.rows_affected() == 0 {
+                return Err(StoreError::NotFound);
+            }
+            Ok(())
+        })
+    }
+}
+
+impl ClientStore for PostgresStore {
+    fn create_client(&self, c: Client) -> StoreFuture<'_, Client> {
+        Box::pin(async move {
+            let c = Client {
+                created_at: micros(c.created_at),
+                ..c
+            };
+            sqlx::query("INSERT INTO clients (id, secret_hash, grants, scopes, created_at) VALUES ($1, $2, $3, $4, $5)")
+                .bind(&c.id)
+                .bind(&c.secret_hash)
+                .bind(join_list(&c.grants))
+                .bind(join_list(&c.scopes))
+                .bind(c.created_at)
+                .execute(&self.pool)
+                .await
+                .map_err(map_err)?;
+            Ok(c)
+        })
+    }
+
+    fn client_by_id(&self, id: &str) -> StoreFuture<'_, Option<Client>> {
+        let id = id.to_owned();
+        Box::pin(async move {
+            let row = sqlx::query(
+                "SELECT id, secret_hash, grants, scopes, created_at FROM clients WHERE id = $1",
+            )
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?;
+            row.as_ref()
+                .map(client_from_row)
+                .transpose()
+                .map_err(map_err)
+        })
+    }
+}
+
+impl TokenStore for PostgresStore {
+    fn insert_token(&self, kind: TokenKind, t: TokenRecord) -> StoreFuture<'_, ()> {
+        Box::pin(async move {
+            sqlx::query(&format!(
+                "INSERT INTO tokens (kind, {TOKEN_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+            ))
+            .bind(kind_str(kind))
+            .bind(&t.token_hash)
+            .bind(&t.family_id)
+            .bind(t.user_id.map(|u| u.0))
+            .bind(&t.client_id)
+            .bind(&t.scope)
+            .bind(&t.alias)
+            .bind(micros(t.expires_at))
+            .bind(micros(t.created_at))
+            .bind(t.rotated_at.map(micros))
+            .bind(t.revoked_at.map(micros))
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+            Ok(())
+        })
+    }
+
+    fn token_by_hash(&self, kind: TokenKind, hash: &str) -> StoreFuture<'_, Option<TokenRecord>> {
+        let hash = hash.to_owned();
+        Box::pin(async move {
+            let row = sqlx::query(&format!(
+                "SELECT {TOKEN_COLUMNS} FROM tokens WHERE kind = $1 AND token_hash = $2"
+            ))
+            .bind(kind_str(kind))
+            .bind(hash)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?;
+            row.as_ref()
+                .map(token_from_row)
+                .transpose()
+                .map_err(map_err)
+        })
+    }
+
+    fn mark_rotated(&self, hash: &str, at: DateTime<Utc>) -> StoreFuture<'_, bool> {
+        let hash = hash.to_owned();
+        Box::pin(async move {
+            let done = sqlx::query(
+                "UPDATE tokens SET rotated_at = $1 \
+                 WHERE kind = 'refresh' AND token_hash = $2 AND rotated_at IS NULL AND revoked_at IS NULL",
+            )
+            .bind(micros(at))
+            .bind(hash)
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+            Ok(done.rows_affected() == 1)
+        })
+    }
+
+    fn revoke_family(&self, family_id: &str, at: DateTime<Utc>) -> StoreFuture<'_, u64> {
+        let family_id = family_id.to_owned();
+        Box::pin(async move {
+            // The notifications are sent on commit, together with the update.
+            let rows = sqlx::query(
+                "WITH revoked AS ( \
+                     UPDATE tokens SET revoked_at = $1 \
+                     WHERE kind = 'refresh' AND family_id = $2 AND revoked_at IS NULL \
+                     RETURNING token_hash) \
+                 SELECT token_hash, pg_notify($3, json_build_object('token_hash', token_hash)::text)::text AS sent \
+                 FROM revoked",
+            )
+            .bind(micros(at))
+            .bind(family_id)
+            .bind(REVOCATION_CHANNEL)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_err)?;
+            for r in &rows {
+                let hash: String = r.try_get("token_hash").map_err(map_err)?;
+                self.revocations.send(RevocationEvent {
+                    jti: None,
+                    token_hash: Some(hash),
+                });
+            }
+            Ok(rows.len() as u64)
+        })
+    }
+
+    fn revoke_token(
+        &self,
+        kind: TokenKind,
+        hash: &str,
+        at: DateTime<Utc>,
+    ) -> StoreFuture<'_, bool> {
+        let hash = hash.to_owned();
+        Box::pin(async move {
+            let row = sqlx::query(
+                "WITH revoked AS ( \
+                     UPDATE tokens SET revoked_at = $1 \
+                     WHERE kind = $2 AND token_hash = $3 AND revoked_at IS NULL \
+                     RETURNING kind, token_hash, family_id) \
+                 SELECT family_id, pg_notify($4, json_build_object( \
+                     'token_hash', token_hash, \
+                     'jti', CASE WHEN kind = 'opaque_access' THEN family_id END)::text)::text AS sent \
+                 FROM revoked",
+            )
+            .bind(micros(at))
+            .bind(kind_str(kind))
+            .bind(&hash)
+            .bind(REVOCATION_CHANNEL)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?;
+            let Some(row) = row else { return Ok(false) };
+            let family: String = row.try_get("family_id").map_err(map_err)?;
+            self.revocations
+                .send(RevocationEvent::for_token(kind, hash, family));
+            Ok(true)
+        })
+    }
+
+    fn revoke_jti(&self, jti: &str, expires_at: DateTime<Utc>) -> StoreFuture<'_, ()> {
+        let jti = jti.to_owned();
+        Box::pin(async move {
+            sqlx::query(
+                "WITH recorded AS ( \
+                     INSERT INTO revoked_jtis (jti, expires_at) VALUES ($1, $2) \
+                     ON CONFLICT (jti) DO UPDATE SET expires_at = GREATEST(revoked_jtis.expires_at, excluded.expires_at) \
+                     RETURNING jti) \
+                 SELECT pg_notify($3, json_build_object('jti', jti)::text)::text AS sent FROM recorded",
+            )
+            .bind(&jti)
+            .bind(micros(expires_at))
+            .bind(REVOCATION_CHANNEL)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_err)?;
+            self.revocations.send(RevocationEvent {
+                jti: Some(jti),
+                token_hash: None,
+            });
+            Ok(())
+        })
+    }
+
+    fn revoked_jtis(&self) -> StoreFuture<'_, Vec<(String, DateTime<Utc>)>> {
+        Box::pin(async move {
+            let at = now();
+            sqlx::query("DELETE FROM revoked_jtis WHERE expires_at <= $1")
+                .bind(micros(at))
+                .execute(&self.pool)
+                .await
+                .map_err(map_err)?;
+            let rows = sqlx::query(
+                "SELECT jti, expires_at FROM revoked_jtis WHERE expires_at > $1 ORDER BY jti",
+            )
+            .bind(micros(at))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_err)?;
+            rows.iter()
+                .map(|r| Ok((r.try_get("jti")?, r.try_get("expires_at")?)))
+                .collect::<Result<_, sqlx::Error>>()
+                .map_err(map_err)
+        })
+    }
+
+    fn revocation_events(&self) -> broadcast::Receiver<RevocationEvent> {
+        self.revocations.subscribe()
+    }
+}
+
+impl IdentityStore for PostgresStore {
+    fn link_identity(&self, i: Identity) -> StoreFuture<'_, ()> {
+        Box::pin(async move {
+            // Re-linking the same account refreshes its tokens; an account linked to
+            // another user updates nothing and is a conflict.
+            let done = sqlx::query(
+                "INSERT INTO identities (provider, provider_user_id, user_id, email, tokens_encrypted, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6) \
+                 ON CONFLICT (provider, provider_user_id) DO UPDATE \
+                 SET email = excluded.email, tokens_encrypted = excluded.tokens_encrypted \
+                 WHERE identities.user_id = excluded.user_id",
+            )
+            .bind(&i.provider)
+            .bind(&i.provider_user_id)
+            .bind(i.user_id.0)
+            .bind(&i.email)
+            .bind(&i.tokens_encrypted)
+            .bind(micros(i.created_at))
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+            if done.rows_affected() == 0 {
+                return Err(StoreError::Conflict("identity"));
+            }
+            Ok(())
+        })
+    }
+
+    fn identities_of(&self, user: UserId) -> StoreFuture<'_, Vec<Identity>> {
+        Box::pin(async move {
+            let rows = sqlx::query(
+                "SELECT provider, provider_user_id, user_id, email, tokens_encrypted, created_at \
+                 FROM identities WHERE user_id = $1 ORDER BY provider",
+            )
+            .bind(user.0)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_err)?;
+            rows.iter()
+                .map(identity_from_row)
+                .collect::<Result<_, _>>()
+                .map_err(map_err)
+        })
+    }
+
+    fn unlink_identity(&self, user: UserId, provider: &str) -> StoreFuture<'_, bool> {
+        let provider = provider.to_owned();
+        Box::pin(async move {
+            let done = sqlx::query("DELETE FROM identities WHERE user_id = $1 AND provider = $2")
+                .bind(user.0)
+                .bind(provider)
+                .execute(&self.pool)
+                .await
+                .map_err(map_err)?;
+            Ok(done.rows_affected() > 0)
+        })
+    }
+}
+
+impl ConnectStateStore for PostgresStore {
+    fn put_connect_state(&self, s: ConnectState) -> StoreFuture<'_, ()> {
+        Box::pin(async move {
+            sqlx::query("DELETE FROM connect_states WHERE expires_at <= $1")
+                .bind(now())
+                .execute(&self.pool)
+                .await
+                .map_err(map_err)?;
+            sqlx::query(
+                "INSERT INTO connect_states (state_hash, user_id, provider, redirect_uri, pkce_verifier, expires_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(&s.state_hash)
+            .bind(s.user_id.0)
+            .bind(&s.provider)
+            .bind(&s.redirect_uri)
+            .bind(&s.pkce_verifier)
+            .bind(micros(s.expires_at))
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+            Ok(())
+        })
+    }
+
+    fn take_connect_state(&self, state_hash: &str) -> StoreFuture<'_, Option<ConnectState>> {
+        let state_hash = state_hash.to_owned();
+        Box::pin(async move {
+            let row = sqlx::query(
+                "DELETE FROM connect_states WHERE state_hash = $1 \
+                 RETURNING state_hash, user_id, provider, redirect_uri, pkce_verifier, expires_at",
+            )
+            .bind(state_hash)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?;
+            let state = row
+                .as_ref()
+                .map(connect_state_from_row)
+                .transpose()
+                .map_err(map_err)?;
+            Ok(state.filter(|s| s.expires_at > Utc::now()))
+        })
+    }
+}
+
+impl Store for PostgresStore {
+    fn ping(&self) -> StoreFuture<'_, ()> {
+        Box::pin(async move {
+            sqlx::query("SELECT 1")
+                .execute(&self.pool)
+                .await
+                .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+            Ok(())
+        })
+    }
+}

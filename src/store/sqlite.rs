@@ -1,0 +1,577 @@
+//! The embedded SQLite store: one file, created with its directory on first start,
+//! migrations applied at open. WAL mode lets readers proceed while a writer commits;
+//! writers are serialised by SQLite itself, which is what makes `mark_rotated` and
+//! `take_connect_state` single-winner without explicit locks.
+//!
+//! Timestamps are stored as INTEGER microseconds (UTC).
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
+use sqlx::Row;
+use tokio::sync::broadcast;
+
+use super::support::{
+    email_key, join_list, kind_str, map_err, micros, migrate_err, migrator, now, split_list,
+    RevocationHub, SQLITE_MIGRATIONS,
+};
+use super::{
+    Client, ClientStore, ConnectState, ConnectStateStore, Identity, IdentityStore, NewUser,
+    RevocationEvent, Store, StoreError, StoreFuture, TokenKind, TokenRecord, TokenStore, User,
+    UserId, UserStore,
+};
+
+pub struct SqliteStore {
+    pool: SqlitePool,
+    revocations: RevocationHub,
+}
+
+fn ts(t: DateTime<Utc>) -> i64 {
+    t.timestamp_micros()
+}
+
+fn from_ts(v: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_micros(v).unwrap_or_default()
+}
+
+fn opt_ts(v: Option<i64>) -> Option<DateTime<Utc>> {
+    v.map(from_ts)
+}
+
+/// The file path in a `sqlite:` URL, or `None` for an in-memory database.
+fn file_path(url: &str) -> Option<&str> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = rest.split('?').next().unwrap_or("");
+    (!path.is_empty() && path != ":memory:").then_some(path)
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at a `sqlite:` URL and applies migrations.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        let in_memory = file_path(url).is_none();
+        if let Some(parent) = file_path(url).and_then(|p| Path::new(p).parent()) {
+            if !parent.as_os_str().is_empty() {
+                std::fs::create_dir_all(parent).map_err(|e| {
+                    StoreError::Unavailable(format!("cannot create {}: {e}", parent.display()))
+                })?;
+            }
+        }
+        let options = SqliteConnectOptions::from_str(url)
+            .map_err(|e| StoreError::Other(format!("bad sqlite url: {e}")))?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(5));
+        // An in-memory database lives in one connection; a pool of several would see
+        // several empty databases.
+        let pool = SqlitePoolOptions::new()
+            .max_connections(if in_memory { 1 } else { 8 })
+            .min_connections(if in_memory { 1 } else { 0 })
+            .idle_timeout(if in_memory {
+                None
+            } else {
+                Some(Duration::from_secs(600))
+            })
+            .max_lifetime(if in_memory {
+                None
+            } else {
+                Some(Duration::from_secs(3600))
+            })
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_with(options)
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("cannot open {url}: {e}")))?;
+        migrator(SQLITE_MIGRATIONS)
+            .run(&pool)
+            .await
+            .map_err(migrate_err)?;
+        Ok(SqliteStore {
+            pool,
+            revocations: RevocationHub::new(),
+        })
+    }
+
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+}
+
+const USER_COLUMNS: &str = "id, username, email, password_hash, role, created_at, updated_at";
+const TOKEN_COLUMNS: &str =
+    "token_hash, family_id, user_id, client_id, scope, alias, expires_at, created_at, rotated_at, revoked_at";
+
+fn user_from_row(r: &SqliteRow) -> Result<User, sqlx::Error> {
+    Ok(User {
+        id: UserId(r.try_get("id")?),
+        username: r.try_get("username")?,
+        email: r.try_get("email")?,
+        password_hash: r.try_get("password_hash")?,
+        role: r.try_get("role")?,
+        created_at: from_ts(r.try_get("created_at")?),
+        updated_at: from_ts(r.try_get("updated_at")?),
+    })
+}
+
+fn client_from_row(r: &SqliteRow) -> Result<Client, sqlx::Error> {
+    Ok(Client {
+        id: r.try_get("id")?,
+        secret_hash: r.try_get("secret_hash")?,
+        grants: split_list(r.try_get("grants")?),
+        scopes: split_list(r.try_get("scopes")?),
+        created_at: from_ts(r.try_get("created_at")?),
+    })
+}
+
+fn token_from_row(r: &SqliteRow) -> Result<TokenRecord, sqlx::Error> {
+    Ok(TokenRecord {
+        token_hash: r.try_get("token_hash")?,
+        family_id: r.try_get("family_id")?,
+        user_id: r.try_get::<Option<i64>, _>("user_id")?.map(UserId),
+        client_id: r.try_get("client_id")?,
+        scope: r.try_get("scope")?,
+        alias: r.try_get("alias")?,
+        expires_at: from_ts(r.try_get("expires_at")?),
+        created_at: from_ts(r.try_get("created_at")?),
+        rotated_at: opt_ts(r.try_get("rotated_at")?),
+        revoked_at: opt_ts(r.try_get("revoked_at")?),
+    })
+}
+
+fn identity_from_row(r: &SqliteRow) -> Result<Identity, sqlx::Error> {
+    Ok(Identity {
+        user_id: UserId(r.try_get("user_id")?),
+        provider: r.try_get("provider")?,
+        provider_user_id: r.try_get("provider_user_id")?,
+        email: r.try_get("email")?,
+        tokens_encrypted: r.try_get("tokens_encrypted")?,
+        created_at: from_ts(r.try_get("created_at")?),
+    })
+}
+
+fn connect_state_from_row(r: &SqliteRow) -> Result<ConnectState, sqlx::Error> {
+    Ok(ConnectState {
+        state_hash: r.try_get("state_hash")?,
+        user_id: UserId(r.try_get("user_id")?),
+        provider: r.try_get("provider")?,
+        redirect_uri: r.try_get("redirect_uri")?,
+        pkce_verifier: r.try_get("pkce_verifier")?,
+        expires_at: from_ts(r.try_get("expires_at")?),
+    })
+}
+
+impl UserStore for SqliteStore {
+    fn create_user(&self, u: NewUser) -> StoreFuture<'_, User> {
+        Box::pin(async move {
+            let at = now();
+            let row = sqlx::query(&format!(
+                "INSERT INTO users (username, email, email_key, password_hash, role, created_at, updated_at) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING {USER_COLUMNS}"
+            ))
+            .bind(&u.username)
+            .bind(u.email.trim())
+            .bind(email_key(&u.email))
+            .bind(&u.password_hash)
+            .bind(&u.role)
+            .bind(ts(at))
+            .bind(ts(at))
+            .fetch_one(&self.pool)
+            .await
+            .map_err(map_err)?;
+            user_from_row(&row).map_err(map_err)
+        })
+    }
+
+    fn user_by_id(&self, id: UserId) -> StoreFuture<'_, Option<User>> {
+        Box::pin(async move {
+            let row = sqlx::query(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = ?"))
+                .bind(id.0)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(map_err)?;
+            row.as_ref().map(user_from_row).transpose().map_err(map_err)
+        })
+    }
+
+    fn user_by_email(&self, email: &str) -> StoreFuture<'_, Option<User>> {
+        let key = email_key(email);
+        Box::pin(async move {
+            let row = sqlx::query(&format!(
+                "SELECT {USER_COLUMNS} FROM users WHERE email_key = ?"
+            ))
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?;
+            row.as_ref().map(user_from_row).transpose().map_err(map_err)
+        })
+    }
+
+    fn user_by_username(&self, username: &str) -> StoreFuture<'_, Option<User>> {
+        let username = username.to_owned();
+        Box::pin(async move {
+            let row = sqlx::query(&format!(
+                "SELECT {USER_COLUMNS} FROM users WHERE username = ?"
+            ))
+            .bind(username)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?;
+            row.as_ref().map(user_from_row).transpose().map_err(map_err)
+        })
+    }
+
+    fn set_password_hash(&self, id: UserId, hash: &str) -> StoreFuture<'_, ()> {
+        let hash = hash.to_owned();
+        Box::pin(async move {
+            let done =
+                sqlx::query("UPDATE users SET password_hash = ?, updated_at = ? WHERE id = ?")
+                    .bind(hash)
+                    .bind(ts(now()))
+                    .bind(id.0)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(map_err)?;
+            if done.rows_affected() == 0 {
+                return Err(StoreError::NotFound);
+            }
+            Ok(())
+        })
+    }
+}
+
+impl ClientStore for SqliteStore {
+    fn create_client(&self, c: Client) -> StoreFuture<'_, Client> {
+        Box::pin(async move {
+            let c = Client {
+                created_at: micros(c.created_at),
+                ..c
+            };
+            sqlx::query("INSERT INTO clients (id, secret_hash, grants, scopes, created_at) VALUES (?, ?, ?, ?, ?)")
+                .bind(&c.id)
+                .bind(&c.secret_hash)
+                .bind(join_list(&c.grants))
+                .bind(join_list(&c.scopes))
+                .bind(ts(c.created_at))
+                .execute(&self.pool)
+                .await
+                .map_err(map_err)?;
+            Ok(c)
+        })
+    }
+
+    fn client_by_id(&self, id: &str) -> StoreFuture<'_, Option<Client>> {
+        let id = id.to_owned();
+        Box::pin(async move {
+            let row = sqlx::query(
+                "SELECT id, secret_hash, grants, scopes, created_at FROM clients WHERE id = ?",
+            )
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?;
+            row.as_ref()
+                .map(client_from_row)
+                .transpose()
+                .map_err(map_err)
+        })
+    }
+}
+
+impl TokenStore for SqliteStore {
+    fn insert_token(&self, kind: TokenKind, t: TokenRecord) -> StoreFuture<'_, ()> {
+        Box::pin(async move {
+            sqlx::query(&format!("INSERT INTO tokens (kind, {TOKEN_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"))
+                .bind(kind_str(kind))
+                .bind(&t.token_hash)
+                .bind(&t.family_id)
+                .bind(t.user_id.map(|u| u.0))
+                .bind(&t.client_id)
+                .bind(&t.scope)
+                .bind(&t.alias)
+                .bind(ts(t.expires_at))
+                .bind(ts(t.created_at))
+                .bind(t.rotated_at.map(ts))
+                .bind(t.revoked_at.map(ts))
+                .execute(&self.pool)
+                .await
+                .map_err(map_err)?;
+            Ok(())
+        })
+    }
+
+    fn token_by_hash(&self, kind: TokenKind, hash: &str) -> StoreFuture<'_, Option<TokenRecord>> {
+        let hash = hash.to_owned();
+        Box::pin(async move {
+            let row = sqlx::query(&format!(
+                "SELECT {TOKEN_COLUMNS} FROM tokens WHERE kind = ? AND token_hash = ?"
+            ))
+            .bind(kind_str(kind))
+            .bind(hash)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?;
+            row.as_ref()
+                .map(token_from_row)
+                .transpose()
+                .map_err(map_err)
+        })
+    }
+
+    fn mark_rotated(&self, hash: &str, at: DateTime<Utc>) -> StoreFuture<'_, bool> {
+        let hash = hash.to_owned();
+        Box::pin(async move {
+            let done = sqlx::query(
+                "UPDATE tokens SET rotated_at = ? \
+                 WHERE kind = 'refresh' AND token_hash = ? AND rotated_at IS NULL AND revoked_at IS NULL",
+            )
+            .bind(ts(at))
+            .bind(hash)
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+            Ok(done.rows_affected() == 1)
+        })
+    }
+
+    fn revoke_family(&self, family_id: &str, at: DateTime<Utc>) -> StoreFuture<'_, u64> {
+        let family_id = family_id.to_owned();
+        Box::pin(async move {
+            let rows = sqlx::query(
+                "UPDATE tokens SET revoked_at = ? \
+                 WHERE kind = 'refresh' AND family_id = ? AND revoked_at IS NULL RETURNING token_hash",
+            )
+            .bind(ts(at))
+            .bind(family_id)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_err)?;
+            for r in &rows {
+                let hash: String = r.try_get("token_hash").map_err(map_err)?;
+                self.revocations.send(RevocationEvent {
+                    jti: None,
+                    token_hash: Some(hash),
+                });
+            }
+            Ok(rows.len() as u64)
+        })
+    }
+
+    fn revoke_token(
+        &self,
+        kind: TokenKind,
+        hash: &str,
+        at: DateTime<Utc>,
+    ) -> StoreFuture<'_, bool> {
+        let hash = hash.to_owned();
+        Box::pin(async move {
+            let row = sqlx::query(
+                "UPDATE tokens SET revoked_at = ? \
+                 WHERE kind = ? AND token_hash = ? AND revoked_at IS NULL RETURNING family_id",
+            )
+            .bind(ts(at))
+            .bind(kind_str(kind))
+            .bind(&hash)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?;
+            let Some(row) = row else { return Ok(false) };
+            let family: String = row.try_get("family_id").map_err(map_err)?;
+            self.revocations
+                .send(RevocationEvent::for_token(kind, hash, family));
+            Ok(true)
+        })
+    }
+
+    fn revoke_jti(&self, jti: &str, expires_at: DateTime<Utc>) -> StoreFuture<'_, ()> {
+        let jti = jti.to_owned();
+        Box::pin(async move {
+            sqlx::query(
+                "INSERT INTO revoked_jtis (jti, expires_at) VALUES (?, ?) \
+                 ON CONFLICT (jti) DO UPDATE SET expires_at = max(expires_at, excluded.expires_at)",
+            )
+            .bind(&jti)
+            .bind(ts(expires_at))
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+            self.revocations.send(RevocationEvent {
+                jti: Some(jti),
+                token_hash: None,
+            });
+            Ok(())
+        })
+    }
+
+    fn revoked_jtis(&self) -> StoreFuture<'_, Vec<(String, DateTime<Utc>)>> {
+        Box::pin(async move {
+            let at = ts(now());
+            // Expired entries can never matter again.
+            sqlx::query("DELETE FROM revoked_jtis WHERE expires_at <= ?")
+                .bind(at)
+                .execute(&self.pool)
+                .await
+                .map_err(map_err)?;
+            let rows = sqlx::query(
+                "SELECT jti, expires_at FROM revoked_jtis WHERE expires_at > ? ORDER BY jti",
+            )
+            .bind(at)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_err)?;
+            rows.iter()
+                .map(|r| Ok((r.try_get("jti")?, from_ts(r.try_get("expires_at")?))))
+                .collect::<Result<_, sqlx::Error>>()
+                .map_err(map_err)
+        })
+    }
+
+    fn revocation_events(&self) -> broadcast::Receiver<RevocationEvent> {
+        self.revocations.subscribe()
+    }
+}
+
+impl IdentityStore for SqliteStore {
+    fn link_identity(&self, i: Identity) -> StoreFuture<'_, ()> {
+        Box::pin(async move {
+            // Re-linking the same account refreshes its tokens; an account linked to
+            // another user updates nothing and is a conflict.
+            let done = sqlx::query(
+                "INSERT INTO identities (provider, provider_user_id, user_id, email, tokens_encrypted, created_at) \
+                 VALUES (?, ?, ?, ?, ?, ?) \
+                 ON CONFLICT (provider, provider_user_id) DO UPDATE \
+                 SET email = excluded.email, tokens_encrypted = excluded.tokens_encrypted \
+                 WHERE identities.user_id = excluded.user_id",
+            )
+            .bind(&i.provider)
+            .bind(&i.provider_user_id)
+            .bind(i.user_id.0)
+            .bind(&i.email)
+            .bind(&i.tokens_encrypted)
+            .bind(ts(i.created_at))
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+            if done.rows_affected() == 0 {
+                return Err(StoreError::Conflict("identity"));
+            }
+            Ok(())
+        })
+    }
+
+    fn identities_of(&self, user: UserId) -> StoreFuture<'_, Vec<Identity>> {
+        Box::pin(async move {
+            let rows = sqlx::query(
+                "SELECT provider, provider_user_id, user_id, email, tokens_encrypted, created_at \
+                 FROM identities WHERE user_id = ? ORDER BY provider",
+            )
+            .bind(user.0)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_err)?;
+            rows.iter()
+                .map(identity_from_row)
+                .collect::<Result<_, _>>()
+                .map_err(map_err)
+        })
+    }
+
+    fn unlink_identity(&self, user: UserId, provider: &str) -> StoreFuture<'_, bool> {
+        let provider = provider.to_owned();
+        Box::pin(async move {
+            let done = sqlx::query("DELETE FROM identities WHERE user_id = ? AND provider = ?")
+                .bind(user.0)
+                .bind(provider)
+                .execute(&self.pool)
+                .await
+                .map_err(map_err)?;
+            Ok(done.rows_affected() > 0)
+        })
+    }
+}
+
+impl ConnectStateStore for SqliteStore {
+    fn put_connect_state(&self, s: ConnectState) -> StoreFuture<'_, ()> {
+        Box::pin(async move {
+            sqlx::query("DELETE FROM connect_states WHERE expires_at <= ?")
+                .bind(ts(now()))
+                .execute(&self.pool)
+                .await
+                .map_err(map_err)?;
+            sqlx::query(
+                "INSERT INTO connect_states (state_hash, user_id, provider, redirect_uri, pkce_verifier, expires_at) \
+                 VALUES (?, ?, ?, ?, ?, ?)",
+            )
+            .bind(&s.state_hash)
+            .bind(s.user_id.0)
+            .bind(&s.provider)
+            .bind(&s.redirect_uri)
+            .bind(&s.pkce_verifier)
+            .bind(ts(s.expires_at))
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+            Ok(())
+        })
+    }
+
+    fn take_connect_state(&self, state_hash: &str) -> StoreFuture<'_, Option<ConnectState>> {
+        let state_hash = state_hash.to_owned();
+        Box::pin(async move {
+            let row = sqlx::query(
+                "DELETE FROM connect_states WHERE state_hash = ? \
+                 RETURNING state_hash, user_id, provider, redirect_uri, pkce_verifier, expires_at",
+            )
+            .bind(state_hash)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?;
+            let state = row
+                .as_ref()
+                .map(connect_state_from_row)
+                .transpose()
+                .map_err(map_err)?;
+            Ok(state.filter(|s| s.expires_at > Utc::now()))
+        })
+    }
+}
+
+impl Store for SqliteStore {
+    fn ping(&self) -> StoreFuture<'_, ()> {
+        Box::pin(async move {
+            sqlx::query("SELECT 1")
+                .execute(&self.pool)
+                .await
+                .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+            Ok(())
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::file_path;
+
+    #[test]
+    fn file_path_from_url() {
+        assert_eq!(
+            file_path("sqlite://data/tollgate.db"),
+            Some("data/tollgate.db")
+        );
+        assert_eq!(
+            file_path("sqlite:///var/lib/t.db?mode=rwc"),
+            Some("/var/lib/t.db")
+        );
+        assert_eq!(file_path("sqlite:t.db"), Some("t.db"));
+        assert_eq!(file_path("sqlite::memory:"), None);
+        assert_eq!(file_path("postgres://x"), None);
+    }
+}

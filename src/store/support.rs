@@ -1,0 +1,196 @@
+//! Pieces both backends share: embedded migrations, error mapping (a unique-key
+//! violation is a `Conflict`, never a generic error), list and email encoding, the
+//! timestamp precision, and the in-process revocation broadcast.
+
+use std::borrow::Cow;
+
+use chrono::{DateTime, SubsecRound, Utc};
+use sqlx::error::ErrorKind;
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use tokio::sync::broadcast;
+
+use super::{RevocationEvent, StoreError, TokenKind};
+
+/// One embedded migration: version, description, SQL.
+pub(crate) type EmbeddedMigration = (i64, &'static str, &'static str);
+
+pub(crate) const SQLITE_MIGRATIONS: &[EmbeddedMigration] = &[(
+    1,
+    "initial",
+    include_str!("../../migrations/sqlite/0001_initial.sql"),
+)];
+
+pub(crate) const POSTGRES_MIGRATIONS: &[EmbeddedMigration] = &[(
+    1,
+    "initial",
+    include_str!("../../migrations/postgres/0001_initial.sql"),
+)];
+
+/// A migrator over migrations compiled into the binary, so a fresh install needs no
+/// files beside it. Applied migrations are checksummed: editing one is refused at start.
+pub(crate) fn migrator(migrations: &'static [EmbeddedMigration]) -> Migrator {
+    Migrator {
+        migrations: Cow::Owned(
+            migrations
+                .iter()
+                .map(|(version, description, sql)| {
+                    Migration::new(
+                        *version,
+                        Cow::Borrowed(*description),
+                        MigrationType::Simple,
+                        Cow::Borrowed(*sql),
+                        false,
+                    )
+                })
+                .collect(),
+        ),
+        ignore_missing: false,
+        locking: true,
+        no_tx: false,
+    }
+}
+
+/// Maps a database error; never includes bound values (which may be hashes or emails).
+pub(crate) fn map_err(e: sqlx::Error) -> StoreError {
+    match e {
+        sqlx::Error::Database(db) if db.kind() == ErrorKind::UniqueViolation => {
+            let name = db
+                .constraint()
+                .map(str::to_owned)
+                .unwrap_or_else(|| db.message().to_owned());
+            StoreError::Conflict(conflict_subject(&name))
+        }
+        sqlx::Error::RowNotFound => StoreError::NotFound,
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_) => StoreError::Unavailable(e.to_string()),
+        other => StoreError::Other(other.to_string()),
+    }
+}
+
+pub(crate) fn migrate_err(e: sqlx::migrate::MigrateError) -> StoreError {
+    StoreError::Other(format!("migrations: {e}"))
+}
+
+/// What a unique constraint protects, from its name (PostgreSQL) or message (SQLite).
+fn conflict_subject(constraint: &str) -> &'static str {
+    let c = constraint.to_ascii_lowercase();
+    if c.contains("email") {
+        "email"
+    } else if c.contains("username") {
+        "username"
+    } else if c.contains("identities") {
+        "identity"
+    } else if c.contains("clients") {
+        "client"
+    } else if c.contains("connect_states") {
+        "connect state"
+    } else if c.contains("tokens") {
+        "token"
+    } else {
+        "record"
+    }
+}
+
+/// The unique key of an email address.
+pub(crate) fn email_key(email: &str) -> String {
+    email.trim().to_lowercase()
+}
+
+pub(crate) fn join_list(items: &[String]) -> String {
+    items.join(" ")
+}
+
+pub(crate) fn split_list(s: &str) -> Vec<String> {
+    s.split_whitespace().map(str::to_owned).collect()
+}
+
+/// Both backends keep microseconds; values are rounded down on the way in so that what
+/// a write returns equals what a later read returns.
+pub(crate) fn micros(t: DateTime<Utc>) -> DateTime<Utc> {
+    t.trunc_subsecs(6)
+}
+
+pub(crate) fn now() -> DateTime<Utc> {
+    micros(Utc::now())
+}
+
+pub(crate) fn kind_str(kind: TokenKind) -> &'static str {
+    match kind {
+        TokenKind::Refresh => "refresh",
+        TokenKind::OpaqueAccess => "opaque_access",
+    }
+}
+
+/// The in-process fan-out of revocations to bearer validation.
+#[derive(Clone)]
+pub(crate) struct RevocationHub {
+    tx: broadcast::Sender<RevocationEvent>,
+}
+
+impl RevocationHub {
+    pub(crate) fn new() -> Self {
+        // Lagging receivers lose events (and are told so); validation then reloads.
+        let (tx, _) = broadcast::channel(4096);
+        RevocationHub { tx }
+    }
+
+    pub(crate) fn send(&self, event: RevocationEvent) {
+        // No receiver is fine: nobody caches tokens in this process.
+        let _ = self.tx.send(event);
+    }
+
+    pub(crate) fn subscribe(&self) -> broadcast::Receiver<RevocationEvent> {
+        self.tx.subscribe()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every migration file is embedded, in order, with no gaps: a file added to the
+    /// directory but not to the list would silently never run.
+    #[test]
+    fn every_migration_file_is_embedded() {
+        for (dir, list) in [
+            ("sqlite", SQLITE_MIGRATIONS),
+            ("postgres", POSTGRES_MIGRATIONS),
+        ] {
+            let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("migrations")
+                .join(dir);
+            let mut files: Vec<String> = std::fs::read_dir(&path)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().into_string().unwrap())
+                .filter(|n| n.ends_with(".sql"))
+                .collect();
+            files.sort();
+            assert_eq!(files.len(), list.len(), "{dir}: {files:?}");
+            for (i, (file, (version, description, sql))) in
+                files.iter().zip(list.iter()).enumerate()
+            {
+                assert_eq!(*version, i as i64 + 1);
+                assert_eq!(file, &format!("{:04}_{description}.sql", version));
+                assert_eq!(&std::fs::read_to_string(path.join(file)).unwrap(), sql);
+            }
+        }
+    }
+
+    #[test]
+    fn conflict_subjects() {
+        assert_eq!(
+            conflict_subject("UNIQUE constraint failed: users.email_key"),
+            "email"
+        );
+        assert_eq!(conflict_subject("users_username_key"), "username");
+        assert_eq!(
+            conflict_subject("UNIQUE constraint failed: clients.id"),
+            "client"
+        );
+        assert_eq!(conflict_subject("identities_user_provider"), "identity");
+        assert_eq!(conflict_subject("tokens_pkey"), "token");
+        assert_eq!(conflict_subject("connect_states_pkey"), "connect state");
+    }
+}

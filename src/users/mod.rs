@@ -1,0 +1,276 @@
+//! The users API: `POST /api/v1/users` (registration per `users_api.registration`),
+//! `GET /api/v1/users/{id}` and `GET /api/v1/users/me`, in the legacy wire format.
+//!
+//! Threat model: account enumeration and privilege escalation. A user may read only
+//! their own record unless their *current* role (read from the store, not the token) is
+//! `admin`; anything else is the same 404 as a missing user, so ids cannot be probed.
+//! Registration never takes a role from the request. Passwords are hashed on the
+//! bounded pool and never echoed, logged or returned.
+
+pub mod model;
+
+use std::sync::Arc;
+
+use http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use serde_json::json;
+
+use crate::app::{App, BoxFuture, Endpoint, RequestCtx};
+use crate::body::{self, json_error, Body};
+use crate::config::raw::Registration;
+use crate::config::Config;
+use crate::crypto::PasswordError;
+use crate::keys::AccessClaims;
+use crate::oauth::request::read_body;
+use crate::oauth::{cors, BearerError, BearerValidator, TokenService};
+use crate::proxy::authn::source::bearer;
+use crate::proxy::error::GatewayError;
+use crate::proxy::path::normalize_path;
+use crate::store::{NewUser, StoreError, UserId};
+use model::{validate, CreateUserRequest, UserView};
+
+pub const USERS_PATH: &str = "/api/v1/users";
+
+/// The role new users get, and the one the legacy API shows.
+pub const DEFAULT_ROLE: &str = "default";
+pub const ADMIN_ROLE: &str = "admin";
+
+pub struct UsersEndpoint(pub Arc<TokenService>);
+
+enum Target {
+    Collection,
+    Me,
+    Id(Option<i64>),
+}
+
+fn target(path: &str) -> Option<Target> {
+    let rest = path.strip_prefix(USERS_PATH)?;
+    match rest {
+        "" | "/" => Some(Target::Collection),
+        "/me" => Some(Target::Me),
+        r => {
+            let id = r.strip_prefix('/')?;
+            if id.contains('/') {
+                return None;
+            }
+            Some(Target::Id(id.parse::<i64>().ok()))
+        }
+    }
+}
+
+impl Endpoint for UsersEndpoint {
+    fn matches(&self, _method: &Method, path: &str, _config: &Config) -> bool {
+        target(path).is_some()
+    }
+
+    fn call(
+        self: Arc<Self>,
+        _app: Arc<App>,
+        req: Request<Incoming>,
+        ctx: RequestCtx,
+    ) -> BoxFuture<Response<Body>> {
+        Box::pin(async move {
+            let cfg = ctx.runtime.config.clone();
+            let headers = req.headers().clone();
+            if req.method() == Method::OPTIONS {
+                return cors::preflight(&headers, &cfg.cors.allow_origins);
+            }
+            let path = normalize_path(req.uri().path())
+                .map(|p| p.into_owned())
+                .unwrap_or_default();
+            let mut resp = match (target(&path), req.method().clone()) {
+                (Some(Target::Collection), Method::POST) => self.create(&cfg, req).await,
+                (Some(Target::Me), Method::GET | Method::HEAD) => self.show(&headers, None).await,
+                (Some(Target::Id(id)), Method::GET | Method::HEAD) => {
+                    self.show(&headers, Some(id)).await
+                }
+                (Some(Target::Collection), _) => method_not_allowed("POST, OPTIONS"),
+                _ => method_not_allowed("GET, HEAD, OPTIONS"),
+            };
+            cors::no_store(&mut resp);
+            cors::apply(&headers, &cfg.cors.allow_origins, &mut resp);
+            resp
+        })
+    }
+}
+
+fn method_not_allowed(allow: &'static str) -> Response<Body> {
+    let mut r = json_error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "Method not allowed",
+    );
+    r.headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static(allow));
+    r
+}
+
+fn not_found() -> Response<Body> {
+    json_error(StatusCode::NOT_FOUND, "not_found", "No such user")
+}
+
+fn unavailable(detail: &dyn std::fmt::Display) -> Response<Body> {
+    tracing::warn!(error = %detail, "users API: store or hasher unavailable");
+    json_error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "temporarily_unavailable",
+        "The service is temporarily unavailable; try again",
+    )
+}
+
+fn field_errors(status: StatusCode, errors: &model::FieldErrors) -> Response<Body> {
+    body::json(status, &json!({ "errors": errors }))
+}
+
+impl UsersEndpoint {
+    fn validator(&self) -> &BearerValidator {
+        &self.0.bearer
+    }
+
+    /// The caller's token claims, or the 401/503 to answer with.
+    async fn caller(&self, headers: &HeaderMap) -> Result<AccessClaims, Response<Body>> {
+        let Some(token) = bearer(headers) else {
+            return Err(GatewayError::Unauthenticated.into_response());
+        };
+        self.validator().validate(token).await.map_err(|e| match e {
+            BearerError::Invalid(why) => GatewayError::InvalidToken(why.into()).into_response(),
+            BearerError::Unavailable(why) => GatewayError::AuthUnavailable(why).into_response(),
+        })
+    }
+
+    /// Whether the caller's current role (from the store) is admin.
+    async fn caller_is_admin(&self, claims: &AccessClaims) -> Result<bool, StoreError> {
+        let Some(id) = BearerValidator::user_id(claims) else {
+            return Ok(false);
+        };
+        Ok(self
+            .0
+            .store
+            .user_by_id(id)
+            .await?
+            .is_some_and(|u| u.role == ADMIN_ROLE))
+    }
+
+    async fn show(&self, headers: &HeaderMap, id: Option<Option<i64>>) -> Response<Body> {
+        let claims = match self.caller(headers).await {
+            Ok(c) => c,
+            Err(r) => return r,
+        };
+        let me = BearerValidator::user_id(&claims);
+        let wanted = match id {
+            None => me,
+            Some(id) => id.map(UserId),
+        };
+        let Some(wanted) = wanted else {
+            return not_found();
+        };
+        if me != Some(wanted) {
+            match self.caller_is_admin(&claims).await {
+                Ok(true) => {}
+                Ok(false) => return not_found(),
+                Err(e) => return unavailable(&e),
+            }
+        }
+        match self.0.store.user_by_id(wanted).await {
+            Ok(Some(u)) => body::json(StatusCode::OK, &UserView::from(&u)),
+            Ok(None) => not_found(),
+            Err(e) => unavailable(&e),
+        }
+    }
+
+    async fn create(&self, cfg: &Config, req: Request<Incoming>) -> Response<Body> {
+        match cfg.users_api.registration {
+            Registration::Open => {}
+            Registration::Closed => {
+                return json_error(
+                    StatusCode::FORBIDDEN,
+                    "registration_closed",
+                    "Registration is closed",
+                );
+            }
+            Registration::Admin => {
+                let claims = match self.caller(req.headers()).await {
+                    Ok(c) => c,
+                    Err(r) => return r,
+                };
+                match self.caller_is_admin(&claims).await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        return json_error(
+                            StatusCode::FORBIDDEN,
+                            "forbidden",
+                            "Only an admin may create users",
+                        )
+                    }
+                    Err(e) => return unavailable(&e),
+                }
+            }
+        }
+        let bytes = match read_body(req.into_body()).await {
+            Ok(b) => b,
+            Err(_) => {
+                return json_error(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "invalid_request",
+                    "The request body is too large",
+                )
+            }
+        };
+        let parsed: CreateUserRequest = match serde_json::from_slice(&bytes) {
+            Ok(p) => p,
+            Err(_) => {
+                return json_error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_request",
+                    "The request body must be a JSON object",
+                )
+            }
+        };
+        let valid = match validate(parsed.user) {
+            Ok(v) => v,
+            Err(errors) => return field_errors(StatusCode::UNPROCESSABLE_ENTITY, &errors),
+        };
+        let taken = || {
+            let mut e = model::FieldErrors::new();
+            e.insert("email", vec!["has already been taken".into()]);
+            field_errors(StatusCode::CONFLICT, &e)
+        };
+        // Cheap check first, so a duplicate costs no hash; the unique index still decides.
+        match self.0.store.user_by_email(&valid.email).await {
+            Ok(Some(_)) => return taken(),
+            Ok(None) => {}
+            Err(e) => return unavailable(&e),
+        }
+        let hash = match self.0.hasher.hash(valid.password.expose()).await {
+            Ok(h) => h,
+            Err(e @ PasswordError::Busy) => return unavailable(&e),
+            Err(e) => {
+                tracing::warn!(error = %e, "users API: cannot hash password");
+                return json_error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "server_error",
+                    "An unexpected error happened",
+                );
+            }
+        };
+        let new = NewUser {
+            username: valid.username,
+            email: valid.email,
+            password_hash: hash,
+            role: DEFAULT_ROLE.into(),
+        };
+        match self.0.store.create_user(new).await {
+            Ok(u) => {
+                metrics::counter!("tollgate_users_created_total").increment(1);
+                body::json(StatusCode::OK, &UserView::from(&u))
+            }
+            Err(StoreError::Conflict(what)) if what.contains("username") => {
+                let mut e = model::FieldErrors::new();
+                e.insert("username", vec!["has already been taken".into()]);
+                field_errors(StatusCode::CONFLICT, &e)
+            }
+            Err(StoreError::Conflict(_)) => taken(),
+            Err(e) => unavailable(&e),
+        }
+    }
+}

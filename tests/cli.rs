@@ -1,0 +1,129 @@
+//! `tollgate check`, `route` and `config schema` as an operator runs them.
+
+use std::process::Command;
+
+fn tollgate(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_tollgate"))
+        .args(args)
+        .env_remove("TOLLGATE_CONFIG")
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn config(yaml: &str) -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("t.yaml");
+    std::fs::write(&p, yaml).unwrap();
+    let s = p.to_str().unwrap().to_string();
+    (dir, s)
+}
+
+const ROUTES: &str = r#"
+routes:
+  - name: orders
+    host: api.example.com
+    path: /api/orders
+    methods: [GET, POST]
+    auth: required
+    upstream: http://127.0.0.1:3000
+  - name: catchall
+    path: /
+    upstream: { targets: ["http://127.0.0.1:3001", "http://127.0.0.1:3002"] }
+"#;
+
+#[test]
+fn check_prints_the_route_table() {
+    let (_d, p) = config(ROUTES);
+    let (code, out, _) = tollgate(&["--config", &p, "check"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("configuration OK: 2 route(s)"), "{out}");
+    assert!(
+        out.contains("orders") && out.contains("api.example.com") && out.contains("GET,POST"),
+        "{out}"
+    );
+    assert!(
+        out.contains("http://127.0.0.1:3001 http://127.0.0.1:3002"),
+        "{out}"
+    );
+}
+
+#[test]
+fn check_names_the_bad_key_and_exits_1() {
+    let (_d, p) = config("listen:\n  http: 127.0.0.1:8080\nroutes:\n  - name: a\n    path: /a\n    upstrem: http://x\n");
+    let (code, _, err) = tollgate(&["--config", &p, "check"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("upstrem") && err.contains("line 6"), "{err}");
+}
+
+#[test]
+fn env_overrides_file_values() {
+    let (_d, p) = config(ROUTES);
+    let out = Command::new(env!("CARGO_BIN_EXE_tollgate"))
+        .args(["--config", &p, "check"])
+        .env("TOLLGATE_LISTEN__HTTP", "not-an-address")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("listen.http"), "{err}");
+}
+
+#[test]
+fn route_explains_the_choice() {
+    let (_d, p) = config(ROUTES);
+    let (code, out, _) = tollgate(&[
+        "--config",
+        &p,
+        "route",
+        "GET",
+        "http://api.example.com/api/orders/../orders/7",
+    ]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("normalised: /api/orders/7"), "{out}");
+    assert!(out.contains("route: orders"), "{out}");
+    let (code, out, _) = tollgate(&[
+        "--config",
+        &p,
+        "route",
+        "DELETE",
+        "http://api.example.com/api/orders/7",
+    ]);
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("route: catchall") && out.contains("method DELETE not in"),
+        "{out}"
+    );
+    let (_d2, p2) =
+        config("routes:\n  - { name: a, path: /a, upstream: \"http://127.0.0.1:1\" }\n");
+    let (code, _, err) = tollgate(&["--config", &p2, "route", "GET", "/b"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("404"), "{err}");
+}
+
+#[test]
+fn config_schema_is_json_schema() {
+    let (code, out, _) = tollgate(&["config", "schema"]);
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(v["properties"]["routes"].is_object());
+    assert!(v["properties"]["listen"].is_object());
+}
+
+#[test]
+fn default_config_is_valid() {
+    let p = concat!(env!("CARGO_MANIFEST_DIR"), "/config/tollgate.yaml");
+    let (code, out, err) = tollgate(&["--config", p, "check"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("configuration OK"));
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let (code, _, _) = tollgate(&["no-such-command"]);
+    assert_eq!(code, 2);
+}

@@ -1,0 +1,127 @@
+//! Connection and request limits: 431 for oversized heads, slowloris and idle timeouts,
+//! the connection cap.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use common::{spawn_proxy_only, Upstream};
+
+async fn gateway(limits: &str) -> (Upstream, common::TestGateway) {
+    let up = Upstream::start().await;
+    let gw = spawn_proxy_only(&format!(
+        "limits:\n{limits}\nroutes:\n  - name: all\n    path: /\n    upstream: {}\n",
+        up.url()
+    ))
+    .await;
+    (up, gw)
+}
+
+async fn send(gw: &common::TestGateway, head: &str) -> String {
+    let mut s = TcpStream::connect(gw.gateway.http_addr.unwrap())
+        .await
+        .unwrap();
+    s.write_all(head.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[tokio::test]
+async fn oversized_head_and_too_many_headers_get_431() {
+    let (up, gw) = gateway("  max_header_bytes: 8192\n  max_headers: 20").await;
+    let big = "a".repeat(10_000);
+    let out = send(
+        &gw,
+        &format!("GET / HTTP/1.1\r\nHost: x\r\nX-Big: {big}\r\n\r\n"),
+    )
+    .await;
+    assert!(out.starts_with("HTTP/1.1 431"), "{out}");
+    let many: String = (0..30).map(|i| format!("X-H{i}: v\r\n")).collect();
+    let out = send(&gw, &format!("GET / HTTP/1.1\r\nHost: x\r\n{many}\r\n")).await;
+    assert!(out.starts_with("HTTP/1.1 431"), "{out}");
+    assert!(up.requests().is_empty());
+    let ok: String = (0..5).map(|i| format!("X-H{i}: v\r\n")).collect();
+    let out = send(
+        &gw,
+        &format!("GET / HTTP/1.1\r\nHost: x\r\n{ok}Connection: close\r\n\r\n"),
+    )
+    .await;
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+}
+
+#[tokio::test]
+async fn slowloris_head_is_cut_off() {
+    let (_up, gw) = gateway("  header_read_timeout: 300ms").await;
+    let mut s = TcpStream::connect(gw.gateway.http_addr.unwrap())
+        .await
+        .unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let mut buf = Vec::new();
+    let r = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut buf)).await;
+    assert!(r.is_ok(), "the gateway closed the connection");
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+#[tokio::test]
+async fn idle_keepalive_connection_is_closed() {
+    let (_up, gw) = gateway("  idle_timeout: 400ms\n  header_read_timeout: 30s").await;
+    let mut s = TcpStream::connect(gw.gateway.http_addr.unwrap())
+        .await
+        .unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = vec![0u8; 65536];
+    let n = s.read(&mut buf).await.unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    // Now idle: the gateway closes within ~1.5 x idle_timeout; read returns EOF.
+    let started = Instant::now();
+    let mut rest = Vec::new();
+    let r = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut rest)).await;
+    assert!(r.is_ok(), "idle connection was closed");
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+#[tokio::test]
+async fn connections_over_the_cap_are_closed_at_once() {
+    let (_up, gw) = gateway("  max_connections: 2").await;
+    let addr = gw.gateway.http_addr.unwrap();
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut buf = vec![0u8; 65536];
+        let n = s.read(&mut buf).await.unwrap();
+        assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+        held.push(s);
+    }
+    let mut third = TcpStream::connect(addr).await.unwrap();
+    let _ = third.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    let mut buf = Vec::new();
+    let r = tokio::time::timeout(Duration::from_secs(5), third.read_to_end(&mut buf)).await;
+    assert!(
+        matches!(r, Ok(Ok(0)) | Ok(Err(_))),
+        "third connection closed without an answer"
+    );
+    drop(held);
+    // Capacity comes back once the held connections close.
+    common::wait_until(Duration::from_secs(5), "a slot frees up", || async {
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        let _ = s
+            .write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await;
+        let mut out = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(2), s.read_to_end(&mut out)).await;
+        out.starts_with(b"HTTP/1.1 200")
+    })
+    .await;
+}
