@@ -179,7 +179,9 @@ pub fn request_id(headers: &HeaderMap) -> HeaderValue {
             return v.clone();
         }
     }
-    let id = uuid::Uuid::new_v4();
+    // A v4 UUID from the thread-local CSPRNG: `Uuid::new_v4` asks the kernel (one
+    // `getrandom` syscall per request, 1 of 5 syscalls per proxied request in the profile).
+    let id = uuid::Builder::from_random_bytes(rand::random()).into_uuid();
     let mut buf = uuid::Uuid::encode_buffer();
     HeaderValue::from_str(id.hyphenated().encode_lower(&mut buf)).expect("uuid is ascii")
 }
@@ -251,6 +253,10 @@ mod tests {
             "x-request-id",
             HeaderValue::from_static("bad id with spaces"),
         );
-        assert_eq!(request_id(&h).len(), 36);
+        let made = request_id(&h);
+        let made = uuid::Uuid::parse_str(made.to_str().unwrap()).expect("a UUID");
+        assert_eq!(made.get_version(), Some(uuid::Version::Random));
+        assert_eq!(made.get_variant(), uuid::Variant::RFC4122);
+        assert_ne!(request_id(&h), request_id(&h));
     }
 }
