@@ -34,7 +34,20 @@ static HOP_BY_HOP: [&HeaderName; 8] = [
 /// Removes hop-by-hop headers, including any the `Connection` header names. When
 /// `keep_upgrade` is set (a WebSocket handshake), `Connection: upgrade` and `Upgrade` stay.
 pub fn remove_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
-    if let Some(conn) = headers.get(header::CONNECTION) {
+    // One pass over the names present, then remove only what is there: cheaper than eight
+    // hashed removals per head, twice per request (the profile had this at ~5% of the
+    // proxy's instructions). Most request heads carry none of these.
+    let mut present = [false; HOP_BY_HOP.len()];
+    for k in headers.keys() {
+        if let Some(i) = HOP_BY_HOP.iter().position(|h| **h == *k) {
+            present[i] = true;
+        }
+    }
+    if !keep_upgrade && !present.contains(&true) {
+        return;
+    }
+    // HOP_BY_HOP[0] is `Connection`: only it can name further headers.
+    if let Some(conn) = headers.get(header::CONNECTION).filter(|_| present[0]) {
         if let Ok(list) = conn.to_str() {
             let named: Vec<HeaderName> = list
                 .split(',')
@@ -46,11 +59,11 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
             }
         }
     }
-    for h in HOP_BY_HOP {
-        if keep_upgrade && (*h == header::CONNECTION || *h == header::UPGRADE) {
+    for (h, here) in HOP_BY_HOP.iter().zip(present) {
+        if !here || (keep_upgrade && (**h == header::CONNECTION || **h == header::UPGRADE)) {
             continue;
         }
-        headers.remove(h);
+        headers.remove(*h);
     }
     if keep_upgrade {
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
@@ -217,6 +230,36 @@ mod tests {
         h.insert("accept", HeaderValue::from_static("*/*"));
         remove_hop_by_hop(&mut h, false);
         assert_eq!(h.len(), 1);
+    }
+
+    #[test]
+    fn hop_by_hop_removed_whatever_else_is_there() {
+        // Nothing hop-by-hop: untouched.
+        let mut h = HeaderMap::new();
+        h.insert("accept", HeaderValue::from_static("*/*"));
+        h.insert("x-custom", HeaderValue::from_static("1"));
+        remove_hop_by_hop(&mut h, false);
+        assert_eq!(h.len(), 2);
+        // Only non-Connection hop-by-hop headers: all go, the rest stays.
+        let mut h = HeaderMap::new();
+        h.insert("proxy-authorization", HeaderValue::from_static("Basic x"));
+        h.insert("transfer-encoding", HeaderValue::from_static("chunked"));
+        h.insert("proxy-connection", HeaderValue::from_static("keep-alive"));
+        h.insert("upgrade", HeaderValue::from_static("websocket"));
+        h.insert("accept", HeaderValue::from_static("*/*"));
+        remove_hop_by_hop(&mut h, false);
+        assert_eq!(h.keys().map(|k| k.as_str()).collect::<Vec<_>>(), ["accept"]);
+        // An upgrade keeps Upgrade and gets `Connection: upgrade`, even when none came in.
+        let mut h = HeaderMap::new();
+        h.insert("upgrade", HeaderValue::from_static("websocket"));
+        h.insert("te", HeaderValue::from_static("trailers"));
+        remove_hop_by_hop(&mut h, true);
+        assert_eq!(h["upgrade"], "websocket");
+        assert_eq!(h["connection"], "upgrade");
+        assert!(!h.contains_key("te"));
+        let mut h = HeaderMap::new();
+        remove_hop_by_hop(&mut h, true);
+        assert_eq!(h["connection"], "upgrade");
     }
 
     #[test]
