@@ -139,7 +139,7 @@ pub fn set_forwarded(
     trusted: &[IpNet],
 ) {
     let trusted_peer = trusted.iter().any(|n| n.contains(&peer));
-    let peer_str = peer.to_string();
+    let peer_str = ip_string(peer);
     if trusted_peer {
         let prior: Vec<String> = headers
             .get_all(&X_FORWARDED_FOR)
@@ -176,6 +176,30 @@ pub fn set_forwarded(
                 headers.remove(&X_FORWARDED_HOST);
             }
         }
+    }
+}
+
+/// `ip.to_string()`, without the formatting machinery for IPv4 (the common case): the
+/// profile had `Display for IpAddr` at ~1,400 instructions of every proxied request.
+fn ip_string(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => {
+            let mut s = String::with_capacity(15);
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    s.push('.');
+                }
+                if octet >= 100 {
+                    s.push(char::from(b'0' + octet / 100));
+                }
+                if octet >= 10 {
+                    s.push(char::from(b'0' + octet / 10 % 10));
+                }
+                s.push(char::from(b'0' + octet % 10));
+            }
+            s
+        }
+        IpAddr::V6(_) => ip.to_string(),
     }
 }
 
@@ -260,6 +284,24 @@ mod tests {
         let mut h = HeaderMap::new();
         remove_hop_by_hop(&mut h, true);
         assert_eq!(h["connection"], "upgrade");
+    }
+
+    #[test]
+    fn ip_string_is_display() {
+        for ip in [
+            "0.0.0.0",
+            "127.0.0.1",
+            "10.0.100.7",
+            "192.168.1.255",
+            "255.255.255.255",
+            "9.99.100.101",
+            "::1",
+            "::ffff:10.0.0.1",
+            "2001:db8::8a2e:370:7334",
+        ] {
+            let ip: IpAddr = ip.parse().unwrap();
+            assert_eq!(ip_string(ip), ip.to_string());
+        }
     }
 
     #[test]
