@@ -191,7 +191,7 @@ async fn users_create_refuses_bad_input_with_one_line() {
             ],
             None,
         ),
-        "at least 8 characters",
+        "password is too short (minimum is 8 characters)",
     );
     assert_user_error(
         &e.run(
@@ -205,11 +205,43 @@ async fn users_create_refuses_bad_input_with_one_line() {
             ],
             None,
         ),
-        "invalid email `not-an-email`",
+        "email `not-an-email` is invalid",
     );
     assert_user_error(
         &e.run(&["users", "create", "--email", "x@example.com"], None),
         "--password-stdin",
+    );
+    assert_user_error(
+        &e.run(
+            &[
+                "users",
+                "create",
+                "--email",
+                "x@example.com",
+                "--username",
+                "a@b",
+                "--password",
+                "long-enough",
+            ],
+            None,
+        ),
+        "username `a@b` is invalid",
+    );
+    assert_user_error(
+        &e.run(
+            &[
+                "users",
+                "create",
+                "--email",
+                "x@example.com",
+                "--role",
+                "two words",
+                "--password",
+                "long-enough",
+            ],
+            None,
+        ),
+        "invalid role `two words`",
     );
     stdout_json(&e.run(
         &[
@@ -382,7 +414,7 @@ async fn users_import_rejects_plaintext_and_unknown_hashes_by_line() {
         "{err}"
     );
     assert!(
-        err.contains("line 5: invalid email `not-an-email`"),
+        err.contains("line 5: email `not-an-email` is invalid"),
         "{err}"
     );
     assert!(!err.contains("line 2"), "{err}");

@@ -30,9 +30,6 @@ pub const ARGON2_M_COST_KIB: u32 = 19_456;
 pub const ARGON2_T_COST: u32 = 2;
 pub const ARGON2_P_COST: u32 = 1;
 
-/// The shortest password a user may choose (imported hashes are not checked).
-pub const MIN_PASSWORD_CHARS: usize = 8;
-
 /// Longer passwords are refused: hashing cost must not scale with attacker input.
 pub const MAX_PASSWORD_BYTES: usize = 1024;
 
