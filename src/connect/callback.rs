@@ -38,7 +38,15 @@ impl Connect {
             .states
             .take_connect_state(&state_hash)
             .await?
-            .ok_or(ConnectError::InvalidState)?;
+            .ok_or_else(|| {
+                metrics::counter!(
+                    "tollgate_provider_connect_total",
+                    "provider" => provider.name.clone(),
+                    "outcome" => "invalid_state"
+                )
+                .increment(1);
+                ConnectError::InvalidState
+            })?;
         if st.provider != provider.name {
             return Err(ConnectError::InvalidState);
         }
@@ -47,11 +55,21 @@ impl Connect {
             .allow_redirect(&st.redirect_uri)
             .ok_or(ConnectError::RedirectNotAllowed)?;
         let back = |outcome: Result<(), CallbackFailure>| {
+            let code = match outcome {
+                Ok(()) => "connected",
+                Err(f) => f.code(),
+            };
+            metrics::counter!(
+                "tollgate_provider_connect_total",
+                "provider" => provider.name.clone(),
+                "outcome" => code
+            )
+            .increment(1);
             let params: Vec<(&str, &str)> = match outcome {
                 Ok(()) => vec![("status", "connected"), ("provider", &provider.name)],
-                Err(f) => vec![
+                Err(_) => vec![
                     ("status", "error"),
-                    ("error", f.code()),
+                    ("error", code),
                     ("provider", &provider.name),
                 ],
             };

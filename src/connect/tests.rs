@@ -854,3 +854,51 @@ async fn unlink_removes_the_link_once() {
         StatusCode::NOT_FOUND
     );
 }
+
+// ---------- userinfo fields ----------
+
+#[test]
+fn userinfo_fields_per_preset() {
+    use super::exchange::parse_user;
+    let p = provider("client_id: x\nallowed_redirect_uris: [https://a.example.com/]");
+    let fb = ResolvedProvider::resolve("facebook", &p).unwrap();
+    let gh = ResolvedProvider::resolve("github", &p).unwrap();
+    let g = ResolvedProvider::resolve("google", &p).unwrap();
+    let generic = ResolvedProvider::resolve(
+        "corp",
+        &provider("client_id: x\nauthorize_url: https://i.example.com/a\ntoken_url: https://i.example.com/t\nuserinfo_url: https://i.example.com/u\nallowed_redirect_uris: [https://a.example.com/]"),
+    )
+    .unwrap();
+    let v = |s: &str| serde_json::from_str::<serde_json::Value>(s).unwrap();
+
+    let u = parse_user(
+        &fb,
+        &v(r#"{"id":"10153","name":"A","email":"a@example.com"}"#),
+    )
+    .unwrap();
+    assert_eq!(
+        (u.id.as_str(), u.email.as_deref()),
+        ("10153", Some("a@example.com"))
+    );
+    let u = parse_user(&gh, &v(r#"{"id":583231,"login":"octocat","email":null}"#)).unwrap();
+    assert_eq!((u.id.as_str(), u.email), ("583231", None));
+    let u = parse_user(
+        &g,
+        &v(r#"{"sub":"1108","email":"g@example.com","id":"ignored"}"#),
+    )
+    .unwrap();
+    assert_eq!(u.id, "1108");
+    assert_eq!(
+        parse_user(&generic, &v(r#"{"id":"legacy-7"}"#)).unwrap().id,
+        "legacy-7"
+    );
+    assert_eq!(
+        parse_user(&generic, &v(r#"{"sub":"s-1","id":"i-1"}"#))
+            .unwrap()
+            .id,
+        "s-1"
+    );
+    assert!(parse_user(&fb, &v(r#"{"email":"no-id@example.com"}"#)).is_none());
+    assert!(parse_user(&fb, &v(r#"{"id":""}"#)).is_none());
+    assert!(parse_user(&fb, &v(r#"{"id":{"nested":1}}"#)).is_none());
+}
