@@ -306,6 +306,9 @@ pub struct Introspection {
     pub url: String,
     pub client_id: String,
     pub client_secret_env: Option<String>,
+    /// When set, an active token must list this audience in `aud` (re-checked on every cache hit).
+    #[serde(default)]
+    pub audience: Option<String>,
     #[serde(default)]
     pub cache: IntrospectionCache,
     /// Timeout of one introspection call.
