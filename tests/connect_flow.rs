@@ -506,3 +506,20 @@ async fn full_flow_on_postgres() {
         std::panic::resume_unwind(e.into_panic());
     }
 }
+
+#[tokio::test]
+async fn a_form_encoded_token_response_is_understood() {
+    let env = connect_gateway::start().await;
+    let (user, token) = env.user("form@example.com", "default").await;
+    env.provider.set_mode(Mode::FormEncodedToken);
+    let (back, _) = run_flow(&env, &token).await;
+    assert_eq!(
+        param(&back, "status").as_deref(),
+        Some("connected"),
+        "{back}"
+    );
+    let links = env.store.identities_of(user).await.unwrap();
+    let tokens = env.decrypt_tokens("facebook", "fb-1001", &links[0].tokens_encrypted);
+    assert_eq!(tokens["scope"], "read:user,user:email");
+    assert!(tokens.get("refresh_token").is_none());
+}

@@ -66,6 +66,9 @@ pub enum Mode {
     FailToken,
     /// `/userinfo` answers 401.
     FailUserinfo,
+    /// `/token` answers form-encoded, as GitHub does to clients that do not ask for JSON
+    /// (and as this one does even to those that do).
+    FormEncodedToken,
 }
 
 struct PendingCode {
@@ -274,6 +277,19 @@ impl FakeProvider {
         let who = (s.user_id.clone(), s.email.clone());
         s.access_tokens.insert(access.clone(), who);
         s.last_token_error = None;
+        if s.mode == Mode::FormEncodedToken {
+            let body = form_urlencoded::Serializer::new(String::new())
+                .append_pair("access_token", &access)
+                .append_pair("scope", "read:user,user:email")
+                .append_pair("token_type", "bearer")
+                .finish();
+            let mut resp = text(StatusCode::OK, &body);
+            resp.headers_mut().insert(
+                header::CONTENT_TYPE,
+                "application/x-www-form-urlencoded".parse().unwrap(),
+            );
+            return resp;
+        }
         json(
             StatusCode::OK,
             serde_json::json!({
