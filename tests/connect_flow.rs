@@ -523,3 +523,22 @@ async fn a_form_encoded_token_response_is_understood() {
     assert_eq!(tokens["scope"], "read:user,user:email");
     assert!(tokens.get("refresh_token").is_none());
 }
+
+#[tokio::test]
+async fn a_provider_slower_than_provider_timeout_fails_the_link_in_time() {
+    let env = connect_gateway::start().await;
+    let (user, token) = env.user("slow@example.com", "default").await;
+    env.provider.set_mode(Mode::SlowToken);
+    let started = std::time::Instant::now();
+    let (back, _) = run_flow(&env, &token).await;
+    assert_eq!(
+        param(&back, "error").as_deref(),
+        Some("token_exchange_failed")
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(20),
+        "bounded by connect.provider_timeout (3s), took {:?}",
+        started.elapsed()
+    );
+    assert!(env.store.identities_of(user).await.unwrap().is_empty());
+}

@@ -69,6 +69,8 @@ pub enum Mode {
     /// `/token` answers form-encoded, as GitHub does to clients that do not ask for JSON
     /// (and as this one does even to those that do).
     FormEncodedToken,
+    /// `/token` answers only after 30 s (longer than any test's `provider_timeout`).
+    SlowToken,
 }
 
 struct PendingCode {
@@ -178,6 +180,10 @@ impl FakeProvider {
             "/authorize" => self.authorize(&query),
             "/token" => {
                 let body = req.into_body().collect().await.unwrap().to_bytes();
+                if self.state.lock().unwrap().mode == Mode::SlowToken {
+                    self.token_calls.fetch_add(1, Ordering::SeqCst);
+                    tokio::time::sleep(std::time::Duration::from_secs(30)).await;
+                }
                 self.token(&body)
             }
             "/userinfo" => self.userinfo(req.headers()),
