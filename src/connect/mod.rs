@@ -19,6 +19,9 @@
 //!   finish the attacker's dialog (or vice versa) would link the wrong accounts. `state` is
 //!   256 bits of randomness, bound to one user and one provider, single use (taken and
 //!   deleted in one step), and expires after `connect.state_ttl`.
+//! - **Consent-URL CSRF.** An attacker's consent URL opened by a victim would link the
+//!   victim's provider account to the attacker: a per-state cookie binds the dialog to the
+//!   browser that started it (`binding.rs`).
 //! - **Code interception.** PKCE S256: the verifier never leaves Tollgate except in the
 //!   back-channel token request, and is stored encrypted.
 //! - **Open redirect.** Only allow-listed integrator URIs are ever redirected to
@@ -32,6 +35,7 @@
 //! Linked identities are listed and removed at `/api/v1/users/{id}/identities[/{provider}]`
 //! under the users API's access rule: the user themself, or role `admin`; 404 otherwise.
 
+pub mod binding;
 pub mod callback;
 pub mod cipher;
 pub mod dialog;
@@ -144,7 +148,10 @@ impl Connect {
                 self.dialog(config, authn, &p, req.headers(), req.uri().query())
                     .await
             }
-            ConnectRoute::Callback(p) => self.callback(config, &p, req.uri().query()).await,
+            ConnectRoute::Callback(p) => {
+                self.callback(config, &p, req.headers(), req.uri().query())
+                    .await
+            }
             ConnectRoute::List(id) => self.list(authn, req.headers(), &id).await,
             ConnectRoute::Unlink(id, p) => self.unlink(authn, req.headers(), &id, &p).await,
         };
