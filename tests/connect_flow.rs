@@ -372,8 +372,16 @@ async fn identities_api_lists_and_unlinks_for_the_user_or_an_admin() {
     let c = common::client();
     let list_url = env.gw.url(&format!("/api/v1/users/{ann}/identities"));
 
-    let resp = c.get(&list_url).bearer_auth(&t_ann).send().await.unwrap();
+    let resp = c
+        .get(&list_url)
+        .bearer_auth(&t_ann)
+        .header("origin", "https://app.example.com")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.headers()["cache-control"], "no-store");
+    assert_eq!(resp.headers()["access-control-allow-origin"], "*");
     let text = resp.text().await.unwrap();
     let v: serde_json::Value = serde_json::from_str(&text).unwrap();
     assert_eq!(v["identities"][0]["provider"], "facebook");
@@ -420,6 +428,18 @@ async fn identities_api_lists_and_unlinks_for_the_user_or_an_admin() {
     let del = env
         .gw
         .url(&format!("/api/v1/users/{ann}/identities/facebook"));
+    let preflight = c
+        .request(reqwest::Method::OPTIONS, &del)
+        .header("origin", "https://app.example.com")
+        .header("access-control-request-method", "DELETE")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(preflight.status(), StatusCode::NO_CONTENT);
+    assert!(preflight.headers()["access-control-allow-methods"]
+        .to_str()
+        .unwrap()
+        .contains("DELETE"));
     assert_eq!(
         c.delete(&del)
             .bearer_auth(&t_bob)

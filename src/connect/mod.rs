@@ -143,6 +143,7 @@ impl Connect {
         route: ConnectRoute,
         req: &Request<B>,
     ) -> Response<Body> {
+        let route_is_api = matches!(route, ConnectRoute::List(_) | ConnectRoute::Unlink(..));
         let result = match route {
             ConnectRoute::Dialog(p) => {
                 self.dialog(config, authn, &p, req.headers(), req.uri().query())
@@ -154,8 +155,15 @@ impl Connect {
             }
             ConnectRoute::List(id) => self.list(authn, req.headers(), &id).await,
             ConnectRoute::Unlink(id, p) => self.unlink(authn, req.headers(), &id, &p).await,
+            ConnectRoute::Preflight => return identities::preflight(config, req.headers()),
         };
-        result.unwrap_or_else(ConnectError::into_response)
+        let mut resp = result.unwrap_or_else(ConnectError::into_response);
+        if route_is_api {
+            // The identities API is part of the users API: same CORS, never cached.
+            crate::oauth::cors::no_store(&mut resp);
+            crate::oauth::cors::apply(req.headers(), &config.cors.allow_origins, &mut resp);
+        }
+        resp
     }
 }
 
@@ -170,6 +178,8 @@ pub enum ConnectRoute {
     List(String),
     /// `DELETE /api/v1/users/{id}/identities/{provider}`
     Unlink(String, String),
+    /// `OPTIONS` on either identities path (CORS preflight, as for the users API).
+    Preflight,
 }
 
 impl ConnectRoute {
@@ -198,6 +208,10 @@ impl ConnectRoute {
                 &Method::DELETE,
                 [Some("api"), Some("v1"), Some("users"), Some(id), Some("identities"), Some(p), None],
             ) if !p.is_empty() => Some(ConnectRoute::Unlink(id.to_string(), p.to_string())),
+            (
+                &Method::OPTIONS,
+                [Some("api"), Some("v1"), Some("users"), Some(_), Some("identities"), _, None],
+            ) => Some(ConnectRoute::Preflight),
             _ => None,
         }
     }

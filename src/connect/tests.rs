@@ -494,6 +494,15 @@ fn routes_match_only_configured_providers() {
         None
     );
     assert_eq!(ConnectRoute::parse(get, "/api/v1/users/7", &cfg), None);
+    let options = &Method::OPTIONS;
+    assert_eq!(
+        ConnectRoute::parse(options, "/api/v1/users/7/identities", &cfg),
+        Some(ConnectRoute::Preflight)
+    );
+    assert_eq!(
+        ConnectRoute::parse(options, "/api/v1/users/7/identities/facebook", &cfg),
+        Some(ConnectRoute::Preflight)
+    );
 }
 
 // ---------- dialog ----------
