@@ -57,6 +57,8 @@ fn now_ms() -> u64 {
 
 struct Target {
     spec: TargetSpec,
+    /// The `Host` header sent to this target, made once instead of per request.
+    host: http::HeaderValue,
     consecutive_failures: AtomicU32,
     ejected_until_ms: AtomicU64,
 }
@@ -84,6 +86,8 @@ pub struct ForwardRequest {
     pub upgrade: Option<hyper::upgrade::OnUpgrade>,
     /// Close an upgraded connection at this instant (token expiry); `None` keeps it open.
     pub close_at: Option<tokio::time::Instant>,
+    /// Close an upgraded connection when this resolves (the token was revoked).
+    pub close_on: Option<crate::proxy::authn::RevokedFuture>,
 }
 
 impl Upstream {
@@ -93,6 +97,7 @@ impl Upstream {
                 .targets
                 .iter()
                 .map(|t| Target {
+                    host: host_header(t),
                     spec: t.clone(),
                     consecutive_failures: AtomicU32::new(0),
                     ejected_until_ms: AtomicU64::new(0),
@@ -176,6 +181,7 @@ impl Upstream {
             query,
             upgrade,
             close_at,
+            close_on,
         } = req;
         remove_hop_by_hop(&mut parts.headers, upgrade.is_some());
         parts.headers.remove(http::header::HOST);
@@ -198,11 +204,12 @@ impl Upstream {
             let last = attempt + 1 == attempts;
             // The last attempt moves the headers; earlier ones (body-less by construction)
             // copy them.
-            let headers = if last {
+            let mut headers = if last {
                 std::mem::take(&mut parts.headers)
             } else {
                 parts.headers.clone()
             };
+            headers.insert(http::header::HOST, target.host.clone());
             *builder.headers_mut().expect("builder ok") = headers;
             let b = if last {
                 body.take().unwrap_or_else(body::empty)
@@ -216,7 +223,7 @@ impl Upstream {
                     if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
                         if let Some(down) = upgrade {
                             let up = hyper::upgrade::on(&mut resp);
-                            tokio::spawn(tunnel(down, up, close_at));
+                            tokio::spawn(tunnel(down, up, close_at, close_on));
                             let (mut rparts, _) = resp.into_parts();
                             remove_hop_by_hop(&mut rparts.headers, true);
                             return Ok(Response::from_parts(rparts, body::empty()));
@@ -249,6 +256,22 @@ impl Upstream {
     }
 }
 
+/// The `Host` header for a target, exactly as the pooled client would write it when the
+/// request has none: the host, plus the port unless it is the scheme's default. Made once
+/// per target because the client formats (and allocates) it on every request otherwise.
+fn host_header(t: &TargetSpec) -> http::HeaderValue {
+    let host = t.authority.host();
+    let secure = matches!(t.scheme.as_str(), "https" | "wss");
+    let value = match t.authority.port_u16() {
+        Some(443) if secure => host.to_string(),
+        Some(80) if !secure => host.to_string(),
+        Some(port) => format!("{host}:{port}"),
+        None => host.to_string(),
+    };
+    http::HeaderValue::from_maybe_shared(Bytes::from(value))
+        .expect("an authority is a valid header value")
+}
+
 fn is_idempotent(m: &Method) -> bool {
     matches!(
         *m,
@@ -256,11 +279,13 @@ fn is_idempotent(m: &Method) -> bool {
     )
 }
 
-/// Pipes an upgraded connection both ways until either side closes or `close_at` passes.
+/// Pipes an upgraded connection both ways until either side closes, `close_at` passes
+/// (the token expired) or `close_on` resolves (the token was revoked).
 async fn tunnel(
     down: hyper::upgrade::OnUpgrade,
     up: hyper::upgrade::OnUpgrade,
     close_at: Option<tokio::time::Instant>,
+    close_on: Option<crate::proxy::authn::RevokedFuture>,
 ) {
     let (down, up) = match tokio::try_join!(down, up) {
         Ok(pair) => pair,
@@ -272,15 +297,22 @@ async fn tunnel(
     let mut down = TokioIo::new(down);
     let mut up = TokioIo::new(up);
     let copy = tokio::io::copy_bidirectional(&mut down, &mut up);
-    match close_at {
-        Some(at) => {
-            if tokio::time::timeout_at(at, copy).await.is_err() {
-                tracing::info!("upgraded connection closed: its token expired");
-            }
+    let expired = async {
+        match close_at {
+            Some(at) => tokio::time::sleep_until(at).await,
+            None => std::future::pending().await,
         }
-        None => {
-            let _ = copy.await;
+    };
+    let revoked = async {
+        match close_on {
+            Some(f) => f.await,
+            None => std::future::pending().await,
         }
+    };
+    tokio::select! {
+        _ = copy => {}
+        _ = expired => tracing::info!("upgraded connection closed: its token expired"),
+        _ = revoked => tracing::info!("upgraded connection closed: its token was revoked"),
     }
 }
 
@@ -368,3 +400,33 @@ impl HttpBody for LimitedBody {
 
 /// Shared so tests and the admin port can see an upstream's target health.
 pub type SharedUpstream = Arc<Upstream>;
+
+#[cfg(test)]
+mod host_header_tests {
+    use super::*;
+
+    fn target(s: &str) -> TargetSpec {
+        let uri: Uri = s.parse().unwrap();
+        TargetSpec {
+            scheme: uri.scheme().unwrap().clone(),
+            authority: uri.authority().unwrap().clone(),
+            base_path: String::new(),
+        }
+    }
+
+    #[test]
+    fn host_header_matches_what_the_client_would_send() {
+        for (uri, want) in [
+            ("http://127.0.0.1:3000", "127.0.0.1:3000"),
+            ("http://127.0.0.1:80", "127.0.0.1"),
+            ("http://app.internal", "app.internal"),
+            ("https://app.internal:443", "app.internal"),
+            ("https://app.internal:80", "app.internal:80"),
+            ("http://app.internal:443", "app.internal:443"),
+            ("http://[::1]:8080", "[::1]:8080"),
+            ("http://user@app.internal:81", "app.internal:81"),
+        ] {
+            assert_eq!(host_header(&target(uri)), want, "{uri}");
+        }
+    }
+}
