@@ -29,6 +29,11 @@ pub async fn build(config: &Config) -> Result<Services, ServicesError> {
         .map_err(|e| ServicesError::Other(e.to_string()))?;
     let mut endpoints = tokens.endpoints;
     endpoints.push(std::sync::Arc::new(crate::proxy::forward_auth::ForwardAuthEndpoint));
+    // Provider connect: dialog, callback and the identities API, on the same store.
+    endpoints.extend(crate::connect::endpoints(
+        config,
+        crate::connect::ConnectStores::from_store(tokens.store.clone()),
+    ));
     Ok(Services {
         endpoints,
         authenticator,

@@ -57,6 +57,8 @@ fn now_ms() -> u64 {
 
 struct Target {
     spec: TargetSpec,
+    /// The `Host` header sent to this target, made once instead of per request.
+    host: http::HeaderValue,
     consecutive_failures: AtomicU32,
     ejected_until_ms: AtomicU64,
 }
@@ -95,6 +97,7 @@ impl Upstream {
                 .targets
                 .iter()
                 .map(|t| Target {
+                    host: host_header(t),
                     spec: t.clone(),
                     consecutive_failures: AtomicU32::new(0),
                     ejected_until_ms: AtomicU64::new(0),
@@ -201,11 +204,12 @@ impl Upstream {
             let last = attempt + 1 == attempts;
             // The last attempt moves the headers; earlier ones (body-less by construction)
             // copy them.
-            let headers = if last {
+            let mut headers = if last {
                 std::mem::take(&mut parts.headers)
             } else {
                 parts.headers.clone()
             };
+            headers.insert(http::header::HOST, target.host.clone());
             *builder.headers_mut().expect("builder ok") = headers;
             let b = if last {
                 body.take().unwrap_or_else(body::empty)
@@ -250,6 +254,22 @@ impl Upstream {
         }
         Err(last_err)
     }
+}
+
+/// The `Host` header for a target, exactly as the pooled client would write it when the
+/// request has none: the host, plus the port unless it is the scheme's default. Made once
+/// per target because the client formats (and allocates) it on every request otherwise.
+fn host_header(t: &TargetSpec) -> http::HeaderValue {
+    let host = t.authority.host();
+    let secure = matches!(t.scheme.as_str(), "https" | "wss");
+    let value = match t.authority.port_u16() {
+        Some(443) if secure => host.to_string(),
+        Some(80) if !secure => host.to_string(),
+        Some(port) => format!("{host}:{port}"),
+        None => host.to_string(),
+    };
+    http::HeaderValue::from_maybe_shared(Bytes::from(value))
+        .expect("an authority is a valid header value")
 }
 
 fn is_idempotent(m: &Method) -> bool {
@@ -380,3 +400,33 @@ impl HttpBody for LimitedBody {
 
 /// Shared so tests and the admin port can see an upstream's target health.
 pub type SharedUpstream = Arc<Upstream>;
+
+#[cfg(test)]
+mod host_header_tests {
+    use super::*;
+
+    fn target(s: &str) -> TargetSpec {
+        let uri: Uri = s.parse().unwrap();
+        TargetSpec {
+            scheme: uri.scheme().unwrap().clone(),
+            authority: uri.authority().unwrap().clone(),
+            base_path: String::new(),
+        }
+    }
+
+    #[test]
+    fn host_header_matches_what_the_client_would_send() {
+        for (uri, want) in [
+            ("http://127.0.0.1:3000", "127.0.0.1:3000"),
+            ("http://127.0.0.1:80", "127.0.0.1"),
+            ("http://app.internal", "app.internal"),
+            ("https://app.internal:443", "app.internal"),
+            ("https://app.internal:80", "app.internal:80"),
+            ("http://app.internal:443", "app.internal:443"),
+            ("http://[::1]:8080", "[::1]:8080"),
+            ("http://user@app.internal:81", "app.internal:81"),
+        ] {
+            assert_eq!(host_header(&target(uri)), want, "{uri}");
+        }
+    }
+}

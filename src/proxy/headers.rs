@@ -34,7 +34,20 @@ static HOP_BY_HOP: [&HeaderName; 8] = [
 /// Removes hop-by-hop headers, including any the `Connection` header names. When
 /// `keep_upgrade` is set (a WebSocket handshake), `Connection: upgrade` and `Upgrade` stay.
 pub fn remove_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
-    if let Some(conn) = headers.get(header::CONNECTION) {
+    // One pass over the names present, then remove only what is there: cheaper than eight
+    // hashed removals per head, twice per request (the profile had this at ~5% of the
+    // proxy's instructions). Most request heads carry none of these.
+    let mut present = [false; HOP_BY_HOP.len()];
+    for k in headers.keys() {
+        if let Some(i) = HOP_BY_HOP.iter().position(|h| **h == *k) {
+            present[i] = true;
+        }
+    }
+    if !keep_upgrade && !present.contains(&true) {
+        return;
+    }
+    // HOP_BY_HOP[0] is `Connection`: only it can name further headers.
+    if let Some(conn) = headers.get(header::CONNECTION).filter(|_| present[0]) {
         if let Ok(list) = conn.to_str() {
             let named: Vec<HeaderName> = list
                 .split(',')
@@ -46,11 +59,11 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
             }
         }
     }
-    for h in HOP_BY_HOP {
-        if keep_upgrade && (*h == header::CONNECTION || *h == header::UPGRADE) {
+    for (h, here) in HOP_BY_HOP.iter().zip(present) {
+        if !here || (keep_upgrade && (**h == header::CONNECTION || **h == header::UPGRADE)) {
             continue;
         }
-        headers.remove(h);
+        headers.remove(*h);
     }
     if keep_upgrade {
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
@@ -126,7 +139,7 @@ pub fn set_forwarded(
     trusted: &[IpNet],
 ) {
     let trusted_peer = trusted.iter().any(|n| n.contains(&peer));
-    let peer_str = peer.to_string();
+    let peer_str = ip_string(peer);
     if trusted_peer {
         let prior: Vec<String> = headers
             .get_all(&X_FORWARDED_FOR)
@@ -166,6 +179,30 @@ pub fn set_forwarded(
     }
 }
 
+/// `ip.to_string()`, without the formatting machinery for IPv4 (the common case): the
+/// profile had `Display for IpAddr` at ~1,400 instructions of every proxied request.
+fn ip_string(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => {
+            let mut s = String::with_capacity(15);
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    s.push('.');
+                }
+                if octet >= 100 {
+                    s.push(char::from(b'0' + octet / 100));
+                }
+                if octet >= 10 {
+                    s.push(char::from(b'0' + octet / 10 % 10));
+                }
+                s.push(char::from(b'0' + octet % 10));
+            }
+            s
+        }
+        IpAddr::V6(_) => ip.to_string(),
+    }
+}
+
 /// The request id: the inbound `X-Request-Id` when it is sane (1–128 characters of
 /// `[A-Za-z0-9._:-]`), else a new UUID.
 pub fn request_id(headers: &HeaderMap) -> HeaderValue {
@@ -179,7 +216,9 @@ pub fn request_id(headers: &HeaderMap) -> HeaderValue {
             return v.clone();
         }
     }
-    let id = uuid::Uuid::new_v4();
+    // A v4 UUID from the thread-local CSPRNG: `Uuid::new_v4` asks the kernel (one
+    // `getrandom` syscall per request, 1 of 5 syscalls per proxied request in the profile).
+    let id = uuid::Builder::from_random_bytes(rand::random()).into_uuid();
     let mut buf = uuid::Uuid::encode_buffer();
     HeaderValue::from_str(id.hyphenated().encode_lower(&mut buf)).expect("uuid is ascii")
 }
@@ -218,6 +257,54 @@ mod tests {
     }
 
     #[test]
+    fn hop_by_hop_removed_whatever_else_is_there() {
+        // Nothing hop-by-hop: untouched.
+        let mut h = HeaderMap::new();
+        h.insert("accept", HeaderValue::from_static("*/*"));
+        h.insert("x-custom", HeaderValue::from_static("1"));
+        remove_hop_by_hop(&mut h, false);
+        assert_eq!(h.len(), 2);
+        // Only non-Connection hop-by-hop headers: all go, the rest stays.
+        let mut h = HeaderMap::new();
+        h.insert("proxy-authorization", HeaderValue::from_static("Basic x"));
+        h.insert("transfer-encoding", HeaderValue::from_static("chunked"));
+        h.insert("proxy-connection", HeaderValue::from_static("keep-alive"));
+        h.insert("upgrade", HeaderValue::from_static("websocket"));
+        h.insert("accept", HeaderValue::from_static("*/*"));
+        remove_hop_by_hop(&mut h, false);
+        assert_eq!(h.keys().map(|k| k.as_str()).collect::<Vec<_>>(), ["accept"]);
+        // An upgrade keeps Upgrade and gets `Connection: upgrade`, even when none came in.
+        let mut h = HeaderMap::new();
+        h.insert("upgrade", HeaderValue::from_static("websocket"));
+        h.insert("te", HeaderValue::from_static("trailers"));
+        remove_hop_by_hop(&mut h, true);
+        assert_eq!(h["upgrade"], "websocket");
+        assert_eq!(h["connection"], "upgrade");
+        assert!(!h.contains_key("te"));
+        let mut h = HeaderMap::new();
+        remove_hop_by_hop(&mut h, true);
+        assert_eq!(h["connection"], "upgrade");
+    }
+
+    #[test]
+    fn ip_string_is_display() {
+        for ip in [
+            "0.0.0.0",
+            "127.0.0.1",
+            "10.0.100.7",
+            "192.168.1.255",
+            "255.255.255.255",
+            "9.99.100.101",
+            "::1",
+            "::ffff:10.0.0.1",
+            "2001:db8::8a2e:370:7334",
+        ] {
+            let ip: IpAddr = ip.parse().unwrap();
+            assert_eq!(ip_string(ip), ip.to_string());
+        }
+    }
+
+    #[test]
     fn forwarded_replaced_unless_trusted() {
         let mut h = HeaderMap::new();
         h.insert("x-forwarded-for", HeaderValue::from_static("6.6.6.6"));
@@ -251,6 +338,10 @@ mod tests {
             "x-request-id",
             HeaderValue::from_static("bad id with spaces"),
         );
-        assert_eq!(request_id(&h).len(), 36);
+        let made = request_id(&h);
+        let made = uuid::Uuid::parse_str(made.to_str().unwrap()).expect("a UUID");
+        assert_eq!(made.get_version(), Some(uuid::Version::Random));
+        assert_eq!(made.get_variant(), uuid::Variant::RFC4122);
+        assert_ne!(request_id(&h), request_id(&h));
     }
 }

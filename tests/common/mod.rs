@@ -3,6 +3,9 @@
 #![allow(dead_code)]
 
 pub mod authn;
+pub mod chromium;
+pub mod connect_gateway;
+pub mod fake_provider;
 pub mod idp;
 pub mod ingress;
 pub mod oauth;
