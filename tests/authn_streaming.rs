@@ -1,6 +1,7 @@
 //! Streaming responses (no Content-Length) are cut when the token that opened them
 //! expires or is revoked; the client sees a truncated stream, not a clean end.
 
+#[allow(unused_imports)] // shared helpers this test does not use
 mod common;
 
 use std::convert::Infallible;

@@ -1,8 +1,6 @@
 //! Shared integration-test helpers: a gateway started in-process on ephemeral ports from a
 //! YAML snippet, and a real upstream server that records what reached it.
 #![allow(dead_code)]
-// Each test binary uses a different subset of the re-exports.
-#![allow(unused_imports)]
 
 pub mod authn;
 pub mod chromium;

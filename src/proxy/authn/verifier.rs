@@ -221,7 +221,10 @@ mod tests {
     #[test]
     fn malformed_and_unknown_kid() {
         let set = KeySetVerifier::new("iss", None);
-        assert_eq!(set.verify_now("nonsense").err(), Some(VerifyError::Malformed));
+        assert_eq!(
+            set.verify_now("nonsense").err(),
+            Some(VerifyError::Malformed)
+        );
         // {"alg":"none"} is not an algorithm jsonwebtoken knows: malformed, never accepted.
         assert_eq!(
             set.verify_now("eyJhbGciOiJub25lIn0.e30.").err(),
