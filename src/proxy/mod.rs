@@ -228,7 +228,7 @@ impl Proxy {
         };
 
         // 7. Forward.
-        route
+        let resp = route
             .upstream
             .forward(ForwardRequest {
                 parts,
@@ -239,7 +239,14 @@ impl Proxy {
                 close_at,
                 close_on,
             })
-            .await
+            .await?;
+        // A streaming response ends with its token, as a tunnel does.
+        match &identity {
+            Some(id) if spec.close_on_token_expiry && authn::lifetime::is_streaming(&resp) => {
+                Ok(authn::lifetime::guard(resp, close_at, self.authenticator.revoked(id)))
+            }
+            _ => Ok(resp),
+        }
     }
 }
 
