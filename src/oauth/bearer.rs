@@ -1,7 +1,6 @@
 //! Validation of the access tokens Tollgate issued itself: JWTs through
 //! [`KeySet::verify`] plus the revoked-`jti` set, opaque tokens through the store (by
-//! SHA-256 hash). Used by the users API, and as the proxy's authenticator when no other
-//! is configured.
+//! SHA-256 hash). Used by the users API and `/oauth/introspect`.
 
 use std::sync::Arc;
 
@@ -10,7 +9,6 @@ use chrono::Utc;
 use super::revocation::RevokedJtis;
 use crate::crypto::sha256_hex;
 use crate::keys::{AccessClaims, KeySet};
-use crate::proxy::authn::{Authenticator, AuthnError, AuthnFuture, Identity};
 use crate::store::{Store, StoreError, TokenKind, UserId};
 
 #[derive(Debug, thiserror::Error)]
@@ -103,28 +101,5 @@ impl BearerValidator {
     pub fn user_id(claims: &AccessClaims) -> Option<UserId> {
         claims.email.as_ref()?;
         claims.sub.parse::<i64>().ok().map(UserId)
-    }
-}
-
-/// The proxy-facing view of the same check.
-impl Authenticator for BearerValidator {
-    fn authenticate<'a>(&'a self, token: &'a str) -> AuthnFuture<'a> {
-        Box::pin(async move {
-            let c = self.validate(token).await.map_err(|e| match e {
-                BearerError::Invalid(why) => AuthnError::Invalid(why.into()),
-                BearerError::Unavailable(why) => AuthnError::Unavailable(why),
-            })?;
-            Ok(Arc::new(Identity {
-                user_id: c.sub,
-                email: c.email,
-                role: c.role,
-                scopes: c.scope.split_whitespace().map(str::to_owned).collect(),
-                client_id: c.client_id,
-                alias: c.alias,
-                expires_at: u64::try_from(c.exp).ok(),
-                token_id: Some(c.jti),
-                signed_jwt: None,
-            }))
-        })
     }
 }
