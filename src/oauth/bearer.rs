@@ -1,14 +1,16 @@
 //! Validation of the access tokens Tollgate issued itself: JWTs through
 //! [`KeySet::verify`] plus the revoked-`jti` set, opaque tokens through the store (by
-//! SHA-256 hash). Used by the users API and `/oauth/introspect`.
+//! SHA-256 hash). Used by the users API and `/oauth/introspect`; the revoked set is the
+//! proxy's own [`RevocationList`].
 
 use std::sync::Arc;
 
 use chrono::Utc;
 
-use super::revocation::RevokedJtis;
 use crate::crypto::sha256_hex;
 use crate::keys::{AccessClaims, KeySet};
+use crate::proxy::authn::jwt::looks_like_jwt;
+use crate::proxy::authn::RevocationList;
 use crate::store::{Store, StoreError, TokenKind, UserId};
 
 #[derive(Debug, thiserror::Error)]
@@ -28,16 +30,11 @@ impl From<StoreError> for BearerError {
 pub struct BearerValidator {
     keys: Arc<KeySet>,
     store: Arc<dyn Store>,
-    revoked: Arc<RevokedJtis>,
-}
-
-/// A JWT has exactly two dots; our opaque tokens (URL-safe base64) have none.
-pub fn looks_like_jwt(token: &str) -> bool {
-    token.bytes().filter(|b| *b == b'.').count() == 2
+    revoked: Arc<RevocationList>,
 }
 
 impl BearerValidator {
-    pub fn new(keys: Arc<KeySet>, store: Arc<dyn Store>, revoked: Arc<RevokedJtis>) -> Self {
+    pub fn new(keys: Arc<KeySet>, store: Arc<dyn Store>, revoked: Arc<RevocationList>) -> Self {
         BearerValidator {
             keys,
             store,
@@ -52,7 +49,7 @@ impl BearerValidator {
                 .keys
                 .verify(token)
                 .map_err(|_| BearerError::Invalid("token does not verify"))?;
-            if self.revoked.contains(&claims.jti) {
+            if self.revoked.is_revoked(&claims.jti) {
                 return Err(BearerError::Invalid("token revoked"));
             }
             return Ok(claims);

@@ -9,13 +9,13 @@ use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 use serde_json::{json, Map, Value};
 
-use super::bearer::looks_like_jwt;
 use super::dialect::Dialect;
 use super::error::OAuthError;
 use super::request::{client_credentials, read_params};
 use super::TokenService;
 use crate::body::{self, Body};
 use crate::crypto::sha256_hex;
+use crate::proxy::authn::jwt::looks_like_jwt;
 use crate::store::TokenKind;
 
 impl TokenService {
