@@ -69,7 +69,7 @@ pub fn build(config: &Config, parts: AuthnParts) -> Result<CompositeAuthenticato
 
     let mut jwt = JwtAuthenticator::new(revocations.clone(), DEFAULT_CACHE_ENTRIES);
     if let Some(local) = parts.local_jwt {
-        jwt = jwt.with_issuer(config.tokens.issuer.clone(), local);
+        jwt = jwt.with_local_issuer(config.tokens.issuer.clone(), local);
     }
     for issuer in &config.jwt_issuers {
         jwt = jwt.with_issuer(
