@@ -134,7 +134,7 @@ impl Endpoint for IntrospectEndpoint {
 
     fn call(
         self: Arc<Self>,
-        _app: Arc<App>,
+        app: Arc<App>,
         req: Request<Incoming>,
         ctx: RequestCtx,
     ) -> BoxFuture<Response<Body>> {
@@ -143,7 +143,7 @@ impl Endpoint for IntrospectEndpoint {
             let headers = req.headers().clone();
             let result = match *req.method() {
                 Method::OPTIONS => return cors::preflight(&headers, &cfg.cors.allow_origins),
-                Method::POST => self.0.introspect_request(req).await,
+                Method::POST => self.0.introspect_request(&**app.authenticator(), req).await,
                 _ => Err(OAuthError::MethodNotAllowed),
             };
             let resp = result.unwrap_or_else(|e| {

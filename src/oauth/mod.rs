@@ -10,7 +10,6 @@
 //! (secrets compared in constant time or by the password hasher), and leaks through
 //! logs or caches (no token, password or secret is logged; every answer is `no-store`).
 
-mod bearer;
 mod clients;
 pub mod cors;
 pub mod dialect;
@@ -26,7 +25,6 @@ pub mod throttle;
 
 use std::sync::Arc;
 
-pub use bearer::{BearerError, BearerValidator};
 pub use endpoints::{IntrospectEndpoint, MetadataEndpoint, RevokeEndpoint, TokenEndpoint};
 
 use crate::app::{BoxFuture, Endpoint, ReadinessCheck};
@@ -47,7 +45,6 @@ pub struct TokenService {
     /// The process's one in-memory revocation list, shared with the proxy's
     /// authenticator: the revoke endpoint applies to it directly.
     pub revocations: Arc<RevocationList>,
-    pub bearer: Arc<BearerValidator>,
 }
 
 impl TokenService {
@@ -63,18 +60,12 @@ impl TokenService {
         revocations
             .follow_store(store.clone(), config.tokens.access.ttl)
             .await?;
-        let bearer = Arc::new(BearerValidator::new(
-            keys.clone(),
-            store.clone(),
-            revocations.clone(),
-        ));
         Ok(Arc::new(TokenService {
             throttle: LoginThrottle::new(&config.tokens.login_throttle),
             store,
             keys,
             hasher,
             revocations,
-            bearer,
         }))
     }
 
