@@ -9,9 +9,7 @@ use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 use serde_json::{json, Map, Value};
 
-use super::dialect::Dialect;
 use super::error::OAuthError;
-use super::request::{client_credentials, read_params};
 use super::TokenService;
 use crate::body::{self, Body};
 use crate::crypto::sha256_hex;
@@ -25,16 +23,9 @@ impl TokenService {
         authenticator: &dyn Authenticator,
         req: Request<Incoming>,
     ) -> Result<Response<Body>, OAuthError> {
-        let (parts, body) = req.into_parts();
-        let params = read_params(&parts.headers, body).await?;
-        let creds = client_credentials(&parts.headers, &params)?;
-        let client = self
-            .authenticate_client(&creds, &Dialect::default())
-            .await?;
+        let (params, client, via_basic) = self.client_request(req).await?;
         if client.secret_hash.is_none() {
-            return Err(OAuthError::InvalidClient {
-                basic: creds.via_basic,
-            });
+            return Err(OAuthError::InvalidClient { basic: via_basic });
         }
         let token = params
             .get("token")

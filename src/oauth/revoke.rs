@@ -9,9 +9,7 @@ use chrono::{TimeZone, Utc};
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 
-use super::dialect::Dialect;
 use super::error::OAuthError;
-use super::request::{client_credentials, read_params};
 use super::TokenService;
 use crate::body::{self, Body};
 use crate::crypto::sha256_hex;
@@ -24,12 +22,7 @@ impl TokenService {
         &self,
         req: Request<Incoming>,
     ) -> Result<Response<Body>, OAuthError> {
-        let (parts, body) = req.into_parts();
-        let params = read_params(&parts.headers, body).await?;
-        let creds = client_credentials(&parts.headers, &params)?;
-        let client = self
-            .authenticate_client(&creds, &Dialect::default())
-            .await?;
+        let (params, client, _) = self.client_request(req).await?;
         let token = params
             .get("token")
             .ok_or(OAuthError::InvalidRequest("token is required"))?;
