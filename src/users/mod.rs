@@ -79,7 +79,7 @@ impl Endpoint for UsersEndpoint {
             let path = normalize_path(req.uri().path())
                 .map(|p| p.into_owned())
                 .unwrap_or_default();
-            let mut resp = match (target(&path), req.method().clone()) {
+            let resp = match (target(&path), req.method().clone()) {
                 (Some(Target::Collection), Method::POST) => self.create(app, &cfg, req).await,
                 (Some(Target::Me), Method::GET | Method::HEAD) => {
                     self.show(app, &headers, None).await
@@ -90,9 +90,7 @@ impl Endpoint for UsersEndpoint {
                 (Some(Target::Collection), _) => method_not_allowed("POST, OPTIONS"),
                 _ => method_not_allowed("GET, HEAD, OPTIONS"),
             };
-            cors::no_store(&mut resp);
-            cors::apply(&headers, &cfg.cors.allow_origins, &mut resp);
-            resp
+            cors::finish(resp, &headers, &cfg.cors.allow_origins)
         })
     }
 }
