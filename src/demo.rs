@@ -6,7 +6,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use crate::app::{Gateway, Services};
+use crate::app::Gateway;
 use crate::config::Config;
 use crate::crypto::{random_token, sha256_hex};
 use crate::store::{Client, NewUser, Store};
@@ -91,13 +91,12 @@ pub async fn run() -> DemoResult {
     let dir = tempfile_dir()?;
     let echo = crate::echo::spawn(([127, 0, 0, 1], 0).into()).await?;
     let cfg = Config::from_yaml_with_env(&demo_yaml(echo, &dir), None)?;
-    let mounted = crate::oauth::mount(&cfg).await?;
-    let secret = seed(&mounted.store, &mounted.service.hasher).await?;
-    let services = Services {
-        endpoints: mounted.endpoints,
-        authenticator: mounted.service.bearer.clone(),
-        readiness: vec![mounted.readiness],
-    };
+    // Seed first (opening the store runs the migrations), then build exactly what
+    // `tollgate serve` builds, so the demo runs the real authenticator.
+    let store = crate::store::connect(&cfg.store.url).await?;
+    let secret = seed(&store, &crate::crypto::PasswordHasherPool::default()).await?;
+    drop(store);
+    let services = crate::services::build(&cfg).await?;
     let gateway = Gateway::start(cfg, services).await?;
     let base = format!("http://{}", gateway.http_addr.ok_or("no HTTP listener")?);
     print_curl_lines(&base, &secret);

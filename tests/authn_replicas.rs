@@ -141,31 +141,9 @@ routes:
     assert_eq!(status(&b.http, &t2).await, 200);
 }
 
-/// Creates a uniquely named database, runs `test` on it, drops it.
+/// Runs the scenario in a database of its own.
 async fn with_database(format: &'static str) {
-    let Ok(base) = std::env::var("TOLLGATE_TEST_POSTGRES_URL") else {
-        eprintln!("skipped: TOLLGATE_TEST_POSTGRES_URL is not set");
-        return;
-    };
-    use sqlx::Connection;
-    let name = format!("tollgate_authn_{}", uuid::Uuid::new_v4().simple());
-    let mut admin = sqlx::PgConnection::connect(&base)
-        .await
-        .expect("connect to TOLLGATE_TEST_POSTGRES_URL");
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&mut admin)
-        .await
-        .unwrap();
-    let mut url = url::Url::parse(&base).unwrap();
-    url.set_path(&name);
-    let result = tokio::spawn(run(url.to_string(), format)).await;
-    sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        .execute(&mut admin)
-        .await
-        .unwrap();
-    if let Err(e) = result {
-        std::panic::resume_unwind(e.into_panic());
-    }
+    common::pg::with_database("tollgate_authn", |url| run(url, format)).await;
 }
 
 #[tokio::test]

@@ -522,25 +522,7 @@ async fn concurrent_callbacks_with_one_state_link_once() {
 /// The same flow on PostgreSQL (several replicas share one), in a database of its own.
 #[tokio::test]
 async fn full_flow_on_postgres() {
-    let Ok(base) = std::env::var("TOLLGATE_TEST_POSTGRES_URL") else {
-        eprintln!("SKIPPED: TOLLGATE_TEST_POSTGRES_URL is not set");
-        return;
-    };
-    use sqlx::Connection;
-    let name = format!("tollgate_connect_{}", uuid::Uuid::new_v4().simple());
-    let mut admin = sqlx::PgConnection::connect(&base)
-        .await
-        .expect("connect to postgres");
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&mut admin)
-        .await
-        .unwrap();
-    let mut url = url::Url::parse(&base).unwrap();
-    url.set_path(&name);
-    let url = url.to_string();
-
-    // On its own task so a failed assertion still lets us drop the database.
-    let result = tokio::spawn(async move {
+    common::pg::with_database("tollgate_connect", |url| async move {
         let env = connect_gateway::start_on(Some(&url), connect_gateway::KEY_ENV).await;
         let (first, t1) = env.user("pg1@example.com", "default").await;
         let (second, t2) = env.user("pg2@example.com", "default").await;
@@ -571,13 +553,6 @@ async fn full_flow_on_postgres() {
             .await;
     })
     .await;
-    sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        .execute(&mut admin)
-        .await
-        .unwrap();
-    if let Err(e) = result {
-        std::panic::resume_unwind(e.into_panic());
-    }
 }
 
 #[tokio::test]

@@ -19,35 +19,13 @@ fn key_lines(dir: &std::path::Path) -> String {
     format!("  signing:\n    key_file: {}\n", path.display())
 }
 
-/// Creates a uniquely named database, runs `test` with its URL, drops it.
+/// Runs `test` with the URL of a database of its own.
 async fn with_database<F, Fut>(test: F)
 where
     F: FnOnce(String) -> Fut,
     Fut: std::future::Future<Output = ()> + Send + 'static,
 {
-    let Ok(base) = std::env::var("TOLLGATE_TEST_POSTGRES_URL") else {
-        eprintln!("skipped: TOLLGATE_TEST_POSTGRES_URL is not set");
-        return;
-    };
-    use sqlx::Connection;
-    let name = format!("tollgate_oauth_{}", uuid::Uuid::new_v4().simple());
-    let mut admin = sqlx::PgConnection::connect(&base)
-        .await
-        .expect("connect to TOLLGATE_TEST_POSTGRES_URL");
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&mut admin)
-        .await
-        .unwrap();
-    let mut url = url::Url::parse(&base).unwrap();
-    url.set_path(&name);
-    let result = tokio::spawn(test(url.to_string())).await;
-    sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        .execute(&mut admin)
-        .await
-        .unwrap();
-    if let Err(e) = result {
-        std::panic::resume_unwind(e.into_panic());
-    }
+    common::pg::with_database("tollgate_oauth", test).await;
 }
 
 #[tokio::test]

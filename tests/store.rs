@@ -2,6 +2,8 @@
 //! temp directory) and on PostgreSQL (a uniquely named database on
 //! `TOLLGATE_TEST_POSTGRES_URL`, dropped afterwards; skipped with a message when unset).
 
+mod common;
+
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -41,37 +43,14 @@ where
 
 async fn run_postgres<F, Fut>(test: F)
 where
-    F: FnOnce(Fixture) -> Fut,
+    F: FnOnce(Fixture) -> Fut + Send + 'static,
     Fut: Future<Output = ()> + Send + 'static,
 {
-    let Ok(base) = std::env::var("TOLLGATE_TEST_POSTGRES_URL") else {
-        eprintln!("skipped: TOLLGATE_TEST_POSTGRES_URL is not set");
-        return;
-    };
-    use sqlx::Connection;
-    let name = format!("tollgate_test_{}", uuid::Uuid::new_v4().simple());
-    let mut admin = sqlx::PgConnection::connect(&base)
-        .await
-        .expect("connect to TOLLGATE_TEST_POSTGRES_URL");
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&mut admin)
-        .await
-        .unwrap();
-    let mut url = url::Url::parse(&base).unwrap();
-    url.set_path(&name);
-    let url = url.to_string();
-    let result = {
+    common::pg::with_database("tollgate_test", |url| async move {
         let store = store::connect(&url).await.expect("postgres store opens");
-        // Run on its own task so a failed assertion still lets us drop the database.
-        tokio::spawn(test(Fixture { store, url })).await
-    };
-    sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        .execute(&mut admin)
-        .await
-        .unwrap();
-    if let Err(e) = result {
-        std::panic::resume_unwind(e.into_panic());
-    }
+        test(Fixture { store, url }).await
+    })
+    .await;
 }
 
 /// Declares each test once per backend.

@@ -16,6 +16,22 @@ use crate::crypto::{constant_time_eq, sha256_hex, PasswordError};
 use crate::store::Client;
 
 impl TokenService {
+    /// Reads a revocation or introspection request (RFC 7009 / RFC 7662: form
+    /// parameters, default dialect) and authenticates its client. Also says whether the
+    /// client authenticated with HTTP Basic, for the shape of a later `invalid_client`.
+    pub(super) async fn client_request(
+        &self,
+        req: http::Request<hyper::body::Incoming>,
+    ) -> Result<(super::request::Params, Client, bool), OAuthError> {
+        let (parts, body) = req.into_parts();
+        let params = super::request::read_params(&parts.headers, body).await?;
+        let creds = super::request::client_credentials(&parts.headers, &params)?;
+        let client = self
+            .authenticate_client(&creds, &Dialect::default())
+            .await?;
+        Ok((params, client, creds.via_basic))
+    }
+
     /// The client making the request. `InvalidClient` for an unknown client, a wrong or
     /// missing secret, or a secret offered for a public client.
     pub(super) async fn authenticate_client(

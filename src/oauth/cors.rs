@@ -70,3 +70,14 @@ pub fn no_store(resp: &mut Response<Body>) {
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
 }
+
+/// Finishes a token-service or users-API answer: never cached, CORS per config.
+pub fn finish(
+    mut resp: Response<Body>,
+    req_headers: &HeaderMap,
+    allow_origins: &[String],
+) -> Response<Body> {
+    no_store(&mut resp);
+    apply(req_headers, allow_origins, &mut resp);
+    resp
+}

@@ -26,10 +26,8 @@ fn normalised(req: &Request<Incoming>) -> String {
 }
 
 /// Finishes an answer: never cached, CORS per config.
-fn finish(mut resp: Response<Body>, req_headers: &HeaderMap, cfg: &Config) -> Response<Body> {
-    cors::no_store(&mut resp);
-    cors::apply(req_headers, &cfg.cors.allow_origins, &mut resp);
-    resp
+fn finish(resp: Response<Body>, req_headers: &HeaderMap, cfg: &Config) -> Response<Body> {
+    cors::finish(resp, req_headers, &cfg.cors.allow_origins)
 }
 
 fn log_failure(what: &'static str, e: &OAuthError) {
@@ -93,6 +91,32 @@ impl Endpoint for TokenEndpoint {
     }
 }
 
+/// Answers a POST-only endpoint in the default dialect: CORS preflight, 405 for other
+/// methods, errors logged and rendered, `no-store` and CORS on every answer.
+async fn post_only<F, Fut>(
+    what: &'static str,
+    req: Request<Incoming>,
+    ctx: RequestCtx,
+    handle: F,
+) -> Response<Body>
+where
+    F: FnOnce(Request<Incoming>) -> Fut,
+    Fut: std::future::Future<Output = Result<Response<Body>, OAuthError>>,
+{
+    let cfg = ctx.runtime.config.clone();
+    let headers = req.headers().clone();
+    let result = match *req.method() {
+        Method::OPTIONS => return cors::preflight(&headers, &cfg.cors.allow_origins),
+        Method::POST => handle(req).await,
+        _ => Err(OAuthError::MethodNotAllowed),
+    };
+    let resp = result.unwrap_or_else(|e| {
+        log_failure(what, &e);
+        e.into_response(&Dialect::default())
+    });
+    finish(resp, &headers, &cfg)
+}
+
 /// `POST /oauth/revoke`.
 pub struct RevokeEndpoint(pub Arc<TokenService>);
 
@@ -107,20 +131,9 @@ impl Endpoint for RevokeEndpoint {
         req: Request<Incoming>,
         ctx: RequestCtx,
     ) -> BoxFuture<Response<Body>> {
-        Box::pin(async move {
-            let cfg = ctx.runtime.config.clone();
-            let headers = req.headers().clone();
-            let result = match *req.method() {
-                Method::OPTIONS => return cors::preflight(&headers, &cfg.cors.allow_origins),
-                Method::POST => self.0.revoke_request(req).await,
-                _ => Err(OAuthError::MethodNotAllowed),
-            };
-            let resp = result.unwrap_or_else(|e| {
-                log_failure("revoke", &e);
-                e.into_response(&Dialect::default())
-            });
-            finish(resp, &headers, &cfg)
-        })
+        Box::pin(post_only("revoke", req, ctx, move |req| async move {
+            self.0.revoke_request(req).await
+        }))
     }
 }
 
@@ -134,24 +147,13 @@ impl Endpoint for IntrospectEndpoint {
 
     fn call(
         self: Arc<Self>,
-        _app: Arc<App>,
+        app: Arc<App>,
         req: Request<Incoming>,
         ctx: RequestCtx,
     ) -> BoxFuture<Response<Body>> {
-        Box::pin(async move {
-            let cfg = ctx.runtime.config.clone();
-            let headers = req.headers().clone();
-            let result = match *req.method() {
-                Method::OPTIONS => return cors::preflight(&headers, &cfg.cors.allow_origins),
-                Method::POST => self.0.introspect_request(req).await,
-                _ => Err(OAuthError::MethodNotAllowed),
-            };
-            let resp = result.unwrap_or_else(|e| {
-                log_failure("introspect", &e);
-                e.into_response(&Dialect::default())
-            });
-            finish(resp, &headers, &cfg)
-        })
+        Box::pin(post_only("introspect", req, ctx, move |req| async move {
+            self.0.introspect_request(&**app.authenticator(), req).await
+        }))
     }
 }
 

@@ -9,35 +9,28 @@ use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 use serde_json::{json, Map, Value};
 
-use super::bearer::looks_like_jwt;
-use super::dialect::Dialect;
 use super::error::OAuthError;
-use super::request::{client_credentials, read_params};
 use super::TokenService;
 use crate::body::{self, Body};
 use crate::crypto::sha256_hex;
+use crate::proxy::authn::jwt::looks_like_jwt;
+use crate::proxy::authn::{Authenticator, AuthnError};
 use crate::store::TokenKind;
 
 impl TokenService {
     pub(super) async fn introspect_request(
         &self,
+        authenticator: &dyn Authenticator,
         req: Request<Incoming>,
     ) -> Result<Response<Body>, OAuthError> {
-        let (parts, body) = req.into_parts();
-        let params = read_params(&parts.headers, body).await?;
-        let creds = client_credentials(&parts.headers, &params)?;
-        let client = self
-            .authenticate_client(&creds, &Dialect::default())
-            .await?;
+        let (params, client, via_basic) = self.client_request(req).await?;
         if client.secret_hash.is_none() {
-            return Err(OAuthError::InvalidClient {
-                basic: creds.via_basic,
-            });
+            return Err(OAuthError::InvalidClient { basic: via_basic });
         }
         let token = params
             .get("token")
             .ok_or(OAuthError::InvalidRequest("token is required"))?;
-        let answer = self.introspect(token).await?;
+        let answer = self.introspect(authenticator, token).await?;
         let active = answer
             .get("active")
             .and_then(Value::as_bool)
@@ -47,10 +40,22 @@ impl TokenService {
         Ok(body::json(StatusCode::OK, &answer))
     }
 
-    async fn introspect(&self, token: &str) -> Result<Value, OAuthError> {
+    /// JWTs are checked by the gateway's authenticator (the proxy's own check: signature,
+    /// expiry, revocation list); only this gateway's are introspected.
+    async fn introspect(
+        &self,
+        authenticator: &dyn Authenticator,
+        token: &str,
+    ) -> Result<Value, OAuthError> {
         let inactive = json!({ "active": false });
         if looks_like_jwt(token) {
-            return Ok(match self.bearer.validate(token).await {
+            match authenticator.authenticate(token).await {
+                Ok(id) if id.self_issued => {}
+                Err(AuthnError::Unavailable(e)) => return Err(OAuthError::Unavailable(e)),
+                Ok(_) | Err(AuthnError::Invalid(_)) => return Ok(inactive),
+            }
+            // Verified above; read again for the claims the answer shows (iat, aud).
+            return Ok(match self.keys.verify(token) {
                 Ok(c) => {
                     let mut m = Map::new();
                     m.insert("active".into(), json!(true));
@@ -68,7 +73,6 @@ impl TokenService {
                     insert_opt(&mut m, "alias", c.alias);
                     Value::Object(m)
                 }
-                Err(super::BearerError::Unavailable(e)) => return Err(OAuthError::Unavailable(e)),
                 Err(_) => inactive,
             });
         }

@@ -10,7 +10,6 @@
 //! (secrets compared in constant time or by the password hasher), and leaks through
 //! logs or caches (no token, password or secret is logged; every answer is `no-store`).
 
-mod bearer;
 mod clients;
 pub mod cors;
 pub mod dialect;
@@ -21,21 +20,19 @@ mod introspect;
 mod issue;
 mod metadata;
 pub mod request;
-mod revocation;
 mod revoke;
 pub mod throttle;
 
 use std::sync::Arc;
 
-pub use bearer::{BearerError, BearerValidator};
 pub use endpoints::{IntrospectEndpoint, MetadataEndpoint, RevokeEndpoint, TokenEndpoint};
-pub use revocation::RevokedJtis;
 
 use crate::app::{BoxFuture, Endpoint, ReadinessCheck};
 use crate::config::Config;
 use crate::crypto::PasswordHasherPool;
 use crate::keys::default_key_dir;
 use crate::keys::KeySet;
+use crate::proxy::authn::RevocationList;
 use crate::store::Store;
 use throttle::LoginThrottle;
 
@@ -45,31 +42,30 @@ pub struct TokenService {
     pub keys: Arc<KeySet>,
     pub hasher: PasswordHasherPool,
     pub throttle: Arc<LoginThrottle>,
-    pub revoked: Arc<RevokedJtis>,
-    pub bearer: Arc<BearerValidator>,
+    /// The process's one in-memory revocation list, shared with the proxy's
+    /// authenticator: the revoke endpoint applies to it directly.
+    pub revocations: Arc<RevocationList>,
 }
 
 impl TokenService {
-    /// Builds the service; loads the revoked `jti`s from the store.
+    /// Builds the service; loads the revoked `jti`s from the store and follows its
+    /// revocation events.
     pub async fn new(
         config: &Config,
         store: Arc<dyn Store>,
         keys: Arc<KeySet>,
         hasher: PasswordHasherPool,
     ) -> Result<Arc<TokenService>, crate::store::StoreError> {
-        let revoked = RevokedJtis::load(store.clone()).await?;
-        let bearer = Arc::new(BearerValidator::new(
-            keys.clone(),
-            store.clone(),
-            revoked.clone(),
-        ));
+        let revocations = RevocationList::new();
+        revocations
+            .follow_store(store.clone(), config.tokens.access.ttl)
+            .await?;
         Ok(Arc::new(TokenService {
             throttle: LoginThrottle::new(&config.tokens.login_throttle),
             store,
             keys,
             hasher,
-            revoked,
-            bearer,
+            revocations,
         }))
     }
 

@@ -9,13 +9,12 @@ use chrono::{TimeZone, Utc};
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 
-use super::bearer::looks_like_jwt;
-use super::dialect::Dialect;
 use super::error::OAuthError;
-use super::request::{client_credentials, read_params};
 use super::TokenService;
 use crate::body::{self, Body};
 use crate::crypto::sha256_hex;
+use crate::proxy::authn::jwt::looks_like_jwt;
+use crate::proxy::authn::RevocationEvent;
 use crate::store::TokenKind;
 
 impl TokenService {
@@ -23,12 +22,7 @@ impl TokenService {
         &self,
         req: Request<Incoming>,
     ) -> Result<Response<Body>, OAuthError> {
-        let (parts, body) = req.into_parts();
-        let params = read_params(&parts.headers, body).await?;
-        let creds = client_credentials(&parts.headers, &params)?;
-        let client = self
-            .authenticate_client(&creds, &Dialect::default())
-            .await?;
+        let (params, client, _) = self.client_request(req).await?;
         let token = params
             .get("token")
             .ok_or(OAuthError::InvalidRequest("token is required"))?;
@@ -39,7 +33,11 @@ impl TokenService {
                 if claims.client_id.as_deref() == Some(client.id.as_str()) {
                     let exp = Utc.timestamp_opt(claims.exp, 0).single().unwrap_or(now);
                     self.store.revoke_jti(&claims.jti, exp).await?;
-                    self.revoked.insert(&claims.jti, claims.exp);
+                    // In force on this gateway now, before the store's event comes back.
+                    self.revocations.apply(RevocationEvent::Jti {
+                        jti: claims.jti.clone(),
+                        expires_at: u64::try_from(claims.exp).unwrap_or(0),
+                    });
                     revoked = true;
                 }
             }

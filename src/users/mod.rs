@@ -20,10 +20,10 @@ use crate::body::{self, json_error, Body};
 use crate::config::raw::Registration;
 use crate::config::Config;
 use crate::crypto::PasswordError;
-use crate::keys::AccessClaims;
 use crate::oauth::request::read_body;
-use crate::oauth::{cors, BearerError, BearerValidator, TokenService};
+use crate::oauth::{cors, TokenService};
 use crate::proxy::authn::source::bearer;
+use crate::proxy::authn::{AuthnError, Identity};
 use crate::proxy::error::GatewayError;
 use crate::proxy::path::normalize_path;
 use crate::store::{NewUser, StoreError, UserId};
@@ -65,7 +65,7 @@ impl Endpoint for UsersEndpoint {
 
     fn call(
         self: Arc<Self>,
-        _app: Arc<App>,
+        app: Arc<App>,
         req: Request<Incoming>,
         ctx: RequestCtx,
     ) -> BoxFuture<Response<Body>> {
@@ -75,21 +75,22 @@ impl Endpoint for UsersEndpoint {
             if req.method() == Method::OPTIONS {
                 return cors::preflight(&headers, &cfg.cors.allow_origins);
             }
+            let app = &*app;
             let path = normalize_path(req.uri().path())
                 .map(|p| p.into_owned())
                 .unwrap_or_default();
-            let mut resp = match (target(&path), req.method().clone()) {
-                (Some(Target::Collection), Method::POST) => self.create(&cfg, req).await,
-                (Some(Target::Me), Method::GET | Method::HEAD) => self.show(&headers, None).await,
+            let resp = match (target(&path), req.method().clone()) {
+                (Some(Target::Collection), Method::POST) => self.create(app, &cfg, req).await,
+                (Some(Target::Me), Method::GET | Method::HEAD) => {
+                    self.show(app, &headers, None).await
+                }
                 (Some(Target::Id(id)), Method::GET | Method::HEAD) => {
-                    self.show(&headers, Some(id)).await
+                    self.show(app, &headers, Some(id)).await
                 }
                 (Some(Target::Collection), _) => method_not_allowed("POST, OPTIONS"),
                 _ => method_not_allowed("GET, HEAD, OPTIONS"),
             };
-            cors::no_store(&mut resp);
-            cors::apply(&headers, &cfg.cors.allow_origins, &mut resp);
-            resp
+            cors::finish(resp, &headers, &cfg.cors.allow_origins)
         })
     }
 }
@@ -118,29 +119,49 @@ fn unavailable(detail: &dyn std::fmt::Display) -> Response<Body> {
     )
 }
 
+/// The user a self-issued token speaks for. client_credentials tokens speak for a
+/// client and carry no `email`; every user has one.
+fn user_id(caller: &Identity) -> Option<UserId> {
+    caller.email.as_ref()?;
+    caller.user_id.parse::<i64>().ok().map(UserId)
+}
+
 fn field_errors(status: StatusCode, errors: &model::FieldErrors) -> Response<Body> {
     body::json(status, &json!({ "errors": errors }))
 }
 
 impl UsersEndpoint {
-    fn validator(&self) -> &BearerValidator {
-        &self.0.bearer
-    }
-
-    /// The caller's token claims, or the 401/503 to answer with.
-    async fn caller(&self, headers: &HeaderMap) -> Result<AccessClaims, Response<Body>> {
+    /// The caller, as the gateway's authenticator (the one the proxy runs) sees the
+    /// bearer token, or the 401/503 to answer with. Only tokens this gateway issued
+    /// speak for one of its users.
+    async fn caller(
+        &self,
+        app: &App,
+        headers: &HeaderMap,
+    ) -> Result<Arc<Identity>, Response<Body>> {
         let Some(token) = bearer(headers) else {
             return Err(GatewayError::Unauthenticated.into_response());
         };
-        self.validator().validate(token).await.map_err(|e| match e {
-            BearerError::Invalid(why) => GatewayError::InvalidToken(why.into()).into_response(),
-            BearerError::Unavailable(why) => GatewayError::AuthUnavailable(why).into_response(),
-        })
+        let id = app
+            .authenticator()
+            .authenticate(token)
+            .await
+            .map_err(|e| match e {
+                AuthnError::Invalid(why) => GatewayError::InvalidToken(why).into_response(),
+                AuthnError::Unavailable(why) => GatewayError::AuthUnavailable(why).into_response(),
+            })?;
+        if !id.self_issued {
+            return Err(
+                GatewayError::InvalidToken("token not issued by this gateway".into())
+                    .into_response(),
+            );
+        }
+        Ok(id)
     }
 
     /// Whether the caller's current role (from the store) is admin.
-    async fn caller_is_admin(&self, claims: &AccessClaims) -> Result<bool, StoreError> {
-        let Some(id) = BearerValidator::user_id(claims) else {
+    async fn caller_is_admin(&self, caller: &Identity) -> Result<bool, StoreError> {
+        let Some(id) = user_id(caller) else {
             return Ok(false);
         };
         Ok(self
@@ -151,12 +172,17 @@ impl UsersEndpoint {
             .is_some_and(|u| u.role == ADMIN_ROLE))
     }
 
-    async fn show(&self, headers: &HeaderMap, id: Option<Option<i64>>) -> Response<Body> {
-        let claims = match self.caller(headers).await {
+    async fn show(
+        &self,
+        app: &App,
+        headers: &HeaderMap,
+        id: Option<Option<i64>>,
+    ) -> Response<Body> {
+        let caller = match self.caller(app, headers).await {
             Ok(c) => c,
             Err(r) => return r,
         };
-        let me = BearerValidator::user_id(&claims);
+        let me = user_id(&caller);
         let wanted = match id {
             None => me,
             Some(id) => id.map(UserId),
@@ -165,7 +191,7 @@ impl UsersEndpoint {
             return not_found();
         };
         if me != Some(wanted) {
-            match self.caller_is_admin(&claims).await {
+            match self.caller_is_admin(&caller).await {
                 Ok(true) => {}
                 Ok(false) => return not_found(),
                 Err(e) => return unavailable(&e),
@@ -178,7 +204,7 @@ impl UsersEndpoint {
         }
     }
 
-    async fn create(&self, cfg: &Config, req: Request<Incoming>) -> Response<Body> {
+    async fn create(&self, app: &App, cfg: &Config, req: Request<Incoming>) -> Response<Body> {
         match cfg.users_api.registration {
             Registration::Open => {}
             Registration::Closed => {
@@ -189,11 +215,11 @@ impl UsersEndpoint {
                 );
             }
             Registration::Admin => {
-                let claims = match self.caller(req.headers()).await {
+                let caller = match self.caller(app, req.headers()).await {
                     Ok(c) => c,
                     Err(r) => return r,
                 };
-                match self.caller_is_admin(&claims).await {
+                match self.caller_is_admin(&caller).await {
                     Ok(true) => {}
                     Ok(false) => {
                         return json_error(

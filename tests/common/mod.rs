@@ -9,6 +9,7 @@ pub mod fake_provider;
 pub mod idp;
 pub mod ingress;
 pub mod oauth;
+pub mod pg;
 pub mod process;
 pub mod upstream;
 

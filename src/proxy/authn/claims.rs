@@ -90,6 +90,7 @@ impl Claims {
             expires_at: self.exp,
             token_id: self.jti,
             signed_jwt: None,
+            self_issued: false,
         })
     }
 }

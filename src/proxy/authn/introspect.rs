@@ -275,11 +275,16 @@ impl TokenLookup for StoreTokens {
                 return Ok(Introspected::inactive(self.negative_ttl));
             }
             let user = match rec.user_id {
-                Some(uid) => self
+                // A deleted user's tokens die with the account.
+                Some(uid) => match self
                     .store
                     .user_by_id(uid)
                     .await
-                    .map_err(|e| e.to_string())?,
+                    .map_err(|e| e.to_string())?
+                {
+                    Some(u) => Some(u),
+                    None => return Ok(Introspected::inactive(self.negative_ttl)),
+                },
                 None => None,
             };
             let identity = Identity {
@@ -300,6 +305,7 @@ impl TokenLookup for StoreTokens {
                 expires_at: Some(exp),
                 token_id: Some(rec.family_id),
                 signed_jwt: None,
+                self_issued: true,
             };
             if identity.user_id.is_empty() {
                 return Ok(Introspected::inactive(self.negative_ttl));

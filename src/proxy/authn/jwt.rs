@@ -45,6 +45,8 @@ impl Expiry<[u8; 32], Arc<Identity>> for UntilTokenExpiry {
 /// Validates JWTs from any of its issuers, caching validated identities.
 pub struct JwtAuthenticator {
     issuers: Vec<(String, Arc<dyn JwtVerifier>)>,
+    /// The gateway's own issuer, whose tokens are marked [`Identity::self_issued`].
+    local_issuer: Option<String>,
     cache: Cache<[u8; 32], Arc<Identity>>,
     revocations: Arc<RevocationList>,
 }
@@ -53,6 +55,7 @@ impl JwtAuthenticator {
     pub fn new(revocations: Arc<RevocationList>, max_entries: u64) -> Self {
         JwtAuthenticator {
             issuers: Vec::new(),
+            local_issuer: None,
             cache: Cache::builder()
                 .max_capacity(max_entries)
                 .expire_after(UntilTokenExpiry)
@@ -69,6 +72,17 @@ impl JwtAuthenticator {
     ) -> Self {
         self.issuers.push((issuer.into(), verifier));
         self
+    }
+
+    /// [`Self::with_issuer`] for the gateway's own tokens.
+    pub fn with_local_issuer(
+        mut self,
+        issuer: impl Into<String>,
+        verifier: Arc<dyn JwtVerifier>,
+    ) -> Self {
+        let issuer = issuer.into();
+        self.local_issuer = Some(issuer.clone());
+        self.with_issuer(issuer, verifier)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -115,11 +129,12 @@ impl JwtAuthenticator {
         if claims.exp.is_none() {
             return Err(AuthnError::Invalid("token has no exp".into()));
         }
-        let id = Arc::new(
-            claims
-                .into_identity()
-                .ok_or_else(|| AuthnError::Invalid("token names no subject".into()))?,
-        );
+        let mut id = claims
+            .into_identity()
+            .ok_or_else(|| AuthnError::Invalid("token names no subject".into()))?;
+        // The verifier chosen by `iss` has checked `iss` for real.
+        id.self_issued = self.local_issuer.as_deref() == Some(iss.as_str());
+        let id = Arc::new(id);
         self.still_valid(&id)?;
         self.cache.insert(key, id.clone());
         Ok(id)

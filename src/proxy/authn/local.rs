@@ -64,9 +64,3 @@ impl InternalSigner for KeySetSigner {
         self.keys.sign(&claims).map_err(|e| e.to_string())
     }
 }
-
-impl super::revocation::RevokedIds for crate::oauth::RevokedJtis {
-    fn contains(&self, jti: &str) -> bool {
-        crate::oauth::RevokedJtis::contains(self, jti)
-    }
-}

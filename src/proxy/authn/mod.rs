@@ -42,6 +42,9 @@ pub struct Identity {
     pub token_id: Option<String>,
     /// The signed internal JWT for `identity_headers.signed_jwt`, when configured.
     pub signed_jwt: Option<Arc<str>>,
+    /// Issued by this gateway (its signing keys or its store), so `user_id` names one of
+    /// its own users; a foreign issuer's `sub` must never be read as one.
+    pub self_issued: bool,
 }
 
 #[derive(Debug, Clone, thiserror::Error)]

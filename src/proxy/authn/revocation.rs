@@ -1,4 +1,6 @@
-//! Revoked tokens, held in memory so the hot path never asks the database.
+//! Revoked tokens, held in memory so the hot path never asks the database. The one set
+//! of revoked `jti`s in the process: the token service's revoke endpoint applies to it
+//! directly (in force before the store's event comes back), the proxy reads it.
 //!
 //! Threat model: a stolen token keeps working after its owner revoked it. The list is
 //! loaded from the store at start (`TokenStore::revoked_jtis`) and updated on every
@@ -12,7 +14,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use moka::sync::Cache;
@@ -21,6 +23,9 @@ use tokio::sync::broadcast;
 
 use super::claims::now_unix;
 use crate::store::{Store, StoreError};
+
+/// How often the list is re-read from the store, in case an event was missed.
+pub const RELOAD_EVERY: Duration = Duration::from_secs(30);
 
 /// One revocation, as announced by the store.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,18 +50,23 @@ impl Expiry<Arc<str>, u64> for UntilExpiry {
                 .saturating_add(super::verifier::LEEWAY_SECS),
         ))
     }
+
+    /// A reload from the store replaces the bound an event set with the real expiry.
+    fn expire_after_update(
+        &self,
+        k: &Arc<str>,
+        exp: &u64,
+        at: std::time::Instant,
+        _current: Option<Duration>,
+    ) -> Option<Duration> {
+        self.expire_after_create(k, exp, at)
+    }
 }
 
 /// The in-memory revocation list, shared by every authenticator and tunnel.
 pub struct RevocationList {
     jtis: Cache<Arc<str>, u64>,
     events: broadcast::Sender<RevocationEvent>,
-    external: OnceLock<Arc<dyn RevokedIds>>,
-}
-
-/// Another in-memory set of revoked ids to consult.
-pub trait RevokedIds: Send + Sync {
-    fn contains(&self, jti: &str) -> bool;
 }
 
 impl Default for RevocationList {
@@ -65,7 +75,6 @@ impl Default for RevocationList {
             // Unbounded on purpose: evicting a live revocation would un-revoke a token.
             jtis: Cache::builder().expire_after(UntilExpiry).build(),
             events: broadcast::channel(1024).0,
-            external: OnceLock::new(),
         }
     }
 }
@@ -85,7 +94,7 @@ impl RevocationList {
     }
 
     pub fn is_revoked(&self, jti: &str) -> bool {
-        self.jtis.contains_key(jti) || self.external.get().is_some_and(|x| x.contains(jti))
+        self.jtis.contains_key(jti)
     }
 
     /// Records a revocation and tells every listener (caches holding the token, tunnels
@@ -102,17 +111,13 @@ impl RevocationList {
         self.events.subscribe()
     }
 
-    /// Also treats as revoked whatever `other` holds (the token service's own set, which
-    /// it fills synchronously when it revokes, so a revocation answered on this replica is
-    /// in force before its event has even been processed).
-    pub fn consult(&self, other: Arc<dyn RevokedIds>) {
-        let _ = self.external.set(other);
-    }
-
     /// Loads the store's revoked `jti`s, then applies every revocation event it announces
-    /// (its own, and with PostgreSQL every replica's) until the feed closes. A lagging
-    /// receiver reloads the whole list from the store. `max_ttl` bounds how long a
-    /// revocation announced without its expiry is kept (the access-token lifetime).
+    /// (its own, and with PostgreSQL every replica's) until the feed closes. The whole
+    /// list is re-read from the store when the receiver lags, when the store announces a
+    /// resync (its cross-replica listener reconnected, so notifications may be lost), and
+    /// every [`RELOAD_EVERY`] as a safety net. An event carries no expiry: a `jti` learned
+    /// from one is kept for at most `max_ttl` (the access-token lifetime) until the next
+    /// re-read replaces that bound with the token's real expiry from the store.
     pub async fn follow_store(
         self: &Arc<Self>,
         store: Arc<dyn Store>,
@@ -122,16 +127,27 @@ impl RevocationList {
         let mut feed = store.revocation_events();
         self.load_from(&*store).await?;
         let weak = Arc::downgrade(self);
+        let events_store = store.clone();
         tokio::spawn(async move {
+            let store = events_store;
             loop {
                 let event = feed.recv().await;
                 let Some(list) = weak.upgrade() else { return };
                 match event {
+                    Ok(e) if e.is_resync() => {
+                        tracing::warn!(
+                            "revocation feed resync; reloading revocations from the store"
+                        );
+                        list.reload(&*store).await;
+                    }
                     Ok(e) => {
-                        let expires_at =
-                            now_unix() + max_ttl.as_secs() + super::verifier::LEEWAY_SECS;
                         if let Some(jti) = e.jti {
-                            list.apply(RevocationEvent::Jti { jti, expires_at });
+                            // Revoked here already (with its real expiry): nothing new.
+                            if !list.jtis.contains_key(jti.as_str()) {
+                                let expires_at =
+                                    now_unix() + max_ttl.as_secs() + super::verifier::LEEWAY_SECS;
+                                list.apply(RevocationEvent::Jti { jti, expires_at });
+                            }
                         }
                         if let Some(hash) = e.token_hash {
                             list.apply(RevocationEvent::TokenHash(hash));
@@ -142,15 +158,30 @@ impl RevocationList {
                             missed = n,
                             "revocation feed lagged; reloading revocations from the store"
                         );
-                        if let Err(e) = list.load_from(&*store).await {
-                            tracing::error!(error = %e, "cannot reload revocations; some may be missed until the store answers");
-                        }
+                        list.reload(&*store).await;
                     }
                     Err(broadcast::error::RecvError::Closed) => return,
                 }
             }
         });
+        let weak = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(RELOAD_EVERY);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let Some(list) = weak.upgrade() else { return };
+                list.reload(&*store).await;
+            }
+        });
         Ok(())
+    }
+
+    /// [`Self::load_from`], logging instead of failing: the known set stays in force.
+    async fn reload(&self, store: &dyn Store) {
+        if let Err(e) = self.load_from(store).await {
+            tracing::error!(error = %e, "cannot reload revocations; some may be missed until the store answers");
+        }
     }
 
     async fn load_from(&self, store: &dyn Store) -> Result<(), StoreError> {

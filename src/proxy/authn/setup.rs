@@ -69,7 +69,7 @@ pub fn build(config: &Config, parts: AuthnParts) -> Result<CompositeAuthenticato
 
     let mut jwt = JwtAuthenticator::new(revocations.clone(), DEFAULT_CACHE_ENTRIES);
     if let Some(local) = parts.local_jwt {
-        jwt = jwt.with_issuer(config.tokens.issuer.clone(), local);
+        jwt = jwt.with_local_issuer(config.tokens.issuer.clone(), local);
     }
     for issuer in &config.jwt_issuers {
         jwt = jwt.with_issuer(
@@ -114,19 +114,14 @@ pub fn build(config: &Config, parts: AuthnParts) -> Result<CompositeAuthenticato
     Ok(auth)
 }
 
-/// The authenticator `tollgate serve` runs: [`build`] with the token service's key set and
-/// store, and a revocation list that follows the store's revocation events.
+/// The authenticator `tollgate serve` runs: [`build`] with the token service's key set,
+/// store and revocation list (which follows the store's revocation events).
 pub async fn build_with_token_service(
     config: &Config,
     tokens: &crate::oauth::Mounted,
 ) -> Result<Arc<dyn super::Authenticator>, SetupError> {
-    let revocations = RevocationList::new();
-    revocations.consult(tokens.service.revoked.clone());
-    revocations
-        .follow_store(tokens.store.clone(), config.tokens.access.ttl)
-        .await?;
     let mut parts = AuthnParts::with_keys(tokens.service.keys.clone());
     parts.store = Some(tokens.store.clone());
-    parts.revocations = Some(revocations);
+    parts.revocations = Some(tokens.service.revocations.clone());
     Ok(Arc::new(build(config, parts)?))
 }
