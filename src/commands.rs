@@ -1,5 +1,7 @@
 //! What each CLI command does.
 
+mod accounts;
+
 use std::path::PathBuf;
 
 use http::Method;
@@ -35,11 +37,12 @@ pub async fn run(cli: Cli) -> CmdResult {
             route(&cfg, method, url)
         }
         Command::Serve => serve(&cli).await,
-        Command::Keys(crate::cli::KeysCommand::Generate { alg, out }) => crate::keys::cli_generate(alg, out),
+        Command::Users(cmd) => accounts::users(&cli, cmd).await,
+        Command::Clients(cmd) => accounts::clients(&cli, cmd).await,
+        Command::Keys(crate::cli::KeysCommand::Generate { alg, out }) => {
+            crate::keys::cli_generate(alg, out)
+        }
         Command::Demo => crate::demo::run().await,
-        Command::Users(_) | Command::Clients(_) => Err(
-            "this command needs the token service, which this build does not include yet".into(),
-        ),
     }
 }
 

@@ -3,18 +3,8 @@
 //! clients, a gateway on 127.0.0.1:8080 (override with `TOLLGATE_LISTEN__HTTP`), and
 //! prints the curl lines that exercise it. Nothing it creates outlives the process.
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-
-use bytes::Bytes;
-use http::{Request, Response};
-use http_body_util::Full;
-use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
-use tokio::net::TcpListener;
 
 use crate::app::{Gateway, Services};
 use crate::config::Config;
@@ -26,47 +16,6 @@ pub const DEMO_USERNAME: &str = "demo";
 pub const DEMO_PASSWORD: &str = "demo-password";
 
 type DemoResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
-
-/// Answers every request with a JSON echo of what reached it, identity headers included.
-async fn echo(req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
-    let headers: serde_json::Map<String, serde_json::Value> = req
-        .headers()
-        .iter()
-        .filter(|(k, _)| k.as_str() != "authorization")
-        .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("<binary>").into()))
-        .collect();
-    let body = serde_json::json!({
-        "method": req.method().as_str(),
-        "path": req.uri().path(),
-        "query": req.uri().query(),
-        "headers": headers,
-    });
-    let mut resp = Response::new(Full::new(Bytes::from(
-        serde_json::to_vec_pretty(&body).unwrap_or_default(),
-    )));
-    resp.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static("application/json"),
-    );
-    Ok(resp)
-}
-
-/// Starts the echo upstream on an ephemeral loopback port.
-pub async fn start_echo() -> std::io::Result<SocketAddr> {
-    let listener = TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let svc = service_fn(echo);
-                let _ = auto::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(stream), svc)
-                    .await;
-            });
-        }
-    });
-    Ok(addr)
-}
 
 /// The demo configuration: three token dialects, a protected and a public echo route.
 pub fn demo_yaml(echo: SocketAddr, store_dir: &std::path::Path) -> String {
@@ -140,7 +89,7 @@ pub async fn seed(
 pub async fn run() -> DemoResult {
     crate::telemetry::init_logging(crate::config::raw::LogFormat::Pretty, "info");
     let dir = tempfile_dir()?;
-    let echo = start_echo().await?;
+    let echo = crate::echo::spawn(([127, 0, 0, 1], 0).into()).await?;
     let cfg = Config::from_yaml_with_env(&demo_yaml(echo, &dir), None)?;
     let mounted = crate::oauth::mount(&cfg).await?;
     let secret = seed(&mounted.store, &mounted.service.hasher).await?;

@@ -10,6 +10,7 @@ pub mod body;
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod connect;
 pub mod crypto;
 pub mod demo;
 pub mod echo;

@@ -857,3 +857,21 @@ async fn postgres_revocations_reach_other_replicas() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn readiness_follows_the_store() {
+    use tollgate::app::ReadinessCheck;
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = store::SqliteStore::connect(&format!("sqlite://{}/r.db", dir.path().display()))
+        .await
+        .unwrap();
+    let pool = sqlite.pool().clone();
+    let check = store::StoreReadiness(Arc::new(sqlite));
+    check.check().await.expect("ready while the store answers");
+    pool.close().await;
+    let err = check
+        .check()
+        .await
+        .expect_err("not ready once the store is gone");
+    assert!(err.starts_with("store:"), "{err}");
+}

@@ -187,7 +187,7 @@ impl Config {
             .merge(
                 Env::prefixed("TOLLGATE_")
                     .split("__")
-                    .ignore(&["config", "log_format"]),
+                    .ignore(&["config", "log_format", "test_postgres_url"]),
             )
             .extract()
             .map_err(|e| {

@@ -27,6 +27,8 @@ pub struct RawConfig {
     pub cors: Cors,
     /// External OAuth 2.0 / OIDC providers for account linking.
     pub providers: BTreeMap<String, Provider>,
+    /// Provider linking settings shared by every provider (Tollgate extension).
+    pub connect: Connect,
     /// RFC 7662 introspection endpoints for foreign opaque tokens.
     pub introspection: Vec<Introspection>,
     /// Foreign JWT issuers validated locally against their JWKS.
@@ -266,6 +268,37 @@ pub struct Provider {
     pub allowed_redirect_uris: Vec<String>,
 }
 
+/// Provider linking (`/{provider}/oauth_dialog`, `/{provider}/oauth_code`).
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct Connect {
+    /// Environment variable holding the 32-byte AES-256-GCM key (base64 or 64 hex digits)
+    /// that encrypts provider tokens at rest. Without it, linking is refused.
+    pub encryption_key_env: Option<String>,
+    /// Public base URL of Tollgate for the provider callback
+    /// (`{base}/{provider}/oauth_code`); defaults to `tokens.issuer`.
+    pub callback_base_url: Option<String>,
+    /// How long a dialog may take between redirect and callback.
+    #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub state_ttl: Duration,
+    /// Timeout of one call to a provider's token or userinfo endpoint.
+    #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub provider_timeout: Duration,
+}
+
+impl Default for Connect {
+    fn default() -> Self {
+        Connect {
+            encryption_key_env: None,
+            callback_base_url: None,
+            state_ttl: Duration::from_secs(600),
+            provider_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Introspection {
@@ -273,6 +306,9 @@ pub struct Introspection {
     pub url: String,
     pub client_id: String,
     pub client_secret_env: Option<String>,
+    /// When set, an active token must list this audience in `aud` (re-checked on every cache hit).
+    #[serde(default)]
+    pub audience: Option<String>,
     #[serde(default)]
     pub cache: IntrospectionCache,
     /// Timeout of one introspection call.

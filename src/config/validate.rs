@@ -99,6 +99,8 @@ pub(super) fn validate(
         }
     }
 
+    problems.extend(crate::connect::provider::validate_config(&raw));
+
     let mut routes = Vec::with_capacity(raw.routes.len());
     for (i, r) in raw.routes.iter().enumerate() {
         if let Some(spec) = validate_route(i, r, &raw, text, &mut problems) {

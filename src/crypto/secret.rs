@@ -10,7 +10,7 @@ use std::fmt;
 use serde::{Deserialize, Deserializer};
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
-#[derive(Clone, Default, PartialEq, Eq, Zeroize, ZeroizeOnDrop)]
+#[derive(Clone, Default, Zeroize, ZeroizeOnDrop)]
 pub struct Secret(String);
 
 impl Secret {
@@ -32,6 +32,15 @@ impl Secret {
         self.0.len()
     }
 }
+
+/// Equality in constant time, so comparing a presented secret leaks nothing by timing.
+impl PartialEq for Secret {
+    fn eq(&self, other: &Self) -> bool {
+        super::token::constant_time_eq(self.0.as_bytes(), other.0.as_bytes())
+    }
+}
+
+impl Eq for Secret {}
 
 impl From<String> for Secret {
     fn from(s: String) -> Self {
@@ -86,6 +95,13 @@ mod tests {
         assert!(!format!("{l:?}").contains("hunter22"));
         assert_eq!(s.expose(), "hunter22");
         assert_eq!(s.len(), 8);
+    }
+
+    #[test]
+    fn equality_compares_content() {
+        assert_eq!(Secret::new("abc"), Secret::from("abc"));
+        assert_ne!(Secret::new("abc"), Secret::from("abd"));
+        assert_ne!(Secret::new("abc"), Secret::from("abcd"));
     }
 
     #[test]

@@ -140,8 +140,10 @@ fn previous_keys_keep_verifying_and_stay_published() {
     let gb = generate(SigningAlg::ES256).unwrap();
     std::fs::write(&b, gb.private_pem.as_bytes()).unwrap();
     std::fs::write(&b_pub, gb.public_pem.as_ref().unwrap()).unwrap();
-    let mut tokens = Tokens::default();
-    tokens.issuer = "http://issuer".into();
+    let mut tokens = Tokens {
+        issuer: "http://issuer".into(),
+        ..Default::default()
+    };
     tokens.signing.key_file = Some(b);
     tokens.signing.alg = SigningAlg::ES256;
     let before = KeySet::load(&tokens, dir.path()).unwrap();

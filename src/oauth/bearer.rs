@@ -123,6 +123,7 @@ impl Authenticator for BearerValidator {
                 alias: c.alias,
                 expires_at: u64::try_from(c.exp).ok(),
                 token_id: Some(c.jti),
+                signed_jwt: None,
             }))
         })
     }

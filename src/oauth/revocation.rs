@@ -1,7 +1,8 @@
 //! The in-memory set of revoked JWT `jti`s, so checking a self-issued token never waits
-//! on the database. Filled from the store at start, added to on every revocation here,
-//! and re-read from the store periodically so revocations made by other replicas arrive
-//! too. Entries are dropped once the token they name has expired anyway.
+//! on the database. Filled from the store at start, added to on every revocation here
+//! and on every revocation event the store announces (other replicas, with PostgreSQL),
+//! and re-read from the store periodically in case an event was missed. Entries are
+//! dropped once the token they name has expired anyway.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -13,6 +14,8 @@ use crate::store::{Store, StoreError};
 
 /// How often the set is re-read from the store.
 const REFRESH_EVERY: Duration = Duration::from_secs(30);
+/// How long a `jti` learned from an event is kept before the store's expiry replaces it.
+const EVENT_PLACEHOLDER_TTL: i64 = 86_400;
 
 #[derive(Default)]
 pub struct RevokedJtis {
@@ -24,7 +27,27 @@ impl RevokedJtis {
     /// Loads the revoked `jti`s and keeps them in step with the store.
     pub async fn load(store: Arc<dyn Store>) -> Result<Arc<RevokedJtis>, StoreError> {
         let me = Arc::new(RevokedJtis::default());
+        let mut events = store.revocation_events();
         me.merge(store.revoked_jtis().await?);
+        let weak = Arc::downgrade(&me);
+        tokio::spawn(async move {
+            use tokio::sync::broadcast::error::RecvError;
+            loop {
+                match events.recv().await {
+                    Ok(ev) => {
+                        let Some(me) = weak.upgrade() else { break };
+                        if let Some(jti) = ev.jti {
+                            // The event carries no expiry; the next reload from the store
+                            // replaces this placeholder with the real one.
+                            me.insert(&jti, Utc::now().timestamp() + EVENT_PLACEHOLDER_TTL);
+                        }
+                    }
+                    // Missed events are picked up by the periodic reload.
+                    Err(RecvError::Lagged(_)) => continue,
+                    Err(RecvError::Closed) => break,
+                }
+            }
+        });
         let weak = Arc::downgrade(&me);
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(REFRESH_EVERY);

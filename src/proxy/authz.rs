@@ -20,6 +20,22 @@ pub async fn decide(
     token: Option<&str>,
     authenticator: &dyn Authenticator,
 ) -> Result<Option<Arc<Identity>>, GatewayError> {
+    let result = decide_inner(policy, token, authenticator).await;
+    let outcome = match &result {
+        Ok(Some(_)) => "authenticated",
+        Ok(None) if policy.mode == AuthMode::None => return result,
+        Ok(None) => "anonymous",
+        Err(e) => e.kind(),
+    };
+    metrics::counter!("tollgate_auth_outcomes_total", "outcome" => outcome).increment(1);
+    result
+}
+
+async fn decide_inner(
+    policy: &AuthPolicy,
+    token: Option<&str>,
+    authenticator: &dyn Authenticator,
+) -> Result<Option<Arc<Identity>>, GatewayError> {
     let token = match (policy.mode, token) {
         (AuthMode::None, _) => return Ok(None),
         (AuthMode::Optional, None) => return Ok(None),

@@ -86,6 +86,8 @@ pub struct ForwardRequest {
     pub upgrade: Option<hyper::upgrade::OnUpgrade>,
     /// Close an upgraded connection at this instant (token expiry); `None` keeps it open.
     pub close_at: Option<tokio::time::Instant>,
+    /// Close an upgraded connection when this resolves (the token was revoked).
+    pub close_on: Option<crate::proxy::authn::RevokedFuture>,
 }
 
 impl Upstream {
@@ -179,6 +181,7 @@ impl Upstream {
             query,
             upgrade,
             close_at,
+            close_on,
         } = req;
         remove_hop_by_hop(&mut parts.headers, upgrade.is_some());
         parts.headers.remove(http::header::HOST);
@@ -220,7 +223,7 @@ impl Upstream {
                     if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
                         if let Some(down) = upgrade {
                             let up = hyper::upgrade::on(&mut resp);
-                            tokio::spawn(tunnel(down, up, close_at));
+                            tokio::spawn(tunnel(down, up, close_at, close_on));
                             let (mut rparts, _) = resp.into_parts();
                             remove_hop_by_hop(&mut rparts.headers, true);
                             return Ok(Response::from_parts(rparts, body::empty()));
@@ -276,11 +279,13 @@ fn is_idempotent(m: &Method) -> bool {
     )
 }
 
-/// Pipes an upgraded connection both ways until either side closes or `close_at` passes.
+/// Pipes an upgraded connection both ways until either side closes, `close_at` passes
+/// (the token expired) or `close_on` resolves (the token was revoked).
 async fn tunnel(
     down: hyper::upgrade::OnUpgrade,
     up: hyper::upgrade::OnUpgrade,
     close_at: Option<tokio::time::Instant>,
+    close_on: Option<crate::proxy::authn::RevokedFuture>,
 ) {
     let (down, up) = match tokio::try_join!(down, up) {
         Ok(pair) => pair,
@@ -292,15 +297,22 @@ async fn tunnel(
     let mut down = TokioIo::new(down);
     let mut up = TokioIo::new(up);
     let copy = tokio::io::copy_bidirectional(&mut down, &mut up);
-    match close_at {
-        Some(at) => {
-            if tokio::time::timeout_at(at, copy).await.is_err() {
-                tracing::info!("upgraded connection closed: its token expired");
-            }
+    let expired = async {
+        match close_at {
+            Some(at) => tokio::time::sleep_until(at).await,
+            None => std::future::pending().await,
         }
-        None => {
-            let _ = copy.await;
+    };
+    let revoked = async {
+        match close_on {
+            Some(f) => f.await,
+            None => std::future::pending().await,
         }
+    };
+    tokio::select! {
+        _ = copy => {}
+        _ = expired => tracing::info!("upgraded connection closed: its token expired"),
+        _ = revoked => tracing::info!("upgraded connection closed: its token was revoked"),
     }
 }
 

@@ -47,6 +47,9 @@ impl IdentityHeaderNames {
         }
         set(headers, &self.client_id, id.client_id.as_deref());
         set(headers, &self.alias, id.alias.as_deref());
+        if let Some(name) = &self.signed_jwt {
+            set(headers, name, id.signed_jwt.as_deref());
+        }
     }
 }
 

@@ -14,6 +14,7 @@ pub mod authn;
 pub mod authz;
 pub mod error;
 pub mod forward;
+pub mod forward_auth;
 pub mod headers;
 pub mod identity;
 pub mod path;
@@ -216,6 +217,10 @@ impl Proxy {
             (Some(id), true) => id.expires_at.map(deadline_from_unix),
             _ => None,
         };
+        let close_on = match (&identity, spec.close_on_token_expiry, &upgrade) {
+            (Some(id), true, Some(_)) => self.authenticator.revoked(id),
+            _ => None,
+        };
         let body = if http_body::Body::is_end_stream(&incoming) {
             body::empty()
         } else {
@@ -232,6 +237,7 @@ impl Proxy {
                 query,
                 upgrade,
                 close_at,
+                close_on,
             })
             .await
     }

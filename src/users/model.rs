@@ -101,8 +101,7 @@ pub fn validate(fields: Option<NewUserFields>) -> Result<ValidUser, FieldErrors>
         .map(|u| u.trim().to_string())
         .filter(|u| !u.is_empty());
     if let Some(u) = &username {
-        if u.len() > 64 || u.contains('@') || u.chars().any(|c| c.is_control() || c.is_whitespace())
-        {
+        if !is_valid_username(u) {
             errors
                 .entry("username")
                 .or_default()
@@ -137,7 +136,7 @@ pub fn validate(fields: Option<NewUserFields>) -> Result<ValidUser, FieldErrors>
 
 /// One `@`, a non-empty local part, a dotted domain, no spaces or control characters.
 /// Deliverability is not ours to judge; this only refuses what cannot be an address.
-fn is_plausible_email(e: &str) -> bool {
+pub fn is_plausible_email(e: &str) -> bool {
     if e.len() > MAX_EMAIL_LEN || e.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return false;
     }
@@ -150,6 +149,14 @@ fn is_plausible_email(e: &str) -> bool {
         && !domain.starts_with('.')
         && !domain.ends_with('.')
         && !domain.contains("..")
+}
+
+/// At most 64 characters, no `@` (so it cannot pass for an email), no spaces.
+pub fn is_valid_username(u: &str) -> bool {
+    !u.is_empty()
+        && u.len() <= 64
+        && !u.contains('@')
+        && !u.chars().any(|c| c.is_control() || c.is_whitespace())
 }
 
 #[cfg(test)]

@@ -2,6 +2,12 @@
 //! YAML snippet, and a real upstream server that records what reached it.
 #![allow(dead_code)]
 
+pub mod authn;
+pub mod chromium;
+pub mod connect_gateway;
+pub mod fake_provider;
+pub mod idp;
+pub mod ingress;
 pub mod oauth;
 pub mod process;
 pub mod upstream;

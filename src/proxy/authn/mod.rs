@@ -5,7 +5,21 @@
 //! The proxy pipeline only sees the [`Authenticator`] trait, so token kinds plug in
 //! without touching the data path.
 
+pub mod claims;
+pub mod composite;
+pub mod introspect;
+pub mod jwks;
+pub mod jwt;
+pub mod local;
+pub mod revocation;
+pub mod setup;
+pub mod signed;
 pub mod source;
+pub mod verifier;
+
+pub use composite::CompositeAuthenticator;
+pub use revocation::{RevocationEvent, RevocationList, RevokedFuture};
+pub use setup::{build, build_with_token_service, AuthnParts};
 
 use std::future::Future;
 use std::pin::Pin;
@@ -25,6 +39,8 @@ pub struct Identity {
     pub expires_at: Option<u64>,
     /// `jti` or another id under which the token can be revoked.
     pub token_id: Option<String>,
+    /// The signed internal JWT for `identity_headers.signed_jwt`, when configured.
+    pub signed_jwt: Option<Arc<str>>,
 }
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -43,6 +59,13 @@ pub type AuthnFuture<'a> =
 /// Validates a bearer token.
 pub trait Authenticator: Send + Sync {
     fn authenticate<'a>(&'a self, token: &'a str) -> AuthnFuture<'a>;
+
+    /// A future that resolves when the token behind `identity` is revoked, so a
+    /// long-lived connection opened with it can be closed. `None`: revocation is not
+    /// tracked for it.
+    fn revoked(&self, _identity: &Identity) -> Option<RevokedFuture> {
+        None
+    }
 }
 
 /// The authenticator in force when no token validation is configured: every token is

@@ -1,0 +1,151 @@
+//! JWT bearer tokens: self-issued ones checked against the token service's keys, foreign
+//! ones against their issuer's JWKS (`jwks.rs`), both behind one cache of validated
+//! claims.
+//!
+//! Threat model: forged, expired, replayed-after-revocation or wrong-audience tokens, and
+//! a flood of requests that would make every one pay for a signature check. The signature
+//! is checked once per token: the resulting identity is cached under SHA-256(token) until
+//! the token's own `exp` (moka per-entry expiry), never longer. Every hit re-checks `exp`
+//! and the in-memory revocation list, so caching never extends a token's life or outlives
+//! its revocation. The issuer named in the unverified payload only picks which verifier
+//! runs; that verifier checks `iss` itself, so a lying payload gains nothing.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine;
+use moka::sync::Cache;
+use moka::Expiry;
+
+use super::claims::{cache_key, now_unix};
+use super::revocation::RevocationList;
+use super::verifier::{JwtVerifier, VerifyError};
+use super::{AuthnError, Identity};
+
+/// Upper bound on cached validated tokens; past it the least used are dropped (and
+/// simply verified again).
+pub const DEFAULT_CACHE_ENTRIES: u64 = 100_000;
+
+struct UntilTokenExpiry;
+
+impl Expiry<[u8; 32], Arc<Identity>> for UntilTokenExpiry {
+    fn expire_after_create(
+        &self,
+        _k: &[u8; 32],
+        id: &Arc<Identity>,
+        _at: std::time::Instant,
+    ) -> Option<Duration> {
+        // Tokens without exp never get here (exp is required), but fail short, not long.
+        Some(Duration::from_secs(
+            id.expires_at.unwrap_or(0).saturating_sub(now_unix()),
+        ))
+    }
+}
+
+/// Validates JWTs from any of its issuers, caching validated identities.
+pub struct JwtAuthenticator {
+    issuers: Vec<(String, Arc<dyn JwtVerifier>)>,
+    cache: Cache<[u8; 32], Arc<Identity>>,
+    revocations: Arc<RevocationList>,
+}
+
+impl JwtAuthenticator {
+    pub fn new(revocations: Arc<RevocationList>, max_entries: u64) -> Self {
+        JwtAuthenticator {
+            issuers: Vec::new(),
+            cache: Cache::builder()
+                .max_capacity(max_entries)
+                .expire_after(UntilTokenExpiry)
+                .build(),
+            revocations,
+        }
+    }
+
+    /// Accepts tokens whose `iss` is `issuer`, verified by `verifier`.
+    pub fn with_issuer(
+        mut self,
+        issuer: impl Into<String>,
+        verifier: Arc<dyn JwtVerifier>,
+    ) -> Self {
+        self.issuers.push((issuer.into(), verifier));
+        self
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.issuers.is_empty()
+    }
+
+    /// Checks a cached identity is still good: not expired, not revoked.
+    fn still_valid(&self, id: &Identity) -> Result<(), AuthnError> {
+        if id.expires_at.is_some_and(|exp| exp <= now_unix()) {
+            return Err(AuthnError::Invalid("token expired".into()));
+        }
+        if id
+            .token_id
+            .as_deref()
+            .is_some_and(|j| self.revocations.is_revoked(j))
+        {
+            return Err(AuthnError::Invalid("token revoked".into()));
+        }
+        Ok(())
+    }
+
+    pub async fn authenticate(&self, token: &str) -> Result<Arc<Identity>, AuthnError> {
+        let key = cache_key(token, "");
+        if let Some(id) = self.cache.get(&key) {
+            metrics::counter!("tollgate_token_cache_total", "cache" => "jwt", "result" => "hit")
+                .increment(1);
+            self.still_valid(&id)?;
+            return Ok(id);
+        }
+        metrics::counter!("tollgate_token_cache_total", "cache" => "jwt", "result" => "miss")
+            .increment(1);
+        let iss = unverified_issuer(token)
+            .ok_or_else(|| AuthnError::Invalid("malformed token".into()))?;
+        let verifier = self
+            .issuers
+            .iter()
+            .find(|(i, _)| *i == iss)
+            .map(|(_, v)| v)
+            .ok_or_else(|| AuthnError::Invalid("unknown issuer".into()))?;
+        let claims = verifier.verify(token).await.map_err(|e| match e {
+            VerifyError::KeysUnavailable(why) => AuthnError::Unavailable(why),
+            other => AuthnError::Invalid(other.to_string()),
+        })?;
+        if claims.exp.is_none() {
+            return Err(AuthnError::Invalid("token has no exp".into()));
+        }
+        let id = Arc::new(
+            claims
+                .into_identity()
+                .ok_or_else(|| AuthnError::Invalid("token names no subject".into()))?,
+        );
+        self.still_valid(&id)?;
+        self.cache.insert(key, id.clone());
+        Ok(id)
+    }
+}
+
+/// The `iss` of a JWT's payload, read WITHOUT verifying anything: used only to choose
+/// the verifier, which then checks `iss` for real.
+fn unverified_issuer(token: &str) -> Option<String> {
+    let mut parts = token.split('.');
+    let (_h, p, _s) = (parts.next()?, parts.next()?, parts.next()?);
+    if parts.next().is_some() || p.len() > 16 * 1024 {
+        return None;
+    }
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(p.trim_end_matches('='))
+        .ok()?;
+    #[derive(serde::Deserialize)]
+    struct Iss {
+        iss: Option<String>,
+    }
+    serde_json::from_slice::<Iss>(&bytes).ok()?.iss
+}
+
+/// Whether a token has the shape of a JWT (three base64url parts, a JSON header), so it
+/// goes to JWT validation rather than to opaque-token lookup.
+pub fn looks_like_jwt(token: &str) -> bool {
+    token.starts_with("eyJ") && token.bytes().filter(|b| *b == b'.').count() == 2
+}

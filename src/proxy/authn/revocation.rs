@@ -1,0 +1,216 @@
+//! Revoked tokens, held in memory so the hot path never asks the database.
+//!
+//! Threat model: a stolen token keeps working after its owner revoked it. The list is
+//! loaded from the store at start (`TokenStore::revoked_jtis`) and updated on every
+//! revocation the store announces (in-process for SQLite; LISTEN/NOTIFY across replicas
+//! for PostgreSQL). Every cached validation is re-checked against it, so a revoked token
+//! is refused even while its claims are cached, and open WebSocket tunnels opened with it
+//! are told to close.
+//!
+//! Entries expire with the token they revoke: once a token is past `exp` it is refused for
+//! that reason anyway, so the list stays as small as the set of live revoked tokens.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use moka::sync::Cache;
+use moka::Expiry;
+use tokio::sync::broadcast;
+
+use super::claims::now_unix;
+use crate::store::{Store, StoreError};
+
+/// One revocation, as announced by the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RevocationEvent {
+    /// A JWT `jti` (or an opaque token's id) revoked until `expires_at` (UNIX seconds).
+    Jti { jti: String, expires_at: u64 },
+    /// An opaque token revoked by its SHA-256 hash (lower-case hex).
+    TokenHash(String),
+}
+
+struct UntilExpiry;
+
+impl Expiry<Arc<str>, u64> for UntilExpiry {
+    fn expire_after_create(
+        &self,
+        _k: &Arc<str>,
+        exp: &u64,
+        _at: std::time::Instant,
+    ) -> Option<Duration> {
+        Some(Duration::from_secs(
+            exp.saturating_sub(now_unix())
+                .saturating_add(super::verifier::LEEWAY_SECS),
+        ))
+    }
+}
+
+/// The in-memory revocation list, shared by every authenticator and tunnel.
+pub struct RevocationList {
+    jtis: Cache<Arc<str>, u64>,
+    events: broadcast::Sender<RevocationEvent>,
+    external: OnceLock<Arc<dyn RevokedIds>>,
+}
+
+/// Another in-memory set of revoked ids to consult.
+pub trait RevokedIds: Send + Sync {
+    fn contains(&self, jti: &str) -> bool;
+}
+
+impl Default for RevocationList {
+    fn default() -> Self {
+        RevocationList {
+            // Unbounded on purpose: evicting a live revocation would un-revoke a token.
+            jtis: Cache::builder().expire_after(UntilExpiry).build(),
+            events: broadcast::channel(1024).0,
+            external: OnceLock::new(),
+        }
+    }
+}
+
+pub type RevokedFuture = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
+
+impl RevocationList {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+
+    /// Loads the revocations the store holds (at start).
+    pub fn load(&self, revoked: impl IntoIterator<Item = (String, u64)>) {
+        for (jti, exp) in revoked {
+            self.jtis.insert(jti.into(), exp);
+        }
+    }
+
+    pub fn is_revoked(&self, jti: &str) -> bool {
+        self.jtis.contains_key(jti) || self.external.get().is_some_and(|x| x.contains(jti))
+    }
+
+    /// Records a revocation and tells every listener (caches holding the token, tunnels
+    /// opened with it).
+    pub fn apply(&self, event: RevocationEvent) {
+        if let RevocationEvent::Jti { jti, expires_at } = &event {
+            self.jtis.insert(Arc::from(jti.as_str()), *expires_at);
+        }
+        metrics::counter!("tollgate_revocations_applied_total").increment(1);
+        let _ = self.events.send(event);
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<RevocationEvent> {
+        self.events.subscribe()
+    }
+
+    /// Also treats as revoked whatever `other` holds (the token service's own set, which
+    /// it fills synchronously when it revokes, so a revocation answered on this replica is
+    /// in force before its event has even been processed).
+    pub fn consult(&self, other: Arc<dyn RevokedIds>) {
+        let _ = self.external.set(other);
+    }
+
+    /// Loads the store's revoked `jti`s, then applies every revocation event it announces
+    /// (its own, and with PostgreSQL every replica's) until the feed closes. A lagging
+    /// receiver reloads the whole list from the store. `max_ttl` bounds how long a
+    /// revocation announced without its expiry is kept (the access-token lifetime).
+    pub async fn follow_store(
+        self: &Arc<Self>,
+        store: Arc<dyn Store>,
+        max_ttl: Duration,
+    ) -> Result<(), StoreError> {
+        // Subscribe first, so nothing revoked between the load and the subscription is lost.
+        let mut feed = store.revocation_events();
+        self.load_from(&*store).await?;
+        let weak = Arc::downgrade(self);
+        tokio::spawn(async move {
+            loop {
+                let event = feed.recv().await;
+                let Some(list) = weak.upgrade() else { return };
+                match event {
+                    Ok(e) => {
+                        let expires_at =
+                            now_unix() + max_ttl.as_secs() + super::verifier::LEEWAY_SECS;
+                        if let Some(jti) = e.jti {
+                            list.apply(RevocationEvent::Jti { jti, expires_at });
+                        }
+                        if let Some(hash) = e.token_hash {
+                            list.apply(RevocationEvent::TokenHash(hash));
+                        }
+                    }
+                    Err(broadcast::error::RecvError::Lagged(n)) => {
+                        tracing::warn!(
+                            missed = n,
+                            "revocation feed lagged; reloading revocations from the store"
+                        );
+                        if let Err(e) = list.load_from(&*store).await {
+                            tracing::error!(error = %e, "cannot reload revocations; some may be missed until the store answers");
+                        }
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return,
+                }
+            }
+        });
+        Ok(())
+    }
+
+    async fn load_from(&self, store: &dyn Store) -> Result<(), StoreError> {
+        let list = store.revoked_jtis().await?;
+        self.load(
+            list.into_iter()
+                .map(|(j, exp)| (j, exp.timestamp().max(0) as u64)),
+        );
+        Ok(())
+    }
+
+    /// Resolves when the token with id `jti` is revoked (at once if it already is).
+    pub fn revoked(self: &Arc<Self>, jti: &str) -> RevokedFuture {
+        let list = self.clone();
+        let jti: Arc<str> = Arc::from(jti);
+        let mut rx = self.events.subscribe();
+        Box::pin(async move {
+            if list.is_revoked(&jti) {
+                return;
+            }
+            loop {
+                match rx.recv().await {
+                    Ok(RevocationEvent::Jti { jti: j, .. }) if *j == *jti => return,
+                    Ok(_) => {}
+                    Err(broadcast::error::RecvError::Lagged(_)) => {
+                        if list.is_revoked(&jti) {
+                            return;
+                        }
+                    }
+                    Err(broadcast::error::RecvError::Closed) => std::future::pending::<()>().await,
+                }
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn revoke_signals_and_expires() {
+        let list = RevocationList::new();
+        let far = now_unix() + 3600;
+        let wait = list.revoked("a");
+        list.apply(RevocationEvent::Jti {
+            jti: "b".into(),
+            expires_at: far,
+        });
+        list.apply(RevocationEvent::Jti {
+            jti: "a".into(),
+            expires_at: far,
+        });
+        tokio::time::timeout(Duration::from_secs(2), wait)
+            .await
+            .expect("signalled");
+        assert!(list.is_revoked("a") && list.is_revoked("b") && !list.is_revoked("c"));
+        // Already revoked: resolves at once.
+        tokio::time::timeout(Duration::from_secs(2), list.revoked("a"))
+            .await
+            .expect("immediate");
+    }
+}

@@ -1,0 +1,216 @@
+//! The forward-auth decision endpoint (`forward_auth.path`) for ingresses that proxy
+//! themselves and only ask Tollgate "may this request pass, and as whom?":
+//! ingress-nginx `auth-url` / nginx `auth_request`, Traefik ForwardAuth, Envoy ext_authz
+//! (HTTP service), Caddy `forward_auth`.
+//!
+//! The request it is asked about comes from `X-Forwarded-Method`/`X-Forwarded-Uri`/
+//! `X-Forwarded-Host` (Traefik, Caddy) or `X-Original-Method`/`X-Original-URI` (nginx);
+//! the route table picks the route exactly as for proxied traffic, and the route's policy
+//! and token sources decide. 200 carries the identity headers for the ingress to copy
+//! upstream; 401/403 are the same answers as on proxied routes (with `WWW-Authenticate`).
+//!
+//! Threat model: the ingress copies whatever headers this answer names, so the answer
+//! carries only headers Tollgate sets itself; a request no route covers is refused (403)
+//! rather than waved through; a token check that cannot be done answers 503, never 200.
+
+use std::sync::Arc;
+
+use http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
+
+use super::authn::source::find_token;
+use super::error::GatewayError;
+use super::{authz, path, Runtime};
+use crate::app::{App, BoxFuture, Endpoint, RequestCtx};
+use crate::body::{self, Body};
+use crate::config::Config;
+
+static X_FORWARDED_METHOD: &str = "x-forwarded-method";
+static X_FORWARDED_URI: &str = "x-forwarded-uri";
+static X_FORWARDED_HOST: &str = "x-forwarded-host";
+static X_ORIGINAL_METHOD: &str = "x-original-method";
+static X_ORIGINAL_URI: &str = "x-original-uri";
+static X_ORIGINAL_URL: &str = "x-original-url";
+
+/// Serves `forward_auth.path` (when set) for any method.
+pub struct ForwardAuthEndpoint;
+
+impl Endpoint for ForwardAuthEndpoint {
+    fn matches(&self, _method: &Method, path: &str, config: &Config) -> bool {
+        // Envoy's ext_authz HTTP service appends the original path to its path_prefix.
+        config.forward_auth.path.as_deref().is_some_and(|p| {
+            path == p
+                || (path.len() > p.len() && path.starts_with(p) && path.as_bytes()[p.len()] == b'/')
+        })
+    }
+
+    fn call(
+        self: Arc<Self>,
+        app: Arc<App>,
+        req: Request<Incoming>,
+        ctx: RequestCtx,
+    ) -> BoxFuture<Response<Body>> {
+        Box::pin(async move {
+            let prefix = ctx
+                .runtime
+                .config
+                .forward_auth
+                .path
+                .clone()
+                .unwrap_or_default();
+            let own = OwnRequest {
+                method: req.method(),
+                uri: req.uri(),
+                prefix: &prefix,
+            };
+            let result = decide(&ctx.runtime, &**app.authenticator(), req.headers(), own).await;
+            let status = match &result {
+                Ok(_) => "allow",
+                Err(_) => "deny",
+            };
+            metrics::counter!("tollgate_forward_auth_total", "decision" => status).increment(1);
+            match result {
+                Ok(resp) => resp,
+                Err(e) => {
+                    if e.status().is_server_error() {
+                        tracing::warn!(error = %e, "forward-auth check failed");
+                    }
+                    e.into_response()
+                }
+            }
+        })
+    }
+}
+
+fn header_str<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    h.get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+}
+
+/// Why a forward-auth question cannot be answered with allow.
+#[derive(Debug, thiserror::Error)]
+pub enum ForwardAuthError {
+    #[error(transparent)]
+    Gateway(#[from] GatewayError),
+    #[error("no route covers the request")]
+    NoRoute,
+}
+
+impl ForwardAuthError {
+    fn status(&self) -> StatusCode {
+        match self {
+            ForwardAuthError::Gateway(g) => g.status(),
+            ForwardAuthError::NoRoute => StatusCode::FORBIDDEN,
+        }
+    }
+
+    fn into_response(self) -> Response<Body> {
+        match self {
+            ForwardAuthError::Gateway(g) => g.into_response(),
+            ForwardAuthError::NoRoute => body::json_error(
+                StatusCode::FORBIDDEN,
+                "access_denied",
+                "no route covers this request",
+            ),
+        }
+    }
+}
+
+/// The forward-auth request itself, for ingresses that describe the original request by
+/// its own shape (Envoy: same method, `path_prefix` + original path, original Host).
+#[derive(Clone, Copy)]
+pub struct OwnRequest<'a> {
+    pub method: &'a Method,
+    pub uri: &'a http::Uri,
+    /// `forward_auth.path`.
+    pub prefix: &'a str,
+}
+
+impl OwnRequest<'_> {
+    /// The original path and query when this request is `prefix` + the original.
+    fn suffix(&self) -> Option<String> {
+        let rest = self.uri.path().strip_prefix(self.prefix)?;
+        if !rest.starts_with('/') {
+            return None;
+        }
+        Some(match self.uri.query() {
+            Some(q) => format!("{rest}?{q}"),
+            None => rest.to_string(),
+        })
+    }
+}
+
+/// The decision for the request described by `headers` (or, failing those, by the
+/// forward-auth request's own shape).
+pub async fn decide(
+    rt: &Runtime,
+    authenticator: &dyn super::authn::Authenticator,
+    headers: &HeaderMap,
+    own: OwnRequest<'_>,
+) -> Result<Response<Body>, ForwardAuthError> {
+    let method = header_str(headers, X_FORWARDED_METHOD)
+        .or_else(|| header_str(headers, X_ORIGINAL_METHOD))
+        .map(|m| Method::from_bytes(m.as_bytes()).map_err(|_| GatewayError::BadPath))
+        .transpose()?
+        .unwrap_or_else(|| own.method.clone());
+    let described = header_str(headers, X_FORWARDED_URI)
+        .or_else(|| header_str(headers, X_ORIGINAL_URI))
+        .or_else(|| header_str(headers, X_ORIGINAL_URL))
+        .map(str::to_owned);
+    let uri = described
+        .or_else(|| own.suffix())
+        .ok_or(GatewayError::BadPath)?;
+    // Absolute form is allowed (X-Original-URL); only host, path and query matter.
+    let uri: http::Uri = uri.parse().map_err(|_| GatewayError::BadPath)?;
+    let host = header_str(headers, X_FORWARDED_HOST)
+        .or_else(|| uri.host())
+        .or_else(|| header_str(headers, header::HOST.as_str()))
+        .map(strip_port);
+    let norm = path::normalize_path(uri.path()).map_err(|_| GatewayError::BadPath)?;
+    let route = rt
+        .routes
+        .find(host, &method, &norm)
+        .ok_or(ForwardAuthError::NoRoute)?;
+    let spec = &route.spec;
+    let found = find_token(&spec.token_sources, headers, uri.query());
+    let identity =
+        authz::decide(&spec.auth, found.as_ref().map(|f| f.token), authenticator).await?;
+
+    let mut resp = Response::new(body::empty());
+    // Every identity header is present, empty when there is no value: ingresses that copy
+    // headers unconditionally (Caddy before 2.7 writes its placeholder text otherwise)
+    // then overwrite a client's spoofed copy instead of leaving it.
+    let names = &rt.identity_names;
+    for name in [
+        &names.user_id,
+        &names.email,
+        &names.role,
+        &names.scopes,
+        &names.client_id,
+        &names.alias,
+    ]
+    .into_iter()
+    .chain(names.signed_jwt.as_ref())
+    {
+        resp.headers_mut()
+            .insert(name.clone(), HeaderValue::from_static(""));
+    }
+    if let Some(id) = &identity {
+        rt.identity_names.inject(resp.headers_mut(), id);
+    }
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(resp)
+}
+
+fn strip_port(h: &str) -> &str {
+    if h.starts_with('[') {
+        return h.split(']').next().map(|s| &s[1..]).unwrap_or(h);
+    }
+    match h.rsplit_once(':') {
+        Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) => host,
+        _ => h,
+    }
+}

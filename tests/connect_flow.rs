@@ -1,0 +1,508 @@
+//! Provider connect over real sockets: the gateway with the real SQLite store and bearer
+//! validation, a fake provider and an integrator page on 127.0.0.1. Each test walks the
+//! redirects by hand (the client never follows them) so every hop can be checked.
+
+#[allow(unused_imports)] // shared helpers this test does not use
+mod common;
+
+use std::sync::atomic::Ordering;
+
+use common::connect_gateway::{self, ConnectEnv};
+use common::fake_provider::Mode;
+use http::StatusCode;
+
+fn location(resp: &reqwest::Response) -> String {
+    resp.headers()
+        .get("location")
+        .unwrap_or_else(|| panic!("no Location on {}", resp.status()))
+        .to_str()
+        .unwrap()
+        .to_string()
+}
+
+fn param(url: &str, name: &str) -> Option<String> {
+    url::Url::parse(url)
+        .unwrap()
+        .query_pairs()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
+}
+
+/// Dialog → provider authorize → Tollgate callback; returns the final Location (the
+/// integrator URL) and the callback URL the provider sent the browser to.
+async fn run_flow(env: &ConnectEnv, token: &str) -> (String, String) {
+    let c = common::client();
+    let dialog = c
+        .get(env.dialog_url(&env.integrator.url("/done"), token))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(dialog.status(), StatusCode::FOUND, "dialog");
+    let authorize = location(&dialog);
+    assert!(
+        authorize.starts_with(&env.provider.url("/authorize")),
+        "{authorize}"
+    );
+    let at_provider = c.get(&authorize).send().await.unwrap();
+    assert_eq!(
+        at_provider.status(),
+        StatusCode::FOUND,
+        "provider authorize"
+    );
+    let callback = location(&at_provider);
+    assert!(
+        callback.starts_with(&env.gw.url("/facebook/oauth_code?")),
+        "{callback}"
+    );
+    let done = c.get(&callback).send().await.unwrap();
+    assert_eq!(done.status(), StatusCode::FOUND, "callback");
+    assert_eq!(
+        done.headers()["content-type"],
+        "text/html; charset=utf-8",
+        "the callback answers with the same redirect page as the dialog"
+    );
+    (location(&done), callback)
+}
+
+#[tokio::test]
+async fn dialog_to_callback_links_the_account_with_pkce_and_encrypted_tokens() {
+    let env = connect_gateway::start().await;
+    let (user, token) = env.user("ann@example.com", "default").await;
+
+    let c = common::client();
+    let dialog = c
+        .get(env.dialog_url(&env.integrator.url("/done"), &token))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(dialog.status(), StatusCode::FOUND);
+    assert_eq!(dialog.headers()["cache-control"], "no-cache");
+    assert_eq!(dialog.headers()["content-type"], "text/html; charset=utf-8");
+    assert!(dialog.headers().contains_key("x-request-id"));
+    let authorize = location(&dialog);
+    assert!(
+        !authorize.contains(&token),
+        "the user's token must not reach the provider"
+    );
+    assert_eq!(
+        param(&authorize, "client_id").as_deref(),
+        Some("fake-client")
+    );
+    assert_eq!(
+        param(&authorize, "redirect_uri"),
+        Some(env.gw.url("/facebook/oauth_code")),
+        "Tollgate's own callback, with no query of its own"
+    );
+    assert_eq!(
+        param(&authorize, "scope").as_deref(),
+        Some("public_profile email")
+    );
+    assert_eq!(
+        param(&authorize, "code_challenge_method").as_deref(),
+        Some("S256")
+    );
+    let body = dialog.text().await.unwrap();
+    assert_eq!(
+        body,
+        format!(
+            "<html><body>You are being <a href=\"{}\">redirected</a>.</body></html>",
+            authorize.replace('&', "&amp;")
+        )
+    );
+
+    let at_provider = c.get(&authorize).send().await.unwrap();
+    let callback = location(&at_provider);
+    let done = c.get(&callback).send().await.unwrap();
+    assert_eq!(done.status(), StatusCode::FOUND);
+    let back = location(&done);
+    assert_eq!(
+        back,
+        format!(
+            "{}?status=connected&provider=facebook",
+            env.integrator.url("/done")
+        )
+    );
+
+    // The provider saw one exchange with the verifier matching the challenge (it refuses
+    // anything else), one userinfo call, and never the user's Tollgate token.
+    assert_eq!(env.provider.token_calls.load(Ordering::SeqCst), 1);
+    assert_eq!(env.provider.userinfo_calls.load(Ordering::SeqCst), 1);
+    assert_eq!(env.provider.last_token_error(), None);
+    let form = &env.provider.token_forms()[0];
+    assert_eq!(form["grant_type"], "authorization_code");
+    assert_eq!(form["redirect_uri"], env.gw.url("/facebook/oauth_code"));
+    assert!(form["code_verifier"].len() >= 43);
+    for seen in env.provider.seen() {
+        assert!(
+            !seen.contains(&token),
+            "provider saw the user's token in {seen}"
+        );
+    }
+    assert!(!form.values().any(|v| v == &token));
+
+    let links = env.store.identities_of(user).await.unwrap();
+    assert_eq!(links.len(), 1);
+    let link = &links[0];
+    assert_eq!(link.provider, "facebook");
+    assert_eq!(link.provider_user_id, "fb-1001");
+    assert_eq!(link.email.as_deref(), Some("linked@example.com"));
+    let issued = env.provider.issued_access_tokens();
+    assert_eq!(issued.len(), 1);
+    assert!(
+        !link
+            .tokens_encrypted
+            .windows(issued[0].len())
+            .any(|w| w == issued[0].as_bytes()),
+        "provider access token stored in the clear"
+    );
+    let tokens = env.decrypt_tokens("facebook", "fb-1001", &link.tokens_encrypted);
+    assert_eq!(tokens["access_token"], issued[0].as_str());
+    assert!(tokens["refresh_token"]
+        .as_str()
+        .unwrap()
+        .starts_with("prov-rt-"));
+    assert!(tokens["expires_at"].as_i64().unwrap() > chrono::Utc::now().timestamp());
+}
+
+#[tokio::test]
+async fn bearer_header_works_like_oauth_token() {
+    let env = connect_gateway::start().await;
+    let (_, token) = env.user("hdr@example.com", "default").await;
+    let q = form_urlencoded::Serializer::new(String::new())
+        .append_pair("redirect_uri", &env.integrator.url("/done/sub"))
+        .finish();
+    let resp = common::client()
+        .get(env.gw.url(&format!("/facebook/oauth_dialog?{q}")))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::FOUND);
+    assert!(!location(&resp).contains(&token));
+}
+
+#[tokio::test]
+async fn replayed_state_is_refused_and_changes_nothing() {
+    let env = connect_gateway::start().await;
+    let (user, token) = env.user("rep@example.com", "default").await;
+    let (back, callback) = run_flow(&env, &token).await;
+    assert_eq!(param(&back, "status").as_deref(), Some("connected"));
+
+    env.store.unlink_identity(user, "facebook").await.unwrap();
+    let replay = common::client().get(&callback).send().await.unwrap();
+    assert_eq!(replay.status(), StatusCode::BAD_REQUEST);
+    assert!(replay.headers().get("location").is_none());
+    let body: serde_json::Value = replay.json().await.unwrap();
+    assert_eq!(body["error"], "invalid_state");
+    assert_eq!(
+        env.provider.token_calls.load(Ordering::SeqCst),
+        1,
+        "no second exchange"
+    );
+    assert!(env.store.identities_of(user).await.unwrap().is_empty());
+
+    // A made-up state is refused the same way.
+    let forged = common::client()
+        .get(env.gw.url("/facebook/oauth_code?code=x&state=forged"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn provider_denial_goes_back_as_access_denied() {
+    let env = connect_gateway::start().await;
+    let (user, token) = env.user("deny@example.com", "default").await;
+    env.provider.set_mode(Mode::Deny);
+    let (back, _) = run_flow(&env, &token).await;
+    assert_eq!(param(&back, "status").as_deref(), Some("error"));
+    assert_eq!(param(&back, "error").as_deref(), Some("access_denied"));
+    assert_eq!(env.provider.token_calls.load(Ordering::SeqCst), 0);
+    assert!(env.store.identities_of(user).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn token_and_userinfo_failures_link_nothing() {
+    let env = connect_gateway::start().await;
+    let (user, token) = env.user("fail@example.com", "default").await;
+
+    env.provider.set_mode(Mode::FailToken);
+    let (back, _) = run_flow(&env, &token).await;
+    assert_eq!(
+        param(&back, "error").as_deref(),
+        Some("token_exchange_failed")
+    );
+    assert_eq!(env.provider.userinfo_calls.load(Ordering::SeqCst), 0);
+
+    env.provider.set_mode(Mode::FailUserinfo);
+    let (back, _) = run_flow(&env, &token).await;
+    assert_eq!(param(&back, "error").as_deref(), Some("userinfo_failed"));
+    assert_eq!(env.provider.userinfo_calls.load(Ordering::SeqCst), 1);
+
+    assert!(env.store.identities_of(user).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn an_account_linked_to_another_user_is_refused() {
+    let env = connect_gateway::start().await;
+    let (first, t1) = env.user("first@example.com", "default").await;
+    let (second, t2) = env.user("second@example.com", "default").await;
+    let (back, _) = run_flow(&env, &t1).await;
+    assert_eq!(param(&back, "status").as_deref(), Some("connected"));
+
+    let (back, _) = run_flow(&env, &t2).await;
+    assert_eq!(param(&back, "status").as_deref(), Some("error"));
+    assert_eq!(param(&back, "error").as_deref(), Some("already_linked"));
+    assert!(env.store.identities_of(second).await.unwrap().is_empty());
+    let kept = env.store.identities_of(first).await.unwrap();
+    assert_eq!(kept.len(), 1);
+    assert_eq!(kept[0].provider_user_id, "fb-1001");
+
+    // The same user connecting the same account again just refreshes it.
+    let (back, _) = run_flow(&env, &t1).await;
+    assert_eq!(param(&back, "status").as_deref(), Some("connected"));
+    assert_eq!(env.store.identities_of(first).await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn bad_tokens_and_foreign_redirects_never_reach_the_provider() {
+    let env = connect_gateway::start().await;
+    let (_, token) = env.user("bad@example.com", "default").await;
+    let c = common::client();
+
+    let resp = c
+        .get(env.dialog_url(&env.integrator.url("/done"), "not-a-token"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    assert!(resp.headers().contains_key("www-authenticate"));
+    assert!(resp.headers().get("location").is_none());
+
+    let q = form_urlencoded::Serializer::new(String::new())
+        .append_pair("redirect_uri", &env.integrator.url("/done"))
+        .finish();
+    let resp = c
+        .get(env.gw.url(&format!("/facebook/oauth_dialog?{q}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED, "no token at all");
+
+    for bad in [
+        "https://evil.example.com/done".to_string(),
+        env.integrator.url("/doneX"),
+        env.integrator.url("/other"),
+        "http://127.0.0.1:1/done".to_string(),
+    ] {
+        let resp = c.get(env.dialog_url(&bad, &token)).send().await.unwrap();
+        assert_eq!(resp.status(), StatusCode::BAD_REQUEST, "{bad}");
+        assert!(
+            resp.headers().get("location").is_none(),
+            "never redirected: {bad}"
+        );
+        let body: serde_json::Value = resp.json().await.unwrap();
+        assert_eq!(body["error"], "invalid_redirect_uri");
+    }
+    assert_eq!(env.provider.authorize_calls.load(Ordering::SeqCst), 0);
+    assert!(env.integrator.hits().is_empty());
+}
+
+#[tokio::test]
+async fn without_an_encryption_key_linking_is_refused() {
+    let env = connect_gateway::start_with_key("CONNECT_TEST_KEY_THAT_IS_NOT_SET").await;
+    let (_, token) = env.user("nokey@example.com", "default").await;
+    let resp = common::client()
+        .get(env.dialog_url(&env.integrator.url("/done"), &token))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(resp.headers().get("location").is_none());
+}
+
+#[tokio::test]
+async fn identities_api_lists_and_unlinks_for_the_user_or_an_admin() {
+    let env = connect_gateway::start().await;
+    let (ann, t_ann) = env.user("ann2@example.com", "default").await;
+    let (_bob, t_bob) = env.user("bob2@example.com", "default").await;
+    let (_adm, t_adm) = env.user("root@example.com", "admin").await;
+    let (back, _) = run_flow(&env, &t_ann).await;
+    assert_eq!(param(&back, "status").as_deref(), Some("connected"));
+    let c = common::client();
+    let list_url = env.gw.url(&format!("/api/v1/users/{ann}/identities"));
+
+    let resp = c.get(&list_url).bearer_auth(&t_ann).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let text = resp.text().await.unwrap();
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(v["identities"][0]["provider"], "facebook");
+    assert_eq!(v["identities"][0]["provider_user_id"], "fb-1001");
+    assert_eq!(v["identities"][0]["email"], "linked@example.com");
+    for t in env.provider.issued_access_tokens() {
+        assert!(!text.contains(&t), "provider token in the listing");
+    }
+    assert!(!text.contains("prov-rt-") && !text.contains("tokens"));
+
+    assert_eq!(
+        c.get(&list_url)
+            .bearer_auth(&t_adm)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        c.get(&list_url)
+            .bearer_auth(&t_bob)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        c.get(&list_url).send().await.unwrap().status(),
+        StatusCode::UNAUTHORIZED
+    );
+    let missing = env.gw.url("/api/v1/users/987654/identities");
+    assert_eq!(
+        c.get(&missing)
+            .bearer_auth(&t_adm)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::NOT_FOUND
+    );
+
+    let del = env
+        .gw
+        .url(&format!("/api/v1/users/{ann}/identities/facebook"));
+    assert_eq!(
+        c.delete(&del)
+            .bearer_auth(&t_bob)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(env.store.identities_of(ann).await.unwrap().len(), 1);
+    assert_eq!(
+        c.delete(&del)
+            .bearer_auth(&t_ann)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::NO_CONTENT
+    );
+    assert!(env.store.identities_of(ann).await.unwrap().is_empty());
+    assert_eq!(
+        c.delete(&del)
+            .bearer_auth(&t_ann)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::NOT_FOUND
+    );
+}
+
+#[tokio::test]
+async fn concurrent_callbacks_with_one_state_link_once() {
+    let env = connect_gateway::start().await;
+    let (user, token) = env.user("race@example.com", "default").await;
+    let c = common::client();
+    let dialog = c
+        .get(env.dialog_url(&env.integrator.url("/done"), &token))
+        .send()
+        .await
+        .unwrap();
+    let at_provider = c.get(location(&dialog)).send().await.unwrap();
+    let callback = location(&at_provider);
+
+    let attempts = (0..8).map(|_| {
+        let c = c.clone();
+        let url = callback.clone();
+        tokio::spawn(async move { c.get(url).send().await.unwrap().status() })
+    });
+    let mut statuses = Vec::new();
+    for a in attempts {
+        statuses.push(a.await.unwrap());
+    }
+    assert_eq!(
+        statuses.iter().filter(|s| **s == StatusCode::FOUND).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses
+            .iter()
+            .filter(|s| **s == StatusCode::BAD_REQUEST)
+            .count(),
+        7,
+        "{statuses:?}"
+    );
+    assert_eq!(env.provider.token_calls.load(Ordering::SeqCst), 1);
+    assert_eq!(env.store.identities_of(user).await.unwrap().len(), 1);
+}
+
+/// The same flow on PostgreSQL (several replicas share one), in a database of its own.
+#[tokio::test]
+async fn full_flow_on_postgres() {
+    let Ok(base) = std::env::var("TOLLGATE_TEST_POSTGRES_URL") else {
+        eprintln!("SKIPPED: TOLLGATE_TEST_POSTGRES_URL is not set");
+        return;
+    };
+    use sqlx::Connection;
+    let name = format!("tollgate_connect_{}", uuid::Uuid::new_v4().simple());
+    let mut admin = sqlx::PgConnection::connect(&base)
+        .await
+        .expect("connect to postgres");
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    let mut url = url::Url::parse(&base).unwrap();
+    url.set_path(&name);
+    let url = url.to_string();
+
+    // On its own task so a failed assertion still lets us drop the database.
+    let result = tokio::spawn(async move {
+        let env = connect_gateway::start_on(Some(&url), connect_gateway::KEY_ENV).await;
+        let (first, t1) = env.user("pg1@example.com", "default").await;
+        let (second, t2) = env.user("pg2@example.com", "default").await;
+        let (back, callback) = run_flow(&env, &t1).await;
+        assert_eq!(param(&back, "status").as_deref(), Some("connected"));
+        let links = env.store.identities_of(first).await.unwrap();
+        assert_eq!(links.len(), 1);
+        let tokens = env.decrypt_tokens("facebook", "fb-1001", &links[0].tokens_encrypted);
+        assert!(tokens["access_token"]
+            .as_str()
+            .unwrap()
+            .starts_with("prov-at-"));
+
+        let replay = common::client().get(&callback).send().await.unwrap();
+        assert_eq!(replay.status(), StatusCode::BAD_REQUEST);
+
+        let (back, _) = run_flow(&env, &t2).await;
+        assert_eq!(param(&back, "error").as_deref(), Some("already_linked"));
+        assert!(env.store.identities_of(second).await.unwrap().is_empty());
+        env.gw
+            .gateway
+            .shutdown(std::time::Duration::from_secs(5))
+            .await;
+    })
+    .await;
+    sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    if let Err(e) = result {
+        std::panic::resume_unwind(e.into_panic());
+    }
+}
