@@ -28,7 +28,9 @@ pub async fn build(config: &Config) -> Result<Services, ServicesError> {
         .await
         .map_err(|e| ServicesError::Other(e.to_string()))?;
     let mut endpoints = tokens.endpoints;
-    endpoints.push(std::sync::Arc::new(crate::proxy::forward_auth::ForwardAuthEndpoint));
+    endpoints.push(std::sync::Arc::new(
+        crate::proxy::forward_auth::ForwardAuthEndpoint,
+    ));
     // Provider connect: dialog, callback and the identities API, on the same store.
     endpoints.extend(crate::connect::endpoints(
         config,

@@ -28,9 +28,31 @@ fn param(url: &str, name: &str) -> Option<String> {
         .map(|(_, v)| v.into_owned())
 }
 
-/// Dialog → provider authorize → Tollgate callback; returns the final Location (the
-/// integrator URL) and the callback URL the provider sent the browser to.
+/// The `name=value` of the browser-binding cookie a dialog response sets.
+fn binding_cookie(resp: &reqwest::Response) -> String {
+    let set = resp
+        .headers()
+        .get("set-cookie")
+        .expect("the dialog sets its binding cookie")
+        .to_str()
+        .unwrap();
+    assert!(
+        set.contains("HttpOnly") && set.contains("SameSite=Lax"),
+        "{set}"
+    );
+    assert!(set.contains("Path=/facebook/oauth_code"), "{set}");
+    set.split(';').next().unwrap().to_string()
+}
+
+/// Dialog → provider authorize → Tollgate callback, as one browser (the binding cookie
+/// carried to the callback); returns the final Location (the integrator URL), the
+/// callback URL the provider sent the browser to, and the cookie.
 async fn run_flow(env: &ConnectEnv, token: &str) -> (String, String) {
+    let (back, callback, _) = run_flow_with_cookie(env, token).await;
+    (back, callback)
+}
+
+async fn run_flow_with_cookie(env: &ConnectEnv, token: &str) -> (String, String, String) {
     let c = common::client();
     let dialog = c
         .get(env.dialog_url(&env.integrator.url("/done"), token))
@@ -38,6 +60,7 @@ async fn run_flow(env: &ConnectEnv, token: &str) -> (String, String) {
         .await
         .unwrap();
     assert_eq!(dialog.status(), StatusCode::FOUND, "dialog");
+    let cookie = binding_cookie(&dialog);
     let authorize = location(&dialog);
     assert!(
         authorize.starts_with(&env.provider.url("/authorize")),
@@ -54,14 +77,19 @@ async fn run_flow(env: &ConnectEnv, token: &str) -> (String, String) {
         callback.starts_with(&env.gw.url("/facebook/oauth_code?")),
         "{callback}"
     );
-    let done = c.get(&callback).send().await.unwrap();
+    let done = c
+        .get(&callback)
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(done.status(), StatusCode::FOUND, "callback");
     assert_eq!(
         done.headers()["content-type"],
         "text/html; charset=utf-8",
         "the callback answers with the same redirect page as the dialog"
     );
-    (location(&done), callback)
+    (location(&done), callback, cookie)
 }
 
 #[tokio::test]
@@ -101,6 +129,7 @@ async fn dialog_to_callback_links_the_account_with_pkce_and_encrypted_tokens() {
         param(&authorize, "code_challenge_method").as_deref(),
         Some("S256")
     );
+    let cookie = binding_cookie(&dialog);
     let body = dialog.text().await.unwrap();
     assert_eq!(
         body,
@@ -112,7 +141,12 @@ async fn dialog_to_callback_links_the_account_with_pkce_and_encrypted_tokens() {
 
     let at_provider = c.get(&authorize).send().await.unwrap();
     let callback = location(&at_provider);
-    let done = c.get(&callback).send().await.unwrap();
+    let done = c
+        .get(&callback)
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(done.status(), StatusCode::FOUND);
     let back = location(&done);
     assert_eq!(
@@ -185,11 +219,16 @@ async fn bearer_header_works_like_oauth_token() {
 async fn replayed_state_is_refused_and_changes_nothing() {
     let env = connect_gateway::start().await;
     let (user, token) = env.user("rep@example.com", "default").await;
-    let (back, callback) = run_flow(&env, &token).await;
+    let (back, callback, cookie) = run_flow_with_cookie(&env, &token).await;
     assert_eq!(param(&back, "status").as_deref(), Some("connected"));
 
     env.store.unlink_identity(user, "facebook").await.unwrap();
-    let replay = common::client().get(&callback).send().await.unwrap();
+    let replay = common::client()
+        .get(&callback)
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(replay.status(), StatusCode::BAD_REQUEST);
     assert!(replay.headers().get("location").is_none());
     let body: serde_json::Value = replay.json().await.unwrap();
@@ -333,8 +372,16 @@ async fn identities_api_lists_and_unlinks_for_the_user_or_an_admin() {
     let c = common::client();
     let list_url = env.gw.url(&format!("/api/v1/users/{ann}/identities"));
 
-    let resp = c.get(&list_url).bearer_auth(&t_ann).send().await.unwrap();
+    let resp = c
+        .get(&list_url)
+        .bearer_auth(&t_ann)
+        .header("origin", "https://app.example.com")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.headers()["cache-control"], "no-store");
+    assert_eq!(resp.headers()["access-control-allow-origin"], "*");
     let text = resp.text().await.unwrap();
     let v: serde_json::Value = serde_json::from_str(&text).unwrap();
     assert_eq!(v["identities"][0]["provider"], "facebook");
@@ -381,6 +428,18 @@ async fn identities_api_lists_and_unlinks_for_the_user_or_an_admin() {
     let del = env
         .gw
         .url(&format!("/api/v1/users/{ann}/identities/facebook"));
+    let preflight = c
+        .request(reqwest::Method::OPTIONS, &del)
+        .header("origin", "https://app.example.com")
+        .header("access-control-request-method", "DELETE")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(preflight.status(), StatusCode::NO_CONTENT);
+    assert!(preflight.headers()["access-control-allow-methods"]
+        .to_str()
+        .unwrap()
+        .contains("DELETE"));
     assert_eq!(
         c.delete(&del)
             .bearer_auth(&t_bob)
@@ -422,13 +481,22 @@ async fn concurrent_callbacks_with_one_state_link_once() {
         .send()
         .await
         .unwrap();
+    let cookie = binding_cookie(&dialog);
     let at_provider = c.get(location(&dialog)).send().await.unwrap();
     let callback = location(&at_provider);
 
     let attempts = (0..8).map(|_| {
         let c = c.clone();
         let url = callback.clone();
-        tokio::spawn(async move { c.get(url).send().await.unwrap().status() })
+        let cookie = cookie.clone();
+        tokio::spawn(async move {
+            c.get(url)
+                .header("cookie", cookie)
+                .send()
+                .await
+                .unwrap()
+                .status()
+        })
     });
     let mut statuses = Vec::new();
     for a in attempts {
@@ -476,7 +544,7 @@ async fn full_flow_on_postgres() {
         let env = connect_gateway::start_on(Some(&url), connect_gateway::KEY_ENV).await;
         let (first, t1) = env.user("pg1@example.com", "default").await;
         let (second, t2) = env.user("pg2@example.com", "default").await;
-        let (back, callback) = run_flow(&env, &t1).await;
+        let (back, callback, cookie) = run_flow_with_cookie(&env, &t1).await;
         assert_eq!(param(&back, "status").as_deref(), Some("connected"));
         let links = env.store.identities_of(first).await.unwrap();
         assert_eq!(links.len(), 1);
@@ -486,7 +554,12 @@ async fn full_flow_on_postgres() {
             .unwrap()
             .starts_with("prov-at-"));
 
-        let replay = common::client().get(&callback).send().await.unwrap();
+        let replay = common::client()
+            .get(&callback)
+            .header("cookie", &cookie)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(replay.status(), StatusCode::BAD_REQUEST);
 
         let (back, _) = run_flow(&env, &t2).await;
@@ -505,4 +578,71 @@ async fn full_flow_on_postgres() {
     if let Err(e) = result {
         std::panic::resume_unwind(e.into_panic());
     }
+}
+
+#[tokio::test]
+async fn a_form_encoded_token_response_is_understood() {
+    let env = connect_gateway::start().await;
+    let (user, token) = env.user("form@example.com", "default").await;
+    env.provider.set_mode(Mode::FormEncodedToken);
+    let (back, _) = run_flow(&env, &token).await;
+    assert_eq!(
+        param(&back, "status").as_deref(),
+        Some("connected"),
+        "{back}"
+    );
+    let links = env.store.identities_of(user).await.unwrap();
+    let tokens = env.decrypt_tokens("facebook", "fb-1001", &links[0].tokens_encrypted);
+    assert_eq!(tokens["scope"], "read:user,user:email");
+    assert!(tokens.get("refresh_token").is_none());
+}
+
+#[tokio::test]
+async fn a_provider_slower_than_provider_timeout_fails_the_link_in_time() {
+    let env = connect_gateway::start().await;
+    let (user, token) = env.user("slow@example.com", "default").await;
+    env.provider.set_mode(Mode::SlowToken);
+    let started = std::time::Instant::now();
+    let (back, _) = run_flow(&env, &token).await;
+    assert_eq!(
+        param(&back, "error").as_deref(),
+        Some("token_exchange_failed")
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(20),
+        "bounded by connect.provider_timeout (3s), took {:?}",
+        started.elapsed()
+    );
+    assert!(env.store.identities_of(user).await.unwrap().is_empty());
+}
+
+/// An attacker starts a dialog with their own token and gets a victim to open the consent
+/// URL: the callback arrives in the victim's browser, without the attacker's cookie, and
+/// links nothing — the victim's provider account never lands on the attacker's user.
+#[tokio::test]
+async fn a_consent_url_opened_in_another_browser_links_nothing() {
+    let env = connect_gateway::start().await;
+    let (attacker, token) = env.user("mallory@example.com", "default").await;
+    let c = common::client();
+    let dialog = c
+        .get(env.dialog_url(&env.integrator.url("/done"), &token))
+        .send()
+        .await
+        .unwrap();
+    let consent_url = location(&dialog);
+
+    // The victim's browser: no cookies from the attacker's session.
+    let victim = common::client();
+    env.provider.set_user("victim-fb-42", "victim@example.com");
+    let at_provider = victim.get(&consent_url).send().await.unwrap();
+    let done = victim.get(location(&at_provider)).send().await.unwrap();
+    assert_eq!(done.status(), StatusCode::FOUND);
+    let back = location(&done);
+    assert_eq!(param(&back, "error").as_deref(), Some("browser_mismatch"));
+    assert_eq!(
+        env.provider.token_calls.load(Ordering::SeqCst),
+        0,
+        "the code was never exchanged"
+    );
+    assert!(env.store.identities_of(attacker).await.unwrap().is_empty());
 }

@@ -222,3 +222,43 @@ async fn admin_port_health_readiness_and_metrics() {
         404
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_edit_is_logged_with_key_and_line_and_old_config_serves() {
+    let up = Upstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(dir.path(), &up, "");
+    let gw = GatewayProcess::start(&path, &[]);
+    let good = std::fs::read_to_string(&path).unwrap();
+    // Line 12 gains a key no route has.
+    std::fs::write(&path, format!("{good}    upstream_timeout: 5s\n")).unwrap();
+    let logs = gw.logs.clone();
+    wait_until(
+        Duration::from_secs(10),
+        "the rejected reload is logged",
+        || {
+            let logs = logs.clone();
+            async move {
+                logs.lock()
+                    .unwrap()
+                    .iter()
+                    .any(|l| l.contains("configuration reload rejected"))
+            }
+        },
+    )
+    .await;
+    let line = gw
+        .log_text()
+        .lines()
+        .find(|l| l.contains("configuration reload rejected"))
+        .unwrap()
+        .to_string();
+    assert!(line.contains("upstream_timeout"), "{line}");
+    assert!(line.contains("line 12"), "{line}");
+    let r = client()
+        .get(format!("{}/api/still", gw.http))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}

@@ -117,6 +117,8 @@ store_tests!(
     expired_connect_state_is_not_returned,
     revoke_methods_announce_events,
     reopening_keeps_data_and_migrations_are_idempotent,
+    purge_expired_deletes_only_what_cannot_matter,
+    concurrent_writers_all_succeed,
 );
 
 fn now() -> DateTime<Utc> {
@@ -874,4 +876,144 @@ async fn readiness_follows_the_store() {
         .await
         .expect_err("not ready once the store is gone");
     assert!(err.starts_with("store:"), "{err}");
+}
+
+async fn purge_expired_deletes_only_what_cannot_matter(f: Fixture) {
+    let u = f
+        .store
+        .create_user(new_user("purge@example.com", None))
+        .await
+        .unwrap();
+    let long_ago = now() - chrono::Duration::days(2);
+    let recently = now() - chrono::Duration::hours(1);
+    for (name, exp) in [
+        ("old", long_ago),
+        ("recent", recently),
+        ("live", now() + chrono::Duration::hours(1)),
+    ] {
+        let t = TokenRecord {
+            expires_at: exp,
+            ..token(&hash_of(name), "fam-purge", Some(u.id))
+        };
+        f.store.insert_token(TokenKind::Refresh, t).await.unwrap();
+    }
+    f.store.revoke_jti("old-jti", long_ago).await.unwrap();
+    f.store
+        .revoke_jti("live-jti", now() + chrono::Duration::hours(1))
+        .await
+        .unwrap();
+    // Putting a state purges stale ones, so the stale one goes in last.
+    f.store
+        .put_connect_state(state(u.id, "fresh", chrono::Duration::minutes(5)))
+        .await
+        .unwrap();
+    f.store
+        .put_connect_state(state(u.id, "stale", -chrono::Duration::seconds(1)))
+        .await
+        .unwrap();
+
+    let deleted = f
+        .store
+        .purge_expired(now() - chrono::Duration::days(1))
+        .await
+        .unwrap();
+    assert_eq!(deleted, 3, "one token, one jti, one connect state");
+    assert_eq!(
+        f.store
+            .token_by_hash(TokenKind::Refresh, &hash_of("old"))
+            .await
+            .unwrap(),
+        None
+    );
+    assert!(f
+        .store
+        .token_by_hash(TokenKind::Refresh, &hash_of("recent"))
+        .await
+        .unwrap()
+        .is_some());
+    assert!(f
+        .store
+        .token_by_hash(TokenKind::Refresh, &hash_of("live"))
+        .await
+        .unwrap()
+        .is_some());
+    assert_eq!(f.store.revoked_jtis().await.unwrap().len(), 1);
+    assert!(f
+        .store
+        .take_connect_state(&hash_of("fresh"))
+        .await
+        .unwrap()
+        .is_some());
+    assert_eq!(
+        f.store
+            .purge_expired(now() - chrono::Duration::days(1))
+            .await
+            .unwrap(),
+        0
+    );
+}
+
+/// When the listener's connection dies, subscribers are told to resync, and revocations
+/// from other replicas flow again afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_listener_reconnects_and_announces_a_resync() {
+    run_postgres(|f: Fixture| async move {
+        let mut rx = f.store.revocation_events();
+        // Terminate every LISTENing backend of this database (only ours exists yet).
+        let killed: Vec<(bool,)> = {
+            let store = store::PostgresStore::connect(&f.url).await.unwrap();
+            let rows = sqlx::query_as(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                 WHERE datname = current_database() AND query ILIKE 'LISTEN%' AND pid <> pg_backend_pid()",
+            )
+            .fetch_all(store.pool())
+            .await
+            .unwrap();
+            rows
+        };
+        assert!(!killed.is_empty(), "found the listener connection");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match tokio::time::timeout(left, rx.recv()).await {
+                Ok(Ok(e)) if e.is_resync() => break,
+                Ok(_) => continue,
+                Err(_) => panic!("no resync event after the listener's connection died"),
+            }
+        }
+        let other = f.another_instance().await;
+        other.revoke_jti("after-reconnect", now() + chrono::Duration::minutes(5)).await.unwrap();
+        expect_event(&mut rx, &ev(Some("after-reconnect"), None), Duration::from_secs(2)).await;
+    })
+    .await;
+}
+
+/// Many writers at once (a login burst issuing tokens): none fails with "database is
+/// locked" or a pool timeout.
+async fn concurrent_writers_all_succeed(f: Fixture) {
+    let tasks: Vec<_> = (0..40)
+        .map(|i| {
+            let store = f.store.clone();
+            tokio::spawn(async move {
+                let u = store
+                    .create_user(new_user(&format!("w{i}@example.com"), None))
+                    .await
+                    .unwrap();
+                let t = token(&hash_of(&format!("w{i}")), &format!("fam-w{i}"), Some(u.id));
+                store
+                    .insert_token(TokenKind::Refresh, t.clone())
+                    .await
+                    .unwrap();
+                assert!(store.mark_rotated(&t.token_hash, now()).await.unwrap());
+                store
+                    .revoke_jti(&format!("jti-w{i}"), now() + chrono::Duration::minutes(5))
+                    .await
+                    .unwrap();
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert_eq!(f.store.revoked_jtis().await.unwrap().len(), 40);
 }

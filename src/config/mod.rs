@@ -184,11 +184,11 @@ impl Config {
         // Second pass: the same file with environment overrides layered on top.
         let raw: RawConfig = Figment::new()
             .merge(Yaml::string(text))
-            .merge(
-                Env::prefixed("TOLLGATE_")
-                    .split("__")
-                    .ignore(&["config", "log_format", "test_postgres_url"]),
-            )
+            .merge(Env::prefixed("TOLLGATE_").split("__").ignore(&[
+                "config",
+                "log_format",
+                "test_postgres_url",
+            ]))
             .extract()
             .map_err(|e| {
                 let problems = e

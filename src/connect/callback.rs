@@ -6,8 +6,9 @@
 //! deletion of the state, which is what makes a replay fail. The state is taken before
 //! anything else so that a callback which fails half-way can never be retried with it.
 
-use http::Response;
+use http::{HeaderMap, Response};
 
+use super::binding;
 use super::dialog::resolve;
 use super::error::{CallbackFailure, ConnectError};
 use super::exchange::ExchangeError;
@@ -26,6 +27,7 @@ impl Connect {
         &self,
         config: &Config,
         provider_name: &str,
+        headers: &HeaderMap,
         query: Option<&str>,
     ) -> Result<Response<Body>, ConnectError> {
         let provider = resolve(config, provider_name)?;
@@ -38,7 +40,15 @@ impl Connect {
             .states
             .take_connect_state(&state_hash)
             .await?
-            .ok_or(ConnectError::InvalidState)?;
+            .ok_or_else(|| {
+                metrics::counter!(
+                    "tollgate_provider_connect_total",
+                    "provider" => provider.name.clone(),
+                    "outcome" => "invalid_state"
+                )
+                .increment(1);
+                ConnectError::InvalidState
+            })?;
         if st.provider != provider.name {
             return Err(ConnectError::InvalidState);
         }
@@ -47,15 +57,31 @@ impl Connect {
             .allow_redirect(&st.redirect_uri)
             .ok_or(ConnectError::RedirectNotAllowed)?;
         let back = |outcome: Result<(), CallbackFailure>| {
+            let code = match outcome {
+                Ok(()) => "connected",
+                Err(f) => f.code(),
+            };
+            metrics::counter!(
+                "tollgate_provider_connect_total",
+                "provider" => provider.name.clone(),
+                "outcome" => code
+            )
+            .increment(1);
             let params: Vec<(&str, &str)> = match outcome {
                 Ok(()) => vec![("status", "connected"), ("provider", &provider.name)],
-                Err(f) => vec![
+                Err(_) => vec![
                     ("status", "error"),
-                    ("error", f.code()),
+                    ("error", code),
                     ("provider", &provider.name),
                 ],
             };
-            redirect(&with_params(&integrator, &params))
+            let mut resp = redirect(&with_params(&integrator, &params));
+            let secure = callback_url(config, &provider.name).starts_with("https://");
+            resp.headers_mut().append(
+                http::header::SET_COOKIE,
+                binding::clear_cookie(&st.state_hash, &provider.name, secure),
+            );
+            resp
         };
 
         if st.expires_at <= chrono::Utc::now() {
@@ -69,7 +95,8 @@ impl Connect {
             return Ok(back(Err(CallbackFailure::MissingCode)));
         };
 
-        let outcome = self.finish(config, &provider, &st, &code).await;
+        let browser = binding::from_request(headers, &st.state_hash);
+        let outcome = self.finish(config, &provider, &st, browser, &code).await;
         match outcome {
             Ok(()) => {
                 tracing::info!(provider = %provider.name, user_id = %st.user_id, "provider account linked")
@@ -87,17 +114,26 @@ impl Connect {
         config: &Config,
         provider: &super::provider::ResolvedProvider,
         st: &crate::store::ConnectState,
+        browser: Option<&str>,
         code: &str,
     ) -> Result<(), CallbackFailure> {
         let cipher = self.cipher().map_err(|e| {
             tracing::error!(error = %e, "provider linking refused at callback");
             CallbackFailure::ServerError
         })?;
+        // No cookie: this browser did not start the dialog (see binding.rs).
+        let browser = browser.ok_or(CallbackFailure::BrowserMismatch)?;
         let verifier = cipher
-            .open_text(&st.pkce_verifier, st.state_hash.as_bytes())
-            .map_err(|e| {
-                tracing::error!(error = %e, "stored PKCE verifier does not decrypt (was the key changed?)");
-                CallbackFailure::ServerError
+            .open_text(
+                &st.pkce_verifier,
+                &binding::verifier_aad(&st.state_hash, browser),
+            )
+            .map_err(|_| {
+                tracing::warn!(
+                    provider = %provider.name,
+                    "PKCE verifier does not open: another browser's cookie (or the key changed)"
+                );
+                CallbackFailure::BrowserMismatch
             })?;
         let callback = callback_url(config, &provider.name);
         let tokens = self

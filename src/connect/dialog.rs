@@ -6,10 +6,11 @@
 //! integrator `redirect_uri` against the allow-list (400, never redirected), then that
 //! linking can finish at all (encryption key, client secret: 503). Only then is a state
 //! row written. The provider-facing URL carries `state` and the PKCE challenge, never the
-//! user's token.
+//! user's token. A cookie binds the dialog to this browser (see `binding.rs`).
 
 use http::{HeaderMap, Response};
 
+use super::binding;
 use super::error::ConnectError;
 use super::provider::{callback_url, ResolvedProvider};
 use super::{
@@ -57,13 +58,22 @@ impl Connect {
 
         let state = random_token();
         let verifier = random_token();
+        let browser = random_token();
         let state_hash = sha256_hex(&state);
+        let cookie = binding::set_cookie(
+            &state_hash,
+            &browser,
+            &provider.name,
+            config.connect.state_ttl.as_secs(),
+            callback_url(config, &provider.name).starts_with("https://"),
+        );
         let ttl = chrono::Duration::from_std(config.connect.state_ttl)
             .unwrap_or(chrono::Duration::minutes(10));
         self.stores
             .states
             .put_connect_state(ConnectState {
-                pkce_verifier: cipher.seal_text(&verifier, state_hash.as_bytes()),
+                pkce_verifier: cipher
+                    .seal_text(&verifier, &binding::verifier_aad(&state_hash, &browser)),
                 state_hash,
                 user_id,
                 provider: provider.name.clone(),
@@ -87,7 +97,9 @@ impl Connect {
                 .append_pair("code_challenge_method", "S256");
         }
         tracing::info!(provider = %provider.name, user_id = %user_id, "provider dialog started");
-        Ok(redirect(authorize.as_str()))
+        let mut resp = redirect(authorize.as_str());
+        resp.headers_mut().append(http::header::SET_COOKIE, cookie);
+        Ok(resp)
     }
 }
 

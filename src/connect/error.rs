@@ -94,6 +94,8 @@ pub enum CallbackFailure {
     TokenExchangeFailed,
     UserinfoFailed,
     AlreadyLinked,
+    /// The callback arrived in a browser other than the one that opened the dialog.
+    BrowserMismatch,
     ServerError,
 }
 
@@ -106,6 +108,7 @@ impl CallbackFailure {
             CallbackFailure::TokenExchangeFailed => "token_exchange_failed",
             CallbackFailure::UserinfoFailed => "userinfo_failed",
             CallbackFailure::AlreadyLinked => "already_linked",
+            CallbackFailure::BrowserMismatch => "browser_mismatch",
             CallbackFailure::ServerError => "server_error",
         }
     }

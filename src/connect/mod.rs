@@ -19,6 +19,9 @@
 //!   finish the attacker's dialog (or vice versa) would link the wrong accounts. `state` is
 //!   256 bits of randomness, bound to one user and one provider, single use (taken and
 //!   deleted in one step), and expires after `connect.state_ttl`.
+//! - **Consent-URL CSRF.** An attacker's consent URL opened by a victim would link the
+//!   victim's provider account to the attacker: a per-state cookie binds the dialog to the
+//!   browser that started it (`binding.rs`).
 //! - **Code interception.** PKCE S256: the verifier never leaves Tollgate except in the
 //!   back-channel token request, and is stored encrypted.
 //! - **Open redirect.** Only allow-listed integrator URIs are ever redirected to
@@ -32,6 +35,7 @@
 //! Linked identities are listed and removed at `/api/v1/users/{id}/identities[/{provider}]`
 //! under the users API's access rule: the user themself, or role `admin`; 404 otherwise.
 
+pub mod binding;
 pub mod callback;
 pub mod cipher;
 pub mod dialog;
@@ -139,16 +143,27 @@ impl Connect {
         route: ConnectRoute,
         req: &Request<B>,
     ) -> Response<Body> {
+        let route_is_api = matches!(route, ConnectRoute::List(_) | ConnectRoute::Unlink(..));
         let result = match route {
             ConnectRoute::Dialog(p) => {
                 self.dialog(config, authn, &p, req.headers(), req.uri().query())
                     .await
             }
-            ConnectRoute::Callback(p) => self.callback(config, &p, req.uri().query()).await,
+            ConnectRoute::Callback(p) => {
+                self.callback(config, &p, req.headers(), req.uri().query())
+                    .await
+            }
             ConnectRoute::List(id) => self.list(authn, req.headers(), &id).await,
             ConnectRoute::Unlink(id, p) => self.unlink(authn, req.headers(), &id, &p).await,
+            ConnectRoute::Preflight => return identities::preflight(config, req.headers()),
         };
-        result.unwrap_or_else(ConnectError::into_response)
+        let mut resp = result.unwrap_or_else(ConnectError::into_response);
+        if route_is_api {
+            // The identities API is part of the users API: same CORS, never cached.
+            crate::oauth::cors::no_store(&mut resp);
+            crate::oauth::cors::apply(req.headers(), &config.cors.allow_origins, &mut resp);
+        }
+        resp
     }
 }
 
@@ -163,6 +178,8 @@ pub enum ConnectRoute {
     List(String),
     /// `DELETE /api/v1/users/{id}/identities/{provider}`
     Unlink(String, String),
+    /// `OPTIONS` on either identities path (CORS preflight, as for the users API).
+    Preflight,
 }
 
 impl ConnectRoute {
@@ -191,6 +208,10 @@ impl ConnectRoute {
                 &Method::DELETE,
                 [Some("api"), Some("v1"), Some("users"), Some(id), Some("identities"), Some(p), None],
             ) if !p.is_empty() => Some(ConnectRoute::Unlink(id.to_string(), p.to_string())),
+            (
+                &Method::OPTIONS,
+                [Some("api"), Some("v1"), Some("users"), Some(_), Some("identities"), _, None],
+            ) => Some(ConnectRoute::Preflight),
             _ => None,
         }
     }

@@ -232,7 +232,7 @@ async fn dialog(c: &Connect, provider: &str, query: &str) -> Response<Body> {
 }
 
 async fn callback(c: &Connect, query: &str) -> Response<Body> {
-    c.callback(&config(), "facebook", Some(query))
+    c.callback(&config(), "facebook", &HeaderMap::new(), Some(query))
         .await
         .unwrap_or_else(ConnectError::into_response)
 }
@@ -494,6 +494,15 @@ fn routes_match_only_configured_providers() {
         None
     );
     assert_eq!(ConnectRoute::parse(get, "/api/v1/users/7", &cfg), None);
+    let options = &Method::OPTIONS;
+    assert_eq!(
+        ConnectRoute::parse(options, "/api/v1/users/7/identities", &cfg),
+        Some(ConnectRoute::Preflight)
+    );
+    assert_eq!(
+        ConnectRoute::parse(options, "/api/v1/users/7/identities/facebook", &cfg),
+        Some(ConnectRoute::Preflight)
+    );
 }
 
 // ---------- dialog ----------
@@ -551,9 +560,37 @@ async fn dialog_redirects_to_the_provider_without_the_users_token() {
     assert_eq!(st.provider, "facebook");
     assert_eq!(st.redirect_uri, "https://app.example.com/connect/fb");
     assert!(!st.pkce_verifier.is_empty());
-    let verifier = TokenCipher::new(&[7u8; 32])
-        .open_text(&st.pkce_verifier, st.state_hash.as_bytes())
+    let cookie = resp.headers()[header::SET_COOKIE]
+        .to_str()
+        .unwrap()
+        .to_string();
+    let name = super::binding::cookie_name(&st.state_hash);
+    let browser = cookie
+        .strip_prefix(&format!("{name}="))
+        .and_then(|rest| rest.split(';').next())
         .unwrap();
+    assert!(browser.len() >= 43);
+    for attr in [
+        "Path=/facebook/oauth_code",
+        "Max-Age=600",
+        "HttpOnly",
+        "SameSite=Lax",
+        "Secure",
+    ] {
+        assert!(cookie.contains(attr), "{attr} missing in {cookie}");
+    }
+    let verifier = TokenCipher::new(&[7u8; 32])
+        .open_text(
+            &st.pkce_verifier,
+            &super::binding::verifier_aad(&st.state_hash, browser),
+        )
+        .unwrap();
+    assert!(
+        TokenCipher::new(&[7u8; 32])
+            .open_text(&st.pkce_verifier, st.state_hash.as_bytes())
+            .is_err(),
+        "the verifier opens only with the browser's cookie"
+    );
     assert_eq!(
         param(&loc, "code_challenge").unwrap(),
         pkce_challenge(&verifier)
@@ -744,7 +781,12 @@ async fn state_from_another_provider_is_refused() {
     let c = connect(&store, true);
     let state = started(&c).await;
     let resp = c
-        .callback(&config(), "corp", Some(&format!("code=abc&state={state}")))
+        .callback(
+            &config(),
+            "corp",
+            &HeaderMap::new(),
+            Some(&format!("code=abc&state={state}")),
+        )
         .await
         .unwrap_or_else(ConnectError::into_response);
     assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
@@ -853,4 +895,99 @@ async fn unlink_removes_the_link_once() {
         ok(c.unlink(&FakeAuthn, &auth("t7"), "7", "facebook").await).status(),
         StatusCode::NOT_FOUND
     );
+}
+
+// ---------- userinfo fields ----------
+
+#[test]
+fn userinfo_fields_per_preset() {
+    use super::exchange::parse_user;
+    let p = provider("client_id: x\nallowed_redirect_uris: [https://a.example.com/]");
+    let fb = ResolvedProvider::resolve("facebook", &p).unwrap();
+    let gh = ResolvedProvider::resolve("github", &p).unwrap();
+    let g = ResolvedProvider::resolve("google", &p).unwrap();
+    let generic = ResolvedProvider::resolve(
+        "corp",
+        &provider("client_id: x\nauthorize_url: https://i.example.com/a\ntoken_url: https://i.example.com/t\nuserinfo_url: https://i.example.com/u\nallowed_redirect_uris: [https://a.example.com/]"),
+    )
+    .unwrap();
+    let v = |s: &str| serde_json::from_str::<serde_json::Value>(s).unwrap();
+
+    let u = parse_user(
+        &fb,
+        &v(r#"{"id":"10153","name":"A","email":"a@example.com"}"#),
+    )
+    .unwrap();
+    assert_eq!(
+        (u.id.as_str(), u.email.as_deref()),
+        ("10153", Some("a@example.com"))
+    );
+    let u = parse_user(&gh, &v(r#"{"id":583231,"login":"octocat","email":null}"#)).unwrap();
+    assert_eq!((u.id.as_str(), u.email), ("583231", None));
+    let u = parse_user(
+        &g,
+        &v(r#"{"sub":"1108","email":"g@example.com","id":"ignored"}"#),
+    )
+    .unwrap();
+    assert_eq!(u.id, "1108");
+    assert_eq!(
+        parse_user(&generic, &v(r#"{"id":"legacy-7"}"#)).unwrap().id,
+        "legacy-7"
+    );
+    assert_eq!(
+        parse_user(&generic, &v(r#"{"sub":"s-1","id":"i-1"}"#))
+            .unwrap()
+            .id,
+        "s-1"
+    );
+    assert!(parse_user(&fb, &v(r#"{"email":"no-id@example.com"}"#)).is_none());
+    assert!(parse_user(&fb, &v(r#"{"id":""}"#)).is_none());
+    assert!(parse_user(&fb, &v(r#"{"id":{"nested":1}}"#)).is_none());
+}
+
+#[tokio::test]
+async fn a_callback_in_another_browser_is_refused_before_any_exchange() {
+    let store = FakeStore::with_users(&[7]);
+    let c = connect(&store, true);
+    // No cookie at all: the victim opened the attacker's consent URL.
+    let state = started(&c).await;
+    let resp = callback(&c, &format!("code=abc&state={state}")).await;
+    assert_eq!(
+        param(&location(&resp), "error").as_deref(),
+        Some("browser_mismatch")
+    );
+    assert!(
+        store.states.lock().unwrap().is_empty(),
+        "the state is used up"
+    );
+
+    // The right cookie name with another browser's value.
+    let state = started(&c).await;
+    let mut h = HeaderMap::new();
+    let name = super::binding::cookie_name(&sha256_hex(&state));
+    h.insert(
+        header::COOKIE,
+        HeaderValue::from_str(&format!("{name}=someone-elses")).unwrap(),
+    );
+    let resp = c
+        .callback(
+            &config(),
+            "facebook",
+            &h,
+            Some(&format!("code=abc&state={state}")),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        param(&location(&resp), "error").as_deref(),
+        Some("browser_mismatch")
+    );
+    assert!(
+        resp.headers()[header::SET_COOKIE]
+            .to_str()
+            .unwrap()
+            .contains("Max-Age=0"),
+        "the binding cookie is cleared"
+    );
+    assert!(store.identities.lock().unwrap().is_empty());
 }

@@ -262,12 +262,27 @@ fn load_or_generate(alg: SigningAlg, dir: &Path) -> Result<KeyMaterial, KeyError
         reason: e.to_string(),
     })?;
     let generated = generate(alg)?;
-    write_private(&file, &generated.private_pem)?;
-    tracing::warn!(
-        path = %file.display(),
-        alg = alg_name(alg),
-        "generated a signing key because tokens.signing.key_file is not set; this is for local use only, configure a key file in production"
-    );
+    // Write under a unique name, then link it into place: the key file appears whole or
+    // not at all, and when several processes start at once the first link wins and the
+    // others load that key instead of each signing with their own.
+    let tmp = dir.join(format!(".{}.tmp", uuid::Uuid::new_v4()));
+    write_private(&tmp, &generated.private_pem)?;
+    let linked = std::fs::hard_link(&tmp, &file);
+    let _ = std::fs::remove_file(&tmp);
+    match linked {
+        Ok(()) => tracing::warn!(
+            path = %file.display(),
+            alg = alg_name(alg),
+            "generated a signing key because tokens.signing.key_file is not set; this is for local use only, configure a key file in production"
+        ),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => {
+            return Err(KeyError::Write {
+                path: file.display().to_string(),
+                reason: e.to_string(),
+            })
+        }
+    }
     load_file(&file, Some(alg))
 }
 

@@ -213,3 +213,19 @@ fn key_dir_sits_next_to_the_sqlite_file() {
         PathBuf::from("data/keys")
     );
 }
+
+#[test]
+fn processes_starting_together_agree_on_one_generated_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut tokens = Tokens::default();
+    tokens.signing.alg = SigningAlg::ES256;
+    let kids: Vec<String> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..4)
+            .map(|_| s.spawn(|| KeySet::load(&tokens, dir.path()).unwrap().kid().to_string()))
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert!(kids.windows(2).all(|w| w[0] == w[1]), "{kids:?}");
+    let leftovers = std::fs::read_dir(dir.path()).unwrap().count();
+    assert_eq!(leftovers, 1, "only the key file remains");
+}

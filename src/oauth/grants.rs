@@ -143,8 +143,7 @@ impl TokenService {
                     .await
                     .map_err(busy)?;
                 if !v.is_match() {
-                    metrics::counter!("tollgate_login_failures_total").increment(1);
-                    return Err(OAuthError::BadCredentials);
+                    return Err(sign_in_failed(client, client_ip));
                 }
                 if v.needs_rehash() {
                     self.rehash(&u, password).await;
@@ -154,8 +153,7 @@ impl TokenService {
             None => {
                 // Same cost as a wrong password, so timing does not reveal who exists.
                 self.hasher.verify_dummy(password).await.map_err(busy)?;
-                metrics::counter!("tollgate_login_failures_total").increment(1);
-                return Err(OAuthError::BadCredentials);
+                return Err(sign_in_failed(client, client_ip));
             }
         };
         let family =
@@ -278,6 +276,14 @@ impl TokenService {
         );
         Err(OAuthError::InvalidGrant(BAD_REFRESH))
     }
+}
+
+/// Counts and logs a failed sign-in. The name tried is not logged: users sometimes type
+/// their password into it.
+fn sign_in_failed(client: &Client, ip: IpAddr) -> OAuthError {
+    metrics::counter!("tollgate_login_failures_total").increment(1);
+    tracing::info!(client_id = %client.id, ip = %ip, "sign-in failed: wrong username or password");
+    OAuthError::BadCredentials
 }
 
 /// The scope of a new token: the requested scopes, each of which must be allowed, or all

@@ -158,6 +158,19 @@ pub struct RevocationEvent {
 }
 
 impl RevocationEvent {
+    /// "You may have missed events": sent after the cross-replica listener reconnects.
+    /// A subscriber reloads `revoked_jtis` (and drops any cached opaque-token results).
+    pub fn resync() -> Self {
+        RevocationEvent {
+            jti: None,
+            token_hash: None,
+        }
+    }
+
+    pub fn is_resync(&self) -> bool {
+        self.jti.is_none() && self.token_hash.is_none()
+    }
+
     /// The event for a revoked token row; an opaque access token's family id is its jti.
     pub fn for_token(kind: TokenKind, token_hash: String, family_id: String) -> Self {
         RevocationEvent {
@@ -196,6 +209,13 @@ pub trait ConnectStateStore: Send + Sync {
 /// Everything the gateway needs from its store.
 pub trait Store: UserStore + ClientStore + TokenStore + IdentityStore + ConnectStateStore {
     fn ping(&self) -> StoreFuture<'_, ()>;
+    /// Deletes what can no longer matter: tokens and revoked `jti`s that expired before
+    /// `before`, and expired connect states. Returns the number of rows deleted.
+    /// `connect` runs it hourly with a one-day margin.
+    fn purge_expired(&self, before: DateTime<Utc>) -> StoreFuture<'_, u64> {
+        let _ = before;
+        Box::pin(async { Ok(0) })
+    }
 }
 
 pub mod postgres;
@@ -208,16 +228,39 @@ pub use sqlite::SqliteStore;
 /// Opens the store named by `url` (`sqlite:…` or `postgres://…`), creating a SQLite file
 /// and its directory on first start, and applies the embedded migrations.
 pub async fn connect(url: &str) -> Result<std::sync::Arc<dyn Store>, StoreError> {
-    if url.starts_with("sqlite:") {
-        Ok(std::sync::Arc::new(SqliteStore::connect(url).await?))
+    let store: std::sync::Arc<dyn Store> = if url.starts_with("sqlite:") {
+        std::sync::Arc::new(SqliteStore::connect(url).await?)
     } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        Ok(std::sync::Arc::new(PostgresStore::connect(url).await?))
+        std::sync::Arc::new(PostgresStore::connect(url).await?)
     } else {
-        Err(StoreError::Other(format!(
+        return Err(StoreError::Other(format!(
             "store.url must start with sqlite: or postgres://, got `{}`",
             url.split(':').next().unwrap_or_default()
-        )))
-    }
+        )));
+    };
+    spawn_purger(std::sync::Arc::downgrade(&store));
+    Ok(store)
+}
+
+/// Purges expired rows hourly (first after a minute, so short CLI runs never do), for as
+/// long as the store lives. Rows are kept a day past expiry so that a late refresh
+/// attempt still finds its token and gets a precise error.
+fn spawn_purger(store: std::sync::Weak<dyn Store>) {
+    const EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
+    tokio::spawn(async move {
+        let first = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+        let mut ticks = tokio::time::interval_at(first, EVERY);
+        loop {
+            ticks.tick().await;
+            let Some(store) = store.upgrade() else { return };
+            let before = Utc::now() - chrono::Duration::days(1);
+            match store.purge_expired(before).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(rows = n, "purged expired tokens and connect states"),
+                Err(e) => tracing::warn!(error = %e, "purging expired rows failed"),
+            }
+        }
+    });
 }
 
 /// `/readyz` is ready only while the store answers, within two seconds.

@@ -7,8 +7,8 @@
 //! other replicas') to local subscribers. The revoking replica also broadcasts at once,
 //! so its own caches never wait on the round trip; subscribers therefore see some events
 //! twice, which is harmless because revocation is idempotent. Notifications sent while
-//! the listener is reconnecting are lost; it logs a warning when that happens, and
-//! consumers should reload `revoked_jtis` periodically as a backstop.
+//! the listener is reconnecting are lost, so after a reconnect it broadcasts
+//! `RevocationEvent::resync()` and subscribers reload `revoked_jtis`.
 
 use std::time::Duration;
 
@@ -58,7 +58,15 @@ impl PostgresStore {
             .await
             .map_err(migrate_err)?;
         let revocations = RevocationHub::new();
-        let listener = tokio::spawn(relay_notifications(pool.clone(), revocations.clone()));
+        // Subscribed before `connect` returns: every revocation from now on is heard.
+        let listener = subscribe(&pool)
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("cannot LISTEN for revocations: {e}")))?;
+        let listener = tokio::spawn(relay_notifications(
+            pool.clone(),
+            revocations.clone(),
+            listener,
+        ));
         Ok(PostgresStore {
             pool,
             revocations,
@@ -71,35 +79,43 @@ impl PostgresStore {
     }
 }
 
-/// LISTENs for revocations from every replica and re-broadcasts them locally, for as long
-/// as the store lives. Reconnects with a pause after a failure.
-async fn relay_notifications(pool: PgPool, hub: RevocationHub) {
+/// A connection LISTENing on the revocation channel.
+async fn subscribe(pool: &PgPool) -> Result<PgListener, sqlx::Error> {
+    let mut listener = PgListener::connect_with(pool).await?;
+    listener.listen(REVOCATION_CHANNEL).await?;
+    Ok(listener)
+}
+
+/// Re-broadcasts every revocation notification (from every replica) locally, for as long
+/// as the store lives. After a lost connection it reconnects and sends
+/// `RevocationEvent::resync()`, since notifications in the gap are gone.
+async fn relay_notifications(pool: PgPool, hub: RevocationHub, mut listener: PgListener) {
     let pause = Duration::from_secs(1);
     loop {
-        let mut listener = match PgListener::connect_with(&pool).await {
-            Ok(l) => l,
-            Err(e) => {
-                tracing::warn!(error = %e, "revocation listener cannot connect; retrying");
-                tokio::time::sleep(pause).await;
-                continue;
+        match listener.try_recv().await {
+            Ok(Some(n)) => match serde_json::from_str::<RevocationEvent>(n.payload()) {
+                Ok(event) if !event.is_resync() => hub.send(event),
+                _ => tracing::warn!("ignoring a malformed revocation notification"),
+            },
+            Ok(None) => {
+                // The listener has already reconnected and LISTENs again.
+                tracing::warn!(
+                    "revocation listener lost its connection and reconnected; subscribers resync"
+                );
+                hub.send(RevocationEvent::resync());
             }
-        };
-        if let Err(e) = listener.listen(REVOCATION_CHANNEL).await {
-            tracing::warn!(error = %e, "revocation listener cannot LISTEN; retrying");
-            tokio::time::sleep(pause).await;
-            continue;
-        }
-        loop {
-            match listener.recv().await {
-                Ok(n) => match serde_json::from_str::<RevocationEvent>(n.payload()) {
-                    Ok(event) => hub.send(event),
-                    Err(_) => tracing::warn!("ignoring a malformed revocation notification"),
-                },
-                Err(e) => {
-                    // `recv` reconnects on its next call; notifications in between are lost.
-                    tracing::warn!(error = %e, "revocation listener lost its connection; revocations from other replicas may be missed until it reconnects");
+            Err(e) => {
+                tracing::warn!(error = %e, "revocation listener failed; reconnecting");
+                listener = loop {
                     tokio::time::sleep(pause).await;
-                }
+                    match subscribe(&pool).await {
+                        Ok(l) => break l,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "revocation listener cannot reconnect; retrying")
+                        }
+                    }
+                };
+                hub.send(RevocationEvent::resync());
             }
         }
     }
@@ -562,6 +578,29 @@ impl ConnectStateStore for PostgresStore {
 }
 
 impl Store for PostgresStore {
+    fn purge_expired(&self, before: DateTime<Utc>) -> StoreFuture<'_, u64> {
+        Box::pin(async move {
+            let mut deleted = 0;
+            for sql in [
+                "DELETE FROM tokens WHERE expires_at < $1",
+                "DELETE FROM revoked_jtis WHERE expires_at < $1",
+            ] {
+                let done = sqlx::query(sql)
+                    .bind(micros(before))
+                    .execute(&self.pool)
+                    .await
+                    .map_err(map_err)?;
+                deleted += done.rows_affected();
+            }
+            let done = sqlx::query("DELETE FROM connect_states WHERE expires_at <= $1")
+                .bind(now())
+                .execute(&self.pool)
+                .await
+                .map_err(map_err)?;
+            Ok(deleted + done.rows_affected())
+        })
+    }
+
     fn ping(&self) -> StoreFuture<'_, ()> {
         Box::pin(async move {
             sqlx::query("SELECT 1")

@@ -545,6 +545,29 @@ impl ConnectStateStore for SqliteStore {
 }
 
 impl Store for SqliteStore {
+    fn purge_expired(&self, before: DateTime<Utc>) -> StoreFuture<'_, u64> {
+        Box::pin(async move {
+            let mut deleted = 0;
+            for sql in [
+                "DELETE FROM tokens WHERE expires_at < ?",
+                "DELETE FROM revoked_jtis WHERE expires_at < ?",
+            ] {
+                let done = sqlx::query(sql)
+                    .bind(ts(before))
+                    .execute(&self.pool)
+                    .await
+                    .map_err(map_err)?;
+                deleted += done.rows_affected();
+            }
+            let done = sqlx::query("DELETE FROM connect_states WHERE expires_at <= ?")
+                .bind(ts(now()))
+                .execute(&self.pool)
+                .await
+                .map_err(map_err)?;
+            Ok(deleted + done.rows_affected())
+        })
+    }
+
     fn ping(&self) -> StoreFuture<'_, ()> {
         Box::pin(async move {
             sqlx::query("SELECT 1")

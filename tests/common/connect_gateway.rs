@@ -42,6 +42,7 @@ tokens:
 connect:
   encryption_key_env: {key_env}
   callback_base_url: {callback_base}
+  provider_timeout: 3s
 providers:
   facebook:
     client_id: {client_id}

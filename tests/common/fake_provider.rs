@@ -66,6 +66,11 @@ pub enum Mode {
     FailToken,
     /// `/userinfo` answers 401.
     FailUserinfo,
+    /// `/token` answers form-encoded, as GitHub does to clients that do not ask for JSON
+    /// (and as this one does even to those that do).
+    FormEncodedToken,
+    /// `/token` answers only after 30 s (longer than any test's `provider_timeout`).
+    SlowToken,
 }
 
 struct PendingCode {
@@ -175,6 +180,10 @@ impl FakeProvider {
             "/authorize" => self.authorize(&query),
             "/token" => {
                 let body = req.into_body().collect().await.unwrap().to_bytes();
+                if self.state.lock().unwrap().mode == Mode::SlowToken {
+                    self.token_calls.fetch_add(1, Ordering::SeqCst);
+                    tokio::time::sleep(std::time::Duration::from_secs(30)).await;
+                }
                 self.token(&body)
             }
             "/userinfo" => self.userinfo(req.headers()),
@@ -274,6 +283,19 @@ impl FakeProvider {
         let who = (s.user_id.clone(), s.email.clone());
         s.access_tokens.insert(access.clone(), who);
         s.last_token_error = None;
+        if s.mode == Mode::FormEncodedToken {
+            let body = form_urlencoded::Serializer::new(String::new())
+                .append_pair("access_token", &access)
+                .append_pair("scope", "read:user,user:email")
+                .append_pair("token_type", "bearer")
+                .finish();
+            let mut resp = text(StatusCode::OK, &body);
+            resp.headers_mut().insert(
+                header::CONTENT_TYPE,
+                "application/x-www-form-urlencoded".parse().unwrap(),
+            );
+            return resp;
+        }
         json(
             StatusCode::OK,
             serde_json::json!({

@@ -18,6 +18,7 @@ use std::time::Duration;
 use tollgate::app::{Gateway, Services};
 use tollgate::config::Config;
 
+#[allow(unused_imports)]
 pub use upstream::Upstream;
 
 /// A running gateway and the temp dir holding its config and data.

@@ -63,11 +63,26 @@ impl TokenGateway {
 
     /// As `start`, with `tokens_lines` (indented by two spaces) added under `tokens:`.
     pub async fn start_with(tokens_lines: &str, extra: &str) -> TokenGateway {
+        Self::start_on(None, tokens_lines, extra).await
+    }
+
+    /// As `start_with`, on the store at `store_url` (default: SQLite in the temp dir).
+    pub async fn start_on(
+        store_url: Option<&str>,
+        tokens_lines: &str,
+        extra: &str,
+    ) -> TokenGateway {
+        let store_yaml = store_url
+            .map(|u| format!("store:\n  url: {u}\n"))
+            .unwrap_or_default();
         let yaml = format!(
-            "tokens:\n  issuer: http://tollgate.test\n  audience: tollgate\n{tokens_lines}\n{DIALECTS_YAML}{extra}"
+            "{store_yaml}tokens:\n  issuer: http://tollgate.test\n  audience: tollgate\n{tokens_lines}\n{DIALECTS_YAML}{extra}"
         );
         let gw = spawn_gateway(&yaml).await;
-        let url = format!("sqlite://{}/tollgate.db", gw.dir.path().display());
+        let url = match store_url {
+            Some(u) => u.to_string(),
+            None => format!("sqlite://{}/tollgate.db", gw.dir.path().display()),
+        };
         let store = tollgate::store::connect(&url).await.expect("store opens");
         let tg = TokenGateway {
             gw,
