@@ -46,7 +46,11 @@ async fn decide_inner(
         .authenticate(token)
         .await
         .map_err(|e| match e {
-            AuthnError::Invalid(why) => GatewayError::InvalidToken(why),
+            AuthnError::Invalid(why) => {
+                // The reason is for operators; the client only learns `invalid_token`.
+                tracing::debug!(reason = %why, "bearer token refused");
+                GatewayError::InvalidToken(why)
+            }
             AuthnError::Unavailable(why) => GatewayError::AuthUnavailable(why),
         })?;
     authorize(policy, &identity)?;

@@ -22,7 +22,6 @@ pub mod route;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
 
 use http::{header, HeaderValue, Method, Request, Response};
 use hyper::body::Incoming;
@@ -137,8 +136,6 @@ impl Proxy {
         request_id: &HeaderValue,
         outcome: &mut Outcome,
     ) -> Result<Response<Body>, GatewayError> {
-        let started = Instant::now();
-        let _ = started;
         // 1. One normalisation, used for matching and forwarding.
         let norm = path::normalize_path(req.uri().path()).map_err(|_| GatewayError::BadPath)?;
         // 2. Route.
@@ -228,7 +225,7 @@ impl Proxy {
         };
 
         // 7. Forward.
-        route
+        let resp = route
             .upstream
             .forward(ForwardRequest {
                 parts,
@@ -239,7 +236,14 @@ impl Proxy {
                 close_at,
                 close_on,
             })
-            .await
+            .await?;
+        // A streaming response ends with its token, as a tunnel does.
+        match &identity {
+            Some(id) if spec.close_on_token_expiry && authn::lifetime::is_streaming(&resp) => {
+                Ok(authn::lifetime::guard(resp, close_at, self.authenticator.revoked(id)))
+            }
+            _ => Ok(resp),
+        }
     }
 }
 

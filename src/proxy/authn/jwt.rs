@@ -149,3 +149,48 @@ fn unverified_issuer(token: &str) -> Option<String> {
 pub fn looks_like_jwt(token: &str) -> bool {
     token.starts_with("eyJ") && token.bytes().filter(|b| *b == b'.').count() == 2
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+
+    fn jwt(payload: &str) -> String {
+        format!(
+            "{}.{}.sig",
+            B64.encode(r#"{"alg":"RS256"}"#),
+            B64.encode(payload)
+        )
+    }
+
+    #[test]
+    fn issuer_is_read_only_to_pick_a_verifier() {
+        assert_eq!(
+            unverified_issuer(&jwt(r#"{"iss":"https://a"}"#)).as_deref(),
+            Some("https://a")
+        );
+        assert_eq!(unverified_issuer(&jwt(r#"{"sub":"x"}"#)), None);
+        assert_eq!(unverified_issuer("a.b"), None);
+        assert_eq!(unverified_issuer("a.b.c.d"), None);
+        assert_eq!(unverified_issuer("a.%%%.c"), None);
+    }
+
+    #[test]
+    fn jwt_shape() {
+        assert!(looks_like_jwt(&jwt("{}")));
+        assert!(!looks_like_jwt("0123456789abcdef"));
+        assert!(!looks_like_jwt("eyJ.only-one-dot"));
+        assert!(!looks_like_jwt("abc.def.ghi"));
+    }
+
+    #[tokio::test]
+    async fn unknown_issuer_and_garbage_are_invalid_not_unavailable() {
+        let a = JwtAuthenticator::new(RevocationList::new(), 10);
+        for t in [jwt(r#"{"iss":"https://nobody"}"#), "garbage".to_string()] {
+            assert!(matches!(
+                a.authenticate(&t).await,
+                Err(AuthnError::Invalid(_))
+            ));
+        }
+    }
+}

@@ -10,6 +10,7 @@ pub mod composite;
 pub mod introspect;
 pub mod jwks;
 pub mod jwt;
+pub mod lifetime;
 pub mod local;
 pub mod revocation;
 pub mod setup;

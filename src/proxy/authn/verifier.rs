@@ -183,3 +183,55 @@ impl JwtVerifier for KeySetVerifier {
         Box::pin(std::future::ready(r))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn jwks_keys_are_pinned_and_filtered() {
+        let mut set = KeySetVerifier::new("iss", None);
+        let n = set.add_jwks(&json!({"keys": [
+            // Usable: EC P-256 with kid.
+            {"kty": "EC", "crv": "P-256", "kid": "ec",
+             "x": "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU",
+             "y": "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"},
+            // Symmetric keys never come from a JWKS.
+            {"kty": "oct", "kid": "hs", "k": "c2VjcmV0"},
+            // No kid.
+            {"kty": "EC", "crv": "P-256",
+             "x": "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU",
+             "y": "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"},
+            // Encryption key.
+            {"kty": "EC", "crv": "P-256", "kid": "enc", "use": "enc",
+             "x": "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU",
+             "y": "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"},
+            // Declared algorithm from another family.
+            {"kty": "EC", "crv": "P-256", "kid": "liar", "alg": "HS256",
+             "x": "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU",
+             "y": "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"},
+            "not even an object"
+        ]}));
+        assert_eq!(n, 1);
+        assert!(set.has_kid("ec"));
+        assert!(!set.has_kid("hs") && !set.has_kid("enc") && !set.has_kid("liar"));
+    }
+
+    #[test]
+    fn malformed_and_unknown_kid() {
+        let set = KeySetVerifier::new("iss", None);
+        assert_eq!(
+            set.verify_now("nonsense").err(),
+            Some(VerifyError::Malformed)
+        );
+        // {"alg":"none"} is not an algorithm jsonwebtoken knows: malformed, never accepted.
+        assert_eq!(
+            set.verify_now("eyJhbGciOiJub25lIn0.e30.").err(),
+            Some(VerifyError::Malformed)
+        );
+        // {"alg":"RS256","kid":"x"}
+        let t = "eyJhbGciOiJSUzI1NiIsImtpZCI6IngifQ.e30.c2ln";
+        assert_eq!(set.verify_now(t).err(), Some(VerifyError::UnknownKid));
+    }
+}

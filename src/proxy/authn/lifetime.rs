@@ -1,0 +1,94 @@
+//! Streaming responses do not outlive the token that opened them: a response without a
+//! `Content-Length` (server-sent events, long polls, chunked feeds) is cut when the token
+//! expires or is revoked, like a WebSocket tunnel is. Fixed-length responses are left
+//! alone, so ordinary requests pay nothing for this.
+//!
+//! Cutting is an error on the body stream, not a clean end: the client sees a truncated
+//! response (HTTP/1.1 chunked: no final chunk; HTTP/2: a reset stream), never a response
+//! that merely looks complete.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::Response;
+use http_body::{Body as HttpBody, Frame, SizeHint};
+use tokio::time::{Instant, Sleep};
+
+use super::revocation::RevokedFuture;
+use crate::body::{Body, BoxError};
+
+/// The error a cut stream ends with.
+#[derive(Debug, thiserror::Error)]
+#[error("the token that opened this response expired or was revoked")]
+pub struct TokenEnded;
+
+pin_project_lite::pin_project! {
+    /// A body that ends with [`TokenEnded`] once `deadline` passes or `revoked` resolves.
+    pub struct UntilTokenEnds {
+        #[pin]
+        inner: Body,
+        #[pin]
+        deadline: Option<Sleep>,
+        revoked: Option<RevokedFuture>,
+    }
+}
+
+impl HttpBody for UntilTokenEnds {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.project();
+        let expired = this
+            .deadline
+            .as_pin_mut()
+            .is_some_and(|d| d.poll(cx).is_ready());
+        let revoked = this
+            .revoked
+            .as_mut()
+            .is_some_and(|r| r.as_mut().poll(cx).is_ready());
+        if expired || revoked {
+            tracing::info!(expired, revoked, "streaming response cut: its token ended");
+            return Poll::Ready(Some(Err(Box::new(TokenEnded))));
+        }
+        this.inner.poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// Whether a response streams (no known length) and so needs guarding.
+pub fn is_streaming(resp: &Response<Body>) -> bool {
+    !resp.headers().contains_key(http::header::CONTENT_LENGTH)
+        && !resp.body().is_end_stream()
+        && resp.status() != http::StatusCode::SWITCHING_PROTOCOLS
+}
+
+/// Guards a streaming response with the token's expiry and revocation.
+pub fn guard(
+    resp: Response<Body>,
+    deadline: Option<Instant>,
+    revoked: Option<RevokedFuture>,
+) -> Response<Body> {
+    if deadline.is_none() && revoked.is_none() {
+        return resp;
+    }
+    resp.map(|inner| {
+        crate::body::boxed(UntilTokenEnds {
+            inner,
+            deadline: deadline.map(tokio::time::sleep_until),
+            revoked,
+        })
+    })
+}
