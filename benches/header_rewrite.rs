@@ -70,6 +70,7 @@ fn bench(c: &mut Criterion) {
         alias: None,
         expires_at: Some(4_000_000_000),
         token_id: Some("jti-1".into()),
+        ..Identity::default()
     };
     let peer: IpAddr = "127.0.0.1".parse().unwrap();
     let mut g = c.benchmark_group("header_rewrite");
