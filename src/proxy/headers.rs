@@ -47,15 +47,24 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
         return;
     }
     // HOP_BY_HOP[0] is `Connection`: only it can name further headers.
-    if let Some(conn) = headers.get(header::CONNECTION).filter(|_| present[0]) {
+    // The value is cloned (a reference count) so the names can be removed as they are
+    // read, without collecting them first. `keep-alive`, the usual token, is skipped here:
+    // it is in HOP_BY_HOP and goes below when present.
+    if let Some(conn) = headers
+        .get(header::CONNECTION)
+        .filter(|_| present[0])
+        .cloned()
+    {
         if let Ok(list) = conn.to_str() {
-            let named: Vec<HeaderName> = list
-                .split(',')
-                .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
-                .filter(|n| !(keep_upgrade && n == header::UPGRADE))
-                .collect();
-            for n in named {
-                headers.remove(n);
+            for token in list.split(',').map(str::trim) {
+                if token.eq_ignore_ascii_case("keep-alive") {
+                    continue;
+                }
+                if let Ok(n) = HeaderName::from_bytes(token.as_bytes()) {
+                    if !(keep_upgrade && n == header::UPGRADE) {
+                        headers.remove(n);
+                    }
+                }
             }
         }
     }
@@ -284,6 +293,17 @@ mod tests {
         let mut h = HeaderMap::new();
         remove_hop_by_hop(&mut h, true);
         assert_eq!(h["connection"], "upgrade");
+        // `Connection: keep-alive` (an upstream's usual answer) and a named header.
+        let mut h = HeaderMap::new();
+        h.insert("connection", HeaderValue::from_static("Keep-Alive, X-Hop"));
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.insert("x-hop", HeaderValue::from_static("1"));
+        h.insert("content-type", HeaderValue::from_static("text/plain"));
+        remove_hop_by_hop(&mut h, false);
+        assert_eq!(
+            h.keys().map(|k| k.as_str()).collect::<Vec<_>>(),
+            ["content-type"]
+        );
     }
 
     #[test]

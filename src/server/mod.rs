@@ -153,7 +153,10 @@ async fn serve_conn<I>(
 {
     let svc = service_fn(move |req| {
         let app = app.clone();
-        async move { Ok::<_, std::convert::Infallible>(app.handle(req, conn_info).await) }
+        // Boxed per request: hyper allocates room for the in-flight future once per
+        // connection and keeps it for the connection's life, so the unboxed request future
+        // (3,448 bytes, measured) would sit in every idle keep-alive connection.
+        Box::pin(async move { Ok::<_, std::convert::Infallible>(app.handle(req, conn_info).await) })
     });
     let conn = builder.serve_connection_with_upgrades(io, svc);
     tokio::pin!(conn);
