@@ -239,9 +239,9 @@ impl Proxy {
             .await?;
         // A streaming response ends with its token, as a tunnel does.
         match &identity {
-            Some(id) if spec.close_on_token_expiry && authn::lifetime::is_streaming(&resp) => {
-                Ok(authn::lifetime::guard(resp, close_at, self.authenticator.revoked(id)))
-            }
+            Some(id) if spec.close_on_token_expiry && authn::lifetime::is_streaming(&resp) => Ok(
+                authn::lifetime::guard(resp, close_at, self.authenticator.revoked(id)),
+            ),
             _ => Ok(resp),
         }
     }
