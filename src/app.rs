@@ -6,7 +6,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
@@ -19,8 +19,14 @@ use crate::proxy::authn::{Authenticator, RejectAll};
 use crate::proxy::forward::ClientCache;
 use crate::proxy::headers::{self, X_REQUEST_ID};
 use crate::proxy::{self, ConnInfo, Outcome, Proxy, Runtime};
+use crate::server::workers::{self, Workers};
 use crate::server::{self, tls, ServerShared};
-use crate::telemetry::status_label;
+use crate::telemetry::RequestMetrics;
+
+/// Request metrics of the endpoints Tollgate serves itself (route label `tollgate`) and
+/// of requests no route matched (`-`).
+static ENDPOINT_METRICS: OnceLock<Arc<RequestMetrics>> = OnceLock::new();
+static NO_ROUTE_METRICS: OnceLock<Arc<RequestMetrics>> = OnceLock::new();
 
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 
@@ -157,7 +163,15 @@ impl App {
         };
         let mut resp = match endpoint {
             Some(ep) => {
-                outcome.route = Some(metrics::SharedString::const_str("tollgate"));
+                outcome.route = Some(
+                    ENDPOINT_METRICS
+                        .get_or_init(|| {
+                            Arc::new(RequestMetrics::new(metrics::SharedString::const_str(
+                                "tollgate",
+                            )))
+                        })
+                        .clone(),
+                );
                 let ctx = RequestCtx {
                     conn,
                     request_id: request_id.clone(),
@@ -183,23 +197,19 @@ impl App {
 
         let status = resp.status().as_u16();
         let elapsed = started.elapsed();
-        let route = outcome
-            .route
-            .unwrap_or(metrics::SharedString::const_str("-"));
-        metrics::counter!(
-            "tollgate_requests_total",
-            "route" => route.clone(),
-            "method" => proxy::method_class(&method),
-            "status" => status_label(status)
-        )
-        .increment(1);
-        metrics::histogram!("tollgate_request_duration_seconds", "route" => route.clone())
-            .record(elapsed.as_secs_f64());
+        let route = outcome.route.unwrap_or_else(|| {
+            NO_ROUTE_METRICS
+                .get_or_init(|| {
+                    Arc::new(RequestMetrics::new(metrics::SharedString::const_str("-")))
+                })
+                .clone()
+        });
+        route.record(proxy::method_class(&method), status, elapsed);
         if let Some(path) = log_path {
             // Path only: the query may carry a token (`oauth_token=`), so it is never logged.
             tracing::info!(
                 target: "tollgate::access",
-                route = &*route,
+                route = route.route(),
                 method = %method,
                 path,
                 status,
@@ -225,6 +235,8 @@ pub enum StartError {
     Watch(#[from] notify::Error),
     #[error("{0}")]
     Services(String),
+    #[error("cannot start the serving threads: {0}")]
+    Workers(std::io::Error),
 }
 
 /// A running gateway: its bound addresses and the handle to stop it.
@@ -235,6 +247,8 @@ pub struct Gateway {
     pub admin_addr: Option<SocketAddr>,
     shared: ServerShared,
     _watches: Vec<crate::config::reload::FileWatch>,
+    /// Declared last so the serving threads stop after everything above is dropped.
+    _workers: Workers,
 }
 
 impl Gateway {
@@ -243,7 +257,8 @@ impl Gateway {
     pub async fn start(config: Config, services: Services) -> Result<Gateway, StartError> {
         crate::telemetry::metrics();
         let config = Arc::new(config);
-        let clients = ClientCache::default();
+        let worker_count = workers::resolve(config.listen.workers);
+        let clients = ClientCache::new(worker_count);
         let runtime = Runtime::build(config.clone(), &clients);
         let app = Arc::new(App {
             runtime: ArcSwap::from_pointee(runtime),
@@ -257,6 +272,32 @@ impl Gateway {
         });
         let shared = ServerShared::new(config.limits.clone());
         let mut watches = Vec::new();
+        let workers = Workers::start(worker_count).map_err(StartError::Workers)?;
+        // Every worker accepts on its own duplicate of the listening socket.
+        let serve_on_workers = |l: tokio::net::TcpListener,
+                                tls: Option<tls::TlsAcceptorSource>|
+         -> Result<(), StartError> {
+            let addr = l.local_addr().map_err(StartError::Workers)?;
+            let std = l.into_std().map_err(StartError::Workers)?;
+            let mut copies = Vec::with_capacity(workers.len());
+            for _ in 0..workers.len() {
+                copies.push(Some(
+                    std.try_clone()
+                        .map_err(|source| StartError::Bind { addr, source })?,
+                ));
+            }
+            workers.spawn_each(|i| {
+                let std = copies[i].take().expect("one copy per worker");
+                let (app, shared, tls) = (app.clone(), shared.clone(), tls.clone());
+                async move {
+                    match tokio::net::TcpListener::from_std(std) {
+                        Ok(l) => server::serve(l, tls, app, shared).await,
+                        Err(e) => tracing::error!(error = %e, "worker cannot use the listener"),
+                    }
+                }
+            });
+            Ok(())
+        };
 
         let bind = |addr: SocketAddr| async move {
             server::bind(addr)
@@ -267,7 +308,7 @@ impl Gateway {
         if let Some(addr) = config.listen.http {
             let l = bind(addr).await?;
             http_addr = l.local_addr().ok();
-            tokio::spawn(server::serve(l, None, app.clone(), shared.clone()));
+            serve_on_workers(l, None)?;
         }
         let mut https_addr = None;
         if let (Some(addr), Some(tls_cfg)) = (config.listen.https, &config.tls) {
@@ -275,7 +316,7 @@ impl Gateway {
             let source = tls::TlsAcceptorSource::new(cert.clone())?;
             let l = bind(addr).await?;
             https_addr = l.local_addr().ok();
-            tokio::spawn(server::serve(l, Some(source), app.clone(), shared.clone()));
+            serve_on_workers(l, Some(source))?;
             let (watch, mut rx) =
                 crate::config::reload::watch_files(&cert.paths().map(|p| p.to_path_buf()))?;
             watches.push(watch);
@@ -327,6 +368,7 @@ impl Gateway {
             admin_addr,
             shared,
             _watches: watches,
+            _workers: workers,
         })
     }
 

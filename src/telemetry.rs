@@ -58,3 +58,93 @@ pub fn status_label(code: u16) -> &'static str {
     });
     labels.get(code as usize).copied().unwrap_or("other")
 }
+
+/// The per-request metrics of one route (`tollgate_requests_total` and
+/// `tollgate_request_duration_seconds`), with their handles kept after first use.
+///
+/// Why: `metrics::counter!` with labels hashes the name and labels and looks them up in the
+/// registry on every call; for the hot path, the handles of the common method/status
+/// combinations are looked up once per route and then only incremented. Handles are made
+/// on first use, so no series appears before a request produced it.
+pub struct RequestMetrics {
+    route: metrics::SharedString,
+    duration: OnceLock<metrics::Histogram>,
+    counters: [OnceLock<metrics::Counter>; METHOD_CLASSES.len() * COMMON_STATUSES.len()],
+}
+
+const METHOD_CLASSES: [&str; 3] = ["read", "write", "other"];
+const COMMON_STATUSES: [u16; 16] = [
+    200, 201, 204, 301, 302, 304, 400, 401, 403, 404, 429, 431, 500, 502, 503, 504,
+];
+
+impl RequestMetrics {
+    pub fn new(route: metrics::SharedString) -> Self {
+        RequestMetrics {
+            route,
+            duration: OnceLock::new(),
+            counters: std::array::from_fn(|_| OnceLock::new()),
+        }
+    }
+
+    /// The route label.
+    pub fn route(&self) -> &str {
+        &self.route
+    }
+
+    /// Counts one finished request and records how long it took.
+    pub fn record(&self, method_class: &'static str, status: u16, elapsed: std::time::Duration) {
+        let make = || {
+            metrics(); // the recorder exists before a handle is kept
+            metrics::counter!(
+                "tollgate_requests_total",
+                "route" => self.route.clone(),
+                "method" => method_class,
+                "status" => status_label(status)
+            )
+        };
+        let method = METHOD_CLASSES.iter().position(|m| *m == method_class);
+        let slot = COMMON_STATUSES.iter().position(|s| *s == status);
+        match (method, slot) {
+            (Some(m), Some(s)) => self.counters[m * COMMON_STATUSES.len() + s]
+                .get_or_init(make)
+                .increment(1),
+            _ => make().increment(1),
+        }
+        self.duration
+            .get_or_init(|| {
+                metrics();
+                metrics::histogram!("tollgate_request_duration_seconds", "route" => self.route.clone())
+            })
+            .record(elapsed.as_secs_f64());
+    }
+}
+
+#[cfg(test)]
+mod request_metrics_tests {
+    use super::*;
+
+    #[test]
+    fn cached_and_uncached_combinations_both_count() {
+        let handle = metrics();
+        let m = RequestMetrics::new(metrics::SharedString::const_str("rm-test"));
+        for _ in 0..3 {
+            m.record("read", 200, std::time::Duration::from_millis(1));
+        }
+        m.record("other", 418, std::time::Duration::from_millis(1));
+        let text = handle.render();
+        let line = |needle: &str| {
+            text.lines()
+                .find(|l| l.starts_with("tollgate_requests_total") && l.contains(needle))
+                .map(|l| l.rsplit(' ').next().unwrap().to_owned())
+        };
+        assert_eq!(
+            line("route=\"rm-test\",method=\"read\",status=\"200\"").as_deref(),
+            Some("3")
+        );
+        assert_eq!(
+            line("route=\"rm-test\",method=\"other\",status=\"418\"").as_deref(),
+            Some("1")
+        );
+        assert!(text.contains("tollgate_request_duration_seconds_count{route=\"rm-test\"} 4"));
+    }
+}

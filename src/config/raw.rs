@@ -59,6 +59,9 @@ pub struct Listen {
     /// Admin port: /healthz /readyz /metrics. Never on the public port.
     #[schemars(with = "Option<String>")]
     pub admin: Option<SocketAddr>,
+    /// Serving threads for `http` and `https`, each with its own event loop; 0 (the
+    /// default) is one per CPU core.
+    pub workers: usize,
 }
 
 impl Default for Listen {
@@ -67,6 +70,7 @@ impl Default for Listen {
             http: Some(([0, 0, 0, 0], 8080).into()),
             https: None,
             admin: Some(([127, 0, 0, 1], 9090).into()),
+            workers: 0,
         }
     }
 }

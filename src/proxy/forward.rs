@@ -25,29 +25,65 @@ use crate::config::{TargetSpec, UpstreamSpec};
 
 pub type HttpClient = Client<HttpConnector, Body>;
 
-/// Upstream clients shared across config reloads, one per connect timeout, so a reload
-/// keeps the warm connection pools.
-#[derive(Default)]
+/// Upstream clients shared across config reloads, one set per connect timeout, so a reload
+/// keeps the warm connection pools. Each set has one client per serving worker plus one
+/// for every other thread: a worker's upstream connections then live on its own event
+/// loop and its pool is never contended (see `server::workers`).
 pub struct ClientCache {
-    clients: Mutex<HashMap<Duration, HttpClient>>,
+    slots: usize,
+    clients: Mutex<HashMap<Duration, WorkerClients>>,
+}
+
+/// Idle upstream connections kept per target and worker (like nginx's `keepalive 128`):
+/// a burst of concurrent requests opens as many upstream connections as it needs, but
+/// only this many stay open afterwards, so a burst does not leave thousands of idle
+/// upstream connections (and their buffers) behind.
+const MAX_IDLE_PER_TARGET: usize = 128;
+
+/// One client per serving worker; index 0 serves threads that are not workers.
+pub type WorkerClients = Arc<[HttpClient]>;
+
+impl Default for ClientCache {
+    fn default() -> Self {
+        ClientCache::new(0)
+    }
 }
 
 impl ClientCache {
-    pub fn get(&self, connect_timeout: Duration) -> HttpClient {
+    /// A cache for `workers` serving workers.
+    pub fn new(workers: usize) -> Self {
+        ClientCache {
+            slots: workers + 1,
+            clients: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn get(&self, connect_timeout: Duration) -> WorkerClients {
         let mut map = self.clients.lock().expect("client cache lock");
         map.entry(connect_timeout)
             .or_insert_with(|| {
-                let mut conn = HttpConnector::new();
-                conn.set_connect_timeout(Some(connect_timeout));
-                conn.set_nodelay(true);
-                conn.enforce_http(true);
-                Client::builder(TokioExecutor::new())
-                    .pool_idle_timeout(Duration::from_secs(90))
-                    .pool_timer(TokioTimer::new())
-                    .build(conn)
+                (0..self.slots)
+                    .map(|_| {
+                        let mut conn = HttpConnector::new();
+                        conn.set_connect_timeout(Some(connect_timeout));
+                        conn.set_nodelay(true);
+                        conn.enforce_http(true);
+                        Client::builder(TokioExecutor::new())
+                            .pool_idle_timeout(Duration::from_secs(90))
+                            .pool_max_idle_per_host(MAX_IDLE_PER_TARGET)
+                            .pool_timer(TokioTimer::new())
+                            .build(conn)
+                    })
+                    .collect()
             })
             .clone()
     }
+}
+
+/// The client of the calling thread's worker.
+fn client_for_this_thread(clients: &WorkerClients) -> &HttpClient {
+    let slot = crate::server::workers::current().map_or(0, |w| w + 1);
+    clients.get(slot).unwrap_or(&clients[0])
 }
 
 fn now_ms() -> u64 {
@@ -67,7 +103,7 @@ struct Target {
 pub struct Upstream {
     targets: Vec<Target>,
     next: AtomicUsize,
-    client: HttpClient,
+    clients: WorkerClients,
     timeout: Duration,
     retries: u32,
     eject_after: u32,
@@ -104,7 +140,7 @@ impl Upstream {
                 })
                 .collect(),
             next: AtomicUsize::new(0),
-            client: clients.get(spec.connect_timeout),
+            clients: clients.get(spec.connect_timeout),
             timeout: spec.timeout,
             retries: spec.retries,
             eject_after: spec.eject_after,
@@ -217,7 +253,12 @@ impl Upstream {
                 body::empty()
             };
             let upstream_req = builder.body(b).map_err(|_| GatewayError::BadPath)?;
-            match tokio::time::timeout(self.timeout, self.client.request(upstream_req)).await {
+            match tokio::time::timeout(
+                self.timeout,
+                client_for_this_thread(&self.clients).request(upstream_req),
+            )
+            .await
+            {
                 Ok(Ok(mut resp)) => {
                     self.record(target, true);
                     if resp.status() == StatusCode::SWITCHING_PROTOCOLS {

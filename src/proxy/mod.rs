@@ -28,6 +28,7 @@ use hyper::body::Incoming;
 
 use crate::body::{self, Body};
 use crate::config::{Config, RouteSpec, TokenSource};
+use crate::telemetry::RequestMetrics;
 use authn::{Authenticator, Identity};
 use error::GatewayError;
 use forward::{ClientCache, ForwardRequest, LimitedBody, Upstream};
@@ -38,8 +39,8 @@ use route::{HasSpec, RouteTable};
 pub struct Route {
     pub spec: RouteSpec,
     pub upstream: Upstream,
-    /// The route name as a metrics label, shared rather than copied per request.
-    pub label: metrics::SharedString,
+    /// The route's request counters and latency histogram, kept across requests.
+    pub metrics: Arc<RequestMetrics>,
 }
 
 impl HasSpec for Route {
@@ -65,7 +66,9 @@ impl Runtime {
             .iter()
             .map(|spec| Route {
                 upstream: Upstream::new(&spec.upstream, clients),
-                label: metrics::SharedString::from(spec.name.clone()),
+                metrics: Arc::new(RequestMetrics::new(metrics::SharedString::from(
+                    spec.name.clone(),
+                ))),
                 spec: spec.clone(),
             })
             .collect();
@@ -124,7 +127,7 @@ pub struct Proxy {
 
 /// What the pipeline reports about a request for metrics and the access log.
 pub struct Outcome {
-    pub route: Option<metrics::SharedString>,
+    pub route: Option<Arc<RequestMetrics>>,
 }
 
 impl Proxy {
@@ -145,7 +148,7 @@ impl Proxy {
             .find(host, req.method(), &norm)
             .ok_or(GatewayError::NoRoute)?
             .clone();
-        outcome.route = Some(route.label.clone());
+        outcome.route = Some(route.metrics.clone());
         let spec = &route.spec;
 
         // 3. Body limit known up front.

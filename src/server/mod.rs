@@ -10,6 +10,7 @@
 pub mod activity;
 pub mod admin;
 pub mod tls;
+pub mod workers;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -107,8 +107,13 @@ impl JwtAuthenticator {
     pub async fn authenticate(&self, token: &str) -> Result<Arc<Identity>, AuthnError> {
         let key = cache_key(token, "");
         if let Some(id) = self.cache.get(&key) {
-            metrics::counter!("tollgate_token_cache_total", "cache" => "jwt", "result" => "hit")
-                .increment(1);
+            // The hit counter is on every authenticated request: its handle is kept.
+            static HIT: std::sync::OnceLock<metrics::Counter> = std::sync::OnceLock::new();
+            HIT.get_or_init(|| {
+                crate::telemetry::metrics(); // the recorder exists before the handle is kept
+                metrics::counter!("tollgate_token_cache_total", "cache" => "jwt", "result" => "hit")
+            })
+            .increment(1);
             self.still_valid(&id)?;
             return Ok(id);
         }
