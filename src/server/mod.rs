@@ -1,8 +1,9 @@
 //! Listeners: accept loop, per-connection limits, graceful shutdown.
 //!
-//! The loop follows hyper-util's `server_graceful` example: `auto::Builder` (HTTP/1.1 and
-//! HTTP/2, h2c by prior knowledge on plain sockets, ALPN on TLS), a `select!` between the
-//! connection and the shutdown signal, and a bounded drain. Accept errors are logged and
+//! The loop follows hyper-util's `server_graceful` example: a `select!` between the
+//! connection and the shutdown signal, and a bounded drain. HTTP/1.1 and HTTP/2 (h2c by
+//! prior knowledge on plain sockets, ALPN on TLS) are told apart before hyper sees the
+//! connection, so each is served by its own builder. Accept errors are logged and
 //! survived. Limits enforced here: max connections (over it, closed at once), TLS
 //! handshake and request-head timeouts (slowloris), head size and header count (431, by
 //! hyper), and an idle timeout for connections that move no bytes.
@@ -16,10 +17,13 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::pin::Pin;
+
+use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -60,19 +64,79 @@ impl ServerShared {
     }
 }
 
-fn builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
-    let mut b = auto::Builder::new(TokioExecutor::new());
-    b.http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout)
-        .max_buf_size(limits.max_header_bytes.max(8192))
-        .max_headers(limits.max_headers)
-        .keep_alive(true);
-    b.http2()
-        .timer(TokioTimer::new())
-        .max_header_list_size(limits.max_header_bytes as u32)
-        .max_concurrent_streams(256);
-    b
+/// The protocol builders of one listener. HTTP/1.1 and HTTP/2 connections are served by
+/// their own builder, so an idle HTTP/1.1 connection holds only HTTP/1.1 state; `auto`
+/// serves the rare plain connection whose first bytes were too few to tell (see `sniff`).
+struct Builders {
+    http1: http1::Builder,
+    http2: http2::Builder<TokioExecutor>,
+    auto: auto::Builder<TokioExecutor>,
+}
+
+impl Builders {
+    fn new(limits: &Limits) -> Self {
+        let mut http1 = http1::Builder::new();
+        http1
+            .timer(TokioTimer::new())
+            .header_read_timeout(limits.header_read_timeout)
+            .max_buf_size(limits.max_header_bytes.max(8192))
+            .max_headers(limits.max_headers)
+            .keep_alive(true);
+        let mut http2 = http2::Builder::new(TokioExecutor::new());
+        http2
+            .timer(TokioTimer::new())
+            .max_header_list_size(limits.max_header_bytes as u32)
+            .max_concurrent_streams(256);
+        let mut auto = auto::Builder::new(TokioExecutor::new());
+        auto.http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(limits.header_read_timeout)
+            .max_buf_size(limits.max_header_bytes.max(8192))
+            .max_headers(limits.max_headers)
+            .keep_alive(true);
+        auto.http2()
+            .timer(TokioTimer::new())
+            .max_header_list_size(limits.max_header_bytes as u32)
+            .max_concurrent_streams(256);
+        Builders { http1, http2, auto }
+    }
+}
+
+/// Which protocol a connection speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Protocol {
+    Http1,
+    Http2,
+    /// Too few bytes to tell yet: hyper-util's `auto` reads on until it can.
+    Undecided,
+}
+
+const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// Tells HTTP/1.1 from h2c (prior knowledge) by peeking at the first bytes without
+/// consuming them. `None`: the client closed, sent nothing within `header_read_timeout`,
+/// or shutdown began.
+///
+/// Why not `auto` for every connection: it reads the first bytes into its own buffer and
+/// replays them, which makes hyper grow each connection's read buffer from 8 to 16 KiB,
+/// and its connection type is sized for HTTP/2 even when the client speaks HTTP/1.1.
+async fn sniff(stream: &TcpStream, shared: &ServerShared) -> Option<Protocol> {
+    let mut buf = [0u8; 24];
+    let peek = tokio::time::timeout(shared.limits.header_read_timeout, stream.peek(&mut buf));
+    let n = tokio::select! {
+        _ = shared.shutdown.cancelled() => return None,
+        r = peek => match r {
+            Ok(Ok(n)) if n > 0 => n,
+            _ => return None,
+        },
+    };
+    Some(if !H2_PREFACE.starts_with(&buf[..n]) {
+        Protocol::Http1
+    } else if n == H2_PREFACE.len() {
+        Protocol::Http2
+    } else {
+        Protocol::Undecided
+    })
 }
 
 /// Accepts on `listener` until shutdown. `tls` turns it into the HTTPS listener.
@@ -83,7 +147,7 @@ pub async fn serve(
     shared: ServerShared,
 ) {
     let scheme: &'static str = if tls.is_some() { "https" } else { "http" };
-    let builder = Arc::new(builder(&shared.limits));
+    let builders = Arc::new(Builders::new(&shared.limits));
     loop {
         let (stream, peer) = tokio::select! {
             _ = shared.shutdown.cancelled() => break,
@@ -108,47 +172,114 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let app = app.clone();
-        let builder = builder.clone();
+        let builders = builders.clone();
         let shared2 = shared.clone();
         let tls = tls.clone();
-        shared.tracker.spawn(async move {
+        let fut = async move {
             let _permit = permit;
             metrics::gauge!("tollgate_connections_active").increment(1.0);
             let conn = ConnInfo { peer, scheme };
-            let (io, activity) = ActivityIo::new(stream);
             match tls {
-                None => serve_conn(TokioIo::new(io), activity, app, builder, conn, shared2).await,
-                Some(tls) => {
-                    let accept = tls.acceptor().accept(io);
-                    match tokio::time::timeout(shared2.limits.header_read_timeout, accept).await {
-                        Ok(Ok(tls_stream)) => {
-                            serve_conn(
-                                TokioIo::new(tls_stream),
-                                activity,
-                                app,
-                                builder,
-                                conn,
-                                shared2,
-                            )
-                            .await
-                        }
-                        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
-                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                None => {
+                    if let Some(protocol) = sniff(&stream, &shared2).await {
+                        let (io, activity) = ActivityIo::new(stream);
+                        let io = TokioIo::new(io);
+                        serve_conn(io, protocol, activity, app, &builders, conn, &shared2).await;
                     }
+                }
+                Some(tls) => {
+                    // Boxed: a TLS connection's state (rustls' buffers and the handshake)
+                    // is kilobytes; inline, it would size the task of every plain
+                    // connection too.
+                    Box::pin(serve_tls(stream, tls, app, &builders, conn, &shared2)).await
                 }
             }
             metrics::gauge!("tollgate_connections_active").decrement(1.0);
-        });
+        };
+        shared.tracker.spawn(fut);
+    }
+}
+
+async fn serve_tls(
+    stream: TcpStream,
+    tls: tls::TlsAcceptorSource,
+    app: Arc<App>,
+    builders: &Builders,
+    conn: ConnInfo,
+    shared: &ServerShared,
+) {
+    let peer = conn.peer;
+    let (io, activity) = ActivityIo::new(stream);
+    let accept = tls.acceptor().accept(io);
+    match tokio::time::timeout(shared.limits.header_read_timeout, accept).await {
+        Ok(Ok(tls_stream)) => {
+            let protocol = match tls_stream.get_ref().1.alpn_protocol() {
+                Some(b"h2") => Protocol::Http2,
+                _ => Protocol::Http1,
+            };
+            let io = TokioIo::new(tls_stream);
+            serve_conn(io, protocol, activity, app, builders, conn, shared).await;
+        }
+        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+    }
+}
+
+type ConnResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
+
+/// A served connection in whichever protocol it speaks, boxed so that the connection's
+/// task holds one pointer instead of the largest protocol's state.
+enum Served<'a, I, S>
+where
+    S: hyper::service::HttpService<hyper::body::Incoming>,
+{
+    Http1(Pin<Box<http1::UpgradeableConnection<I, S>>>),
+    Http2(Pin<Box<http2::Connection<I, S, TokioExecutor>>>),
+    Auto(Pin<Box<auto::UpgradeableConnection<'a, I, S, TokioExecutor>>>),
+}
+
+impl<I, S, B> Served<'_, I, S>
+where
+    S: hyper::service::HttpService<hyper::body::Incoming, ResBody = B>
+        + hyper::service::Service<
+            http::Request<hyper::body::Incoming>,
+            Response = http::Response<B>,
+            Error = <S as hyper::service::HttpService<hyper::body::Incoming>>::Error,
+            Future = <S as hyper::service::HttpService<hyper::body::Incoming>>::Future,
+        >,
+    <S as hyper::service::HttpService<hyper::body::Incoming>>::Error:
+        Into<Box<dyn std::error::Error + Send + Sync>>,
+    <S as hyper::service::HttpService<hyper::body::Incoming>>::Future: Send + 'static,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    fn graceful_shutdown(&mut self) {
+        match self {
+            Served::Http1(c) => c.as_mut().graceful_shutdown(),
+            Served::Http2(c) => c.as_mut().graceful_shutdown(),
+            Served::Auto(c) => c.as_mut().graceful_shutdown(),
+        }
+    }
+
+    async fn run(&mut self) -> ConnResult {
+        match self {
+            Served::Http1(c) => c.as_mut().await.map_err(Into::into),
+            Served::Http2(c) => c.as_mut().await.map_err(Into::into),
+            Served::Auto(c) => c.as_mut().await,
+        }
     }
 }
 
 async fn serve_conn<I>(
     io: TokioIo<I>,
+    protocol: Protocol,
     activity: activity::Activity,
     app: Arc<App>,
-    builder: Arc<auto::Builder<TokioExecutor>>,
+    builders: &Builders,
     conn_info: ConnInfo,
-    shared: ServerShared,
+    shared: &ServerShared,
 ) where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
@@ -159,8 +290,15 @@ async fn serve_conn<I>(
         // (3,448 bytes, measured) would sit in every idle keep-alive connection.
         Box::pin(async move { Ok::<_, std::convert::Infallible>(app.handle(req, conn_info).await) })
     });
-    let conn = builder.serve_connection_with_upgrades(io, svc);
-    tokio::pin!(conn);
+    let mut conn = match protocol {
+        Protocol::Http1 => Served::Http1(Box::pin(
+            builders.http1.serve_connection(io, svc).with_upgrades(),
+        )),
+        Protocol::Http2 => Served::Http2(Box::pin(builders.http2.serve_connection(io, svc))),
+        Protocol::Undecided => Served::Auto(Box::pin(
+            builders.auto.serve_connection_with_upgrades(io, svc),
+        )),
+    };
     let idle = shared.limits.idle_timeout;
     // Checked twice per idle period: a connection is closed after between 1× and 1.5×
     // `idle_timeout` without a byte moving. Closing is graceful, so a request in flight
@@ -171,14 +309,14 @@ async fn serve_conn<I>(
     let mut closing = false;
     loop {
         tokio::select! {
-            res = conn.as_mut() => {
+            res = conn.run() => {
                 if let Err(e) = res {
                     tracing::debug!(peer = %conn_info.peer, error = %e, "connection ended with error");
                 }
                 break;
             }
             _ = shared.shutdown.cancelled(), if !closing => {
-                conn.as_mut().graceful_shutdown();
+                conn.graceful_shutdown();
                 closing = true;
             }
             _ = tick.tick(), if !closing => {
@@ -188,7 +326,7 @@ async fn serve_conn<I>(
                     quiet_ticks += 1;
                     if quiet_ticks >= 2 {
                         tracing::debug!(peer = %conn_info.peer, "closing idle connection");
-                        conn.as_mut().graceful_shutdown();
+                        conn.graceful_shutdown();
                         closing = true;
                     }
                 }
