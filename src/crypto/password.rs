@@ -4,9 +4,12 @@
 //! - a stolen user table: passwords are stored as argon2id with the OWASP parameters
 //!   (m = 19456 KiB, t = 2, p = 1), salted per user;
 //! - a login flood used to starve proxied traffic: argon2 is deliberately slow and
-//!   memory-hungry, so it never runs on the async workers. At most `workers` hashes run
-//!   at once (a semaphore around `spawn_blocking`), and at most `max_pending` requests
-//!   may wait; beyond that the pool answers `Busy` at once instead of queueing forever;
+//!   memory-hungry, so it never runs on the async workers. It runs on `workers`
+//!   dedicated threads, and at most `max_pending` requests may wait; beyond that the pool
+//!   answers `Busy` at once instead of queueing forever. Dedicated threads rather than
+//!   tokio's blocking pool because each hash allocates 19 MiB and the allocator keeps
+//!   freed memory per thread: on a few long-lived threads that block is reused, while the
+//!   blocking pool's many short-lived threads left ~265 MiB behind after a login flood;
 //! - user enumeration by timing: `verify_dummy` costs the same as a wrong password, so
 //!   an unknown user cannot be told apart from a known one by response time;
 //! - hostile hashes in an import file: argon2 parameters above a sane ceiling are
@@ -178,10 +181,68 @@ impl Inner {
     }
 }
 
+type Job = Box<dyn FnOnce() + Send>;
+
+/// The dedicated hashing threads. They end when the last pool handle is dropped (their
+/// job channel closes).
+struct HashThreads {
+    jobs: std::sync::mpsc::Sender<Job>,
+}
+
+impl HashThreads {
+    fn start(n: usize) -> HashThreads {
+        let (jobs, rx) = std::sync::mpsc::channel::<Job>();
+        let rx = Arc::new(std::sync::Mutex::new(rx));
+        for i in 0..n.max(1) {
+            let rx = rx.clone();
+            let spawned = std::thread::Builder::new()
+                .name(format!("tollgate-hash-{i}"))
+                .spawn(move || {
+                    lower_priority();
+                    loop {
+                        // The lock is held only while waiting for the next job.
+                        let job = match rx.lock() {
+                            Ok(rx) => rx.recv(),
+                            Err(_) => return,
+                        };
+                        match job {
+                            // A panicking job drops its reply sender (the caller sees
+                            // `Worker`); the thread lives on.
+                            Ok(job) => {
+                                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
+                            }
+                            Err(_) => return,
+                        }
+                    }
+                });
+            if let Err(e) = spawned {
+                tracing::error!(error = %e, "cannot start a password hashing thread");
+            }
+        }
+        HashThreads { jobs }
+    }
+}
+
+/// Makes the calling hashing thread yield to the serving threads when they compete for a
+/// core: during a login flood, proxied requests keep their latency and the logins wait.
+/// Best effort: where the platform refuses, hashing runs at normal priority.
+/// On Linux this is nice 9 (crossplatform priority 24 of 0–99 maps to it): under
+/// contention a hashing thread gets about a tenth of a core, never none.
+fn lower_priority() {
+    use thread_priority::{set_current_thread_priority, ThreadPriority, ThreadPriorityValue};
+    let Ok(value) = ThreadPriorityValue::try_from(24u8) else {
+        return;
+    };
+    if let Err(e) = set_current_thread_priority(ThreadPriority::Crossplatform(value)) {
+        tracing::debug!(error = ?e, "cannot lower the hashing thread's priority");
+    }
+}
+
 /// Hashes and verifies passwords on a bounded pool; cheap to clone.
 #[derive(Clone)]
 pub struct PasswordHasherPool {
     inner: Arc<Inner>,
+    threads: Arc<HashThreads>,
     permits: Arc<Semaphore>,
     pending: Arc<AtomicUsize>,
     max_pending: usize,
@@ -228,6 +289,7 @@ impl PasswordHasherPool {
                 argon2: Argon2::new(Algorithm::Argon2id, Version::V0x13, params),
                 dummy: OnceLock::new(),
             }),
+            threads: Arc::new(HashThreads::start(workers)),
             permits: Arc::new(Semaphore::new(workers.max(1))),
             pending: Arc::new(AtomicUsize::new(0)),
             max_pending: max_pending.max(1),
@@ -271,7 +333,7 @@ impl PasswordHasherPool {
         self.run(move |inner| inner.verify_dummy(&password)).await
     }
 
-    /// Runs `f` on a blocking thread once a worker permit is free.
+    /// Runs `f` on a hashing thread once a worker permit is free.
     async fn run<T, F>(&self, f: F) -> Result<T, PasswordError>
     where
         T: Send + 'static,
@@ -289,12 +351,16 @@ impl PasswordHasherPool {
             .await
             .map_err(|_| PasswordError::Worker)?;
         let inner = self.inner.clone();
-        tokio::task::spawn_blocking(move || {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move || {
             let _permit = permit;
-            f(&inner)
-        })
-        .await
-        .map_err(|_| PasswordError::Worker)
+            let _ = tx.send(f(&inner));
+        });
+        self.threads
+            .jobs
+            .send(job)
+            .map_err(|_| PasswordError::Worker)?;
+        rx.await.map_err(|_| PasswordError::Worker)
     }
 }
 

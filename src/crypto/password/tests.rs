@@ -194,3 +194,26 @@ async fn hashing_does_not_block_the_async_worker() {
     }
     assert!(ticks >= 5, "the runtime was blocked: only {ticks} ticks");
 }
+
+/// Hashes run on the pool's own long-lived threads (so the allocator reuses each thread's
+/// 19 MiB block instead of leaving one behind per blocking thread), and a panicking job
+/// neither kills them nor hangs its caller.
+#[tokio::test]
+async fn jobs_run_on_the_dedicated_threads_and_survive_a_panic() {
+    let pool = PasswordHasherPool::new(2);
+    for _ in 0..4 {
+        let name = pool
+            .run(|_| std::thread::current().name().map(str::to_owned))
+            .await
+            .unwrap();
+        assert!(
+            name.as_deref()
+                .is_some_and(|n| n.starts_with("tollgate-hash-")),
+            "ran on {name:?}"
+        );
+    }
+    let panicked = pool.run(|_| -> () { panic!("boom") }).await;
+    assert!(matches!(panicked, Err(PasswordError::Worker)));
+    let h = pool.hash("still works").await.unwrap();
+    assert!(pool.verify("still works", &h).await.unwrap().is_match());
+}
