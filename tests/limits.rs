@@ -125,3 +125,59 @@ async fn connections_over_the_cap_are_closed_at_once() {
     })
     .await;
 }
+
+/// A connection that never sends a byte is closed after `header_read_timeout`, before
+/// any HTTP state is allocated for it.
+#[tokio::test]
+async fn silent_connection_is_closed_after_header_read_timeout() {
+    let (_up, gw) = gateway("  header_read_timeout: 300ms").await;
+    let mut s = TcpStream::connect(gw.gateway.http_addr.unwrap())
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let mut buf = Vec::new();
+    let r = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut buf)).await;
+    assert!(r.is_ok(), "the gateway closed the connection");
+    assert!(buf.is_empty());
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+/// The protocol is told from the first bytes; a request whose first byte arrives alone
+/// (here `P`, which could begin the HTTP/2 preface) is still served as HTTP/1.1.
+#[tokio::test]
+async fn request_split_after_its_first_byte_is_served() {
+    let (up, gw) = gateway("  header_read_timeout: 10s").await;
+    for (first, rest) in [
+        (
+            "P",
+            "OST /split HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nConnection: close\r\n\r\nhi",
+        ),
+        (
+            "G",
+            "ET /split HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        ),
+        (
+            "PRI",
+            " /split HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        ),
+    ] {
+        let mut s = TcpStream::connect(gw.gateway.http_addr.unwrap())
+            .await
+            .unwrap();
+        s.set_nodelay(true).unwrap();
+        s.write_all(first.as_bytes()).await.unwrap();
+        s.flush().await.unwrap();
+        s.write_all(rest.as_bytes()).await.unwrap();
+        let mut out = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out)).await;
+        let out = String::from_utf8_lossy(&out);
+        if first == "PRI" {
+            // An HTTP/1.1 request with the method PRI: answered (hyper refuses the odd
+            // method or the route forwards it), never left hanging.
+            assert!(out.starts_with("HTTP/1.1 "), "{first}: {out}");
+        } else {
+            assert!(out.starts_with("HTTP/1.1 200"), "{first}: {out}");
+        }
+    }
+    assert!(up.requests().iter().any(|r| r.path == "/split"));
+}

@@ -58,3 +58,13 @@ fn schema_names_keys() {
     let s = Config::json_schema();
     assert!(s.contains("trusted_proxies") && s.contains("token_endpoints"));
 }
+
+#[test]
+fn listen_workers_defaults_to_one_per_core_and_is_bounded() {
+    let cfg = Config::from_yaml_with_env("", None).unwrap();
+    assert_eq!(cfg.listen.workers, 0);
+    let cfg = Config::from_yaml_with_env("listen:\n  workers: 3\n", None).unwrap();
+    assert_eq!(cfg.listen.workers, 3);
+    let err = Config::from_yaml_with_env("listen:\n  workers: 100000\n", None).unwrap_err();
+    assert!(err.to_string().contains("listen.workers"), "{err}");
+}

@@ -41,6 +41,12 @@ pub(super) fn validate(
             }
         }
     }
+    if raw.listen.workers > MAX_WORKERS {
+        problems.push(format!(
+            "listen.workers: {} is more than {MAX_WORKERS}; use 0 for one per CPU core",
+            raw.listen.workers
+        ));
+    }
     if raw.listen.http.is_none() && raw.listen.https.is_none() {
         problems.push("listen: neither `http` nor `https` is set; nothing would be served".into());
     }
@@ -385,3 +391,6 @@ pub(crate) fn redact_url(u: &str) -> String {
         _ => u.to_string(),
     }
 }
+
+/// More serving threads than this is a typo, not a tuning.
+const MAX_WORKERS: usize = 1024;

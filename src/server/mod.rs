@@ -130,13 +130,18 @@ async fn sniff(stream: &TcpStream, shared: &ServerShared) -> Option<Protocol> {
             _ => return None,
         },
     };
-    Some(if !H2_PREFACE.starts_with(&buf[..n]) {
+    Some(classify(&buf[..n]))
+}
+
+/// The protocol the first bytes of a plain connection announce.
+fn classify(first: &[u8]) -> Protocol {
+    if !H2_PREFACE.starts_with(first) {
         Protocol::Http1
-    } else if n == H2_PREFACE.len() {
+    } else if first.len() == H2_PREFACE.len() {
         Protocol::Http2
     } else {
         Protocol::Undecided
-    })
+    }
 }
 
 /// Accepts on `listener` until shutdown. `tls` turns it into the HTTPS listener.
@@ -344,4 +349,20 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     socket.set_reuseaddr(true)?;
     socket.bind(addr)?;
     socket.listen(4096)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_bytes_tell_http1_from_h2c() {
+        assert_eq!(classify(b"GET / HTTP/1.1\r\n"), Protocol::Http1);
+        assert_eq!(classify(b"POST /x HTTP/1.1"), Protocol::Http1);
+        assert_eq!(classify(b"G"), Protocol::Http1);
+        assert_eq!(classify(H2_PREFACE), Protocol::Http2);
+        // A prefix of the preface could still be either: hyper-util's `auto` decides.
+        assert_eq!(classify(b"P"), Protocol::Undecided);
+        assert_eq!(classify(b"PRI * HTTP/2.0\r\n"), Protocol::Undecided);
+    }
 }
