@@ -119,7 +119,17 @@ impl JwtAuthenticator {
         }
         metrics::counter!("tollgate_token_cache_total", "cache" => "jwt", "result" => "miss")
             .increment(1);
-        let iss = unverified_issuer(token)
+        let unverified = unverified_claims(token)
+            .ok_or_else(|| AuthnError::Invalid("malformed token".into()))?;
+        // An expired token is refused before its signature is checked: clients retrying
+        // with a stale token are common, and each would otherwise cost a full signature
+        // verification (~27 µs for RS256). Refusing on unverified data is safe; accepting
+        // never is, and the verifier below checks everything again.
+        if unverified.exp.is_some_and(|exp| exp <= now_unix()) {
+            return Err(AuthnError::Invalid("token expired".into()));
+        }
+        let iss = unverified
+            .iss
             .ok_or_else(|| AuthnError::Invalid("malformed token".into()))?;
         let verifier = self
             .issuers
@@ -146,9 +156,15 @@ impl JwtAuthenticator {
     }
 }
 
-/// The `iss` of a JWT's payload, read WITHOUT verifying anything: used only to choose
-/// the verifier, which then checks `iss` for real.
-fn unverified_issuer(token: &str) -> Option<String> {
+/// The claims read from a JWT's payload WITHOUT verifying anything: `iss` only chooses the
+/// verifier (which then checks it for real) and `exp` only refuses early.
+#[derive(serde::Deserialize)]
+struct Unverified {
+    iss: Option<String>,
+    exp: Option<u64>,
+}
+
+fn unverified_claims(token: &str) -> Option<Unverified> {
     let mut parts = token.split('.');
     let (_h, p, _s) = (parts.next()?, parts.next()?, parts.next()?);
     if parts.next().is_some() || p.len() > 16 * 1024 {
@@ -157,17 +173,15 @@ fn unverified_issuer(token: &str) -> Option<String> {
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(p.trim_end_matches('='))
         .ok()?;
-    #[derive(serde::Deserialize)]
-    struct Iss {
-        iss: Option<String>,
-    }
-    serde_json::from_slice::<Iss>(&bytes).ok()?.iss
+    serde_json::from_slice::<Unverified>(&bytes).ok()
 }
 
 /// Whether a token has the shape of a JWT (three base64url parts, a JSON header), so it
 /// goes to JWT validation rather than to opaque-token lookup.
 pub fn looks_like_jwt(token: &str) -> bool {
-    token.starts_with("eyJ") && token.bytes().filter(|b| *b == b'.').count() == 2
+    // `matches` finds the dots with memchr (vectorised), not byte by byte: this runs on
+    // every authenticated request over a token of ~700 bytes.
+    token.starts_with("eyJ") && token.matches('.').count() == 2
 }
 
 #[cfg(test)]
@@ -183,6 +197,10 @@ mod tests {
         )
     }
 
+    fn unverified_issuer(token: &str) -> Option<String> {
+        unverified_claims(token)?.iss
+    }
+
     #[test]
     fn issuer_is_read_only_to_pick_a_verifier() {
         assert_eq!(
@@ -193,6 +211,33 @@ mod tests {
         assert_eq!(unverified_issuer("a.b"), None);
         assert_eq!(unverified_issuer("a.b.c.d"), None);
         assert_eq!(unverified_issuer("a.%%%.c"), None);
+        assert_eq!(
+            unverified_claims(&jwt(r#"{"iss":"https://a","exp":5}"#))
+                .unwrap()
+                .exp,
+            Some(5)
+        );
+    }
+
+    /// An expired token is refused without reaching the verifier at all.
+    #[tokio::test]
+    async fn expired_token_is_refused_before_signature_verification() {
+        struct MustNotVerify;
+        impl JwtVerifier for MustNotVerify {
+            fn verify<'a>(&'a self, _token: &'a str) -> super::super::verifier::VerifyFuture<'a> {
+                panic!("the verifier must not be called for an expired token")
+            }
+        }
+        let auth = JwtAuthenticator::new(Arc::new(RevocationList::default()), 10)
+            .with_issuer("https://a", Arc::new(MustNotVerify));
+        let token = jwt(&format!(
+            r#"{{"iss":"https://a","exp":{}}}"#,
+            now_unix() - 1
+        ));
+        match auth.authenticate(&token).await {
+            Err(AuthnError::Invalid(why)) => assert!(why.contains("expired"), "{why}"),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
