@@ -7,9 +7,10 @@
 //!   memory-hungry, so it never runs on the async workers. It runs on `workers`
 //!   dedicated threads, and at most `max_pending` requests may wait; beyond that the pool
 //!   answers `Busy` at once instead of queueing forever. Dedicated threads rather than
-//!   tokio's blocking pool because each hash allocates 19 MiB and the allocator keeps
-//!   freed memory per thread: on a few long-lived threads that block is reused, while the
-//!   blocking pool's many short-lived threads left ~265 MiB behind after a login flood;
+//!   tokio's blocking pool because each hash needs 19 MiB of working memory: each
+//!   hashing thread keeps its own and reuses it, so a login flood neither leaves one
+//!   block behind per blocking thread (~265 MiB once) nor faults 19 MiB of fresh pages
+//!   in per login. The threads run at a lower priority than the serving threads;
 //! - user enumeration by timing: `verify_dummy` costs the same as a wrong password, so
 //!   an unknown user cannot be told apart from a known one by response time;
 //! - hostile hashes in an import file: argon2 parameters above a sane ceiling are
@@ -22,8 +23,8 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use argon2::{Algorithm, Argon2, Params, Version};
+use argon2::password_hash::{self, Output, ParamsString, PasswordHash, Salt, SaltString};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
 use rand::rngs::OsRng;
 use tokio::sync::Semaphore;
 use zeroize::Zeroizing;
@@ -133,13 +134,82 @@ struct Inner {
     dummy: OnceLock<String>,
 }
 
+thread_local! {
+    /// This thread's argon2 working memory (19 MiB at the current parameters), kept from
+    /// one hash to the next. Why: allocating and freeing it per hash made the allocator
+    /// hand the pages back and fault them in again, 19 MiB of page faults per login,
+    /// which also slowed the serving threads during a login flood.
+    static BLOCKS: std::cell::RefCell<Vec<Block>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Argon2 of `password` with `salt`, written to an output of `out_len` bytes, using this
+/// thread's kept working memory when the parameters fit in the current ones (a stronger
+/// imported hash gets a temporary buffer, so the kept one never grows past 19 MiB).
+fn argon2_output(
+    argon2: &Argon2<'_>,
+    password: &[u8],
+    salt: Salt<'_>,
+    out_len: usize,
+) -> password_hash::Result<Output> {
+    let mut salt_buf = [0u8; 64];
+    let salt = salt.decode_b64(&mut salt_buf)?;
+    let needed = argon2.params().block_count();
+    let kept = usize::try_from(ARGON2_M_COST_KIB).unwrap_or(usize::MAX);
+    Output::init_with(out_len, |out| {
+        let mut run = |blocks: &mut [Block]| {
+            argon2
+                .hash_password_into_with_memory(password, salt, out, blocks)
+                .map_err(password_hash::Error::from)
+        };
+        if needed > kept {
+            return run(&mut vec![Block::default(); needed]);
+        }
+        BLOCKS.with(|b| {
+            let mut blocks = b.borrow_mut();
+            if blocks.len() < needed {
+                blocks.resize(needed, Block::default());
+            }
+            run(&mut blocks[..needed])
+        })
+    })
+}
+
+/// Recomputes a stored argon2 hash with its own algorithm, version and parameters and
+/// compares in constant time (`Output`'s equality).
+fn argon2_verify(password: &[u8], stored: &PasswordHash<'_>) -> password_hash::Result<bool> {
+    let (Some(salt), Some(expected)) = (stored.salt, stored.hash) else {
+        return Ok(false);
+    };
+    let algorithm = Algorithm::try_from(stored.algorithm)?;
+    let version = stored
+        .version
+        .map(Version::try_from)
+        .transpose()?
+        .unwrap_or_default();
+    let params = Params::try_from(stored)?;
+    let argon2 = Argon2::new(algorithm, version, params);
+    Ok(argon2_output(&argon2, password, salt, expected.len())? == expected)
+}
+
 impl Inner {
     fn hash(&self, password: &[u8]) -> Result<String, PasswordError> {
         let salt = SaltString::generate(&mut OsRng);
-        self.argon2
-            .hash_password(password, &salt)
-            .map(|h| h.to_string())
-            .map_err(|e| PasswordError::Hash(e.to_string()))
+        let fail = |e: password_hash::Error| PasswordError::Hash(e.to_string());
+        let output = argon2_output(
+            &self.argon2,
+            password,
+            salt.as_salt(),
+            Params::DEFAULT_OUTPUT_LEN,
+        )
+        .map_err(fail)?;
+        let phc = PasswordHash {
+            algorithm: Algorithm::Argon2id.ident(),
+            version: Some(Version::V0x13.into()),
+            params: ParamsString::try_from(self.argon2.params()).map_err(fail)?,
+            salt: Some(salt.as_salt()),
+            hash: Some(output),
+        };
+        Ok(phc.to_string())
     }
 
     fn dummy_hash(&self) -> &str {
@@ -160,7 +230,7 @@ impl Inner {
             HashFormat::Bcrypt => bcrypt::verify(password, hash).unwrap_or(false),
             HashFormat::Argon2 { .. } => match PasswordHash::new(hash) {
                 // The hash's own algorithm, version and parameters are used to recompute.
-                Ok(parsed) => Argon2::default().verify_password(password, &parsed).is_ok(),
+                Ok(parsed) => argon2_verify(password, &parsed).unwrap_or(false),
                 Err(_) => false,
             },
         };
@@ -176,7 +246,7 @@ impl Inner {
     fn verify_dummy(&self, password: &[u8]) {
         let dummy = self.dummy_hash().to_owned();
         if let Ok(parsed) = PasswordHash::new(&dummy) {
-            let _ = Argon2::default().verify_password(password, &parsed);
+            let _ = argon2_verify(password, &parsed);
         }
     }
 }

@@ -68,8 +68,13 @@ impl TokenService {
                     role: g.user.map(|u| u.role.clone()),
                     alias: g.alias.clone(),
                 };
-                self.keys
-                    .sign(&claims)
+                // Off the serving thread: an RS256 signature takes about a millisecond,
+                // which on the event loop would delay every proxied request queued behind
+                // it (the login flood benchmark).
+                let keys = self.keys.clone();
+                tokio::task::spawn_blocking(move || keys.sign(&claims))
+                    .await
+                    .map_err(|e| OAuthError::Server(format!("signing task failed: {e}")))?
                     .map_err(|e| OAuthError::Server(e.to_string()))?
             }
             AccessFormat::Opaque => {

@@ -1,3 +1,4 @@
+use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 use std::time::{Duration, Instant};
 
 use super::*;
@@ -216,4 +217,27 @@ async fn jobs_run_on_the_dedicated_threads_and_survive_a_panic() {
     assert!(matches!(panicked, Err(PasswordError::Worker)));
     let h = pool.hash("still works").await.unwrap();
     assert!(pool.verify("still works", &h).await.unwrap().is_match());
+}
+
+/// Hashes made with the kept working memory are standard PHC argon2id strings: the
+/// reference implementation verifies them, and a reference-made hash verifies here.
+#[tokio::test]
+async fn kept_memory_hashes_match_the_reference_implementation() {
+    let pool = PasswordHasherPool::new(1);
+    for pw in ["first password", "second, different password", ""] {
+        let ours = pool.hash(pw).await.unwrap();
+        let parsed = PasswordHash::new(&ours).unwrap();
+        assert!(argon2::Argon2::default()
+            .verify_password(pw.as_bytes(), &parsed)
+            .is_ok());
+        assert!(argon2::Argon2::default()
+            .verify_password(b"wrong", &parsed)
+            .is_err());
+        let reference = argon2::Argon2::default()
+            .hash_password(pw.as_bytes(), &SaltString::generate(&mut OsRng))
+            .unwrap()
+            .to_string();
+        assert!(pool.verify(pw, &reference).await.unwrap().is_match());
+        assert!(!pool.verify("wrong", &reference).await.unwrap().is_match());
+    }
 }
