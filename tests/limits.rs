@@ -20,10 +20,14 @@ async fn gateway(limits: &str) -> (Upstream, common::TestGateway) {
     (up, gw)
 }
 
-async fn send(gw: &common::TestGateway, head: &str) -> String {
-    let mut s = TcpStream::connect(gw.gateway.http_addr.unwrap())
+async fn connect(gw: &common::TestGateway) -> TcpStream {
+    TcpStream::connect(gw.gateway.http_addr.unwrap())
         .await
-        .unwrap();
+        .unwrap()
+}
+
+async fn send(gw: &common::TestGateway, head: &str) -> String {
+    let mut s = connect(gw).await;
     s.write_all(head.as_bytes()).await.unwrap();
     let mut out = Vec::new();
     let _ = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out)).await;
@@ -56,9 +60,7 @@ async fn oversized_head_and_too_many_headers_get_431() {
 #[tokio::test]
 async fn slowloris_head_is_cut_off() {
     let (_up, gw) = gateway("  header_read_timeout: 300ms").await;
-    let mut s = TcpStream::connect(gw.gateway.http_addr.unwrap())
-        .await
-        .unwrap();
+    let mut s = connect(&gw).await;
     s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nX-Slow: ")
         .await
         .unwrap();
@@ -72,9 +74,7 @@ async fn slowloris_head_is_cut_off() {
 #[tokio::test]
 async fn idle_keepalive_connection_is_closed() {
     let (_up, gw) = gateway("  idle_timeout: 400ms\n  header_read_timeout: 30s").await;
-    let mut s = TcpStream::connect(gw.gateway.http_addr.unwrap())
-        .await
-        .unwrap();
+    let mut s = connect(&gw).await;
     s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
         .await
         .unwrap();
@@ -131,9 +131,7 @@ async fn connections_over_the_cap_are_closed_at_once() {
 #[tokio::test]
 async fn silent_connection_is_closed_after_header_read_timeout() {
     let (_up, gw) = gateway("  header_read_timeout: 300ms").await;
-    let mut s = TcpStream::connect(gw.gateway.http_addr.unwrap())
-        .await
-        .unwrap();
+    let mut s = connect(&gw).await;
     let started = Instant::now();
     let mut buf = Vec::new();
     let r = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut buf)).await;
@@ -161,9 +159,7 @@ async fn request_split_after_its_first_byte_is_served() {
             " /split HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
         ),
     ] {
-        let mut s = TcpStream::connect(gw.gateway.http_addr.unwrap())
-            .await
-            .unwrap();
+        let mut s = connect(&gw).await;
         s.set_nodelay(true).unwrap();
         s.write_all(first.as_bytes()).await.unwrap();
         s.flush().await.unwrap();
