@@ -65,20 +65,24 @@ async fn gateway_with(pem: &Pem) -> (Upstream, common::TestGateway) {
 }
 
 #[tokio::test]
-async fn alpn_negotiates_h2_and_http11() {
+async fn alpn_negotiates_h2_and_http11_and_without_alpn_the_first_bytes_decide() {
     let pem = self_signed("first");
     let (up, gw) = gateway_with(&pem).await;
     let addr = gw.gateway.https_addr.unwrap();
+    // Without ALPN the client may speak either protocol; the first bytes decide.
     for (alpn, want) in [
-        (&b"h2"[..], http::Version::HTTP_2),
-        (&b"http/1.1"[..], http::Version::HTTP_11),
+        (Some(&b"h2"[..]), http::Version::HTTP_2),
+        (Some(&b"http/1.1"[..]), http::Version::HTTP_11),
+        (None, http::Version::HTTP_2),
+        (None, http::Version::HTTP_11),
     ] {
         let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-        let tls = tls_client(&[&pem.der], &[alpn])
+        let offered: Vec<&[u8]> = alpn.into_iter().collect();
+        let tls = tls_client(&[&pem.der], &offered)
             .connect(ServerName::try_from("localhost").unwrap(), tcp)
             .await
             .unwrap();
-        assert_eq!(tls.get_ref().1.alpn_protocol(), Some(alpn));
+        assert_eq!(tls.get_ref().1.alpn_protocol(), alpn);
         let version = tls.get_ref().1.protocol_version().unwrap();
         assert!(matches!(
             version,

@@ -220,7 +220,9 @@ async fn serve_tls(
         Ok(Ok(tls_stream)) => {
             let protocol = match tls_stream.get_ref().1.alpn_protocol() {
                 Some(b"h2") => Protocol::Http2,
-                _ => Protocol::Http1,
+                Some(_) => Protocol::Http1,
+                // No ALPN: the client may still speak HTTP/2 by prior knowledge.
+                None => Protocol::Undecided,
             };
             let io = TokioIo::new(tls_stream);
             serve_conn(io, protocol, activity, app, builders, conn, shared).await;
