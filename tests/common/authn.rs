@@ -7,7 +7,7 @@ use std::sync::{Arc, OnceLock};
 use base64::Engine;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
-use tollgate::app::{Gateway, Services};
+use tollgate::app::Services;
 use tollgate::config::raw::SigningAlg;
 use tollgate::config::Config;
 use tollgate::keys::KeySet;
@@ -151,19 +151,8 @@ pub async fn spawn_with(yaml: &str, mut parts: AuthnParts) -> (TestGateway, Kit)
     services
         .endpoints
         .push(Arc::new(tollgate::proxy::forward_auth::ForwardAuthEndpoint));
-    let gateway = Gateway::start(cfg, services)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let base = format!("http://{}", gateway.http_addr.unwrap());
-    let admin = format!("http://{}", gateway.admin_addr.unwrap());
     (
-        TestGateway {
-            gateway,
-            dir,
-            config_path,
-            base,
-            admin,
-        },
+        super::start(cfg, services, dir, config_path).await,
         Kit { keys, revocations },
     )
 }

@@ -86,7 +86,8 @@ pub async fn spawn_proxy_only(yaml: &str) -> TestGateway {
     start(cfg, Services::proxy_only(), dir, config_path).await
 }
 
-async fn start(
+/// Starts a gateway from a loaded config and its services; `dir` is kept alive with it.
+pub async fn start(
     cfg: Config,
     services: Services,
     dir: tempfile::TempDir,
