@@ -6,7 +6,6 @@ use std::net::IpAddr;
 
 use criterion::{black_box, criterion_group, criterion_main, BatchSize, Criterion};
 use http::{HeaderMap, HeaderValue};
-use tollgate::config::raw::IdentityHeaders;
 use tollgate::proxy::authn::Identity;
 use tollgate::proxy::headers::{remove_hop_by_hop, request_id, set_forwarded, IdentityHeaderSet};
 use tollgate::proxy::identity::IdentityHeaderNames;
@@ -51,16 +50,8 @@ fn request_head(spoofed: bool) -> HeaderMap {
 }
 
 fn bench(c: &mut Criterion) {
-    let cfg = IdentityHeaders::default();
-    let names = IdentityHeaderNames::from_config(&cfg);
-    let set = IdentityHeaderSet::new([
-        cfg.user_id.as_str(),
-        cfg.email.as_str(),
-        cfg.role.as_str(),
-        cfg.scopes.as_str(),
-        cfg.client_id.as_str(),
-        cfg.alias.as_str(),
-    ]);
+    let names = IdentityHeaderNames::default();
+    let set = IdentityHeaderSet::new(names.all());
     let id = Identity {
         user_id: "7d0c6a8e-5b7e-4c1f-9d38-2a1f0c6e9b11".into(),
         email: Some("user@example.com".into()),

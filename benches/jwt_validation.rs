@@ -23,6 +23,7 @@ fn bench(c: &mut Criterion) {
             aud: tokens.audience.clone(),
             exp: now + 3600,
             iat: now,
+            nbf: None,
             jti: "bench-jti".into(),
             scope: "read write".into(),
             client_id: Some("web".into()),

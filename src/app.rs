@@ -52,6 +52,19 @@ pub trait Endpoint: Send + Sync {
     ) -> BoxFuture<Response<Body>>;
 }
 
+/// Every 401 Tollgate answers itself names a scheme (RFC 7235 §3.1): endpoints that set
+/// their own (the token endpoints' Basic) keep it; any other gets the bearer challenge.
+fn challenge_every_401(resp: &mut Response<Body>) {
+    if resp.status() == http::StatusCode::UNAUTHORIZED {
+        resp.headers_mut()
+            .entry(http::header::WWW_AUTHENTICATE)
+            .or_insert(http::HeaderValue::from_static(r#"Bearer realm="tollgate""#));
+    }
+}
+
+/// The longest `/readyz` waits on any one check.
+pub const READINESS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
+
 /// Something `/readyz` must find healthy (the store, for one).
 pub trait ReadinessCheck: Send + Sync {
     fn check(&self) -> BoxFuture<Result<(), String>>;
@@ -98,8 +111,13 @@ impl App {
         if !self.loaded.load(Ordering::Relaxed) {
             return Err("configuration not loaded".into());
         }
+        // Each check bounds its own wait; this bound holds even for one that forgets, so
+        // `/readyz` always answers and an orchestrator can act on it.
         for r in &self.readiness {
-            r.check().await?;
+            match tokio::time::timeout(READINESS_TIMEOUT, r.check()).await {
+                Ok(result) => result?,
+                Err(_) => return Err(format!("no answer within {READINESS_TIMEOUT:?}")),
+            }
         }
         Ok(())
     }
@@ -177,7 +195,9 @@ impl App {
                     request_id: request_id.clone(),
                     runtime: rt.clone(),
                 };
-                ep.call(self.clone(), req, ctx).await
+                let mut resp = ep.call(self.clone(), req, ctx).await;
+                challenge_every_401(&mut resp);
+                resp
             }
             None => match self
                 .proxy

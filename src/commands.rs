@@ -29,6 +29,9 @@ pub async fn run(cli: Cli) -> CmdResult {
         }
         Command::Check => {
             let cfg = Config::load(&config_path(&cli))?;
+            for w in cfg.warnings() {
+                eprintln!("warning: {w}");
+            }
             print_route_table(&cfg);
             Ok(())
         }
@@ -58,6 +61,9 @@ fn init_logging(cli: &Cli, cfg: &Config) {
 async fn serve(cli: &Cli) -> CmdResult {
     let cfg = Config::load(&config_path(cli))?;
     init_logging(cli, &cfg);
+    for w in cfg.warnings() {
+        tracing::warn!("{w}");
+    }
     let grace = cfg.limits.shutdown_grace;
     if let Some(addr) = cfg.echo_upstream {
         let bound = crate::echo::spawn(addr)
@@ -137,7 +143,7 @@ fn route(cfg: &Config, method: &str, url: &str) -> CmdResult {
     };
     let norm = normalize_path(&path).map_err(|e| format!("path `{path}`: {e}"))?;
     let table = RouteTable::new(cfg.routes.clone());
-    let e = table.explain(host.as_deref(), &method, &norm);
+    let e = table.explain(host.as_deref(), &method, &crate::proxy::path::route_key(&norm));
     println!(
         "request: {method} host={} path={} (normalised: {})",
         host.as_deref().unwrap_or("(none)"),

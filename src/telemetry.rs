@@ -26,6 +26,9 @@ pub fn init_logging(format: LogFormat, level: &str) {
     };
 }
 
+/// How often histogram samples are folded into their buckets.
+const UPKEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// The process-wide metrics handle; installs the recorder on first use.
 pub fn metrics() -> &'static PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
@@ -41,6 +44,17 @@ pub fn metrics() -> &'static PrometheusHandle {
             .expect("valid buckets")
             .build_recorder();
         let handle = recorder.handle();
+        // The recorder keeps every histogram sample until upkeep folds it into the
+        // buckets; without a periodic upkeep, memory and per-request cost grow between
+        // scrapes (or forever, with no scraper). A plain thread: this may be first
+        // called outside any runtime, and upkeep is a short, bounded pass.
+        let upkeep = handle.clone();
+        let _ = std::thread::Builder::new()
+            .name("metrics-upkeep".into())
+            .spawn(move || loop {
+                std::thread::sleep(UPKEEP_EVERY);
+                upkeep.run_upkeep();
+            });
         // In tests several gateways share one process: the first recorder wins and every
         // handle renders it.
         let _ = metrics::set_global_recorder(recorder);

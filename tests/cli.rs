@@ -127,3 +127,36 @@ fn usage_errors_exit_2() {
     let (code, _, _) = tollgate(&["no-such-command"]);
     assert_eq!(code, 2);
 }
+
+/// `check` and `serve` agree: a name `check` refuses is never a panic at start.
+#[test]
+fn check_refuses_identity_header_names_that_would_not_start() {
+    for (key, bad) in [
+        ("signed_jwt", "X Identity Token"),
+        ("user_id", "Bad:Name"),
+        ("role", "Content-Length"),
+        ("email", "x_user_id"),
+    ] {
+        let (_d, p) = config(&format!("identity_headers:\n  {key}: \"{bad}\"\n{ROUTES}"));
+        let (code, _, err) = tollgate(&["--config", &p, "check"]);
+        assert_eq!(code, 1, "{key}: {bad}: {err}");
+        assert!(err.contains(&format!("identity_headers.{key}")), "{err}");
+        let (code, _, err) = tollgate(&["--config", &p, "serve"]);
+        assert_ne!(code, 0, "serve must refuse it too");
+        assert!(!err.contains("panicked"), "{err}");
+    }
+}
+
+#[test]
+fn check_warns_about_required_routes_anyone_can_register_for() {
+    let (_d, p) = config(&format!("users_api:\n  registration: open\n{ROUTES}"));
+    let (code, _, err) = tollgate(&["--config", &p, "check"]);
+    assert_eq!(code, 0);
+    assert!(
+        err.contains("warning: routes (orders)") && err.contains("registration is open"),
+        "{err}"
+    );
+    let (_d, p) = config(ROUTES);
+    let (_, _, err) = tollgate(&["--config", &p, "check"]);
+    assert!(!err.contains("warning"), "closed registration (the default) is quiet: {err}");
+}

@@ -100,7 +100,11 @@ async fn invalid_client_via_body_or_none() {
         "grant_type=password&username=john_doe&password=john_doe_secret",
     )
     .await;
-    assert!(r.headers().get("www-authenticate").is_none());
+    // Every 401 names a scheme, Basic or not (RFC 7235 §3.1).
+    assert_eq!(
+        r.headers().get("www-authenticate").unwrap(),
+        r#"Basic realm="tollgate", charset="UTF-8""#
+    );
     assert_eq!(error_of(r).await, (401, "invalid_client".into()));
     // Wrong secret in a JSON body.
     let r = client()
@@ -112,6 +116,7 @@ async fn invalid_client_via_body_or_none() {
         .send()
         .await
         .unwrap();
+    assert!(r.headers().get("www-authenticate").is_some());
     assert_eq!(error_of(r).await, (401, "invalid_client".into()));
     // A confidential client that leaves out its secret.
     let r = form(
@@ -378,4 +383,23 @@ async fn argon2_hashed_client_secrets_verify() {
     assert_eq!(r.status(), 200);
     let r = form(&gw, Some(("cli-client", "cli-made-secret-124")), body).await;
     assert_eq!(error_of(r).await, (401, "invalid_client".into()));
+}
+
+#[tokio::test]
+async fn a_dialect_that_maps_bad_credentials_to_401_still_challenges() {
+    let gw = TokenGateway::start(
+        "token_endpoints:\n  - path: /legacy/token\n    grant: password\n    client: web\n    invalid_credentials_status: 401\n",
+    )
+    .await;
+    let r = client()
+        .post(gw.url("/legacy/token"))
+        .json(&serde_json::json!({"username": "john_doe", "password": "wrong"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    assert!(
+        r.headers().get("www-authenticate").is_some(),
+        "every 401 carries WWW-Authenticate"
+    );
 }

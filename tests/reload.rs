@@ -112,3 +112,21 @@ async fn reloads_fail_no_in_flight_request() {
     assert_eq!(done.load(Ordering::Relaxed), 400);
     assert_eq!(failures.load(Ordering::Relaxed), 0);
 }
+
+/// A reload to identity header names that would not start is refused, never a panic.
+#[tokio::test]
+async fn reload_to_a_bad_identity_header_name_is_refused() {
+    let up = Upstream::start().await;
+    let gw = spawn_proxy_only(&routes(&up, "")).await;
+    gw.write_config(&format!(
+        "identity_headers:\n  signed_jwt: \"X Identity Token\"\n{}",
+        routes(&up, "")
+    ));
+    let err = gw.gateway.app.reload().unwrap_err().to_string();
+    assert!(err.contains("identity_headers.signed_jwt"), "{err}");
+    assert_eq!(
+        client().get(gw.url("/a")).send().await.unwrap().status(),
+        200,
+        "old config still serves"
+    );
+}

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, SubsecRound, Utc};
 use tokio::sync::broadcast;
 use tollgate::store::{
+    Unique,
     self, Client, ConnectState, Identity, NewUser, RevocationEvent, Store, StoreError, TokenKind,
     TokenRecord, UserId,
 };
@@ -188,7 +189,7 @@ async fn user_email_is_unique_case_insensitively(f: Fixture) {
         .create_user(new_user("grace@EXAMPLE.com", Some("g2")))
         .await
         .unwrap_err();
-    assert!(matches!(err, StoreError::Conflict("email")), "{err:?}");
+    assert!(matches!(err, StoreError::Conflict(Unique::Email)), "{err:?}");
     assert_eq!(
         f.store.user_by_username("g2").await.unwrap(),
         None,
@@ -206,7 +207,7 @@ async fn username_is_unique(f: Fixture) {
         .create_user(new_user("b@example.com", Some("same")))
         .await
         .unwrap_err();
-    assert!(matches!(err, StoreError::Conflict("username")), "{err:?}");
+    assert!(matches!(err, StoreError::Conflict(Unique::Username)), "{err:?}");
 }
 
 async fn set_password_hash_replaces_the_hash(f: Fixture) {
@@ -267,7 +268,7 @@ async fn client_id_is_unique(f: Fixture) {
     };
     f.store.create_client(c.clone()).await.unwrap();
     let err = f.store.create_client(c).await.unwrap_err();
-    assert!(matches!(err, StoreError::Conflict("client")), "{err:?}");
+    assert!(matches!(err, StoreError::Conflict(Unique::Client)), "{err:?}");
 }
 
 async fn tokens_insert_and_look_up_by_kind(f: Fixture) {
@@ -333,7 +334,7 @@ async fn token_hash_is_unique_per_kind(f: Fixture) {
         .insert_token(TokenKind::Refresh, t.clone())
         .await
         .unwrap_err();
-    assert!(matches!(err, StoreError::Conflict("token")), "{err:?}");
+    assert!(matches!(err, StoreError::Conflict(Unique::Token)), "{err:?}");
     f.store
         .insert_token(TokenKind::OpaqueAccess, t)
         .await
@@ -570,14 +571,14 @@ async fn identity_linked_to_another_user_is_a_conflict(f: Fixture) {
         .link_identity(identity(b.id, "github", "octo", b"b"))
         .await
         .unwrap_err();
-    assert!(matches!(err, StoreError::Conflict("identity")), "{err:?}");
+    assert!(matches!(err, StoreError::Conflict(Unique::Identity)), "{err:?}");
     // A second account of the same provider for one user is a conflict too (unlink first).
     let err = f
         .store
         .link_identity(identity(a.id, "github", "other", b"c"))
         .await
         .unwrap_err();
-    assert!(matches!(err, StoreError::Conflict("identity")), "{err:?}");
+    assert!(matches!(err, StoreError::Conflict(Unique::Identity)), "{err:?}");
     assert_eq!(
         f.store.identities_of(a.id).await.unwrap()[0].tokens_encrypted,
         b"a"

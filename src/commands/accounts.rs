@@ -17,7 +17,7 @@ use super::{config_path, CmdResult};
 use crate::cli::{Cli, ClientsCommand, ClientsCreate, UsersCommand, UsersCreate};
 use crate::config::Config;
 use crate::crypto::{HashFormat, PasswordHasherPool, Secret};
-use crate::store::{self, Client, NewUser, Store, StoreError};
+use crate::store::{self, Client, NewUser, Store, StoreError, Unique};
 use crate::users::model::{self, is_plausible_email, is_valid_username, NewUserFields, UserView};
 
 /// The grants a client may be given.
@@ -79,10 +79,10 @@ fn secret_from_stdin(what: &str) -> Result<Secret, String> {
     Ok(secret)
 }
 
-fn conflict_message(what: &str, email: &str, username: Option<&str>) -> String {
+fn conflict_message(what: Unique, email: &str, username: Option<&str>) -> String {
     match what {
-        "email" => format!("a user with email `{email}` already exists"),
-        "username" => format!("username `{}` is taken", username.unwrap_or_default()),
+        Unique::Email => format!("a user with email `{email}` already exists"),
+        Unique::Username => format!("username `{}` is taken", username.unwrap_or_default()),
         other => format!("{other} already exists"),
     }
 }

@@ -6,6 +6,7 @@
 //! before failing, so an operator fixes a file in one pass. A [`Config`] is never patched in
 //! place: live reload builds a new one and swaps it (see `reload.rs`).
 
+pub mod identity;
 pub mod raw;
 pub mod reload;
 mod validate;
@@ -20,6 +21,7 @@ use http::Method;
 use ipnet::IpNet;
 
 use raw::AuthMode;
+pub use identity::IdentityHeaderNames;
 pub use raw::RawConfig;
 
 /// Where `serve` and friends look when neither `--config` nor `$TOLLGATE_CONFIG` is set.
@@ -53,6 +55,8 @@ impl ConfigError {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub file: RawConfig,
+    /// The identity header names, validated: the one list every stage reads.
+    pub identity: IdentityHeaderNames,
     pub source_path: Option<PathBuf>,
     pub trusted_proxies: Vec<IpNet>,
     pub routes: Vec<RouteSpec>,
@@ -164,6 +168,27 @@ pub struct RouteSpec {
 }
 
 impl Config {
+    /// Settings that are valid but probably not what the operator meant: `check` prints
+    /// them and `serve` logs them at start.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut w = Vec::new();
+        if self.users_api.registration == raw::Registration::Open {
+            for r in &self.routes {
+                if r.auth.mode == AuthMode::Required
+                    && r.auth.roles.is_empty()
+                    && r.auth.scopes.is_empty()
+                {
+                    w.push(format!(
+                        "routes ({}): `auth: required` with no roles or scopes while \
+                         users_api.registration is open: anyone can register and pass it",
+                        r.name
+                    ));
+                }
+            }
+        }
+        w
+    }
+
     /// Loads and validates the file at `path` with environment overrides.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|e| {

@@ -230,9 +230,14 @@ pub struct TokenEndpoint {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum Registration {
-    #[default]
+    /// Anyone may register (and then pass every `auth: required` route that names no
+    /// role or scope): only for trying Tollgate out or for deliberately public sign-up.
     Open,
+    /// Only an admin's bearer token may create users.
     Admin,
+    /// Nobody registers through the API; users come from `tollgate users create/import`.
+    /// The default when the key is absent: a setting left out is the safe one.
+    #[default]
     Closed,
 }
 
@@ -494,7 +499,8 @@ pub struct Route {
     /// Largest request body in bytes for this route (default `limits.max_body_bytes`).
     #[serde(default)]
     pub max_body_bytes: Option<u64>,
-    /// Forward the inbound `Authorization` header upstream (default true).
+    /// Forward the inbound `Authorization` header upstream (default false: an upstream
+    /// that receives the bearer token can replay it).
     #[serde(default)]
     pub forward_authorization: Option<bool>,
     /// Close WebSocket/streaming responses when the token that opened them expires or is revoked.

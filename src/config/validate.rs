@@ -10,6 +10,7 @@ use ipnet::IpNet;
 
 use super::raw::{self, AuthMode, RawConfig};
 use super::UpstreamSpec;
+use super::identity::IdentityHeaderNames;
 use super::{AuthPolicy, Config, ConfigError, HostMatch, RouteSpec, TargetSpec, TokenSource};
 use crate::proxy::path::normalize_path;
 
@@ -90,20 +91,7 @@ pub(super) fn validate(
             problems.push("forward_auth.path: must start with `/`".into());
         }
     }
-    for (name, header) in [
-        ("user_id", &raw.identity_headers.user_id),
-        ("email", &raw.identity_headers.email),
-        ("role", &raw.identity_headers.role),
-        ("scopes", &raw.identity_headers.scopes),
-        ("client_id", &raw.identity_headers.client_id),
-        ("alias", &raw.identity_headers.alias),
-    ] {
-        if http::HeaderName::from_str(header).is_err() {
-            problems.push(format!(
-                "identity_headers.{name}: `{header}` is not a valid header name"
-            ));
-        }
-    }
+    let identity = IdentityHeaderNames::parse(&raw.identity_headers, &mut problems);
 
     problems.extend(crate::connect::provider::validate_config(&raw));
 
@@ -115,18 +103,18 @@ pub(super) fn validate(
     }
     check_route_conflicts(&routes, text, &mut problems);
 
-    if problems.is_empty() {
-        Ok(Config {
+    match identity {
+        Some(identity) if problems.is_empty() => Ok(Config {
             file: raw,
+            identity,
             source_path,
             trusted_proxies,
             routes,
-        })
-    } else {
-        Err(ConfigError {
+        }),
+        _ => Err(ConfigError {
             source_path,
             problems,
-        })
+        }),
     }
 }
 
@@ -292,7 +280,9 @@ fn validate_route(
         auth,
         token_sources,
         max_body_bytes: r.max_body_bytes.unwrap_or(raw.limits.max_body_bytes),
-        forward_authorization: r.forward_authorization.unwrap_or(true),
+        // Off unless the route opts in: an upstream that receives the caller's bearer
+        // token can replay it against every other route that accepts it.
+        forward_authorization: r.forward_authorization.unwrap_or(false),
         close_on_token_expiry: r.close_on_token_expiry.unwrap_or(true),
         index: i,
     })

@@ -72,7 +72,7 @@ impl IdentityStore for FakeStore {
                 && x.provider_user_id == i.provider_user_id
                 && x.user_id != i.user_id
         }) {
-            Err(StoreError::Conflict("provider link"))
+            Err(StoreError::Conflict(crate::store::Unique::Identity))
         } else {
             all.retain(|x| !(x.user_id == i.user_id && x.provider == i.provider));
             all.push(i);

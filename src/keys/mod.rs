@@ -26,7 +26,8 @@ use crate::config::raw::{SigningAlg, Tokens};
 /// The JOSE `typ` of every access token we sign (RFC 9068).
 pub const ACCESS_TOKEN_TYP: &str = "at+jwt";
 
-/// Clock skew tolerated on `exp`/`iat`, in seconds.
+/// Clock skew tolerated on `exp`/`nbf`, in seconds: one figure for self-issued and
+/// foreign JWTs (`proxy/authn/verifier.rs` uses it too).
 pub const LEEWAY_SECS: u64 = 30;
 
 /// Tokens longer than this are refused before any parsing.
@@ -44,9 +45,17 @@ pub enum KeyError {
     Generate(String),
     #[error("cannot sign token: {0}")]
     Sign(String),
-    /// Any reason a presented token does not verify. The reason is for logs, not clients.
+    /// Any other reason a presented token does not verify. The reason is for logs, not
+    /// clients.
     #[error("token rejected: {0}")]
     Rejected(&'static str),
+    /// The header names no key of ours (or no `kid` at all): a caller with other key sets
+    /// may try those.
+    #[error("token rejected: no key with this kid")]
+    UnknownKid,
+    /// The header does not parse.
+    #[error("token rejected: malformed header")]
+    MalformedHeader,
 }
 
 /// The claims of an access token Tollgate issues.
@@ -58,6 +67,9 @@ pub struct AccessClaims {
     pub aud: String,
     pub exp: i64,
     pub iat: i64,
+    /// Never issued; typed so that a `nbf` of the wrong JSON type fails to parse.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<i64>,
     pub jti: String,
     /// Space-separated scopes.
     #[serde(default)]
@@ -215,12 +227,12 @@ impl KeySet {
         if token.len() > MAX_TOKEN_LEN {
             return Err(KeyError::Rejected("token too long"));
         }
-        let header = decode_header(token).map_err(|_| KeyError::Rejected("malformed header"))?;
-        let kid = header.kid.as_deref().ok_or(KeyError::Rejected("no kid"))?;
+        let header = decode_header(token).map_err(|_| KeyError::MalformedHeader)?;
+        let kid = header.kid.as_deref().ok_or(KeyError::UnknownKid)?;
         let key = self
             .by_kid
             .get(kid)
-            .ok_or(KeyError::Rejected("unknown kid"))?;
+            .ok_or(KeyError::UnknownKid)?;
         let alg = jwt_alg(key.alg);
         if header.alg != alg {
             return Err(KeyError::Rejected("algorithm does not match the key"));
@@ -231,6 +243,8 @@ impl KeySet {
         let mut v = Validation::new(alg);
         v.leeway = LEEWAY_SECS;
         v.validate_exp = true;
+        // Tollgate never sets `nbf`, but a token that carries one is held to it.
+        v.validate_nbf = true;
         v.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
         v.set_issuer(&[&self.issuer]);
         v.set_audience(&[&self.audience]);

@@ -12,6 +12,7 @@ fn claims(exp_in: i64) -> AccessClaims {
         aud: "tollgate".into(),
         exp: now() + exp_in,
         iat: now(),
+        nbf: None,
         jti: "j1".into(),
         scope: "read".into(),
         client_id: Some("web".into()),

@@ -9,6 +9,9 @@ use super::dialect::Dialect;
 use crate::body::{json_error, Body};
 use crate::store::StoreError;
 
+/// The challenge on every 401 from the token endpoints.
+pub const BASIC_CHALLENGE: &str = r#"Basic realm="tollgate", charset="UTF-8""#;
+
 /// What the description of bad user credentials says, in every dialect.
 pub const BAD_CREDENTIALS: &str = "Invalid username / password combination";
 
@@ -129,7 +132,7 @@ impl OAuthError {
             OAuthError::InvalidClient { basic: true } => {
                 h.insert(
                     header::WWW_AUTHENTICATE,
-                    HeaderValue::from_static(r#"Basic realm="tollgate", charset="UTF-8""#),
+                    HeaderValue::from_static(BASIC_CHALLENGE),
                 );
             }
             OAuthError::Throttled { retry_after } => {
@@ -139,6 +142,12 @@ impl OAuthError {
                 h.insert(header::ALLOW, HeaderValue::from_static("POST, OPTIONS"));
             }
             _ => {}
+        }
+        // Every 401 names a scheme (RFC 7235 §3.1), whatever status a dialect maps to it:
+        // HTTP Basic is how clients authenticate at the token endpoint.
+        if status == StatusCode::UNAUTHORIZED {
+            h.entry(header::WWW_AUTHENTICATE)
+                .or_insert(HeaderValue::from_static(BASIC_CHALLENGE));
         }
         resp
     }

@@ -11,6 +11,7 @@ use super::clients::allows;
 use super::dialect::{Dialect, GrantType};
 use super::error::OAuthError;
 use super::issue::Grantee;
+use super::throttle::Refusal;
 use super::request::{client_credentials, query_grant_type, read_params, Params};
 use super::TokenService;
 use crate::body::Body;
@@ -122,12 +123,17 @@ impl TokenService {
         let scope = resolve_scope(&client.scopes, params.get("scope"))?;
 
         // Throttle before anything touches the store or the password hasher.
-        if let Err(t) = self.throttle.check(ident, client_ip) {
-            metrics::counter!("tollgate_login_throttled_total", "limit" => t.label()).increment(1);
-            tracing::info!(limit = t.label(), "password attempt throttled");
-            return Err(OAuthError::Throttled {
-                retry_after: t.retry_after_secs(),
-            });
+        match self.throttle.check(ident, client_ip).await {
+            Ok(()) => {}
+            Err(Refusal::Throttled(t)) => {
+                metrics::counter!("tollgate_login_throttled_total", "limit" => t.label())
+                    .increment(1);
+                tracing::info!(limit = t.label(), "password attempt throttled");
+                return Err(OAuthError::Throttled {
+                    retry_after: t.retry_after_secs(),
+                });
+            }
+            Err(Refusal::Unavailable(e)) => return Err(e.into()),
         }
 
         let user = self.find_user(ident, by_email).await?;

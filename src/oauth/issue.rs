@@ -61,6 +61,7 @@ impl TokenService {
                     aud: self.keys.audience().to_string(),
                     exp: exp.timestamp(),
                     iat: now.timestamp(),
+                    nbf: None,
                     jti,
                     scope: g.scope.clone(),
                     client_id: Some(g.client_id.to_string()),

@@ -27,21 +27,22 @@ use std::sync::Arc;
 
 pub use endpoints::{IntrospectEndpoint, MetadataEndpoint, RevokeEndpoint, TokenEndpoint};
 
-use crate::app::{BoxFuture, Endpoint, ReadinessCheck};
+use crate::app::{Endpoint, ReadinessCheck};
 use crate::config::Config;
 use crate::crypto::PasswordHasherPool;
 use crate::keys::default_key_dir;
 use crate::keys::KeySet;
 use crate::proxy::authn::RevocationList;
 use crate::store::Store;
-use throttle::LoginThrottle;
+use throttle::Throttle;
 
 /// Shared state of the token service.
 pub struct TokenService {
     pub store: Arc<dyn Store>,
     pub keys: Arc<KeySet>,
     pub hasher: PasswordHasherPool,
-    pub throttle: Arc<LoginThrottle>,
+    /// Login throttling: in memory, or in the store when it is shared by replicas.
+    pub throttle: Arc<dyn Throttle>,
     /// The process's one in-memory revocation list, shared with the proxy's
     /// authenticator: the revoke endpoint applies to it directly.
     pub revocations: Arc<RevocationList>,
@@ -61,7 +62,11 @@ impl TokenService {
             .follow_store(store.clone(), config.tokens.access.ttl)
             .await?;
         Ok(Arc::new(TokenService {
-            throttle: LoginThrottle::new(&config.tokens.login_throttle),
+            throttle: throttle::for_store(
+                &config.tokens.login_throttle,
+                &config.store.url,
+                store.clone(),
+            ),
             store,
             keys,
             hasher,
@@ -110,19 +115,9 @@ pub async fn mount(config: &Config) -> Result<Mounted, MountError> {
     let mut endpoints = service.endpoints();
     endpoints.push(Arc::new(crate::users::UsersEndpoint(service.clone())));
     Ok(Mounted {
-        readiness: Arc::new(StoreReady(store.clone())),
+        readiness: Arc::new(crate::store::StoreReadiness(store.clone())),
         service,
         store,
         endpoints,
     })
-}
-
-/// `/readyz` fails while the store does not answer.
-struct StoreReady(Arc<dyn Store>);
-
-impl ReadinessCheck for StoreReady {
-    fn check(&self) -> BoxFuture<Result<(), String>> {
-        let store = self.0.clone();
-        Box::pin(async move { store.ping().await.map_err(|e| format!("store: {e}")) })
-    }
 }

@@ -6,6 +6,12 @@
 //! attempt costs almost nothing and reveals nothing. Keys are the account name as typed
 //! (lower-cased) and the client address; the limiter state is pruned periodically so a
 //! spray of made-up names cannot grow memory without bound.
+//!
+//! Two implementations behind one [`Throttle`] trait: [`LoginThrottle`], in memory, for
+//! the single-process SQLite default; and [`StoreThrottle`], whose counters live in the
+//! store (one atomic statement per check), chosen when `store.url` is PostgreSQL so that N
+//! replicas never give an attacker N times the budget. A store that cannot count an
+//! attempt fails the attempt closed (503), as the sign-in itself would.
 
 use std::net::IpAddr;
 use std::num::NonZeroU32;
@@ -17,6 +23,32 @@ use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use ipnet::IpNet;
 
 use crate::config::raw::LoginThrottle as ThrottleConfig;
+use crate::store::{Store, StoreError};
+
+/// Why an attempt may not go ahead.
+#[derive(Debug)]
+pub enum Refusal {
+    Throttled(Throttled),
+    /// The shared counters could not be reached.
+    Unavailable(StoreError),
+}
+
+type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
+
+/// Counts one password attempt for an account from an IP.
+pub trait Throttle: Send + Sync {
+    fn check<'a>(&'a self, account: &'a str, ip: IpAddr) -> BoxFuture<'a, Result<(), Refusal>>;
+}
+
+/// The throttle for this configuration: shared through the store on PostgreSQL (several
+/// replicas), in memory otherwise.
+pub fn for_store(cfg: &ThrottleConfig, store_url: &str, store: Arc<dyn Store>) -> Arc<dyn Throttle> {
+    if store_url.starts_with("postgres://") || store_url.starts_with("postgresql://") {
+        Arc::new(StoreThrottle::new(cfg, store))
+    } else {
+        LoginThrottle::new(cfg)
+    }
+}
 
 pub struct LoginThrottle {
     account: Option<DefaultKeyedRateLimiter<String>>,
@@ -89,6 +121,67 @@ impl LoginThrottle {
                 .map_err(|n| Throttled::Account(n.wait_time_from(self.clock.now())))?;
         }
         Ok(())
+    }
+}
+
+impl Throttle for LoginThrottle {
+    fn check<'a>(&'a self, account: &'a str, ip: IpAddr) -> BoxFuture<'a, Result<(), Refusal>> {
+        let r = LoginThrottle::check(self, account, ip).map_err(Refusal::Throttled);
+        Box::pin(std::future::ready(r))
+    }
+}
+
+/// Login limits whose counters live in the store, shared by every replica on it. The same
+/// GCRA as the in-memory limiter: `per_minute` attempts at once, then one per
+/// `60 s / per_minute`.
+pub struct StoreThrottle {
+    store: Arc<dyn Store>,
+    per_account: u32,
+    per_ip: u32,
+}
+
+impl StoreThrottle {
+    pub fn new(cfg: &ThrottleConfig, store: Arc<dyn Store>) -> StoreThrottle {
+        StoreThrottle {
+            store,
+            per_account: cfg.per_account,
+            per_ip: cfg.per_ip,
+        }
+    }
+
+    async fn count(&self, key: &str, per_minute: u32) -> Result<Option<Duration>, StoreError> {
+        if per_minute == 0 {
+            return Ok(None);
+        }
+        const MINUTE_US: i64 = 60_000_000;
+        let now_us = chrono::Utc::now().timestamp_micros();
+        self.store
+            .count_attempt(key, now_us, MINUTE_US / i64::from(per_minute), MINUTE_US)
+            .await
+    }
+}
+
+impl Throttle for StoreThrottle {
+    fn check<'a>(&'a self, account: &'a str, ip: IpAddr) -> BoxFuture<'a, Result<(), Refusal>> {
+        Box::pin(async move {
+            // The same order as in memory: the IP limit first, so a spray over many
+            // accounts from one address never reaches the per-account counters.
+            if let Some(wait) = self
+                .count(&format!("i:{ip}"), self.per_ip)
+                .await
+                .map_err(Refusal::Unavailable)?
+            {
+                return Err(Refusal::Throttled(Throttled::Ip(wait)));
+            }
+            if let Some(wait) = self
+                .count(&format!("a:{}", account.to_lowercase()), self.per_account)
+                .await
+                .map_err(Refusal::Unavailable)?
+            {
+                return Err(Refusal::Throttled(Throttled::Account(wait)));
+            }
+            Ok(())
+        })
     }
 }
 

@@ -11,6 +11,9 @@ pub enum GatewayError {
     NoRoute,
     #[error("malformed request path")]
     BadPath,
+    /// A request head that is well-formed HTTP but ambiguous (two `Host` headers).
+    #[error("bad request: {0}")]
+    BadRequest(&'static str),
     #[error("request body larger than {0} bytes")]
     BodyTooLarge(u64),
     #[error("upstream unreachable: {0}")]
@@ -31,7 +34,7 @@ impl GatewayError {
     pub fn status(&self) -> StatusCode {
         match self {
             GatewayError::NoRoute => StatusCode::NOT_FOUND,
-            GatewayError::BadPath => StatusCode::BAD_REQUEST,
+            GatewayError::BadPath | GatewayError::BadRequest(_) => StatusCode::BAD_REQUEST,
             GatewayError::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             GatewayError::UpstreamUnreachable(_) => StatusCode::BAD_GATEWAY,
             GatewayError::UpstreamTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
@@ -48,6 +51,7 @@ impl GatewayError {
         match self {
             GatewayError::NoRoute => "no_route",
             GatewayError::BadPath => "bad_path",
+            GatewayError::BadRequest(_) => "bad_request",
             GatewayError::BodyTooLarge(_) => "body_too_large",
             GatewayError::UpstreamUnreachable(_) => "unreachable",
             GatewayError::UpstreamTimeout(_) => "timeout",
@@ -63,6 +67,7 @@ impl GatewayError {
         let (error, description, www) = match &self {
             GatewayError::NoRoute => ("not_found", "no route matches this request", None),
             GatewayError::BadPath => ("invalid_request", "the request path is malformed", None),
+            GatewayError::BadRequest(why) => ("invalid_request", *why, None),
             GatewayError::BodyTooLarge(_) => (
                 "request_too_large",
                 "the request body is larger than this route allows",

@@ -219,7 +219,8 @@ impl Upstream {
             close_at,
             close_on,
         } = req;
-        remove_hop_by_hop(&mut parts.headers, upgrade.is_some());
+        // Hop-by-hop request headers were removed by the pipeline before it injected its
+        // own (`proxy::handle`), so a `Connection:` list cannot name what it added.
         parts.headers.remove(http::header::HOST);
         parts.version = http::Version::HTTP_11;
 

@@ -167,11 +167,11 @@ pub async fn decide(
     let host = header_str(headers, X_FORWARDED_HOST)
         .or_else(|| uri.host())
         .or_else(|| header_str(headers, header::HOST.as_str()))
-        .map(strip_port);
+        .map(super::host_name);
     let norm = path::normalize_path(uri.path()).map_err(|_| GatewayError::BadPath)?;
     let route = rt
         .routes
-        .find(host, &method, &norm)
+        .find(host, &method, &path::route_key(&norm))
         .ok_or(ForwardAuthError::NoRoute)?;
     let spec = &route.spec;
     let found = find_token(&spec.token_sources, headers, uri.query());
@@ -182,18 +182,7 @@ pub async fn decide(
     // Every identity header is present, empty when there is no value: ingresses that copy
     // headers unconditionally (Caddy before 2.7 writes its placeholder text otherwise)
     // then overwrite a client's spoofed copy instead of leaving it.
-    let names = &rt.identity_names;
-    for name in [
-        &names.user_id,
-        &names.email,
-        &names.role,
-        &names.scopes,
-        &names.client_id,
-        &names.alias,
-    ]
-    .into_iter()
-    .chain(names.signed_jwt.as_ref())
-    {
+    for name in rt.identity_names.all() {
         resp.headers_mut()
             .insert(name.clone(), HeaderValue::from_static(""));
     }
@@ -205,12 +194,3 @@ pub async fn decide(
     Ok(resp)
 }
 
-fn strip_port(h: &str) -> &str {
-    if h.starts_with('[') {
-        return h.split(']').next().map(|s| &s[1..]).unwrap_or(h);
-    }
-    match h.rsplit_once(':') {
-        Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) => host,
-        _ => h,
-    }
-}

@@ -10,6 +10,7 @@ use std::net::IpAddr;
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use ipnet::IpNet;
+use crate::config::identity::fold;
 
 pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -97,19 +98,13 @@ pub struct IdentityHeaderSet {
     folded: Vec<Box<[u8]>>,
 }
 
-fn fold(b: u8) -> u8 {
-    match b {
-        b'_' | b'.' => b'-',
-        b => b.to_ascii_lowercase(),
-    }
-}
 
 impl IdentityHeaderSet {
-    pub fn new<'a>(names: impl IntoIterator<Item = &'a str>) -> Self {
+    pub fn new<'a>(names: impl IntoIterator<Item = &'a HeaderName>) -> Self {
         IdentityHeaderSet {
             folded: names
                 .into_iter()
-                .map(|n| n.bytes().map(fold).collect::<Vec<u8>>().into_boxed_slice())
+                .map(|n| n.as_str().bytes().map(fold).collect::<Vec<u8>>().into_boxed_slice())
                 .collect(),
         }
     }
@@ -238,7 +233,11 @@ mod tests {
 
     #[test]
     fn strips_identity_spellings() {
-        let set = IdentityHeaderSet::new(["X-User-Id", "X-User-Email"]);
+        let names = [
+            HeaderName::from_static("x-user-id"),
+            HeaderName::from_static("x-user-email"),
+        ];
+        let set = IdentityHeaderSet::new(&names);
         let mut h = HeaderMap::new();
         h.insert("x-user-id", HeaderValue::from_static("admin"));
         h.insert("x_user_id", HeaderValue::from_static("admin"));

@@ -4,38 +4,12 @@
 use http::{HeaderMap, HeaderName, HeaderValue};
 
 use super::authn::Identity;
-use crate::config::raw::IdentityHeaders;
 
-/// Parsed identity header names, built once per configuration.
-#[derive(Debug, Clone)]
-pub struct IdentityHeaderNames {
-    pub user_id: HeaderName,
-    pub email: HeaderName,
-    pub role: HeaderName,
-    pub scopes: HeaderName,
-    pub client_id: HeaderName,
-    pub alias: HeaderName,
-    pub signed_jwt: Option<HeaderName>,
-}
-
-fn name(s: &str) -> HeaderName {
-    // Validated at config load.
-    HeaderName::from_bytes(s.as_bytes()).expect("identity header names are validated at load")
-}
+/// The validated names live in the config (one list for strip, inject, validate and
+/// forward-auth); injection is the proxy's half of them.
+pub use crate::config::IdentityHeaderNames;
 
 impl IdentityHeaderNames {
-    pub fn from_config(c: &IdentityHeaders) -> Self {
-        IdentityHeaderNames {
-            user_id: name(&c.user_id),
-            email: name(&c.email),
-            role: name(&c.role),
-            scopes: name(&c.scopes),
-            client_id: name(&c.client_id),
-            alias: name(&c.alias),
-            signed_jwt: c.signed_jwt.as_deref().map(name),
-        }
-    }
-
     /// Sets a header for each identity field that has a value. Values that are not valid
     /// header values (control characters) are skipped rather than forwarded mangled.
     pub fn inject(&self, headers: &mut HeaderMap, id: &Identity) {
@@ -48,13 +22,28 @@ impl IdentityHeaderNames {
         set(headers, &self.client_id, id.client_id.as_deref());
         set(headers, &self.alias, id.alias.as_deref());
         if let Some(name) = &self.signed_jwt {
-            set(headers, name, id.signed_jwt.as_deref());
+            // Tollgate's own token: bounded by the claims it carries, which are bounded
+            // above; its limit is the head limit upstreams commonly use.
+            set_limited(headers, name, id.signed_jwt.as_deref(), 16 * 1024);
         }
     }
 }
 
+/// The longest claim value injected as a header. A claim is the issuer's data, not
+/// Tollgate's: one built to bloat every upstream request head (and push it past the
+/// upstream's header limit) is left out, as a value with control characters is, rather
+/// than truncated into something that means another thing.
+pub const MAX_IDENTITY_VALUE_BYTES: usize = 4096;
+
 fn set(headers: &mut HeaderMap, name: &HeaderName, value: Option<&str>) {
-    if let Some(v) = value.and_then(|v| HeaderValue::from_str(v).ok()) {
+    set_limited(headers, name, value, MAX_IDENTITY_VALUE_BYTES)
+}
+
+fn set_limited(headers: &mut HeaderMap, name: &HeaderName, value: Option<&str>, max: usize) {
+    if let Some(v) = value
+        .filter(|v| v.len() <= max)
+        .and_then(|v| HeaderValue::from_str(v).ok())
+    {
         headers.insert(name.clone(), v);
     }
 }

@@ -72,21 +72,9 @@ impl Runtime {
                 spec: spec.clone(),
             })
             .collect();
-        let ih = &config.identity_headers;
-        let mut names: Vec<&str> = vec![
-            &ih.user_id,
-            &ih.email,
-            &ih.role,
-            &ih.scopes,
-            &ih.client_id,
-            &ih.alias,
-        ];
-        if let Some(s) = &ih.signed_jwt {
-            names.push(s);
-        }
         Runtime {
-            identity_headers: IdentityHeaderSet::new(names),
-            identity_names: identity::IdentityHeaderNames::from_config(ih),
+            identity_headers: IdentityHeaderSet::new(config.identity.all()),
+            identity_names: config.identity.clone(),
             routes: RouteTable::new(routes),
             config,
         }
@@ -107,7 +95,14 @@ pub fn request_host<B>(req: &Request<B>) -> Option<&str> {
         Some(h) => h,
         None => req.headers().get(header::HOST)?.to_str().ok()?,
     };
-    Some(strip_port(raw))
+    Some(host_name(raw))
+}
+
+/// A host as routes compare it: no port, no trailing dot (`Admin.example.com.:8080` and
+/// `admin.example.com` are one host; case is ignored by the matcher).
+pub fn host_name(h: &str) -> &str {
+    let h = strip_port(h);
+    h.strip_suffix('.').unwrap_or(h)
 }
 
 fn strip_port(h: &str) -> &str {
@@ -141,11 +136,15 @@ impl Proxy {
     ) -> Result<Response<Body>, GatewayError> {
         // 1. One normalisation, used for matching and forwarding.
         let norm = path::normalize_path(req.uri().path()).map_err(|_| GatewayError::BadPath)?;
-        // 2. Route.
+        // Two Host headers are ambiguous about which site is meant (RFC 9112 §3.2).
+        if req.headers().get_all(header::HOST).iter().nth(1).is_some() {
+            return Err(GatewayError::BadRequest("more than one Host header"));
+        }
+        // 2. Route, judged without `;` segment parameters (as upstreams read the path).
         let host = request_host(&req);
         let route = rt
             .routes
-            .find(host, req.method(), &norm)
+            .find(host, req.method(), &path::route_key(&norm))
             .ok_or(GatewayError::NoRoute)?
             .clone();
         outcome.route = Some(route.metrics.clone());
@@ -194,7 +193,10 @@ impl Proxy {
             None
         };
 
-        // 6. Strip before inject: spoofed identity headers never pass, on any route.
+        // 6. Hop-by-hop headers go first, so a client's `Connection:` list can name
+        // only its own headers, never one Tollgate injects below. Then strip before
+        // inject: spoofed identity headers never pass, on any route.
+        headers::remove_hop_by_hop(&mut parts.headers, upgrade.is_some());
         rt.identity_headers.strip(&mut parts.headers);
         if !spec.forward_authorization {
             parts.headers.remove(header::AUTHORIZATION);

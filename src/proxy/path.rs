@@ -51,6 +51,30 @@ pub fn normalize_path(path: &str) -> Result<Cow<'_, str>, PathError> {
     Ok(Cow::Owned(result))
 }
 
+/// The normalised path as routes are matched against it: each segment without its `;`
+/// parameters (`/api;jsessionid=1/x` → `/api/x`). Servlet containers and others drop
+/// them before routing, so `/api;x` must be judged by the `/api` route, not by a public
+/// catch-all. Only matching uses this; the normalised path (parameters kept) is what is
+/// forwarded. Borrows when there is no `;`, the common case.
+pub fn route_key(norm: &str) -> Cow<'_, str> {
+    if !norm.contains(';') {
+        return Cow::Borrowed(norm);
+    }
+    let mut out = String::with_capacity(norm.len());
+    for (i, seg) in norm.split('/').enumerate() {
+        if i > 0 {
+            out.push('/');
+        }
+        out.push_str(seg.split(';').next().unwrap_or(""));
+    }
+    // "/a;x/" → "/a/", and ";x" alone (a segment of only parameters) → an empty segment,
+    // collapsed as the normalisation would.
+    match normalize_path(&out) {
+        Ok(Cow::Owned(s)) => Cow::Owned(s),
+        _ => Cow::Owned(out),
+    }
+}
+
 /// True when no rule of [`normalize_path`] would change `p`.
 fn is_already_normal(p: &[u8]) -> bool {
     let mut prev_slash = false;
@@ -177,5 +201,13 @@ mod tests {
         assert_eq!(n("/x%4"), "/x%4");
         assert_eq!(normalize_path("/a%00b"), Err(PathError::EncodedNul));
         assert_eq!(normalize_path("a"), Err(PathError::NotAbsolute));
+    }
+
+    #[test]
+    fn route_key_drops_segment_parameters() {
+        assert_eq!(route_key("/api;jsessionid=1/x"), "/api/x");
+        assert_eq!(route_key("/api;x"), "/api");
+        assert_eq!(route_key("/;x/api"), "/api");
+        assert!(matches!(route_key("/plain/path"), Cow::Borrowed(_)));
     }
 }

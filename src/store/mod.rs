@@ -19,11 +19,38 @@ use serde::Serialize;
 
 pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
 
+/// What a violated unique key protects: callers pick their answer by it (the users API's
+/// field error for a taken username, 409 for the rest), never by message text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unique {
+    Email,
+    Username,
+    Identity,
+    Client,
+    ConnectState,
+    Token,
+    Record,
+}
+
+impl std::fmt::Display for Unique {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Unique::Email => "email",
+            Unique::Username => "username",
+            Unique::Identity => "identity",
+            Unique::Client => "client",
+            Unique::ConnectState => "connect state",
+            Unique::Token => "token",
+            Unique::Record => "record",
+        })
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// A unique key (email, username, client id, provider link) is taken: 409/422, never 500.
     #[error("{0} already exists")]
-    Conflict(&'static str),
+    Conflict(Unique),
     #[error("not found")]
     NotFound,
     #[error("store unavailable: {0}")]
@@ -207,7 +234,30 @@ pub trait ConnectStateStore: Send + Sync {
 }
 
 /// Everything the gateway needs from its store.
-pub trait Store: UserStore + ClientStore + TokenStore + IdentityStore + ConnectStateStore {
+/// Login-attempt counters shared through the store, so that a throttle holds across
+/// replicas (GCRA: one "theoretical arrival time" per key, updated atomically).
+pub trait AttemptStore: Send + Sync {
+    /// Counts one attempt for `key` at `now_us` (µs since the epoch), each attempt costing
+    /// `interval_us`, at most `tolerance_us` ahead of now. `Ok(None)`: allowed and
+    /// counted; `Ok(Some(wait))`: refused (not counted), retry after `wait`.
+    fn count_attempt(
+        &self,
+        key: &str,
+        now_us: i64,
+        interval_us: i64,
+        tolerance_us: i64,
+    ) -> StoreFuture<'_, Option<std::time::Duration>>;
+}
+
+/// The wait before the next attempt is allowed, from the stored arrival time.
+pub(crate) fn attempt_wait(tat: i64, now_us: i64, interval_us: i64, tolerance_us: i64) -> std::time::Duration {
+    let wait = tat.saturating_add(interval_us) - tolerance_us - now_us;
+    std::time::Duration::from_micros(wait.max(1) as u64)
+}
+
+pub trait Store:
+    UserStore + ClientStore + TokenStore + IdentityStore + ConnectStateStore + AttemptStore
+{
     fn ping(&self) -> StoreFuture<'_, ()>;
     /// Deletes what can no longer matter: tokens and revoked `jti`s that expired before
     /// `before`, and expired connect states. Returns the number of rows deleted.

@@ -494,7 +494,7 @@ impl IdentityStore for PostgresStore {
             .await
             .map_err(map_err)?;
             if done.rows_affected() == 0 {
-                return Err(StoreError::Conflict("identity"));
+                return Err(StoreError::Conflict(super::Unique::Identity));
             }
             Ok(())
         })
@@ -577,10 +577,50 @@ impl ConnectStateStore for PostgresStore {
     }
 }
 
+impl super::AttemptStore for PostgresStore {
+    fn count_attempt(
+        &self,
+        key: &str,
+        now_us: i64,
+        interval_us: i64,
+        tolerance_us: i64,
+    ) -> StoreFuture<'_, Option<std::time::Duration>> {
+        let key = key.to_owned();
+        Box::pin(async move {
+            // One statement decides and counts, so concurrent attempts on several
+            // replicas cannot both take the last unit of the budget.
+            let counted: Option<(i64,)> = sqlx::query_as("INSERT INTO login_attempts (key, tat) VALUES ($1, $2 + $3) \
+                 ON CONFLICT (key) DO UPDATE SET tat = GREATEST(login_attempts.tat, $2) + $3 \
+                 WHERE GREATEST(login_attempts.tat, $2) + $3 - $2 <= $4 \
+                 RETURNING tat")
+            .bind(&key).bind(now_us).bind(interval_us).bind(tolerance_us)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?;
+            if counted.is_some() {
+                return Ok(None);
+            }
+            let (tat,): (i64,) = sqlx::query_as("SELECT tat FROM login_attempts WHERE key = $1")
+                .bind(&key)
+                .fetch_one(&self.pool)
+                .await
+                .map_err(map_err)?;
+            Ok(Some(super::attempt_wait(tat, now_us, interval_us, tolerance_us)))
+        })
+    }
+}
+
 impl Store for PostgresStore {
     fn purge_expired(&self, before: DateTime<Utc>) -> StoreFuture<'_, u64> {
         Box::pin(async move {
             let mut deleted = 0;
+            // Attempt counters whose arrival time has passed carry no budget any more.
+            let done = sqlx::query("DELETE FROM login_attempts WHERE tat < $1")
+                .bind(chrono::Utc::now().timestamp_micros())
+                .execute(&self.pool)
+                .await
+                .map_err(map_err)?;
+            deleted += done.rows_affected();
             for sql in [
                 "DELETE FROM tokens WHERE expires_at < $1",
                 "DELETE FROM revoked_jtis WHERE expires_at < $1",

@@ -9,7 +9,7 @@ use sqlx::error::ErrorKind;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use tokio::sync::broadcast;
 
-use super::{RevocationEvent, StoreError, TokenKind};
+use super::{RevocationEvent, StoreError, TokenKind, Unique};
 
 /// One embedded migration: version, description, SQL.
 pub(crate) type EmbeddedMigration = (i64, &'static str, &'static str);
@@ -74,22 +74,23 @@ pub(crate) fn migrate_err(e: sqlx::migrate::MigrateError) -> StoreError {
 }
 
 /// What a unique constraint protects, from its name (PostgreSQL) or message (SQLite).
-fn conflict_subject(constraint: &str) -> &'static str {
+/// The database names the constraint only in text, so this is the one place that reads it.
+fn conflict_subject(constraint: &str) -> Unique {
     let c = constraint.to_ascii_lowercase();
     if c.contains("email") {
-        "email"
+        Unique::Email
     } else if c.contains("username") {
-        "username"
+        Unique::Username
     } else if c.contains("identities") {
-        "identity"
+        Unique::Identity
     } else if c.contains("clients") {
-        "client"
+        Unique::Client
     } else if c.contains("connect_states") {
-        "connect state"
+        Unique::ConnectState
     } else if c.contains("tokens") {
-        "token"
+        Unique::Token
     } else {
-        "record"
+        Unique::Record
     }
 }
 
@@ -182,15 +183,16 @@ mod tests {
     fn conflict_subjects() {
         assert_eq!(
             conflict_subject("UNIQUE constraint failed: users.email_key"),
-            "email"
+            Unique::Email
         );
-        assert_eq!(conflict_subject("users_username_key"), "username");
+        assert_eq!(conflict_subject("users_username_key"), Unique::Username);
         assert_eq!(
             conflict_subject("UNIQUE constraint failed: clients.id"),
-            "client"
+            Unique::Client
         );
-        assert_eq!(conflict_subject("identities_user_provider"), "identity");
-        assert_eq!(conflict_subject("tokens_pkey"), "token");
-        assert_eq!(conflict_subject("connect_states_pkey"), "connect state");
+        assert_eq!(conflict_subject("identities_user_provider"), Unique::Identity);
+        assert_eq!(conflict_subject("tokens_pkey"), Unique::Token);
+        assert_eq!(conflict_subject("connect_states_pkey"), Unique::ConnectState);
+        assert_eq!(Unique::ConnectState.to_string(), "connect state");
     }
 }

@@ -290,7 +290,7 @@ impl UsersEndpoint {
                 metrics::counter!("tollgate_users_created_total").increment(1);
                 body::json(StatusCode::OK, &UserView::from(&u))
             }
-            Err(StoreError::Conflict(what)) if what.contains("username") => {
+            Err(StoreError::Conflict(crate::store::Unique::Username)) => {
                 let mut e = model::FieldErrors::new();
                 e.insert("username", vec!["has already been taken".into()]);
                 field_errors(StatusCode::CONFLICT, &e)

@@ -11,6 +11,7 @@ pub mod ingress;
 pub mod oauth;
 pub mod pg;
 pub mod process;
+pub mod relay;
 pub mod upstream;
 
 use std::path::PathBuf;

@@ -75,8 +75,14 @@ impl TokenGateway {
         let store_yaml = store_url
             .map(|u| format!("store:\n  url: {u}\n"))
             .unwrap_or_default();
+        // A test that brings its own token endpoints replaces the reference dialects.
+        let dialects = if extra.contains("token_endpoints:") {
+            ""
+        } else {
+            DIALECTS_YAML
+        };
         let yaml = format!(
-            "{store_yaml}tokens:\n  issuer: http://tollgate.test\n  audience: tollgate\n{tokens_lines}\n{DIALECTS_YAML}{extra}"
+            "{store_yaml}tokens:\n  issuer: http://tollgate.test\n  audience: tollgate\n{tokens_lines}\n{dialects}{extra}"
         );
         let gw = spawn_gateway(&yaml).await;
         let url = match store_url {

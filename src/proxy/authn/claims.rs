@@ -18,6 +18,12 @@ pub struct Claims {
     pub sub: Option<String>,
     #[serde(default)]
     pub exp: Option<u64>,
+    /// Read only so that an `iat`/`nbf` of the wrong JSON type fails to parse (the
+    /// verifier checks `nbf`'s value); a number is all they may be.
+    #[serde(default)]
+    pub iat: Option<u64>,
+    #[serde(default)]
+    pub nbf: Option<u64>,
     #[serde(default)]
     pub jti: Option<String>,
     #[serde(default)]

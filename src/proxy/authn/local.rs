@@ -14,10 +14,8 @@ impl JwtVerifier for KeySet {
         let r = KeySet::verify(self, token)
             .map(claims_of)
             .map_err(|e| match e {
-                KeyError::Rejected("unknown kid") | KeyError::Rejected("no kid") => {
-                    VerifyError::UnknownKid
-                }
-                KeyError::Rejected("malformed header") => VerifyError::Malformed,
+                KeyError::UnknownKid => VerifyError::UnknownKid,
+                KeyError::MalformedHeader => VerifyError::Malformed,
                 other => VerifyError::Rejected(other.to_string()),
             });
         Box::pin(std::future::ready(r))
@@ -54,6 +52,7 @@ impl InternalSigner for KeySetSigner {
             aud: self.audience.clone(),
             exp: exp as i64,
             iat: iat as i64,
+            nbf: None,
             jti: uuid::Uuid::new_v4().to_string(),
             scope: id.scopes.join(" "),
             client_id: id.client_id.clone(),

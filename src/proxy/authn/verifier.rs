@@ -22,7 +22,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use super::claims::Claims;
 
 /// Leeway for `exp` and `nbf`: clocks drift, but not by minutes.
-pub const LEEWAY_SECS: u64 = 30;
+pub use crate::keys::LEEWAY_SECS;
 
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum VerifyError {
