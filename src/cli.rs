@@ -1,4 +1,4 @@
-//! Command line (SPEC.md §1). Exit codes: 0 ok, 1 user error with a one-line message naming
+//! Command line (docs/configuration.md, README). Exit codes: 0 ok, 1 user error with a one-line message naming
 //! the bad input, 2 usage (clap).
 
 use std::path::PathBuf;

@@ -160,16 +160,8 @@ fn route(cfg: &Config, method: &str, url: &str) -> CmdResult {
                 .iter()
                 .find(|r| r.name == name)
                 .expect("chosen route exists");
-            let fwd = if r.strip_prefix && r.path != "/" {
-                let rest = &norm[r.path.len()..];
-                if rest.is_empty() {
-                    "/".to_string()
-                } else {
-                    rest.to_string()
-                }
-            } else {
-                norm.to_string()
-            };
+            // The same rule the proxy forwards by.
+            let fwd = crate::proxy::forwarded_path(r, &norm);
             let targets: Vec<String> = r.upstream.targets.iter().map(|t| t.to_string()).collect();
             println!(
                 "route: {name}\nauth: {:?}\nforwarded as: {} {}{fwd}",

@@ -11,7 +11,7 @@ use std::time::Duration;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-/// Root of `tollgate.yaml`. Keys and names are public interface (SPEC.md §2).
+/// Root of `tollgate.yaml`. Keys and names are public interface (docs/configuration.md).
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct RawConfig {

@@ -440,9 +440,6 @@ impl HttpBody for LimitedBody {
     }
 }
 
-/// Shared so tests and the admin port can see an upstream's target health.
-pub type SharedUpstream = Arc<Upstream>;
-
 #[cfg(test)]
 mod host_header_tests {
     use super::*;

@@ -254,7 +254,7 @@ impl Proxy {
 
 /// The path sent upstream: the normalised path, minus the route prefix when
 /// `strip_prefix` is set (never empty: at least "/").
-fn forwarded_path(spec: &RouteSpec, norm: &str) -> String {
+pub fn forwarded_path(spec: &RouteSpec, norm: &str) -> String {
     if spec.strip_prefix && spec.path != "/" {
         let rest = &norm[spec.path.len().min(norm.len())..];
         if rest.is_empty() {

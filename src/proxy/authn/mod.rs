@@ -1,9 +1,11 @@
 //! Authentication: turn the token a request carries into an [`Identity`], or refuse it.
 //!
-//! Stages follow one contract (after Ory Oathkeeper's pipeline): an authenticator either
-//! accepts the token, says it is not responsible (try the next), or rejects it outright.
 //! The proxy pipeline only sees the [`Authenticator`] trait, so token kinds plug in
-//! without touching the data path.
+//! without touching the data path. [`CompositeAuthenticator`] picks exactly one
+//! authenticator by the token's shape (JWT-shaped: the self-issued or a foreign issuer's
+//! verifier, chosen by the unverified `iss`; anything else: introspection), and that one's
+//! answer is final: a refusal is never retried elsewhere, so no token kind can be used to
+//! reach a laxer check.
 
 pub mod claims;
 pub mod composite;
