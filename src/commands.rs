@@ -1,6 +1,7 @@
 //! What each CLI command does.
 
 mod accounts;
+mod healthcheck;
 
 use std::path::PathBuf;
 
@@ -46,6 +47,7 @@ pub async fn run(cli: Cli) -> CmdResult {
             crate::keys::cli_generate(alg, out)
         }
         Command::Demo => crate::demo::run().await,
+        Command::Healthcheck { addr } => healthcheck::run(&config_path(&cli), *addr).await,
     }
 }
 

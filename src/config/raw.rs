@@ -400,12 +400,19 @@ impl Default for IdentityHeaders {
 pub struct ForwardAuth {
     /// Decision endpoint for ingress-nginx auth-url, Traefik ForwardAuth, Envoy ext_authz.
     pub path: Option<String>,
+    /// How long an ingress may reuse an allow decision (`Cache-Control: private,
+    /// max-age=N` on a 200, never beyond the token's own expiry): the revocation delay
+    /// that caching adds. Denials are always `no-store`.
+    #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub cache_ttl: Duration,
 }
 
 impl Default for ForwardAuth {
     fn default() -> Self {
         ForwardAuth {
             path: Some("/auth/verify".into()),
+            cache_ttl: Duration::from_secs(5),
         }
     }
 }
