@@ -18,6 +18,7 @@ use crate::config::{Config, ConfigError};
 use crate::proxy::authn::{Authenticator, RejectAll};
 use crate::proxy::forward::ClientCache;
 use crate::proxy::headers::{self, X_REQUEST_ID};
+use crate::proxy::ratelimit::RateLimiters;
 use crate::proxy::{self, ConnInfo, Outcome, Proxy, Runtime};
 use crate::server::workers::{self, Workers};
 use crate::server::{self, tls, ServerShared};
@@ -79,6 +80,7 @@ impl Services {
 pub struct App {
     runtime: ArcSwap<Runtime>,
     clients: ClientCache,
+    limiters: RateLimiters,
     proxy: Proxy,
     endpoints: Vec<Arc<dyn Endpoint>>,
     readiness: Vec<Arc<dyn ReadinessCheck>>,
@@ -122,7 +124,7 @@ impl App {
                         "listen addresses and store.url take effect only after a restart"
                     );
                 }
-                let rt = Runtime::build(Arc::new(cfg), &self.clients);
+                let rt = Runtime::build_with(Arc::new(cfg), &self.clients, &self.limiters);
                 let routes = rt.routes.routes().len();
                 self.runtime.store(Arc::new(rt));
                 metrics::counter!("tollgate_config_reloads_total", "result" => "success")
@@ -259,10 +261,12 @@ impl Gateway {
         let config = Arc::new(config);
         let worker_count = workers::resolve(config.listen.workers);
         let clients = ClientCache::new(worker_count);
-        let runtime = Runtime::build(config.clone(), &clients);
+        let limiters = RateLimiters::new();
+        let runtime = Runtime::build_with(config.clone(), &clients, &limiters);
         let app = Arc::new(App {
             runtime: ArcSwap::from_pointee(runtime),
             clients,
+            limiters,
             proxy: Proxy {
                 authenticator: services.authenticator,
             },

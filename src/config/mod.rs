@@ -6,6 +6,7 @@
 //! before failing, so an operator fixes a file in one pass. A [`Config`] is never patched in
 //! place: live reload builds a new one and swaps it (see `reload.rs`).
 
+pub mod rate_limit;
 pub mod raw;
 pub mod reload;
 mod validate;
@@ -19,6 +20,7 @@ use figment::Figment;
 use http::Method;
 use ipnet::IpNet;
 
+pub use rate_limit::{RateLimitKey, RateLimitSpec};
 use raw::AuthMode;
 pub use raw::RawConfig;
 
@@ -159,6 +161,8 @@ pub struct RouteSpec {
     pub max_body_bytes: u64,
     pub forward_authorization: bool,
     pub close_on_token_expiry: bool,
+    /// The request rate limit in force on this route (its own or the default).
+    pub rate_limit: Option<RateLimitSpec>,
     /// Position in the file, the last tie-breaker.
     pub index: usize,
 }
@@ -188,6 +192,7 @@ impl Config {
                 "config",
                 "log_format",
                 "test_postgres_url",
+                "test_redis_url",
             ]))
             .extract()
             .map_err(|e| {

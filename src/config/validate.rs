@@ -106,6 +106,7 @@ pub(super) fn validate(
     }
 
     problems.extend(crate::connect::provider::validate_config(&raw));
+    super::rate_limit::validate_globals(&raw, &mut problems);
 
     let mut routes = Vec::with_capacity(raw.routes.len());
     for (i, r) in raw.routes.iter().enumerate() {
@@ -272,6 +273,8 @@ fn validate_route(
             .collect(),
     };
 
+    let rate_limit = super::rate_limit::route_limit(&key, r, raw, problems);
+
     if problems.len() > before {
         return None;
     }
@@ -294,6 +297,7 @@ fn validate_route(
         max_body_bytes: r.max_body_bytes.unwrap_or(raw.limits.max_body_bytes),
         forward_authorization: r.forward_authorization.unwrap_or(true),
         close_on_token_expiry: r.close_on_token_expiry.unwrap_or(true),
+        rate_limit,
         index: i,
     })
 }
