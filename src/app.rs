@@ -124,15 +124,27 @@ impl App {
                         "listen addresses and store.url take effect only after a restart"
                     );
                 }
+                if cfg.audit != current.config.audit {
+                    if let Err(e) = crate::audit::install(&cfg.audit) {
+                        tracing::error!(error = %e, "audit.destination cannot be opened; the audit log stays where it was");
+                    }
+                }
                 let rt = Runtime::build_with(Arc::new(cfg), &self.clients, &self.limiters);
                 let routes = rt.routes.routes().len();
                 self.runtime.store(Arc::new(rt));
+                crate::audit::event("config_reload", crate::audit::Outcome::Success)
+                    .field("routes", routes)
+                    .emit();
                 metrics::counter!("tollgate_config_reloads_total", "result" => "success")
                     .increment(1);
                 tracing::info!(routes, "configuration reloaded");
                 Ok(())
             }
             Err(e) => {
+                crate::audit::event("config_reload", crate::audit::Outcome::Failure)
+                    .reason("invalid_config")
+                    .field("problems", e.problems.len())
+                    .emit();
                 metrics::counter!("tollgate_config_reloads_total", "result" => "failure")
                     .increment(1);
                 tracing::error!(error = %e, "configuration reload rejected; the previous configuration stays live");
@@ -179,7 +191,17 @@ impl App {
                     request_id: request_id.clone(),
                     runtime: rt.clone(),
                 };
-                ep.call(self.clone(), req, ctx).await
+                // Endpoints are where security events happen: they belong to this request.
+                let scope = crate::audit::RequestScope {
+                    peer_ip: proxy::ratelimit::client_ip(
+                        req.headers(),
+                        conn.peer.ip(),
+                        &rt.config.trusted_proxies,
+                    ),
+                    request_id: request_id.to_str().unwrap_or("-").to_owned(),
+                    trace_id: None,
+                };
+                crate::audit::scope(scope, ep.call(self.clone(), req, ctx)).await
             }
             None => match self
                 .proxy
@@ -188,7 +210,10 @@ impl App {
             {
                 Ok(r) => r,
                 Err(e) => {
-                    if e.status().is_server_error() {
+                    // A store outage under fail_closed is logged by the limiter, once a second.
+                    if e.status().is_server_error()
+                        && !matches!(e, proxy::error::GatewayError::RateLimitUnavailable)
+                    {
                         tracing::warn!(request_id = ?request_id, error = %e, "request failed");
                     }
                     e.into_response()

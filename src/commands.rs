@@ -58,6 +58,12 @@ fn init_logging(cli: &Cli, cfg: &Config) {
 async fn serve(cli: &Cli) -> CmdResult {
     let cfg = Config::load(&config_path(cli))?;
     init_logging(cli, &cfg);
+    crate::audit::install(&cfg.audit).map_err(|e| {
+        format!(
+            "audit.destination: cannot open {}: {e}",
+            cfg.audit.destination
+        )
+    })?;
     let grace = cfg.limits.shutdown_grace;
     if let Some(addr) = cfg.echo_upstream {
         let bound = crate::echo::spawn(addr)

@@ -48,6 +48,8 @@ pub struct RawConfig {
     pub rate_limit: Option<RateLimit>,
     /// The shared store of limits with `store: redis`.
     pub rate_limit_store: Option<RateLimitStore>,
+    /// The security audit log (JSON lines, target `tollgate::audit`).
+    pub audit: Audit,
     pub routes: Vec<Route>,
 }
 
@@ -589,6 +591,28 @@ pub struct RateLimitStore {
     #[serde(default = "default_rate_limit_timeout", with = "humantime_serde")]
     #[schemars(with = "String")]
     pub timeout: Duration,
+}
+
+/// Where the security audit log goes; independent of `log` (docs/operations.md).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct Audit {
+    /// `stderr`, or a file path (JSON lines, created with mode 0600).
+    pub destination: String,
+    /// A file is rotated when the next line would take it past this size.
+    pub max_bytes: u64,
+    /// Rotated files kept (`path.1` newest … `path.N`); 0 keeps none.
+    pub keep: u32,
+}
+
+impl Default for Audit {
+    fn default() -> Self {
+        Audit {
+            destination: "stderr".into(),
+            max_bytes: 100 * 1024 * 1024,
+            keep: 5,
+        }
+    }
 }
 
 fn default_rate_limit_prefix() -> String {

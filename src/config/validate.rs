@@ -107,6 +107,19 @@ pub(super) fn validate(
 
     problems.extend(crate::connect::provider::validate_config(&raw));
     super::rate_limit::validate_globals(&raw, &mut problems);
+    if raw.audit.destination != "stderr" {
+        let p = std::path::Path::new(&raw.audit.destination);
+        let parent = p.parent().filter(|d| !d.as_os_str().is_empty());
+        if raw.audit.destination.is_empty() || parent.is_some_and(|d| !d.is_dir()) {
+            problems.push(format!(
+                "audit.destination: `{}` is neither `stderr` nor a file in an existing directory",
+                raw.audit.destination
+            ));
+        }
+    }
+    if raw.audit.max_bytes < 4096 {
+        problems.push("audit.max_bytes: must be at least 4096".into());
+    }
 
     let mut routes = Vec::with_capacity(raw.routes.len());
     for (i, r) in raw.routes.iter().enumerate() {
