@@ -18,6 +18,7 @@ use crate::config::{Config, ConfigError};
 use crate::proxy::authn::{Authenticator, RejectAll};
 use crate::proxy::forward::ClientCache;
 use crate::proxy::headers::{self, X_REQUEST_ID};
+use crate::proxy::ratelimit::RateLimiters;
 use crate::proxy::{self, ConnInfo, Outcome, Proxy, Runtime};
 use crate::server::workers::{self, Workers};
 use crate::server::{self, tls, ServerShared};
@@ -92,6 +93,7 @@ impl Services {
 pub struct App {
     runtime: ArcSwap<Runtime>,
     clients: ClientCache,
+    limiters: RateLimiters,
     proxy: Proxy,
     endpoints: Vec<Arc<dyn Endpoint>>,
     readiness: Vec<Arc<dyn ReadinessCheck>>,
@@ -140,15 +142,27 @@ impl App {
                         "listen addresses and store.url take effect only after a restart"
                     );
                 }
-                let rt = Runtime::build(Arc::new(cfg), &self.clients);
+                if cfg.audit != current.config.audit {
+                    if let Err(e) = crate::audit::install(&cfg.audit) {
+                        tracing::error!(error = %e, "audit.destination cannot be opened; the audit log stays where it was");
+                    }
+                }
+                let rt = Runtime::build_with(Arc::new(cfg), &self.clients, &self.limiters);
                 let routes = rt.routes.routes().len();
                 self.runtime.store(Arc::new(rt));
+                crate::audit::event("config_reload", crate::audit::Outcome::Success)
+                    .field("routes", routes)
+                    .emit();
                 metrics::counter!("tollgate_config_reloads_total", "result" => "success")
                     .increment(1);
                 tracing::info!(routes, "configuration reloaded");
                 Ok(())
             }
             Err(e) => {
+                crate::audit::event("config_reload", crate::audit::Outcome::Failure)
+                    .reason("invalid_config")
+                    .field("problems", e.problems.len())
+                    .emit();
                 metrics::counter!("tollgate_config_reloads_total", "result" => "failure")
                     .increment(1);
                 tracing::error!(error = %e, "configuration reload rejected; the previous configuration stays live");
@@ -195,7 +209,17 @@ impl App {
                     request_id: request_id.clone(),
                     runtime: rt.clone(),
                 };
-                let mut resp = ep.call(self.clone(), req, ctx).await;
+                // Endpoints are where security events happen: they belong to this request.
+                let scope = crate::audit::RequestScope {
+                    peer_ip: proxy::ratelimit::client_ip(
+                        req.headers(),
+                        conn.peer.ip(),
+                        &rt.config.trusted_proxies,
+                    ),
+                    request_id: request_id.to_str().unwrap_or("-").to_owned(),
+                    trace_id: None,
+                };
+                let mut resp = crate::audit::scope(scope, ep.call(self.clone(), req, ctx)).await;
                 challenge_every_401(&mut resp);
                 resp
             }
@@ -206,7 +230,10 @@ impl App {
             {
                 Ok(r) => r,
                 Err(e) => {
-                    if e.status().is_server_error() {
+                    // A store outage under fail_closed is logged by the limiter, once a second.
+                    if e.status().is_server_error()
+                        && !matches!(e, proxy::error::GatewayError::RateLimitUnavailable)
+                    {
                         tracing::warn!(request_id = ?request_id, error = %e, "request failed");
                     }
                     e.into_response()
@@ -279,10 +306,12 @@ impl Gateway {
         let config = Arc::new(config);
         let worker_count = workers::resolve(config.listen.workers);
         let clients = ClientCache::new(worker_count);
-        let runtime = Runtime::build(config.clone(), &clients);
+        let limiters = RateLimiters::new();
+        let runtime = Runtime::build_with(config.clone(), &clients, &limiters);
         let app = Arc::new(App {
             runtime: ArcSwap::from_pointee(runtime),
             clients,
+            limiters,
             proxy: Proxy {
                 authenticator: services.authenticator,
             },

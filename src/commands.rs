@@ -66,6 +66,12 @@ async fn serve(cli: &Cli) -> CmdResult {
     for w in cfg.warnings() {
         tracing::warn!("{w}");
     }
+    crate::audit::install(&cfg.audit).map_err(|e| {
+        format!(
+            "audit.destination: cannot open {}: {e}",
+            cfg.audit.destination
+        )
+    })?;
     let grace = cfg.limits.shutdown_grace;
     if let Some(addr) = cfg.echo_upstream {
         let bound = crate::echo::spawn(addr)

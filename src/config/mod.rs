@@ -7,6 +7,7 @@
 //! place: live reload builds a new one and swaps it (see `reload.rs`).
 
 pub mod identity;
+pub mod rate_limit;
 pub mod raw;
 pub mod reload;
 mod validate;
@@ -20,6 +21,7 @@ use figment::Figment;
 use http::Method;
 use ipnet::IpNet;
 
+pub use rate_limit::{RateLimitKey, RateLimitSpec};
 use raw::AuthMode;
 pub use identity::IdentityHeaderNames;
 pub use raw::RawConfig;
@@ -163,6 +165,8 @@ pub struct RouteSpec {
     pub max_body_bytes: u64,
     pub forward_authorization: bool,
     pub close_on_token_expiry: bool,
+    /// The request rate limit in force on this route (its own or the default).
+    pub rate_limit: Option<RateLimitSpec>,
     /// Position in the file, the last tie-breaker.
     pub index: usize,
 }
@@ -213,6 +217,7 @@ impl Config {
                 "config",
                 "log_format",
                 "test_postgres_url",
+                "test_redis_url",
             ]))
             .extract()
             .map_err(|e| {

@@ -44,6 +44,12 @@ pub struct RawConfig {
     /// `demo`; leave unset in production (Tollgate extension).
     #[schemars(with = "Option<String>")]
     pub echo_upstream: Option<SocketAddr>,
+    /// Default request rate limit of every route that sets none (see docs/routes.md).
+    pub rate_limit: Option<RateLimit>,
+    /// The shared store of limits with `store: redis`.
+    pub rate_limit_store: Option<RateLimitStore>,
+    /// The security audit log (JSON lines, target `tollgate::audit`).
+    pub audit: Audit,
     pub routes: Vec<Route>,
 }
 
@@ -513,6 +519,125 @@ pub struct Route {
     /// Close WebSocket/streaming responses when the token that opened them expires or is revoked.
     #[serde(default)]
     pub close_on_token_expiry: Option<bool>,
+    /// Request rate limit of this route, or `off`; absent: the top-level `rate_limit`.
+    #[serde(default)]
+    pub rate_limit: Option<RouteRateLimit>,
+}
+
+/// A route's `rate_limit`: a limit, or `off` to exempt the route from the default.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(untagged)]
+pub enum RouteRateLimit {
+    Off(RateLimitOff),
+    Limit(RateLimit),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum RateLimitOff {
+    Off,
+}
+
+/// `requests` per `per` sustained, at most `burst` at once (GCRA, as Traefik's
+/// `average`/`period`/`burst`).
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimit {
+    /// Requests allowed per `per`, sustained.
+    pub requests: u32,
+    /// The period of `requests`: `1s`, `1m`, `1h`…
+    #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub per: Duration,
+    /// Most requests let through at once after a quiet spell; default `requests`.
+    #[serde(default)]
+    pub burst: Option<u32>,
+    /// Whose budget a request spends: `user` (default), `client`, `ip` or `header:NAME`.
+    /// Requests without that identity (no token, no header) fall back to `ip`.
+    #[serde(default)]
+    pub key: Option<String>,
+    /// `local` (default: one budget per replica) or `redis` (one budget shared by every
+    /// replica; needs `rate_limit_store`).
+    #[serde(default)]
+    pub store: RateLimitStoreKind,
+    /// Most keys remembered in memory per limit; past it the least used are forgotten
+    /// (and start again with a full burst). Default 100000.
+    #[serde(default)]
+    pub max_keys: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize, JsonSchema, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum RateLimitStoreKind {
+    #[default]
+    Local,
+    Redis,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize, JsonSchema, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum RateLimitOnError {
+    /// Let the request through (availability first); counted and logged.
+    #[default]
+    FailOpen,
+    /// Refuse the request with 503 (the limit first).
+    FailClosed,
+}
+
+/// The Redis (or Valkey) server that holds the shared budgets of `store: redis` limits.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitStore {
+    /// `redis://[user:password@]host:port/db`.
+    pub url: String,
+    /// Prefix of every key Tollgate writes, so several deployments can share one server.
+    #[serde(default = "default_rate_limit_prefix")]
+    pub prefix: String,
+    /// What a request meets when the store cannot be asked.
+    #[serde(default)]
+    pub on_error: RateLimitOnError,
+    /// Requests a replica may take from the shared budget in one round trip and spend
+    /// locally; each replica can exceed the limit by at most this many. Default 1 (exact).
+    #[serde(default = "default_local_budget")]
+    pub local_budget: u32,
+    /// Longest wait for the store on one request; past it, `on_error` applies.
+    #[serde(default = "default_rate_limit_timeout", with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub timeout: Duration,
+}
+
+/// Where the security audit log goes; independent of `log` (docs/operations.md).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct Audit {
+    /// `stderr`, or a file path (JSON lines, created with mode 0600).
+    pub destination: String,
+    /// A file is rotated when the next line would take it past this size.
+    pub max_bytes: u64,
+    /// Rotated files kept (`path.1` newest … `path.N`); 0 keeps none.
+    pub keep: u32,
+}
+
+impl Default for Audit {
+    fn default() -> Self {
+        Audit {
+            destination: "stderr".into(),
+            max_bytes: 100 * 1024 * 1024,
+            keep: 5,
+        }
+    }
+}
+
+fn default_rate_limit_prefix() -> String {
+    "tollgate".into()
+}
+
+fn default_local_budget() -> u32 {
+    1
+}
+
+fn default_rate_limit_timeout() -> Duration {
+    Duration::from_millis(250)
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]

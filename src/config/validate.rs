@@ -94,6 +94,20 @@ pub(super) fn validate(
     let identity = IdentityHeaderNames::parse(&raw.identity_headers, &mut problems);
 
     problems.extend(crate::connect::provider::validate_config(&raw));
+    super::rate_limit::validate_globals(&raw, &mut problems);
+    if raw.audit.destination != "stderr" {
+        let p = std::path::Path::new(&raw.audit.destination);
+        let parent = p.parent().filter(|d| !d.as_os_str().is_empty());
+        if raw.audit.destination.is_empty() || parent.is_some_and(|d| !d.is_dir()) {
+            problems.push(format!(
+                "audit.destination: `{}` is neither `stderr` nor a file in an existing directory",
+                raw.audit.destination
+            ));
+        }
+    }
+    if raw.audit.max_bytes < 4096 {
+        problems.push("audit.max_bytes: must be at least 4096".into());
+    }
 
     let mut routes = Vec::with_capacity(raw.routes.len());
     for (i, r) in raw.routes.iter().enumerate() {
@@ -260,6 +274,8 @@ fn validate_route(
             .collect(),
     };
 
+    let rate_limit = super::rate_limit::route_limit(&key, r, raw, problems);
+
     if problems.len() > before {
         return None;
     }
@@ -284,6 +300,7 @@ fn validate_route(
         // token can replay it against every other route that accepts it.
         forward_authorization: r.forward_authorization.unwrap_or(false),
         close_on_token_expiry: r.close_on_token_expiry.unwrap_or(true),
+        rate_limit,
         index: i,
     })
 }

@@ -28,6 +28,13 @@ pub enum GatewayError {
     InsufficientScope,
     #[error("token could not be checked: {0}")]
     AuthUnavailable(String),
+    #[error("rate limit exceeded")]
+    RateLimited {
+        headers: crate::proxy::ratelimit::RateLimitHeaders,
+        retry_after: u64,
+    },
+    #[error("rate-limit store unavailable and on_error is fail_closed")]
+    RateLimitUnavailable,
 }
 
 impl GatewayError {
@@ -43,6 +50,8 @@ impl GatewayError {
             }
             GatewayError::InsufficientScope => StatusCode::FORBIDDEN,
             GatewayError::AuthUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            GatewayError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            GatewayError::RateLimitUnavailable => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -59,6 +68,8 @@ impl GatewayError {
             GatewayError::InvalidToken(_) => "invalid_token",
             GatewayError::InsufficientScope => "insufficient_scope",
             GatewayError::AuthUnavailable(_) => "auth_unavailable",
+            GatewayError::RateLimited { .. } => "rate_limited",
+            GatewayError::RateLimitUnavailable => "rate_limit_unavailable",
         }
     }
 
@@ -107,10 +118,35 @@ impl GatewayError {
                 "the token could not be checked; try again",
                 None,
             ),
+            GatewayError::RateLimited { .. } => (
+                "rate_limited",
+                "too many requests; retry after the time in Retry-After",
+                None,
+            ),
+            GatewayError::RateLimitUnavailable => (
+                "temporarily_unavailable",
+                "the request could not be counted against its rate limit; try again",
+                None,
+            ),
         };
         let mut resp = json_error(status, error, description);
         if let Some(w) = www {
             resp.headers_mut().insert(header::WWW_AUTHENTICATE, w);
+        }
+        match &self {
+            GatewayError::RateLimited {
+                headers,
+                retry_after,
+            } => {
+                headers.apply(resp.headers_mut());
+                resp.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after));
+            }
+            GatewayError::RateLimitUnavailable => {
+                resp.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            _ => {}
         }
         resp
     }

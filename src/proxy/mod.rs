@@ -6,6 +6,7 @@
 //! 3. limits    — `Content-Length` over the route's body limit → 413.
 //! 4. `authn`   — find the token (`authn::source`) and validate it → identity.
 //! 5. `authz`   — route policy: none / optional / required, scopes, roles.
+//!    Then `ratelimit`: the route's request budget, counted by who the caller is (429).
 //! 6. `headers` — strip spoofable identity headers, then inject ours; `X-Forwarded-*`.
 //! 7. `forward` — pooled upstream request, bodies streamed both ways.
 //! 8. `error`   — any failure above becomes its status in one place.
@@ -18,6 +19,7 @@ pub mod forward_auth;
 pub mod headers;
 pub mod identity;
 pub mod path;
+pub mod ratelimit;
 pub mod route;
 
 use std::net::SocketAddr;
@@ -41,6 +43,8 @@ pub struct Route {
     pub upstream: Upstream,
     /// The route's request counters and latency histogram, kept across requests.
     pub metrics: Arc<RequestMetrics>,
+    /// The route's request rate limit, kept across reloads that leave it unchanged.
+    pub rate_limit: Option<Arc<ratelimit::RouteLimit>>,
 }
 
 impl HasSpec for Route {
@@ -61,10 +65,22 @@ pub struct Runtime {
 
 impl Runtime {
     pub fn build(config: Arc<Config>, clients: &ClientCache) -> Runtime {
+        Runtime::build_with(config, clients, &ratelimit::RateLimiters::new())
+    }
+
+    /// Like [`Runtime::build`], keeping the rate-limit budgets held in `limiters`.
+    pub fn build_with(
+        config: Arc<Config>,
+        clients: &ClientCache,
+        limiters: &ratelimit::RateLimiters,
+    ) -> Runtime {
+        let limits = limiters.for_routes(&config);
         let routes = config
             .routes
             .iter()
-            .map(|spec| Route {
+            .zip(limits)
+            .map(|(spec, rate_limit)| Route {
+                rate_limit,
                 upstream: Upstream::new(&spec.upstream, clients),
                 metrics: Arc::new(RequestMetrics::new(metrics::SharedString::from(
                     spec.name.clone(),
@@ -171,6 +187,31 @@ impl Proxy {
             &*self.authenticator,
         )
         .await?;
+        // 5b. Rate limit, by the authenticated caller when there is one.
+        let limit_headers = match &route.rate_limit {
+            None => None,
+            Some(limit) => {
+                let key = ratelimit::key_for(
+                    &limit.spec,
+                    identity.as_deref(),
+                    req.headers(),
+                    conn.peer.ip(),
+                    &rt.config.trusted_proxies,
+                );
+                match limit.check(&key).await {
+                    ratelimit::Verdict::Allowed(h) => Some(h),
+                    ratelimit::Verdict::Limited(headers, retry_after) => {
+                        return Err(GatewayError::RateLimited {
+                            headers,
+                            retry_after,
+                        })
+                    }
+                    ratelimit::Verdict::Unavailable => {
+                        return Err(GatewayError::RateLimitUnavailable)
+                    }
+                }
+            }
+        };
         let query_token = match found.as_ref().map(|f| f.source) {
             Some(TokenSource::Query(name)) => Some(name.clone()),
             _ => None,
@@ -230,7 +271,7 @@ impl Proxy {
         };
 
         // 7. Forward.
-        let resp = route
+        let mut resp = route
             .upstream
             .forward(ForwardRequest {
                 parts,
@@ -242,6 +283,9 @@ impl Proxy {
                 close_on,
             })
             .await?;
+        if let Some(h) = &limit_headers {
+            h.apply(resp.headers_mut());
+        }
         // A streaming response ends with its token, as a tunnel does.
         match &identity {
             Some(id) if spec.close_on_token_expiry && authn::lifetime::is_streaming(&resp) => Ok(
