@@ -152,6 +152,7 @@ impl App {
             .access_log
             .then(|| req.uri().path().to_owned());
         let mut outcome = Outcome { route: None };
+        let grpc = proxy::grpc::is_grpc(req.headers());
 
         let endpoint = match proxy::path::normalize_path(req.uri().path()) {
             Ok(p) => self
@@ -189,7 +190,11 @@ impl App {
                     if e.status().is_server_error() {
                         tracing::warn!(request_id = ?request_id, error = %e, "request failed");
                     }
-                    e.into_response()
+                    if grpc {
+                        proxy::grpc::error_response(e)
+                    } else {
+                        e.into_response()
+                    }
                 }
             },
         };

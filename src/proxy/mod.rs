@@ -15,10 +15,12 @@ pub mod authz;
 pub mod error;
 pub mod forward;
 pub mod forward_auth;
+pub mod grpc;
 pub mod headers;
 pub mod identity;
 pub mod path;
 pub mod route;
+pub mod upstream_tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
