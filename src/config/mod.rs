@@ -201,6 +201,8 @@ pub struct RouteSpec {
     pub max_body_bytes: u64,
     pub forward_authorization: bool,
     pub close_on_token_expiry: bool,
+    /// Only requests with a verified client certificate pass.
+    pub require_client_cert: bool,
     /// Position in the file, the last tie-breaker.
     pub index: usize,
 }

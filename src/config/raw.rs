@@ -391,6 +391,12 @@ pub struct IdentityHeaders {
     pub alias: String,
     /// Optional header carrying a short-lived JWT signed by Tollgate for upstreams that verify.
     pub signed_jwt: Option<String>,
+    /// Optional header carrying the subject DN of the verified client certificate
+    /// (HTTPS listener with `tls.client_ca`), RFC 4514 form.
+    pub client_cert_subject: Option<String>,
+    /// Optional header carrying the SHA-256 thumbprint (lower-case hex of the DER) of the
+    /// verified client certificate.
+    pub client_cert_sha256: Option<String>,
 }
 
 impl Default for IdentityHeaders {
@@ -403,6 +409,8 @@ impl Default for IdentityHeaders {
             client_id: "X-Client-Id".into(),
             alias: "X-User-Alias".into(),
             signed_jwt: None,
+            client_cert_subject: None,
+            client_cert_sha256: None,
         }
     }
 }
@@ -517,6 +525,10 @@ pub struct Route {
     /// Close WebSocket/streaming responses when the token that opened them expires or is revoked.
     #[serde(default)]
     pub close_on_token_expiry: Option<bool>,
+    /// Refuse (403) requests that did not arrive over a TLS connection with a verified
+    /// client certificate (`tls.client_ca`).
+    #[serde(default)]
+    pub require_client_cert: bool,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]

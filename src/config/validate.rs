@@ -116,6 +116,25 @@ pub(super) fn validate(
         }
     }
 
+    for (name, header) in [
+        (
+            "client_cert_subject",
+            &raw.identity_headers.client_cert_subject,
+        ),
+        (
+            "client_cert_sha256",
+            &raw.identity_headers.client_cert_sha256,
+        ),
+    ] {
+        if let Some(h) = header {
+            if http::HeaderName::from_str(h).is_err() {
+                problems.push(format!(
+                    "identity_headers.{name}: `{h}` is not a valid header name"
+                ));
+            }
+        }
+    }
+
     problems.extend(crate::connect::provider::validate_config(&raw));
 
     let mut routes = Vec::with_capacity(raw.routes.len());
@@ -289,6 +308,18 @@ fn validate_route(
             .collect(),
     };
 
+    if r.require_client_cert
+        && raw
+            .tls
+            .as_ref()
+            .and_then(|t| t.client_ca.as_ref())
+            .is_none()
+    {
+        problems.push(format!(
+            "{key}.require_client_cert: set, but tls.client_ca is not, so no request could pass{line}"
+        ));
+    }
+
     if problems.len() > before {
         return None;
     }
@@ -313,6 +344,7 @@ fn validate_route(
         max_body_bytes: r.max_body_bytes.unwrap_or(raw.limits.max_body_bytes),
         forward_authorization: r.forward_authorization.unwrap_or(true),
         close_on_token_expiry: r.close_on_token_expiry.unwrap_or(true),
+        require_client_cert: r.require_client_cert,
         index: i,
     })
 }

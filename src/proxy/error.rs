@@ -25,6 +25,8 @@ pub enum GatewayError {
     InsufficientScope,
     #[error("token could not be checked: {0}")]
     AuthUnavailable(String),
+    #[error("the route requires a verified client certificate")]
+    ClientCertRequired,
 }
 
 impl GatewayError {
@@ -38,7 +40,9 @@ impl GatewayError {
             GatewayError::Unauthenticated | GatewayError::InvalidToken(_) => {
                 StatusCode::UNAUTHORIZED
             }
-            GatewayError::InsufficientScope => StatusCode::FORBIDDEN,
+            GatewayError::InsufficientScope | GatewayError::ClientCertRequired => {
+                StatusCode::FORBIDDEN
+            }
             GatewayError::AuthUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
@@ -55,6 +59,7 @@ impl GatewayError {
             GatewayError::InvalidToken(_) => "invalid_token",
             GatewayError::InsufficientScope => "insufficient_scope",
             GatewayError::AuthUnavailable(_) => "auth_unavailable",
+            GatewayError::ClientCertRequired => "client_cert_required",
         }
     }
 
@@ -100,6 +105,11 @@ impl GatewayError {
             GatewayError::AuthUnavailable(_) => (
                 "temporarily_unavailable",
                 "the token could not be checked; try again",
+                None,
+            ),
+            GatewayError::ClientCertRequired => (
+                "access_denied",
+                "this route requires a verified TLS client certificate",
                 None,
             ),
         };

@@ -5,6 +5,7 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 
 use super::authn::Identity;
 use crate::config::raw::IdentityHeaders;
+use crate::server::client_cert::ClientCert;
 
 /// Parsed identity header names, built once per configuration.
 #[derive(Debug, Clone)]
@@ -16,6 +17,8 @@ pub struct IdentityHeaderNames {
     pub client_id: HeaderName,
     pub alias: HeaderName,
     pub signed_jwt: Option<HeaderName>,
+    pub client_cert_subject: Option<HeaderName>,
+    pub client_cert_sha256: Option<HeaderName>,
 }
 
 fn name(s: &str) -> HeaderName {
@@ -33,6 +36,8 @@ impl IdentityHeaderNames {
             client_id: name(&c.client_id),
             alias: name(&c.alias),
             signed_jwt: c.signed_jwt.as_deref().map(name),
+            client_cert_subject: c.client_cert_subject.as_deref().map(name),
+            client_cert_sha256: c.client_cert_sha256.as_deref().map(name),
         }
     }
 
@@ -49,6 +54,19 @@ impl IdentityHeaderNames {
         set(headers, &self.alias, id.alias.as_deref());
         if let Some(name) = &self.signed_jwt {
             set(headers, name, id.signed_jwt.as_deref());
+        }
+    }
+}
+
+impl IdentityHeaderNames {
+    /// Sets the client certificate headers that are configured. A subject that is not a
+    /// valid header value (non-ASCII characters) is left out; the thumbprint always fits.
+    pub fn inject_client_cert(&self, headers: &mut HeaderMap, cert: &ClientCert) {
+        if let Some(name) = &self.client_cert_subject {
+            set(headers, name, Some(&cert.subject));
+        }
+        if let Some(name) = &self.client_cert_sha256 {
+            set(headers, name, Some(&cert.sha256_hex()));
         }
     }
 }

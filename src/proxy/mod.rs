@@ -86,6 +86,9 @@ impl Runtime {
         if let Some(s) = &ih.signed_jwt {
             names.push(s);
         }
+        // Client certificate headers (issue 13): stripped like every identity header.
+        names.extend(ih.client_cert_subject.as_deref());
+        names.extend(ih.client_cert_sha256.as_deref());
         Runtime {
             identity_headers: IdentityHeaderSet::new(names),
             identity_names: identity::IdentityHeaderNames::from_config(ih),
@@ -96,10 +99,12 @@ impl Runtime {
 }
 
 /// Facts about the downstream connection a request arrived on.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ConnInfo {
     pub peer: SocketAddr,
     pub scheme: &'static str,
+    /// The client certificate the TLS handshake verified (`tls.client_ca`).
+    pub client_cert: Option<Arc<crate::server::client_cert::ClientCert>>,
 }
 
 /// The host a request is addressed to, without port: the URI authority (HTTP/2, absolute
@@ -165,6 +170,11 @@ impl Proxy {
             }
         }
 
+        // 3b. Client certificate, when the route insists on one.
+        if spec.require_client_cert && conn.client_cert.is_none() {
+            return Err(GatewayError::ClientCertRequired);
+        }
+
         // 4 + 5. Authenticate and authorize per the route's policy.
         let found =
             authn::source::find_token(&spec.token_sources, req.headers(), req.uri().query());
@@ -203,6 +213,10 @@ impl Proxy {
         }
         if let Some(id) = &identity {
             rt.identity_names.inject(&mut parts.headers, id);
+        }
+        if let Some(cert) = &conn.client_cert {
+            rt.identity_names
+                .inject_client_cert(&mut parts.headers, cert);
         }
         headers::set_forwarded(
             &mut parts.headers,
