@@ -300,14 +300,19 @@ impl UpstreamTls {
     /// Re-reads the CA bundle and the client certificate; what fails to load keeps its
     /// previous value.
     pub fn reload(&self) {
-        for (what, result) in [
-            ("CA bundle", self.verifier.reload()),
-            ("client certificate", self.client_cert.reload()),
-        ] {
+        let mut results = Vec::with_capacity(2);
+        if self.verifier.ca_file.is_some() {
+            results.push(("CA bundle", self.verifier.reload()));
+        }
+        if self.client_cert.files.is_some() {
+            results.push(("client certificate", self.client_cert.reload()));
+        }
+        for (what, result) in results {
             match result {
                 Ok(()) => {
                     metrics::counter!("tollgate_upstream_tls_reloads_total", "result" => "success")
-                        .increment(1)
+                        .increment(1);
+                    tracing::info!("upstream TLS {what} reloaded");
                 }
                 Err(e) => {
                     metrics::counter!("tollgate_upstream_tls_reloads_total", "result" => "failure")
@@ -316,7 +321,6 @@ impl UpstreamTls {
                 }
             }
         }
-        tracing::info!("upstream TLS files reloaded");
     }
 }
 
