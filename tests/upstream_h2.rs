@@ -21,7 +21,15 @@ async fn version_seen(up: &Upstream, protocol: &str, tls: Option<&std::path::Pat
     let resp = common::client().get(gw.url("/v")).send().await.unwrap();
     assert_eq!(resp.status(), 200, "protocol {protocol}");
     assert_eq!(resp.version(), http::Version::HTTP_11);
-    up.last().version
+    let seen = up.last();
+    // Over HTTP/2 the authority travels as `:authority` only: a second `host` header
+    // makes servers such as nginx answer 400. Over HTTP/1.1 `Host` names the target.
+    if seen.version == "HTTP/2.0" {
+        assert!(seen.header("host").is_none(), "{:?}", seen.headers);
+    } else {
+        assert_eq!(seen.header("host"), Some(up.addr.to_string().as_str()));
+    }
+    seen.version
 }
 
 #[tokio::test]

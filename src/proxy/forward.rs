@@ -3,6 +3,7 @@
 //! connect and response timeouts, and WebSocket upgrades.
 
 use std::collections::HashMap;
+use std::ops::Not;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -185,8 +186,11 @@ fn now_ms() -> u64 {
 
 struct Target {
     spec: TargetSpec,
-    /// The `Host` header sent to this target, made once instead of per request.
-    host: http::HeaderValue,
+    /// The `Host` header sent to this target, made once instead of per request; `None`
+    /// when the connection may be HTTP/2, where `:authority` (from the URI) carries it and
+    /// a second `host` is refused by some servers (nginx answers 400). The pooled client
+    /// adds `Host` itself on HTTP/1.1 connections.
+    host: Option<http::HeaderValue>,
     consecutive_failures: AtomicU32,
     ejected_until_ms: AtomicU64,
 }
@@ -225,7 +229,7 @@ impl Upstream {
                 .targets
                 .iter()
                 .map(|t| Target {
-                    host: host_header(t),
+                    host: may_be_http2(spec).not().then(|| host_header(t)),
                     spec: t.clone(),
                     consecutive_failures: AtomicU32::new(0),
                     ejected_until_ms: AtomicU64::new(0),
@@ -353,7 +357,9 @@ impl Upstream {
             } else {
                 parts.headers.clone()
             };
-            headers.insert(http::header::HOST, target.host.clone());
+            if let Some(host) = &target.host {
+                headers.insert(http::header::HOST, host.clone());
+            }
             *builder.headers_mut().expect("builder ok") = headers;
             let b = if last {
                 body.take().unwrap_or_else(body::empty)
@@ -408,6 +414,16 @@ impl Upstream {
             }
         }
         Err(last_err)
+    }
+}
+
+/// Whether the upstream's connections may speak HTTP/2: always for h2 and h2c, and for
+/// auto over TLS when ALPN picks it.
+fn may_be_http2(spec: &UpstreamSpec) -> bool {
+    match spec.protocol {
+        UpstreamProtocol::H1 => false,
+        UpstreamProtocol::H2 | UpstreamProtocol::H2c => true,
+        UpstreamProtocol::Auto => spec.tls.is_some(),
     }
 }
 
