@@ -345,3 +345,27 @@ pub fn tls_failure(e: &(dyn std::error::Error + 'static)) -> Option<String> {
     }
     None
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unloadable_ca_bundle_verifies_nothing() {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["localhost".to_string()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let missing = PathBuf::from("/nonexistent/ca.pem");
+        let v = ReloadingVerifier::load(Some(&missing));
+        let name = ServerName::try_from("localhost").unwrap();
+        let r = v.verify_server_cert(cert.der(), &[], &name, &[], UnixTime::now());
+        assert!(r.is_err(), "{r:?}");
+        // And a failed reload keeps failing closed.
+        assert!(v.reload().is_err());
+        assert!(v
+            .verify_server_cert(cert.der(), &[], &name, &[], UnixTime::now())
+            .is_err());
+    }
+}
