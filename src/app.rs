@@ -184,6 +184,8 @@ impl App {
             .access_log
             .then(|| req.uri().path().to_owned());
         let mut outcome = Outcome { route: None };
+        let grpc = proxy::grpc::is_grpc(req.headers());
+        let peer = conn.peer;
 
         let endpoint = match proxy::path::normalize_path(req.uri().path()) {
             Ok(p) => self
@@ -236,7 +238,11 @@ impl App {
                     {
                         tracing::warn!(request_id = ?request_id, error = %e, "request failed");
                     }
-                    e.into_response()
+                    if grpc {
+                        proxy::grpc::error_response(e)
+                    } else {
+                        e.into_response()
+                    }
                 }
             },
         };
@@ -262,7 +268,7 @@ impl App {
                 status,
                 duration_ms = elapsed.as_secs_f64() * 1000.0,
                 request_id = request_id.to_str().unwrap_or("-"),
-                peer = %conn.peer,
+                peer = %peer,
             );
         }
         resp
@@ -362,15 +368,29 @@ impl Gateway {
         let mut https_addr = None;
         if let (Some(addr), Some(tls_cfg)) = (config.listen.https, &config.tls) {
             let cert = tls::ReloadingCert::load(&tls_cfg.cert, &tls_cfg.key)?;
-            let source = tls::TlsAcceptorSource::new(cert.clone())?;
+            // Client certificates: required unless the operator chose optional.
+            let client_ca = match &tls_cfg.client_ca {
+                Some(ca) => Some(server::client_cert::ReloadingClientVerifier::load(
+                    ca,
+                    tls_cfg.client_auth != Some(crate::config::raw::ClientAuth::Optional),
+                )?),
+                None => None,
+            };
+            let source = tls::TlsAcceptorSource::new(cert.clone(), client_ca.clone())?;
             let l = bind(addr).await?;
             https_addr = l.local_addr().ok();
             serve_on_workers(l, Some(source))?;
-            let (watch, mut rx) =
-                crate::config::reload::watch_files(&cert.paths().map(|p| p.to_path_buf()))?;
+            let mut files: Vec<_> = cert.paths().map(|p| p.to_path_buf()).to_vec();
+            files.extend(client_ca.iter().map(|v| v.path().to_path_buf()));
+            let (watch, mut rx) = crate::config::reload::watch_files(&files)?;
             watches.push(watch);
             tokio::spawn(async move {
                 while rx.recv().await.is_some() {
+                    if let Some(v) = &client_ca {
+                        if let Err(e) = v.reload() {
+                            tracing::error!(error = %e, "client CA reload failed; the previous bundle stays");
+                        }
+                    }
                     match cert.reload() {
                         Ok(()) => {
                             metrics::counter!("tollgate_tls_reloads_total", "result" => "success")

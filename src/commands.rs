@@ -137,6 +137,7 @@ fn print_route_table(cfg: &Config) {
             format!("{:?}", r.auth.mode).to_lowercase(),
             targets.join(" ")
         );
+        println!("{:<20} {}", "", r.upstream.transport());
     }
 }
 
@@ -180,10 +181,11 @@ fn route(cfg: &Config, method: &str, url: &str) -> CmdResult {
             };
             let targets: Vec<String> = r.upstream.targets.iter().map(|t| t.to_string()).collect();
             println!(
-                "route: {name}\nauth: {:?}\nforwarded as: {} {}{fwd}",
+                "route: {name}\nauth: {:?}\nforwarded as: {} {}{fwd}\nupstream: {}",
                 r.auth.mode,
                 method,
-                targets.join(" | ")
+                targets.join(" | "),
+                r.upstream.transport()
             );
             Ok(())
         }

@@ -88,6 +88,23 @@ pub struct Tls {
     pub cert: PathBuf,
     /// PEM private key (PKCS#8, PKCS#1 or SEC1); reloaded when the file changes.
     pub key: PathBuf,
+    /// PEM bundle of the CAs whose client certificates are accepted; set, the HTTPS
+    /// listener asks every client for a certificate. Reloaded when the file changes.
+    #[serde(default)]
+    pub client_ca: Option<PathBuf>,
+    /// With `client_ca`: `required` (the default) refuses a handshake without a valid
+    /// client certificate; `optional` lets it through without one (a presented but
+    /// invalid certificate still fails the handshake).
+    #[serde(default)]
+    pub client_auth: Option<ClientAuth>,
+}
+
+/// Whether the HTTPS listener insists on a client certificate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientAuth {
+    Optional,
+    Required,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
@@ -385,6 +402,12 @@ pub struct IdentityHeaders {
     pub alias: String,
     /// Optional header carrying a short-lived JWT signed by Tollgate for upstreams that verify.
     pub signed_jwt: Option<String>,
+    /// Optional header carrying the subject DN of the verified client certificate
+    /// (HTTPS listener with `tls.client_ca`), RFC 4514 form.
+    pub client_cert_subject: Option<String>,
+    /// Optional header carrying the SHA-256 thumbprint (lower-case hex of the DER) of the
+    /// verified client certificate.
+    pub client_cert_sha256: Option<String>,
 }
 
 impl Default for IdentityHeaders {
@@ -397,6 +420,8 @@ impl Default for IdentityHeaders {
             client_id: "X-Client-Id".into(),
             alias: "X-User-Alias".into(),
             signed_jwt: None,
+            client_cert_subject: None,
+            client_cert_sha256: None,
         }
     }
 }
@@ -519,6 +544,10 @@ pub struct Route {
     /// Close WebSocket/streaming responses when the token that opened them expires or is revoked.
     #[serde(default)]
     pub close_on_token_expiry: Option<bool>,
+    /// Refuse (403) requests that did not arrive over a TLS connection with a verified
+    /// client certificate (`tls.client_ca`).
+    #[serde(default)]
+    pub require_client_cert: bool,
     /// Request rate limit of this route, or `off`; absent: the top-level `rate_limit`.
     #[serde(default)]
     pub rate_limit: Option<RouteRateLimit>,
@@ -669,6 +698,102 @@ pub struct UpstreamDetailed {
     /// Extra attempts on another target for idempotent requests without a body.
     #[serde(default)]
     pub retries: Option<u32>,
+    /// Wire protocol to the targets (default `auto`).
+    #[serde(default)]
+    pub protocol: Option<UpstreamProtocol>,
+    /// TLS to `https://` targets; without it the system's CA store verifies them.
+    #[serde(default)]
+    pub tls: Option<UpstreamTls>,
+}
+
+/// How Tollgate speaks to an upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize, JsonSchema, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum UpstreamProtocol {
+    /// HTTP/1.1 only.
+    H1,
+    /// HTTP/2 over TLS (`https://` targets; ALPN `h2`).
+    H2,
+    /// HTTP/2 in cleartext by prior knowledge (`http://` targets), as gRPC servers speak it.
+    H2c,
+    /// ALPN chooses between HTTP/2 and HTTP/1.1 over TLS; HTTP/1.1 on plain `http://`.
+    #[default]
+    Auto,
+}
+
+impl UpstreamProtocol {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UpstreamProtocol::H1 => "h1",
+            UpstreamProtocol::H2 => "h2",
+            UpstreamProtocol::H2c => "h2c",
+            UpstreamProtocol::Auto => "auto",
+        }
+    }
+}
+
+/// TLS to an upstream. There is deliberately no way to skip verification.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamTls {
+    /// PEM bundle of the CAs that may sign the targets' certificates, instead of the
+    /// system's CA store. Reloaded when the file changes.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// Name sent as SNI and matched against the certificate (default: the target's host).
+    #[serde(default)]
+    pub server_name: Option<String>,
+    /// PEM client certificate chain for upstreams that require mTLS; with `client_key`.
+    /// Reloaded when the file changes.
+    #[serde(default)]
+    pub client_cert: Option<PathBuf>,
+    /// PEM private key of `client_cert`.
+    #[serde(default)]
+    pub client_key: Option<PathBuf>,
+    /// Oldest TLS version offered: `"1.2"` (default) or `"1.3"`.
+    #[serde(default)]
+    pub min_version: Option<TlsVersion>,
+}
+
+/// A TLS version, written `"1.2"` or `1.2` (YAML reads the unquoted form as a number).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, JsonSchema, Default)]
+pub enum TlsVersion {
+    #[default]
+    #[serde(rename = "1.2")]
+    Tls12,
+    #[serde(rename = "1.3")]
+    Tls13,
+}
+
+impl<'de> Deserialize<'de> for TlsVersion {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Written {
+            Text(String),
+            Number(f64),
+        }
+        let text = match Written::deserialize(d)? {
+            Written::Text(s) => s,
+            Written::Number(n) => n.to_string(),
+        };
+        match text.trim() {
+            "1.2" => Ok(TlsVersion::Tls12),
+            "1.3" => Ok(TlsVersion::Tls13),
+            other => Err(serde::de::Error::custom(format!(
+                "`{other}` is not a TLS version; use \"1.2\" or \"1.3\""
+            ))),
+        }
+    }
+}
+
+impl TlsVersion {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TlsVersion::Tls12 => "1.2",
+            TlsVersion::Tls13 => "1.3",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema, Default)]

@@ -35,6 +35,8 @@ pub enum GatewayError {
     },
     #[error("rate-limit store unavailable and on_error is fail_closed")]
     RateLimitUnavailable,
+    #[error("the route requires a verified client certificate")]
+    ClientCertRequired,
 }
 
 impl GatewayError {
@@ -48,7 +50,9 @@ impl GatewayError {
             GatewayError::Unauthenticated | GatewayError::InvalidToken(_) => {
                 StatusCode::UNAUTHORIZED
             }
-            GatewayError::InsufficientScope => StatusCode::FORBIDDEN,
+            GatewayError::InsufficientScope | GatewayError::ClientCertRequired => {
+                StatusCode::FORBIDDEN
+            }
             GatewayError::AuthUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             GatewayError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             GatewayError::RateLimitUnavailable => StatusCode::SERVICE_UNAVAILABLE,
@@ -70,6 +74,7 @@ impl GatewayError {
             GatewayError::AuthUnavailable(_) => "auth_unavailable",
             GatewayError::RateLimited { .. } => "rate_limited",
             GatewayError::RateLimitUnavailable => "rate_limit_unavailable",
+            GatewayError::ClientCertRequired => "client_cert_required",
         }
     }
 
@@ -126,6 +131,11 @@ impl GatewayError {
             GatewayError::RateLimitUnavailable => (
                 "temporarily_unavailable",
                 "the request could not be counted against its rate limit; try again",
+                None,
+            ),
+            GatewayError::ClientCertRequired => (
+                "access_denied",
+                "this route requires a verified TLS client certificate",
                 None,
             ),
         };

@@ -16,11 +16,13 @@ pub mod authz;
 pub mod error;
 pub mod forward;
 pub mod forward_auth;
+pub mod grpc;
 pub mod headers;
 pub mod identity;
 pub mod path;
 pub mod ratelimit;
 pub mod route;
+pub mod upstream_tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -98,10 +100,12 @@ impl Runtime {
 }
 
 /// Facts about the downstream connection a request arrived on.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ConnInfo {
     pub peer: SocketAddr,
     pub scheme: &'static str,
+    /// The client certificate the TLS handshake verified (`tls.client_ca`).
+    pub client_cert: Option<Arc<crate::server::client_cert::ClientCert>>,
 }
 
 /// The host a request is addressed to, without port: the URI authority (HTTP/2, absolute
@@ -178,6 +182,11 @@ impl Proxy {
             }
         }
 
+        // 3b. Client certificate, when the route insists on one.
+        if spec.require_client_cert && conn.client_cert.is_none() {
+            return Err(GatewayError::ClientCertRequired);
+        }
+
         // 4 + 5. Authenticate and authorize per the route's policy.
         let found =
             authn::source::find_token(&spec.token_sources, req.headers(), req.uri().query());
@@ -237,13 +246,28 @@ impl Proxy {
         // 6. Hop-by-hop headers go first, so a client's `Connection:` list can name
         // only its own headers, never one Tollgate injects below. Then strip before
         // inject: spoofed identity headers never pass, on any route.
+        // `te: trailers` is the one hop-by-hop value that must reach the upstream: gRPC
+        // servers refuse calls without it.
+        let te_trailers = parts
+            .headers
+            .get(header::TE)
+            .is_some_and(|v| grpc::names_trailers(v.as_bytes()));
         headers::remove_hop_by_hop(&mut parts.headers, upgrade.is_some());
+        if te_trailers {
+            parts
+                .headers
+                .insert(header::TE, HeaderValue::from_static("trailers"));
+        }
         rt.identity_headers.strip(&mut parts.headers);
         if !spec.forward_authorization {
             parts.headers.remove(header::AUTHORIZATION);
         }
         if let Some(id) = &identity {
             rt.identity_names.inject(&mut parts.headers, id);
+        }
+        if let Some(cert) = &conn.client_cert {
+            rt.identity_names
+                .inject_client_cert(&mut parts.headers, cert);
         }
         headers::set_forwarded(
             &mut parts.headers,
