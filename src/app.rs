@@ -18,6 +18,7 @@ use crate::config::{Config, ConfigError};
 use crate::proxy::authn::{Authenticator, RejectAll};
 use crate::proxy::forward::ClientCache;
 use crate::proxy::headers::{self, X_REQUEST_ID};
+use crate::proxy::ratelimit::RateLimiters;
 use crate::proxy::{self, ConnInfo, Outcome, Proxy, Runtime};
 use crate::server::workers::{self, Workers};
 use crate::server::{self, tls, ServerShared};
@@ -92,6 +93,7 @@ impl Services {
 pub struct App {
     runtime: ArcSwap<Runtime>,
     clients: ClientCache,
+    limiters: RateLimiters,
     proxy: Proxy,
     endpoints: Vec<Arc<dyn Endpoint>>,
     readiness: Vec<Arc<dyn ReadinessCheck>>,
@@ -140,15 +142,27 @@ impl App {
                         "listen addresses and store.url take effect only after a restart"
                     );
                 }
-                let rt = Runtime::build(Arc::new(cfg), &self.clients);
+                if cfg.audit != current.config.audit {
+                    if let Err(e) = crate::audit::install(&cfg.audit) {
+                        tracing::error!(error = %e, "audit.destination cannot be opened; the audit log stays where it was");
+                    }
+                }
+                let rt = Runtime::build_with(Arc::new(cfg), &self.clients, &self.limiters);
                 let routes = rt.routes.routes().len();
                 self.runtime.store(Arc::new(rt));
+                crate::audit::event("config_reload", crate::audit::Outcome::Success)
+                    .field("routes", routes)
+                    .emit();
                 metrics::counter!("tollgate_config_reloads_total", "result" => "success")
                     .increment(1);
                 tracing::info!(routes, "configuration reloaded");
                 Ok(())
             }
             Err(e) => {
+                crate::audit::event("config_reload", crate::audit::Outcome::Failure)
+                    .reason("invalid_config")
+                    .field("problems", e.problems.len())
+                    .emit();
                 metrics::counter!("tollgate_config_reloads_total", "result" => "failure")
                     .increment(1);
                 tracing::error!(error = %e, "configuration reload rejected; the previous configuration stays live");
@@ -170,6 +184,8 @@ impl App {
             .access_log
             .then(|| req.uri().path().to_owned());
         let mut outcome = Outcome { route: None };
+        let grpc = proxy::grpc::is_grpc(req.headers());
+        let peer = conn.peer;
 
         let endpoint = match proxy::path::normalize_path(req.uri().path()) {
             Ok(p) => self
@@ -195,7 +211,17 @@ impl App {
                     request_id: request_id.clone(),
                     runtime: rt.clone(),
                 };
-                let mut resp = ep.call(self.clone(), req, ctx).await;
+                // Endpoints are where security events happen: they belong to this request.
+                let scope = crate::audit::RequestScope {
+                    peer_ip: proxy::ratelimit::client_ip(
+                        req.headers(),
+                        conn.peer.ip(),
+                        &rt.config.trusted_proxies,
+                    ),
+                    request_id: request_id.to_str().unwrap_or("-").to_owned(),
+                    trace_id: None,
+                };
+                let mut resp = crate::audit::scope(scope, ep.call(self.clone(), req, ctx)).await;
                 challenge_every_401(&mut resp);
                 resp
             }
@@ -206,10 +232,17 @@ impl App {
             {
                 Ok(r) => r,
                 Err(e) => {
-                    if e.status().is_server_error() {
+                    // A store outage under fail_closed is logged by the limiter, once a second.
+                    if e.status().is_server_error()
+                        && !matches!(e, proxy::error::GatewayError::RateLimitUnavailable)
+                    {
                         tracing::warn!(request_id = ?request_id, error = %e, "request failed");
                     }
-                    e.into_response()
+                    if grpc {
+                        proxy::grpc::error_response(e)
+                    } else {
+                        e.into_response()
+                    }
                 }
             },
         };
@@ -235,7 +268,7 @@ impl App {
                 status,
                 duration_ms = elapsed.as_secs_f64() * 1000.0,
                 request_id = request_id.to_str().unwrap_or("-"),
-                peer = %conn.peer,
+                peer = %peer,
             );
         }
         resp
@@ -279,10 +312,12 @@ impl Gateway {
         let config = Arc::new(config);
         let worker_count = workers::resolve(config.listen.workers);
         let clients = ClientCache::new(worker_count);
-        let runtime = Runtime::build(config.clone(), &clients);
+        let limiters = RateLimiters::new();
+        let runtime = Runtime::build_with(config.clone(), &clients, &limiters);
         let app = Arc::new(App {
             runtime: ArcSwap::from_pointee(runtime),
             clients,
+            limiters,
             proxy: Proxy {
                 authenticator: services.authenticator,
             },
@@ -333,15 +368,29 @@ impl Gateway {
         let mut https_addr = None;
         if let (Some(addr), Some(tls_cfg)) = (config.listen.https, &config.tls) {
             let cert = tls::ReloadingCert::load(&tls_cfg.cert, &tls_cfg.key)?;
-            let source = tls::TlsAcceptorSource::new(cert.clone())?;
+            // Client certificates: required unless the operator chose optional.
+            let client_ca = match &tls_cfg.client_ca {
+                Some(ca) => Some(server::client_cert::ReloadingClientVerifier::load(
+                    ca,
+                    tls_cfg.client_auth != Some(crate::config::raw::ClientAuth::Optional),
+                )?),
+                None => None,
+            };
+            let source = tls::TlsAcceptorSource::new(cert.clone(), client_ca.clone())?;
             let l = bind(addr).await?;
             https_addr = l.local_addr().ok();
             serve_on_workers(l, Some(source))?;
-            let (watch, mut rx) =
-                crate::config::reload::watch_files(&cert.paths().map(|p| p.to_path_buf()))?;
+            let mut files: Vec<_> = cert.paths().map(|p| p.to_path_buf()).to_vec();
+            files.extend(client_ca.iter().map(|v| v.path().to_path_buf()));
+            let (watch, mut rx) = crate::config::reload::watch_files(&files)?;
             watches.push(watch);
             tokio::spawn(async move {
                 while rx.recv().await.is_some() {
+                    if let Some(v) = &client_ca {
+                        if let Err(e) = v.reload() {
+                            tracing::error!(error = %e, "client CA reload failed; the previous bundle stays");
+                        }
+                    }
                     match cert.reload() {
                         Ok(()) => {
                             metrics::counter!("tollgate_tls_reloads_total", "result" => "success")

@@ -49,6 +49,13 @@ pub enum Command {
     /// Configuration helpers.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Exit 0 when the admin port's /healthz answers 200, else 1 (a container
+    /// HEALTHCHECK for images without a shell or curl).
+    Healthcheck {
+        /// Admin address to ask instead of `listen.admin` from the config.
+        #[arg(long)]
+        addr: Option<std::net::SocketAddr>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -1,6 +1,7 @@
 //! What each CLI command does.
 
 mod accounts;
+mod healthcheck;
 
 use std::path::PathBuf;
 
@@ -46,6 +47,7 @@ pub async fn run(cli: Cli) -> CmdResult {
             crate::keys::cli_generate(alg, out)
         }
         Command::Demo => crate::demo::run().await,
+        Command::Healthcheck { addr } => healthcheck::run(&config_path(&cli), *addr).await,
     }
 }
 
@@ -64,6 +66,12 @@ async fn serve(cli: &Cli) -> CmdResult {
     for w in cfg.warnings() {
         tracing::warn!("{w}");
     }
+    crate::audit::install(&cfg.audit).map_err(|e| {
+        format!(
+            "audit.destination: cannot open {}: {e}",
+            cfg.audit.destination
+        )
+    })?;
     let grace = cfg.limits.shutdown_grace;
     if let Some(addr) = cfg.echo_upstream {
         let bound = crate::echo::spawn(addr)
@@ -129,6 +137,7 @@ fn print_route_table(cfg: &Config) {
             format!("{:?}", r.auth.mode).to_lowercase(),
             targets.join(" ")
         );
+        println!("{:<20} {}", "", r.upstream.transport());
     }
 }
 
@@ -164,10 +173,11 @@ fn route(cfg: &Config, method: &str, url: &str) -> CmdResult {
             let fwd = crate::proxy::forwarded_path(r, &norm);
             let targets: Vec<String> = r.upstream.targets.iter().map(|t| t.to_string()).collect();
             println!(
-                "route: {name}\nauth: {:?}\nforwarded as: {} {}{fwd}",
+                "route: {name}\nauth: {:?}\nforwarded as: {} {}{fwd}\nupstream: {}",
                 r.auth.mode,
                 method,
-                targets.join(" | ")
+                targets.join(" | "),
+                r.upstream.transport()
             );
             Ok(())
         }

@@ -160,3 +160,53 @@ fn check_warns_about_required_routes_anyone_can_register_for() {
     let (_, _, err) = tollgate(&["--config", &p, "check"]);
     assert!(!err.contains("warning"), "closed registration (the default) is quiet: {err}");
 }
+
+#[test]
+fn check_and_route_show_the_upstream_protocol_and_tls_settings() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["billing.internal".to_string()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    std::fs::write(&ca, cert.pem()).unwrap();
+    let (_d, p) = config(&format!(
+        "routes:\n  - name: billing\n    path: /billing.v1.Billing\n    upstream:\n      targets: [https://10.0.0.7:8443]\n      protocol: h2\n      tls: {{ ca_file: {}, server_name: billing.internal, min_version: 1.3 }}\n  - name: grpc\n    path: /g\n    upstream: {{ targets: [http://127.0.0.1:50051], protocol: h2c }}\n",
+        ca.display()
+    ));
+    let (code, out, err) = tollgate(&["--config", &p, "check"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains(&format!(
+            "protocol h2, tls ca_file {}, server_name billing.internal, min TLS 1.3",
+            ca.display()
+        )),
+        "{out}"
+    );
+    assert!(out.contains("protocol h2c, plain"), "{out}");
+    let (code, out, _) = tollgate(&["--config", &p, "route", "POST", "/billing.v1.Billing/Get"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("upstream: protocol h2, tls ca_file"), "{out}");
+}
+
+#[test]
+fn the_schema_knows_the_upstream_transport_and_client_certificate_keys() {
+    let (code, out, _) = tollgate(&["config", "schema"]);
+    assert_eq!(code, 0);
+    for key in [
+        "\"protocol\"",
+        "\"h2c\"",
+        "\"ca_file\"",
+        "\"server_name\"",
+        "\"client_cert\"",
+        "\"client_key\"",
+        "\"min_version\"",
+        "\"client_ca\"",
+        "\"client_auth\"",
+        "\"require_client_cert\"",
+        "\"client_cert_sha256\"",
+    ] {
+        assert!(out.contains(key), "schema lacks {key}");
+    }
+}

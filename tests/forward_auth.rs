@@ -190,3 +190,104 @@ async fn envoy_style_path_prefix_and_ingress_nginx_original_url() {
         .unwrap();
     assert_eq!(resp.status(), 403);
 }
+
+/// `Cache-Control` on a decision (and nginx's `X-Accel-Expires`), as seconds.
+fn reuse_headers(resp: &reqwest::Response) -> (String, Option<String>) {
+    let h = resp.headers();
+    (
+        h.get("cache-control")
+            .map(|v| v.to_str().unwrap().to_string())
+            .unwrap_or_default(),
+        h.get("x-accel-expires")
+            .map(|v| v.to_str().unwrap().to_string()),
+    )
+}
+
+#[tokio::test]
+async fn an_allow_may_be_reused_for_cache_ttl_but_never_beyond_the_token() {
+    let (gw, kit, _up) = setup().await;
+    // The default cache_ttl (5s) against a token with minutes left.
+    let resp = ask(&gw, "GET", "/api/x", "a")
+        .bearer_auth(kit.token(json!({})))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        reuse_headers(&resp),
+        ("private, max-age=5".into(), Some("5".into()))
+    );
+
+    // A token with 3 seconds left: never reused after it expires.
+    let resp = ask(&gw, "GET", "/api/x", "a")
+        .bearer_auth(kit.token(json!({"exp": common::authn::now() + 3})))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let (cc, accel) = reuse_headers(&resp);
+    let n: u64 = cc
+        .strip_prefix("private, max-age=")
+        .unwrap_or_else(|| panic!("{cc}"))
+        .parse()
+        .unwrap();
+    assert!(n <= 3, "{cc}");
+    assert_eq!(accel, Some(n.to_string()));
+
+    // A public route without a token depends on no token: the plain ttl.
+    let resp = ask(&gw, "GET", "/public/x", "a").send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(reuse_headers(&resp).0, "private, max-age=5");
+}
+
+#[tokio::test]
+async fn denials_are_never_stored() {
+    let (gw, kit, _up) = setup().await;
+    let no_token = ask(&gw, "GET", "/api/x", "a").send().await.unwrap();
+    let bad_token = ask(&gw, "GET", "/api/x", "a")
+        .bearer_auth("junk")
+        .send()
+        .await
+        .unwrap();
+    let no_scope = ask(&gw, "POST", "/api/x", "a")
+        .bearer_auth(kit.token(json!({})))
+        .send()
+        .await
+        .unwrap();
+    let no_route = ask(&gw, "GET", "/nowhere", "a").send().await.unwrap();
+    for (resp, status) in [
+        (no_token, 401),
+        (bad_token, 401),
+        (no_scope, 403),
+        (no_route, 403),
+    ] {
+        assert_eq!(resp.status(), status);
+        assert_eq!(reuse_headers(&resp), ("no-store".into(), None), "{status}");
+    }
+}
+
+#[tokio::test]
+async fn cache_ttl_is_configurable_and_zero_disables_reuse() {
+    let up = Upstream::start().await;
+    for (ttl, expect) in [("1h", "private, max-age=300"), ("0s", "private, max-age=0")] {
+        let yaml = format!(
+            "forward_auth:\n  path: /_auth\n  cache_ttl: {ttl}\nroutes:\n  - {{ name: api, path: /api, upstream: \"{}\", auth: required }}\n",
+            up.url()
+        );
+        let (gw, kit) = spawn(&yaml).await;
+        // The test token lives 300 s: a 1h ttl is cut to the token's life.
+        let resp = ask(&gw, "GET", "/api/x", "a")
+            .bearer_auth(kit.token(json!({"exp": common::authn::now() + 300})))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        let cc = reuse_headers(&resp).0;
+        if ttl == "1h" {
+            // One second may pass between minting and checking.
+            assert!(cc == expect || cc == "private, max-age=299", "{ttl}: {cc}");
+        } else {
+            assert_eq!(cc, expect, "{ttl}");
+        }
+    }
+}

@@ -1,18 +1,25 @@
-//! Real nginx (`auth_request` + `auth_request_set`) and real Caddy (`forward_auth` +
-//! `copy_headers`) in front of a test upstream, asking Tollgate's forward-auth endpoint.
-//! The ingress configs are the snippets in docs/ingress/, exactly as documented.
-//! Skipped, with a printed reason, when the ingress binary is not installed.
+//! Real nginx (`auth_request` + `auth_request_set`), Caddy (`forward_auth` +
+//! `copy_headers`), Traefik 3 (`forwardAuth` + `authResponseHeaders`) and Envoy
+//! (`ext_authz` HTTP service + `allowed_upstream_headers`) in front of a test upstream,
+//! asking Tollgate's forward-auth endpoint. The ingress configs are the files in
+//! docs/ingress/, exactly as documented. Skipped, with a printed reason, when the
+//! ingress binary is not installed.
 
 mod common;
 
-use common::authn::{spawn, Kit};
-use common::ingress::{start_caddy, start_nginx, Proc};
-use common::{client, TestGateway, Upstream};
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use common::authn::{spawn, tokens_yaml, Kit};
+use common::ingress::{
+    snippet_with, start_caddy, start_envoy, start_nginx, start_nginx_cached, start_traefik, Proc,
+};
+use common::{client, complete_yaml, TestGateway, Upstream};
 use serde_json::json;
 
-async fn gateway(up: &Upstream) -> (TestGateway, Kit) {
-    // Routes here only carry policy: the ingress does the proxying.
-    let yaml = format!(
+/// Routes here only carry policy: the ingress does the proxying.
+fn routes_yaml(up: &Upstream) -> String {
+    format!(
         r#"
 routes:
   - {{ name: public, path: /public, upstream: "{u}" }}
@@ -20,9 +27,16 @@ routes:
   - {{ name: api, path: /api, upstream: "{u}", auth: required }}
 "#,
         u = up.url()
-    );
-    spawn(&yaml).await
+    )
 }
+
+async fn gateway(up: &Upstream) -> (TestGateway, Kit) {
+    spawn(&routes_yaml(up)).await
+}
+
+/// A path the ingress sends through Tollgate, which refuses it anonymously: proxies that
+/// load their routes after they listen are ready once it stops answering 404.
+const PROBE: &str = "/api/_ingress_ready";
 
 async fn exercise(ingress: &Proc, kit: &Kit, up: &Upstream, name: &str) {
     let c = client();
@@ -147,4 +161,206 @@ async fn caddy_forward_auth_with_the_documented_snippet() {
         return;
     };
     exercise(&caddy, &kit, &up, "caddy").await;
+}
+
+#[tokio::test]
+async fn traefik_forward_auth_with_the_documented_config() {
+    let up = Upstream::start().await;
+    let (gw, kit) = gateway(&up).await;
+    let tollgate = gw.base.trim_start_matches("http://").to_string();
+    let upstream = up.addr.to_string();
+    let Some(traefik) =
+        tokio::task::spawn_blocking(move || start_traefik(&tollgate, &upstream, PROBE))
+            .await
+            .unwrap()
+    else {
+        return;
+    };
+    exercise(&traefik, &kit, &up, "traefik").await;
+}
+
+#[tokio::test]
+async fn envoy_ext_authz_with_the_documented_config() {
+    let up = Upstream::start().await;
+    let (gw, kit) = gateway(&up).await;
+    let tollgate = gw.base.trim_start_matches("http://").to_string();
+    let upstream = up.addr.to_string();
+    let Some(envoy) = tokio::task::spawn_blocking(move || start_envoy(&tollgate, &upstream, PROBE))
+        .await
+        .unwrap()
+    else {
+        return;
+    };
+    exercise(&envoy, &kit, &up, "envoy").await;
+}
+
+/// The response headers each documented config tells its proxy to copy onto the request.
+fn copied_headers(file: &str) -> BTreeSet<String> {
+    let filled = [
+        ("listen", "127.0.0.1:1"),
+        ("tollgate", "127.0.0.1:2"),
+        ("upstream", "127.0.0.1:3"),
+        ("listen_host", "127.0.0.1"),
+        ("listen_port", "1"),
+        ("tollgate_host", "127.0.0.1"),
+        ("tollgate_port", "2"),
+        ("upstream_host", "127.0.0.1"),
+        ("upstream_port", "3"),
+    ];
+    let text = snippet_with(file, &filled);
+    let lower = |s: &str| s.trim().to_ascii_lowercase();
+    match file {
+        // auth_request_set $x $upstream_http_x_user_id;
+        "nginx.conf" => text
+            .split("$upstream_http_")
+            .skip(1)
+            .map(|rest| lower(&rest[..rest.find(';').unwrap()]).replace('_', "-"))
+            .collect(),
+        "Caddyfile" => text
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("copy_headers "))
+            .unwrap()
+            .split_whitespace()
+            .map(lower)
+            .collect(),
+        "traefik.yml" => {
+            let v: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+            v["http"]["middlewares"]["tollgate"]["forwardAuth"]["authResponseHeaders"]
+                .as_sequence()
+                .unwrap()
+                .iter()
+                .map(|h| lower(h.as_str().unwrap()))
+                .collect()
+        }
+        "envoy.yaml" => {
+            let v: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+            fn find<'a>(v: &'a serde_yaml::Value, key: &str) -> Option<&'a serde_yaml::Value> {
+                match v {
+                    serde_yaml::Value::Mapping(m) => m.iter().find_map(|(k, v)| {
+                        if k.as_str() == Some(key) {
+                            Some(v)
+                        } else {
+                            find(v, key)
+                        }
+                    }),
+                    serde_yaml::Value::Sequence(s) => s.iter().find_map(|v| find(v, key)),
+                    _ => None,
+                }
+            }
+            find(&v, "allowed_upstream_headers").unwrap()["patterns"]
+                .as_sequence()
+                .unwrap()
+                .iter()
+                .map(|p| lower(p["exact"].as_str().unwrap()))
+                .collect()
+        }
+        _ => unreachable!(),
+    }
+}
+
+#[tokio::test]
+async fn every_documented_config_copies_exactly_the_identity_headers_tollgate_answers() {
+    let up = Upstream::start().await;
+    let (gw, kit) = gateway(&up).await;
+    // What Tollgate answers: one header per identity field (the defaults of
+    // identity_headers; signed_jwt is off), each present on a 200.
+    let names = tollgate::config::raw::IdentityHeaders::default();
+    let identity: BTreeSet<String> = [
+        &names.user_id,
+        &names.email,
+        &names.role,
+        &names.scopes,
+        &names.client_id,
+        &names.alias,
+    ]
+    .into_iter()
+    .map(|n| n.to_ascii_lowercase())
+    .collect();
+    let resp = client()
+        .get(gw.url("/auth/verify"))
+        .header("X-Forwarded-Method", "GET")
+        .header("X-Forwarded-Uri", "/api/orders/1")
+        .bearer_auth(kit.token(json!({})))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    for h in &identity {
+        assert!(resp.headers().contains_key(h.as_str()), "{h} not answered");
+    }
+    for file in ["nginx.conf", "Caddyfile", "traefik.yml", "envoy.yaml"] {
+        assert_eq!(copied_headers(file), identity, "docs/ingress/{file}");
+    }
+}
+
+#[tokio::test]
+async fn nginx_auth_cache_reuses_an_allow_only_as_long_as_tollgate_says() {
+    let up = Upstream::start().await;
+    let yaml = format!("forward_auth:\n  cache_ttl: 3s\n{}", routes_yaml(&up));
+    let (gw, kit) = spawn(&yaml).await;
+    let tollgate = gw.base.trim_start_matches("http://").to_string();
+    let upstream = up.addr.to_string();
+    let Some(nginx) = tokio::task::spawn_blocking(move || start_nginx_cached(&tollgate, &upstream))
+        .await
+        .unwrap()
+    else {
+        return;
+    };
+    let c = client();
+    let get = |path: &str, token: Option<&str>| {
+        let mut req = c.get(nginx.url(path));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        req.send()
+    };
+
+    // An allow is cached: revoked at Tollgate, the token still passes at once…
+    let token = kit.token(json!({"jti": "cached-allow"}));
+    let first = Instant::now();
+    assert_eq!(get("/api/x", Some(&token)).await.unwrap().status(), 200);
+    kit.revoke("cached-allow");
+    assert_eq!(
+        get("/api/x", Some(&token)).await.unwrap().status(),
+        200,
+        "the decision is reused within cache_ttl"
+    );
+    // …but only for cache_ttl (3 s), not for the 5 minutes nginx was told as its bound.
+    loop {
+        let status = get("/api/x", Some(&token)).await.unwrap().status();
+        if status == 401 {
+            break;
+        }
+        assert_eq!(status, 200);
+        assert!(
+            first.elapsed() < Duration::from_secs(15),
+            "the cached allow outlived cache_ttl"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        first.elapsed() >= Duration::from_secs(1),
+        "the revocation took effect at once: the allow was not cached at all"
+    );
+
+    // Another caller's credentials never get a cached identity.
+    let other = kit.token(json!({"sub": "158", "email": "bob@example.com"}));
+    assert_eq!(get("/api/x", Some(&other)).await.unwrap().status(), 200);
+    assert_eq!(up.last().header("x-user-id"), Some("158"));
+
+    // A denial is never cached, though nginx was told to keep 401s: once the route is
+    // public, the same anonymous request passes at once.
+    assert_eq!(get("/api/open", None).await.unwrap().status(), 401);
+    let open = format!(
+        "forward_auth:\n  cache_ttl: 3s\nroutes:\n  - {{ name: open, path: /api/open, upstream: \"{}\" }}\n{}",
+        up.url(),
+        routes_yaml(&up).trim_start().trim_start_matches("routes:\n")
+    );
+    let text = complete_yaml(
+        &format!("{}{open}", tokens_yaml(gw.dir.path())),
+        gw.dir.path(),
+    );
+    std::fs::write(&gw.config_path, text).unwrap();
+    gw.gateway.app.reload().unwrap();
+    assert_eq!(get("/api/open", None).await.unwrap().status(), 200);
 }

@@ -262,3 +262,36 @@ async fn invalid_edit_is_logged_with_key_and_line_and_old_config_serves() {
         .unwrap();
     assert_eq!(r.status(), 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn healthcheck_command_asks_the_admin_port() {
+    let up = Upstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &up, "");
+    let gw = GatewayProcess::start(&config, &[]);
+    let run = |args: Vec<String>| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_tollgate"))
+            .args(args)
+            .env_remove("TOLLGATE_CONFIG")
+            .output()
+            .unwrap()
+    };
+    let admin = gw.admin.trim_start_matches("http://").to_string();
+    let ok = run(vec!["healthcheck".into(), "--addr".into(), admin]);
+    assert_eq!(ok.status.code(), Some(0), "{ok:?}");
+
+    // Without --addr it reads listen.admin from the config: port 0 there is not where the
+    // gateway listens, so nothing answers and the check fails (exit 1, one line).
+    let bad = run(vec![
+        "--config".into(),
+        config.display().to_string(),
+        "healthcheck".into(),
+    ]);
+    assert_eq!(bad.status.code(), Some(1), "{bad:?}");
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = closed.local_addr().unwrap().to_string();
+    drop(closed);
+    let refused = run(vec!["healthcheck".into(), "--addr".into(), addr.clone()]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains(&addr));
+}

@@ -38,6 +38,13 @@ pub async fn clients(cli: &Cli, cmd: &ClientsCommand) -> CmdResult {
 
 async fn open_store(cli: &Cli) -> Result<Arc<dyn Store>, String> {
     let cfg = Config::load(&config_path(cli)).map_err(|e| e.to_string())?;
+    // Account changes made from the command line are security events too.
+    crate::audit::install(&cfg.audit).map_err(|e| {
+        format!(
+            "audit.destination: cannot open {}: {e}",
+            cfg.audit.destination
+        )
+    })?;
     store::connect(&cfg.store.url)
         .await
         .map_err(|e| format!("store {}: {e}", redact_url(&cfg.store.url)))
@@ -133,6 +140,11 @@ async fn create_user(cli: &Cli, args: &UsersCreate) -> CmdResult {
         }
         Err(e) => return Err(e.to_string().into()),
     };
+    crate::audit::event("user_created", crate::audit::Outcome::Success)
+        .user(user.id)
+        .field("actor_id", "cli")
+        .field("role", user.role.as_str())
+        .emit();
     println!("{}", serde_json::to_string(&UserView::from(&user))?);
     Ok(())
 }
@@ -412,6 +424,10 @@ async fn create_client(cli: &Cli, args: &ClientsCreate) -> CmdResult {
         }
         Err(e) => return Err(e.to_string().into()),
     };
+    crate::audit::event("client_created", crate::audit::Outcome::Success)
+        .client(&client.id)
+        .field("actor_id", "cli")
+        .emit();
     println!(
         "{}",
         json!({

@@ -26,6 +26,9 @@ pub struct IdentityHeaderNames {
     pub client_id: HeaderName,
     pub alias: HeaderName,
     pub signed_jwt: Option<HeaderName>,
+    /// The verified TLS client certificate's subject and SHA-256 thumbprint, when set.
+    pub client_cert_subject: Option<HeaderName>,
+    pub client_cert_sha256: Option<HeaderName>,
 }
 
 /// Headers an identity header may never be named after.
@@ -74,7 +77,7 @@ fn folded(s: &str) -> String {
 impl IdentityHeaderNames {
     /// Parses and checks every name, pushing one message per problem.
     pub fn parse(c: &raw::IdentityHeaders, problems: &mut Vec<String>) -> Option<Self> {
-        let fields: [(&str, Option<&str>); 7] = [
+        let fields: [(&str, Option<&str>); 9] = [
             ("user_id", Some(&c.user_id)),
             ("email", Some(&c.email)),
             ("role", Some(&c.role)),
@@ -82,6 +85,8 @@ impl IdentityHeaderNames {
             ("client_id", Some(&c.client_id)),
             ("alias", Some(&c.alias)),
             ("signed_jwt", c.signed_jwt.as_deref()),
+            ("client_cert_subject", c.client_cert_subject.as_deref()),
+            ("client_cert_sha256", c.client_cert_sha256.as_deref()),
         ];
         let before = problems.len();
         let mut parsed: Vec<Option<HeaderName>> = Vec::with_capacity(fields.len());
@@ -125,6 +130,8 @@ impl IdentityHeaderNames {
             client_id: next()?,
             alias: next()?,
             signed_jwt: next(),
+            client_cert_subject: next(),
+            client_cert_sha256: next(),
         })
     }
 
@@ -141,6 +148,8 @@ impl IdentityHeaderNames {
         ]
         .into_iter()
         .chain(self.signed_jwt.as_ref())
+        .chain(self.client_cert_subject.as_ref())
+        .chain(self.client_cert_sha256.as_ref())
     }
 }
 

@@ -7,6 +7,7 @@
 //! place: live reload builds a new one and swaps it (see `reload.rs`).
 
 pub mod identity;
+pub mod rate_limit;
 pub mod raw;
 pub mod reload;
 mod validate;
@@ -20,6 +21,7 @@ use figment::Figment;
 use http::Method;
 use ipnet::IpNet;
 
+pub use rate_limit::{RateLimitKey, RateLimitSpec};
 use raw::AuthMode;
 pub use identity::IdentityHeaderNames;
 pub use raw::RawConfig;
@@ -146,6 +148,48 @@ pub struct UpstreamSpec {
     pub eject_after: u32,
     pub eject_for: Duration,
     pub retries: u32,
+    /// Wire protocol to the targets.
+    pub protocol: raw::UpstreamProtocol,
+    /// Present exactly when the targets are `https://` (all of them or none).
+    pub tls: Option<UpstreamTlsSpec>,
+}
+
+impl UpstreamSpec {
+    /// How Tollgate reaches the targets, for `check` and `route`: the protocol, and for
+    /// `https://` targets the trust, name and client certificate in use.
+    pub fn transport(&self) -> String {
+        let mut s = format!("protocol {}", self.protocol.as_str());
+        match &self.tls {
+            None => s.push_str(", plain"),
+            Some(t) => {
+                match &t.ca_file {
+                    Some(ca) => s.push_str(&format!(", tls ca_file {}", ca.display())),
+                    None => s.push_str(", tls system roots"),
+                }
+                if let Some(n) = &t.server_name {
+                    s.push_str(&format!(", server_name {n}"));
+                }
+                if let Some((c, _)) = &t.client_cert {
+                    s.push_str(&format!(", client_cert {}", c.display()));
+                }
+                s.push_str(&format!(", min TLS {}", t.min_version.as_str()));
+            }
+        }
+        s
+    }
+}
+
+/// Validated TLS settings of an `https://` upstream; also the key under which its client
+/// pools are shared, so two routes with the same settings share connections.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+pub struct UpstreamTlsSpec {
+    /// CA bundle replacing the system roots.
+    pub ca_file: Option<PathBuf>,
+    /// SNI and certificate name, when not the target's host.
+    pub server_name: Option<String>,
+    /// Client certificate chain and key for mTLS.
+    pub client_cert: Option<(PathBuf, PathBuf)>,
+    pub min_version: raw::TlsVersion,
 }
 
 /// A validated route.
@@ -163,6 +207,10 @@ pub struct RouteSpec {
     pub max_body_bytes: u64,
     pub forward_authorization: bool,
     pub close_on_token_expiry: bool,
+    /// The request rate limit in force on this route (its own or the default).
+    pub rate_limit: Option<RateLimitSpec>,
+    /// Only requests with a verified client certificate pass.
+    pub require_client_cert: bool,
     /// Position in the file, the last tie-breaker.
     pub index: usize,
 }
@@ -213,6 +261,7 @@ impl Config {
                 "config",
                 "log_format",
                 "test_postgres_url",
+                "test_redis_url",
             ]))
             .extract()
             .map_err(|e| {

@@ -44,6 +44,12 @@ pub struct RawConfig {
     /// `demo`; leave unset in production (Tollgate extension).
     #[schemars(with = "Option<String>")]
     pub echo_upstream: Option<SocketAddr>,
+    /// Default request rate limit of every route that sets none (see docs/routes.md).
+    pub rate_limit: Option<RateLimit>,
+    /// The shared store of limits with `store: redis`.
+    pub rate_limit_store: Option<RateLimitStore>,
+    /// The security audit log (JSON lines, target `tollgate::audit`).
+    pub audit: Audit,
     pub routes: Vec<Route>,
 }
 
@@ -82,6 +88,23 @@ pub struct Tls {
     pub cert: PathBuf,
     /// PEM private key (PKCS#8, PKCS#1 or SEC1); reloaded when the file changes.
     pub key: PathBuf,
+    /// PEM bundle of the CAs whose client certificates are accepted; set, the HTTPS
+    /// listener asks every client for a certificate. Reloaded when the file changes.
+    #[serde(default)]
+    pub client_ca: Option<PathBuf>,
+    /// With `client_ca`: `required` (the default) refuses a handshake without a valid
+    /// client certificate; `optional` lets it through without one (a presented but
+    /// invalid certificate still fails the handshake).
+    #[serde(default)]
+    pub client_auth: Option<ClientAuth>,
+}
+
+/// Whether the HTTPS listener insists on a client certificate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientAuth {
+    Optional,
+    Required,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
@@ -379,6 +402,12 @@ pub struct IdentityHeaders {
     pub alias: String,
     /// Optional header carrying a short-lived JWT signed by Tollgate for upstreams that verify.
     pub signed_jwt: Option<String>,
+    /// Optional header carrying the subject DN of the verified client certificate
+    /// (HTTPS listener with `tls.client_ca`), RFC 4514 form.
+    pub client_cert_subject: Option<String>,
+    /// Optional header carrying the SHA-256 thumbprint (lower-case hex of the DER) of the
+    /// verified client certificate.
+    pub client_cert_sha256: Option<String>,
 }
 
 impl Default for IdentityHeaders {
@@ -391,6 +420,8 @@ impl Default for IdentityHeaders {
             client_id: "X-Client-Id".into(),
             alias: "X-User-Alias".into(),
             signed_jwt: None,
+            client_cert_subject: None,
+            client_cert_sha256: None,
         }
     }
 }
@@ -400,12 +431,19 @@ impl Default for IdentityHeaders {
 pub struct ForwardAuth {
     /// Decision endpoint for ingress-nginx auth-url, Traefik ForwardAuth, Envoy ext_authz.
     pub path: Option<String>,
+    /// How long an ingress may reuse an allow decision (`Cache-Control: private,
+    /// max-age=N` on a 200, never beyond the token's own expiry): the revocation delay
+    /// that caching adds. Denials are always `no-store`.
+    #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub cache_ttl: Duration,
 }
 
 impl Default for ForwardAuth {
     fn default() -> Self {
         ForwardAuth {
             path: Some("/auth/verify".into()),
+            cache_ttl: Duration::from_secs(5),
         }
     }
 }
@@ -506,6 +544,129 @@ pub struct Route {
     /// Close WebSocket/streaming responses when the token that opened them expires or is revoked.
     #[serde(default)]
     pub close_on_token_expiry: Option<bool>,
+    /// Refuse (403) requests that did not arrive over a TLS connection with a verified
+    /// client certificate (`tls.client_ca`).
+    #[serde(default)]
+    pub require_client_cert: bool,
+    /// Request rate limit of this route, or `off`; absent: the top-level `rate_limit`.
+    #[serde(default)]
+    pub rate_limit: Option<RouteRateLimit>,
+}
+
+/// A route's `rate_limit`: a limit, or `off` to exempt the route from the default.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(untagged)]
+pub enum RouteRateLimit {
+    Off(RateLimitOff),
+    Limit(RateLimit),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum RateLimitOff {
+    Off,
+}
+
+/// `requests` per `per` sustained, at most `burst` at once (GCRA, as Traefik's
+/// `average`/`period`/`burst`).
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimit {
+    /// Requests allowed per `per`, sustained.
+    pub requests: u32,
+    /// The period of `requests`: `1s`, `1m`, `1h`…
+    #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub per: Duration,
+    /// Most requests let through at once after a quiet spell; default `requests`.
+    #[serde(default)]
+    pub burst: Option<u32>,
+    /// Whose budget a request spends: `user` (default), `client`, `ip` or `header:NAME`.
+    /// Requests without that identity (no token, no header) fall back to `ip`.
+    #[serde(default)]
+    pub key: Option<String>,
+    /// `local` (default: one budget per replica) or `redis` (one budget shared by every
+    /// replica; needs `rate_limit_store`).
+    #[serde(default)]
+    pub store: RateLimitStoreKind,
+    /// Most keys remembered in memory per limit; past it the least used are forgotten
+    /// (and start again with a full burst). Default 100000.
+    #[serde(default)]
+    pub max_keys: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize, JsonSchema, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum RateLimitStoreKind {
+    #[default]
+    Local,
+    Redis,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize, JsonSchema, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum RateLimitOnError {
+    /// Let the request through (availability first); counted and logged.
+    #[default]
+    FailOpen,
+    /// Refuse the request with 503 (the limit first).
+    FailClosed,
+}
+
+/// The Redis (or Valkey) server that holds the shared budgets of `store: redis` limits.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitStore {
+    /// `redis://[user:password@]host:port/db`.
+    pub url: String,
+    /// Prefix of every key Tollgate writes, so several deployments can share one server.
+    #[serde(default = "default_rate_limit_prefix")]
+    pub prefix: String,
+    /// What a request meets when the store cannot be asked.
+    #[serde(default)]
+    pub on_error: RateLimitOnError,
+    /// Requests a replica may take from the shared budget in one round trip and spend
+    /// locally; each replica can exceed the limit by at most this many. Default 1 (exact).
+    #[serde(default = "default_local_budget")]
+    pub local_budget: u32,
+    /// Longest wait for the store on one request; past it, `on_error` applies.
+    #[serde(default = "default_rate_limit_timeout", with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub timeout: Duration,
+}
+
+/// Where the security audit log goes; independent of `log` (docs/operations.md).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct Audit {
+    /// `stderr`, or a file path (JSON lines, created with mode 0600).
+    pub destination: String,
+    /// A file is rotated when the next line would take it past this size.
+    pub max_bytes: u64,
+    /// Rotated files kept (`path.1` newest … `path.N`); 0 keeps none.
+    pub keep: u32,
+}
+
+impl Default for Audit {
+    fn default() -> Self {
+        Audit {
+            destination: "stderr".into(),
+            max_bytes: 100 * 1024 * 1024,
+            keep: 5,
+        }
+    }
+}
+
+fn default_rate_limit_prefix() -> String {
+    "tollgate".into()
+}
+
+fn default_local_budget() -> u32 {
+    1
+}
+
+fn default_rate_limit_timeout() -> Duration {
+    Duration::from_millis(250)
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
@@ -537,6 +698,102 @@ pub struct UpstreamDetailed {
     /// Extra attempts on another target for idempotent requests without a body.
     #[serde(default)]
     pub retries: Option<u32>,
+    /// Wire protocol to the targets (default `auto`).
+    #[serde(default)]
+    pub protocol: Option<UpstreamProtocol>,
+    /// TLS to `https://` targets; without it the system's CA store verifies them.
+    #[serde(default)]
+    pub tls: Option<UpstreamTls>,
+}
+
+/// How Tollgate speaks to an upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize, JsonSchema, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum UpstreamProtocol {
+    /// HTTP/1.1 only.
+    H1,
+    /// HTTP/2 over TLS (`https://` targets; ALPN `h2`).
+    H2,
+    /// HTTP/2 in cleartext by prior knowledge (`http://` targets), as gRPC servers speak it.
+    H2c,
+    /// ALPN chooses between HTTP/2 and HTTP/1.1 over TLS; HTTP/1.1 on plain `http://`.
+    #[default]
+    Auto,
+}
+
+impl UpstreamProtocol {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UpstreamProtocol::H1 => "h1",
+            UpstreamProtocol::H2 => "h2",
+            UpstreamProtocol::H2c => "h2c",
+            UpstreamProtocol::Auto => "auto",
+        }
+    }
+}
+
+/// TLS to an upstream. There is deliberately no way to skip verification.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamTls {
+    /// PEM bundle of the CAs that may sign the targets' certificates, instead of the
+    /// system's CA store. Reloaded when the file changes.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// Name sent as SNI and matched against the certificate (default: the target's host).
+    #[serde(default)]
+    pub server_name: Option<String>,
+    /// PEM client certificate chain for upstreams that require mTLS; with `client_key`.
+    /// Reloaded when the file changes.
+    #[serde(default)]
+    pub client_cert: Option<PathBuf>,
+    /// PEM private key of `client_cert`.
+    #[serde(default)]
+    pub client_key: Option<PathBuf>,
+    /// Oldest TLS version offered: `"1.2"` (default) or `"1.3"`.
+    #[serde(default)]
+    pub min_version: Option<TlsVersion>,
+}
+
+/// A TLS version, written `"1.2"` or `1.2` (YAML reads the unquoted form as a number).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, JsonSchema, Default)]
+pub enum TlsVersion {
+    #[default]
+    #[serde(rename = "1.2")]
+    Tls12,
+    #[serde(rename = "1.3")]
+    Tls13,
+}
+
+impl<'de> Deserialize<'de> for TlsVersion {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Written {
+            Text(String),
+            Number(f64),
+        }
+        let text = match Written::deserialize(d)? {
+            Written::Text(s) => s,
+            Written::Number(n) => n.to_string(),
+        };
+        match text.trim() {
+            "1.2" => Ok(TlsVersion::Tls12),
+            "1.3" => Ok(TlsVersion::Tls13),
+            other => Err(serde::de::Error::custom(format!(
+                "`{other}` is not a TLS version; use \"1.2\" or \"1.3\""
+            ))),
+        }
+    }
+}
+
+impl TlsVersion {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TlsVersion::Tls12 => "1.2",
+            TlsVersion::Tls13 => "1.3",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema, Default)]

@@ -68,3 +68,53 @@ fn listen_workers_defaults_to_one_per_core_and_is_bounded() {
     let err = Config::from_yaml_with_env("listen:\n  workers: 100000\n", None).unwrap_err();
     assert!(err.to_string().contains("listen.workers"), "{err}");
 }
+
+#[test]
+fn rate_limits_validate_and_default_applies_unless_off() {
+    let yaml = r#"
+rate_limit: { requests: 100, per: 1m }
+routes:
+  - { name: a, path: /a, upstream: "http://127.0.0.1:1" }
+  - { name: b, path: /b, upstream: "http://127.0.0.1:1", rate_limit: off }
+  - { name: c, path: /c, upstream: "http://127.0.0.1:1", rate_limit: { requests: 5, per: 1s, burst: 2, key: "header:x-api-key" } }
+"#;
+    let cfg = Config::from_yaml_with_env(yaml, None).unwrap();
+    let a = cfg.routes[0].rate_limit.as_ref().unwrap();
+    assert_eq!(
+        (a.requests, a.burst, a.key.clone()),
+        (100, 100, RateLimitKey::User)
+    );
+    assert!(cfg.routes[1].rate_limit.is_none());
+    let c = cfg.routes[2].rate_limit.as_ref().unwrap();
+    assert_eq!(c.interval(), Duration::from_millis(200));
+    assert_eq!(
+        c.key,
+        RateLimitKey::Header(http::HeaderName::from_static("x-api-key"))
+    );
+
+    let bad = r#"
+rate_limit_store: { url: "http://nope", local_budget: 0 }
+routes:
+  - { name: a, path: /a, upstream: "http://127.0.0.1:1", rate_limit: { requests: 0, per: 1s, key: nobody } }
+  - { name: b, path: /b, upstream: "http://127.0.0.1:1", rate_limit: { requests: 1, per: 1s, store: redis } }
+"#;
+    let err = Config::from_yaml_with_env(bad, None)
+        .unwrap_err()
+        .to_string();
+    for needle in [
+        "rate_limit_store.url",
+        "rate_limit_store.local_budget",
+        "routes[0] (a).rate_limit.requests",
+        "routes[0] (a).rate_limit.key",
+    ] {
+        assert!(err.contains(needle), "{needle}: {err}");
+    }
+    let no_store = "routes:\n  - { name: b, path: /b, upstream: \"http://127.0.0.1:1\", rate_limit: { requests: 1, per: 1s, store: redis } }\n";
+    let err = Config::from_yaml_with_env(no_store, None)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("needs a top-level `rate_limit_store`"),
+        "{err}"
+    );
+}

@@ -12,6 +12,7 @@ use super::raw::{self, AuthMode, RawConfig};
 use super::UpstreamSpec;
 use super::identity::IdentityHeaderNames;
 use super::{AuthPolicy, Config, ConfigError, HostMatch, RouteSpec, TargetSpec, TokenSource};
+use super::{UpstreamSpec, UpstreamTlsSpec};
 use crate::proxy::path::normalize_path;
 
 pub(super) fn validate(
@@ -40,6 +41,17 @@ pub(super) fn validate(
             if !p.exists() {
                 problems.push(format!("{key}: file {} does not exist", p.display()));
             }
+        }
+        match (&tls.client_ca, tls.client_auth) {
+            (Some(ca), _) => {
+                if let Err(why) = pem_has(ca, PemKind::Certificate) {
+                    problems.push(format!("tls.client_ca: {why}"));
+                }
+            }
+            (None, Some(_)) => problems.push(
+                "tls.client_auth: set, but there is no tls.client_ca to verify client certificates with".into(),
+            ),
+            (None, None) => {}
         }
     }
     if raw.listen.workers > MAX_WORKERS {
@@ -94,6 +106,20 @@ pub(super) fn validate(
     let identity = IdentityHeaderNames::parse(&raw.identity_headers, &mut problems);
 
     problems.extend(crate::connect::provider::validate_config(&raw));
+    super::rate_limit::validate_globals(&raw, &mut problems);
+    if raw.audit.destination != "stderr" {
+        let p = std::path::Path::new(&raw.audit.destination);
+        let parent = p.parent().filter(|d| !d.as_os_str().is_empty());
+        if raw.audit.destination.is_empty() || parent.is_some_and(|d| !d.is_dir()) {
+            problems.push(format!(
+                "audit.destination: `{}` is neither `stderr` nor a file in an existing directory",
+                raw.audit.destination
+            ));
+        }
+    }
+    if raw.audit.max_bytes < 4096 {
+        problems.push("audit.max_bytes: must be at least 4096".into());
+    }
 
     let mut routes = Vec::with_capacity(raw.routes.len());
     for (i, r) in raw.routes.iter().enumerate() {
@@ -204,6 +230,10 @@ fn validate_route(
             d.retries,
         ),
     };
+    let (protocol, raw_tls) = match &r.upstream {
+        raw::Upstream::Url(_) => (None, None),
+        raw::Upstream::Detailed(d) => (d.protocol, d.tls.as_ref()),
+    };
     if targets.is_empty() {
         problems.push(format!(
             "{key}.upstream.targets: at least one target is needed{line}"
@@ -219,6 +249,8 @@ fn validate_route(
             }
         })
         .collect();
+    let (protocol, upstream_tls) =
+        validate_upstream_transport(&key, &line, &targets, protocol, raw_tls, problems);
 
     let auth = match &r.auth {
         None => AuthPolicy {
@@ -260,6 +292,19 @@ fn validate_route(
             .collect(),
     };
 
+    let rate_limit = super::rate_limit::route_limit(&key, r, raw, problems);
+    if r.require_client_cert
+        && raw
+            .tls
+            .as_ref()
+            .and_then(|t| t.client_ca.as_ref())
+            .is_none()
+    {
+        problems.push(format!(
+            "{key}.require_client_cert: set, but tls.client_ca is not, so no request could pass{line}"
+        ));
+    }
+
     if problems.len() > before {
         return None;
     }
@@ -275,6 +320,8 @@ fn validate_route(
             eject_after: eject_after.unwrap_or(3).max(1),
             eject_for: eject_for.unwrap_or(Duration::from_secs(10)),
             retries: retries.unwrap_or(1),
+            protocol,
+            tls: upstream_tls,
         },
         strip_prefix: r.strip_prefix,
         auth,
@@ -284,6 +331,8 @@ fn validate_route(
         // token can replay it against every other route that accepts it.
         forward_authorization: r.forward_authorization.unwrap_or(false),
         close_on_token_expiry: r.close_on_token_expiry.unwrap_or(true),
+        rate_limit,
+        require_client_cert: r.require_client_cert,
         index: i,
     })
 }
@@ -323,6 +372,116 @@ fn check_route_conflicts(routes: &[RouteSpec], text: &str, problems: &mut Vec<St
     }
 }
 
+/// The protocol and TLS settings of one upstream: all targets `http://` or all
+/// `https://`, a protocol that fits the scheme, TLS settings only for `https://`, and TLS
+/// files that exist and hold what they should.
+fn validate_upstream_transport(
+    key: &str,
+    line: &str,
+    targets: &[TargetSpec],
+    protocol: Option<raw::UpstreamProtocol>,
+    tls: Option<&raw::UpstreamTls>,
+    problems: &mut Vec<String>,
+) -> (raw::UpstreamProtocol, Option<UpstreamTlsSpec>) {
+    use raw::UpstreamProtocol as P;
+    let protocol = protocol.unwrap_or_default();
+    let secure = targets
+        .first()
+        .is_some_and(|t| t.scheme == http::uri::Scheme::HTTPS);
+    if targets
+        .iter()
+        .any(|t| (t.scheme == http::uri::Scheme::HTTPS) != secure)
+    {
+        problems.push(format!(
+            "{key}.upstream.targets: mixes http:// and https:// targets; use one scheme per upstream{line}"
+        ));
+    }
+    match (protocol, secure) {
+        (P::H2, false) if !targets.is_empty() => problems.push(format!(
+            "{key}.upstream.protocol: `h2` is HTTP/2 over TLS and needs https:// targets; use `h2c` for cleartext HTTP/2{line}"
+        )),
+        (P::H2c, true) => problems.push(format!(
+            "{key}.upstream.protocol: `h2c` is cleartext HTTP/2 and needs http:// targets; use `h2` over TLS{line}"
+        )),
+        _ => {}
+    }
+    let Some(t) = tls else {
+        return (protocol, secure.then(UpstreamTlsSpec::default));
+    };
+    if !secure {
+        problems.push(format!(
+            "{key}.upstream.tls: set, but the targets are http://; TLS settings need https:// targets{line}"
+        ));
+    }
+    if let Some(ca) = &t.ca_file {
+        if let Err(why) = pem_has(ca, PemKind::Certificate) {
+            problems.push(format!("{key}.upstream.tls.ca_file: {why}{line}"));
+        }
+    }
+    if let Some(name) = &t.server_name {
+        if rustls::pki_types::ServerName::try_from(name.as_str()).is_err() {
+            problems.push(format!(
+                "{key}.upstream.tls.server_name: `{name}` is neither a DNS name nor an IP address{line}"
+            ));
+        }
+    }
+    let client_cert = match (&t.client_cert, &t.client_key) {
+        (Some(c), Some(k)) => {
+            if let Err(why) = pem_has(c, PemKind::Certificate) {
+                problems.push(format!("{key}.upstream.tls.client_cert: {why}{line}"));
+            }
+            if let Err(why) = pem_has(k, PemKind::PrivateKey) {
+                problems.push(format!("{key}.upstream.tls.client_key: {why}{line}"));
+            }
+            Some((c.clone(), k.clone()))
+        }
+        (None, None) => None,
+        _ => {
+            problems.push(format!(
+                "{key}.upstream.tls: client_cert and client_key go together; set both or neither{line}"
+            ));
+            None
+        }
+    };
+    (
+        protocol,
+        secure.then(|| UpstreamTlsSpec {
+            ca_file: t.ca_file.clone(),
+            server_name: t.server_name.clone(),
+            client_cert,
+            min_version: t.min_version.unwrap_or_default(),
+        }),
+    )
+}
+
+#[derive(Clone, Copy)]
+pub(crate) enum PemKind {
+    Certificate,
+    PrivateKey,
+}
+
+/// Whether the PEM file at `path` can be read and holds at least one certificate or a
+/// private key, as `kind` asks; the message says what is wrong otherwise.
+pub(crate) fn pem_has(path: &std::path::Path, kind: PemKind) -> Result<(), String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let found = match kind {
+        PemKind::Certificate => rustls_pemfile::certs(&mut bytes.as_slice()).any(|c| c.is_ok()),
+        PemKind::PrivateKey => matches!(
+            rustls_pemfile::private_key(&mut bytes.as_slice()),
+            Ok(Some(_))
+        ),
+    };
+    if found {
+        Ok(())
+    } else {
+        let what = match kind {
+            PemKind::Certificate => "certificate",
+            PemKind::PrivateKey => "private key",
+        };
+        Err(format!("{} holds no PEM {what}", path.display()))
+    }
+}
+
 fn parse_cidr(s: &str) -> Option<IpNet> {
     IpNet::from_str(s.trim())
         .ok()
@@ -332,8 +491,8 @@ fn parse_cidr(s: &str) -> Option<IpNet> {
 fn parse_target(t: &str) -> Result<TargetSpec, &'static str> {
     let uri = http::Uri::from_str(t).map_err(|_| "is not a URL")?;
     let scheme = uri.scheme().cloned().ok_or("needs a scheme (http://)")?;
-    if scheme != http::uri::Scheme::HTTP {
-        return Err("must be an http:// URL (TLS to upstreams is not supported yet)");
+    if scheme != http::uri::Scheme::HTTP && scheme != http::uri::Scheme::HTTPS {
+        return Err("must be an http:// or https:// URL");
     }
     let authority = uri.authority().cloned().ok_or("needs a host")?;
     if uri.query().is_some() {

@@ -99,9 +99,18 @@ impl Connect {
         let outcome = self.finish(config, &provider, &st, browser, &code).await;
         match outcome {
             Ok(()) => {
+                crate::audit::event("provider_linked", crate::audit::Outcome::Success)
+                    .user(st.user_id)
+                    .field("provider", provider.name.as_str())
+                    .emit();
                 tracing::info!(provider = %provider.name, user_id = %st.user_id, "provider account linked")
             }
             Err(f) => {
+                crate::audit::event("provider_linked", crate::audit::Outcome::Failure)
+                    .reason(f.code())
+                    .user(st.user_id)
+                    .field("provider", provider.name.as_str())
+                    .emit();
                 tracing::warn!(provider = %provider.name, user_id = %st.user_id, error = f.code(), "provider linking failed")
             }
         }

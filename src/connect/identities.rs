@@ -67,6 +67,10 @@ impl Connect {
         {
             return Err(ConnectError::NotFound);
         }
+        crate::audit::event("provider_unlinked", crate::audit::Outcome::Success)
+            .user(user)
+            .field("provider", provider)
+            .emit();
         tracing::info!(user_id = %user, provider, "provider account unlinked");
         let mut resp = Response::new(body::empty());
         *resp.status_mut() = StatusCode::NO_CONTENT;

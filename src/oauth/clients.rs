@@ -12,6 +12,7 @@ use super::dialect::{Dialect, GrantType};
 use super::error::OAuthError;
 use super::request::ClientCredentials;
 use super::TokenService;
+use crate::audit::{self, Outcome};
 use crate::crypto::{constant_time_eq, sha256_hex, PasswordError};
 use crate::store::Client;
 
@@ -39,12 +40,18 @@ impl TokenService {
         creds: &ClientCredentials,
         dialect: &Dialect,
     ) -> Result<Client, OAuthError> {
-        let invalid = OAuthError::InvalidClient {
-            basic: creds.via_basic,
-        };
         let named = creds.id.as_deref();
+        let refused = |reason: &'static str, id: Option<&str>| {
+            audit::event("client_auth", Outcome::Failure)
+                .reason(reason)
+                .client_opt(id)
+                .emit();
+            OAuthError::InvalidClient {
+                basic: creds.via_basic,
+            }
+        };
         let Some(id) = named.or(dialect.implied_client.as_deref()) else {
-            return Err(invalid);
+            return Err(refused("no_client", None));
         };
         let client = match self.store.client_by_id(id).await? {
             Some(c) => c,
@@ -60,7 +67,7 @@ impl TokenService {
                     created_at: Utc::now(),
                 }
             }
-            None => return Err(invalid),
+            None => return Err(refused("unknown_client", Some(id))),
         };
         let offered = creds
             .secret
@@ -72,13 +79,13 @@ impl TokenService {
                 if self.secret_matches(stored, given).await? {
                     Ok(client)
                 } else {
-                    Err(invalid)
+                    Err(refused("bad_secret", Some(id)))
                 }
             }
-            (Some(_), None) => Err(invalid),
+            (Some(_), None) => Err(refused("missing_secret", Some(id))),
             (None, None) => Ok(client),
             // A secret for a public client means a confused or forged request: refuse.
-            (None, Some(_)) => Err(invalid),
+            (None, Some(_)) => Err(refused("secret_for_public_client", Some(id))),
         }
     }
 

@@ -14,6 +14,7 @@ use super::issue::Grantee;
 use super::throttle::Refusal;
 use super::request::{client_credentials, query_grant_type, read_params, Params};
 use super::TokenService;
+use crate::audit::{self, Outcome};
 use crate::body::Body;
 use crate::config::Config;
 use crate::crypto::{sha256_hex, PasswordError};
@@ -126,6 +127,11 @@ impl TokenService {
         match self.throttle.check(ident, client_ip).await {
             Ok(()) => {}
             Err(Refusal::Throttled(t)) => {
+                audit::event("sign_in_throttled", Outcome::Failure)
+                    .reason(t.label())
+                    .client(&client.id)
+                    .peer(client_ip)
+                    .emit();
                 metrics::counter!("tollgate_login_throttled_total", "limit" => t.label())
                     .increment(1);
                 tracing::info!(limit = t.label(), "password attempt throttled");
@@ -149,7 +155,7 @@ impl TokenService {
                     .await
                     .map_err(busy)?;
                 if !v.is_match() {
-                    return Err(sign_in_failed(client, client_ip));
+                    return Err(sign_in_failed(client, client_ip, Some(u.id)));
                 }
                 if v.needs_rehash() {
                     self.rehash(&u, password).await;
@@ -159,7 +165,7 @@ impl TokenService {
             None => {
                 // Same cost as a wrong password, so timing does not reveal who exists.
                 self.hasher.verify_dummy(password).await.map_err(busy)?;
-                return Err(sign_in_failed(client, client_ip));
+                return Err(sign_in_failed(client, client_ip, None));
             }
         };
         let family =
@@ -170,7 +176,13 @@ impl TokenService {
             scope,
             alias,
         };
-        self.issue(cfg, &g, family.as_deref()).await
+        let issued = self.issue(cfg, &g, family.as_deref()).await?;
+        audit::event("sign_in", Outcome::Success)
+            .user(user.id)
+            .client(&client.id)
+            .peer(client_ip)
+            .emit();
+        Ok(issued)
     }
 
     /// `email_address` looks up by email; `username` by username, then by email when it
@@ -251,7 +263,13 @@ impl TokenService {
             scope,
             alias: rec.alias.clone(),
         };
-        self.issue(cfg, &g, Some(&rec.family_id)).await
+        let issued = self.issue(cfg, &g, Some(&rec.family_id)).await?;
+        audit::event("refresh_rotated", Outcome::Success)
+            .user_opt(rec.user_id)
+            .client(&client.id)
+            .field("family_id", rec.family_id.as_str())
+            .emit();
+        Ok(issued)
     }
 
     /// A rotated refresh token came back. Inside `tokens.refresh.reuse_grace` (two tabs
@@ -274,6 +292,13 @@ impl TokenService {
             }
         }
         let n = self.store.revoke_family(&rec.family_id, now).await?;
+        audit::event("refresh_reuse", Outcome::Failure)
+            .reason("family_revoked")
+            .user_opt(rec.user_id)
+            .client_opt(rec.client_id.as_deref())
+            .field("family_id", rec.family_id.as_str())
+            .field("revoked_tokens", n)
+            .emit();
         metrics::counter!("tollgate_refresh_reuse_total").increment(1);
         tracing::warn!(
             client_id = rec.client_id.as_deref().unwrap_or("-"),
@@ -286,7 +311,13 @@ impl TokenService {
 
 /// Counts and logs a failed sign-in. The name tried is not logged: users sometimes type
 /// their password into it.
-fn sign_in_failed(client: &Client, ip: IpAddr) -> OAuthError {
+fn sign_in_failed(client: &Client, ip: IpAddr, user: Option<crate::store::UserId>) -> OAuthError {
+    audit::event("sign_in", Outcome::Failure)
+        .reason("bad_credentials")
+        .user_opt(user)
+        .client(&client.id)
+        .peer(ip)
+        .emit();
     metrics::counter!("tollgate_login_failures_total").increment(1);
     tracing::info!(client_id = %client.id, ip = %ip, "sign-in failed: wrong username or password");
     OAuthError::BadCredentials

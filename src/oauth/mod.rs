@@ -110,6 +110,14 @@ pub async fn mount(config: &Config) -> Result<Mounted, MountError> {
         &config.tokens,
         &default_key_dir(&config.store.url),
     )?);
+    let published: Vec<serde_json::Value> = keys.jwks()["keys"]
+        .as_array()
+        .map(|ks| ks.iter().map(|k| k["kid"].clone()).collect())
+        .unwrap_or_default();
+    crate::audit::event("signing_keys_loaded", crate::audit::Outcome::Success)
+        .field("kid", keys.kid())
+        .field("published_kids", published)
+        .emit();
     let service =
         TokenService::new(config, store.clone(), keys, PasswordHasherPool::default()).await?;
     let mut endpoints = service.endpoints();

@@ -39,6 +39,11 @@ impl TokenService {
                         expires_at: u64::try_from(claims.exp).unwrap_or(0),
                     });
                     revoked = true;
+                    crate::audit::event("token_revoked", crate::audit::Outcome::Success)
+                        .user(&claims.sub)
+                        .client(&client.id)
+                        .field("token_kind", "access_token")
+                        .emit();
                 }
             }
         } else {
@@ -64,6 +69,17 @@ impl TokenService {
                         }
                     }
                     revoked = true;
+                    crate::audit::event("token_revoked", crate::audit::Outcome::Success)
+                        .user_opt(rec.user_id)
+                        .client(&client.id)
+                        .field(
+                            "token_kind",
+                            match kind {
+                                TokenKind::Refresh => "refresh_token",
+                                TokenKind::OpaqueAccess => "access_token",
+                            },
+                        )
+                        .emit();
                 }
                 break;
             }

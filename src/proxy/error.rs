@@ -28,6 +28,15 @@ pub enum GatewayError {
     InsufficientScope,
     #[error("token could not be checked: {0}")]
     AuthUnavailable(String),
+    #[error("rate limit exceeded")]
+    RateLimited {
+        headers: crate::proxy::ratelimit::RateLimitHeaders,
+        retry_after: u64,
+    },
+    #[error("rate-limit store unavailable and on_error is fail_closed")]
+    RateLimitUnavailable,
+    #[error("the route requires a verified client certificate")]
+    ClientCertRequired,
 }
 
 impl GatewayError {
@@ -41,8 +50,12 @@ impl GatewayError {
             GatewayError::Unauthenticated | GatewayError::InvalidToken(_) => {
                 StatusCode::UNAUTHORIZED
             }
-            GatewayError::InsufficientScope => StatusCode::FORBIDDEN,
+            GatewayError::InsufficientScope | GatewayError::ClientCertRequired => {
+                StatusCode::FORBIDDEN
+            }
             GatewayError::AuthUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            GatewayError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            GatewayError::RateLimitUnavailable => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -59,6 +72,9 @@ impl GatewayError {
             GatewayError::InvalidToken(_) => "invalid_token",
             GatewayError::InsufficientScope => "insufficient_scope",
             GatewayError::AuthUnavailable(_) => "auth_unavailable",
+            GatewayError::RateLimited { .. } => "rate_limited",
+            GatewayError::RateLimitUnavailable => "rate_limit_unavailable",
+            GatewayError::ClientCertRequired => "client_cert_required",
         }
     }
 
@@ -107,10 +123,40 @@ impl GatewayError {
                 "the token could not be checked; try again",
                 None,
             ),
+            GatewayError::RateLimited { .. } => (
+                "rate_limited",
+                "too many requests; retry after the time in Retry-After",
+                None,
+            ),
+            GatewayError::RateLimitUnavailable => (
+                "temporarily_unavailable",
+                "the request could not be counted against its rate limit; try again",
+                None,
+            ),
+            GatewayError::ClientCertRequired => (
+                "access_denied",
+                "this route requires a verified TLS client certificate",
+                None,
+            ),
         };
         let mut resp = json_error(status, error, description);
         if let Some(w) = www {
             resp.headers_mut().insert(header::WWW_AUTHENTICATE, w);
+        }
+        match &self {
+            GatewayError::RateLimited {
+                headers,
+                retry_after,
+            } => {
+                headers.apply(resp.headers_mut());
+                resp.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after));
+            }
+            GatewayError::RateLimitUnavailable => {
+                resp.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            _ => {}
         }
         resp
     }

@@ -3,6 +3,7 @@
 //! connect and response timeouts, and WebSocket upgrades.
 
 use std::collections::HashMap;
+use std::ops::Not;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -14,24 +15,46 @@ use http::request::Parts;
 use http::{Method, Request, Response, StatusCode, Uri};
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use hyper::body::Incoming;
+use hyper_rustls::{
+    DefaultServerNameResolver, FixedServerNameResolver, HttpsConnector, ResolveServerName,
+};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 
 use super::error::GatewayError;
 use super::headers::remove_hop_by_hop;
+use super::upstream_tls::{tls_failure, UpstreamTls};
 use crate::body::{self, Body, BoxError};
-use crate::config::{TargetSpec, UpstreamSpec};
+use crate::config::raw::UpstreamProtocol;
+use crate::config::{TargetSpec, UpstreamSpec, UpstreamTlsSpec};
 
-pub type HttpClient = Client<HttpConnector, Body>;
+pub type HttpClient = Client<HttpsConnector<HttpConnector>, Body>;
 
-/// Upstream clients shared across config reloads, one set per connect timeout, so a reload
-/// keeps the warm connection pools. Each set has one client per serving worker plus one
-/// for every other thread: a worker's upstream connections then live on its own event
-/// loop and its pool is never contended (see `server::workers`).
+/// What makes two upstreams' connections interchangeable: they share client pools when
+/// these agree.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct ClientKey {
+    connect_timeout: Duration,
+    protocol: UpstreamProtocol,
+    /// `None` for `http://` targets.
+    tls: Option<UpstreamTlsSpec>,
+}
+
+/// Upstream clients shared across config reloads, one set per [`ClientKey`] (connect
+/// timeout, protocol, TLS settings), so a reload keeps the warm connection pools. Each set
+/// has one client per serving worker plus one for every other thread: a worker's upstream
+/// connections then live on its own event loop and its pool is never contended (see
+/// `server::workers`).
 pub struct ClientCache {
     slots: usize,
-    clients: Mutex<HashMap<Duration, WorkerClients>>,
+    clients: Mutex<HashMap<ClientKey, ClientSet>>,
+}
+
+struct ClientSet {
+    clients: WorkerClients,
+    /// Re-reads the CA bundle and client certificate when their files change.
+    _watch: Option<crate::config::reload::FileWatch>,
 }
 
 /// Idle upstream connections kept per target and worker (like nginx's `keepalive 128`):
@@ -58,25 +81,95 @@ impl ClientCache {
         }
     }
 
-    pub fn get(&self, connect_timeout: Duration) -> WorkerClients {
+    /// The clients for an upstream with these settings, made on first use.
+    pub fn get(&self, spec: &UpstreamSpec) -> WorkerClients {
+        let key = ClientKey {
+            connect_timeout: spec.connect_timeout,
+            protocol: spec.protocol,
+            tls: spec.tls.clone(),
+        };
         let mut map = self.clients.lock().expect("client cache lock");
-        map.entry(connect_timeout)
-            .or_insert_with(|| {
-                (0..self.slots)
-                    .map(|_| {
-                        let mut conn = HttpConnector::new();
-                        conn.set_connect_timeout(Some(connect_timeout));
-                        conn.set_nodelay(true);
-                        conn.enforce_http(true);
-                        Client::builder(TokioExecutor::new())
-                            .pool_idle_timeout(Duration::from_secs(90))
-                            .pool_max_idle_per_host(MAX_IDLE_PER_TARGET)
-                            .pool_timer(TokioTimer::new())
-                            .build(conn)
-                    })
-                    .collect()
+        if let Some(set) = map.get(&key) {
+            return set.clients.clone();
+        }
+        let set = self.make(&key);
+        let clients = set.clients.clone();
+        map.insert(key, set);
+        clients
+    }
+
+    fn make(&self, key: &ClientKey) -> ClientSet {
+        let (tls_config, server_name, watch) = match &key.tls {
+            None => (UpstreamTls::unused(), None, None),
+            Some(spec) => match UpstreamTls::new(spec, key.protocol) {
+                Ok(tls) => {
+                    let tls = Arc::new(tls);
+                    let watch = watch_tls_files(spec, &tls);
+                    (tls.config.clone(), tls.server_name.clone(), watch)
+                }
+                Err(e) => {
+                    // Fail closed: this upstream's handshakes verify nothing.
+                    tracing::error!(error = %e, "upstream TLS settings not usable; its requests will fail");
+                    (UpstreamTls::unused(), None, None)
+                }
+            },
+        };
+        let h2_only = matches!(key.protocol, UpstreamProtocol::H2 | UpstreamProtocol::H2c);
+        let clients = (0..self.slots)
+            .map(|_| {
+                let mut conn = HttpConnector::new();
+                conn.set_connect_timeout(Some(key.connect_timeout));
+                conn.set_nodelay(true);
+                // The TLS layer checks the scheme: plain for http://, TLS for https://.
+                conn.enforce_http(false);
+                let resolver: Arc<dyn ResolveServerName + Send + Sync> = match &server_name {
+                    Some(n) => Arc::new(FixedServerNameResolver::new(n.clone())),
+                    None => Arc::new(DefaultServerNameResolver::default()),
+                };
+                let https =
+                    HttpsConnector::new(conn, tls_config.clone(), key.tls.is_some(), resolver);
+                let mut builder = Client::builder(TokioExecutor::new());
+                builder
+                    .pool_idle_timeout(Duration::from_secs(90))
+                    .pool_max_idle_per_host(MAX_IDLE_PER_TARGET)
+                    .pool_timer(TokioTimer::new());
+                if h2_only {
+                    builder.http2_only(true);
+                }
+                builder.build(https)
             })
-            .clone()
+            .collect();
+        ClientSet {
+            clients,
+            _watch: watch,
+        }
+    }
+}
+
+/// Watches an upstream's CA bundle and client certificate files, reloading them on change.
+/// Only inside a tokio runtime (`check` and `route` build none and need no reload).
+fn watch_tls_files(
+    spec: &UpstreamTlsSpec,
+    tls: &Arc<UpstreamTls>,
+) -> Option<crate::config::reload::FileWatch> {
+    let files = UpstreamTls::watched_files(spec);
+    if files.is_empty() || tokio::runtime::Handle::try_current().is_err() {
+        return None;
+    }
+    match crate::config::reload::watch_files(&files) {
+        Ok((watch, mut rx)) => {
+            let tls = tls.clone();
+            tokio::spawn(async move {
+                while rx.recv().await.is_some() {
+                    tls.reload();
+                }
+            });
+            Some(watch)
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot watch upstream TLS files; changes need a restart");
+            None
+        }
     }
 }
 
@@ -93,8 +186,11 @@ fn now_ms() -> u64 {
 
 struct Target {
     spec: TargetSpec,
-    /// The `Host` header sent to this target, made once instead of per request.
-    host: http::HeaderValue,
+    /// The `Host` header sent to this target, made once instead of per request; `None`
+    /// when the connection may be HTTP/2, where `:authority` (from the URI) carries it and
+    /// a second `host` is refused by some servers (nginx answers 400). The pooled client
+    /// adds `Host` itself on HTTP/1.1 connections.
+    host: Option<http::HeaderValue>,
     consecutive_failures: AtomicU32,
     ejected_until_ms: AtomicU64,
 }
@@ -133,14 +229,14 @@ impl Upstream {
                 .targets
                 .iter()
                 .map(|t| Target {
-                    host: host_header(t),
+                    host: may_be_http2(spec).not().then(|| host_header(t)),
                     spec: t.clone(),
                     consecutive_failures: AtomicU32::new(0),
                     ejected_until_ms: AtomicU64::new(0),
                 })
                 .collect(),
             next: AtomicUsize::new(0),
-            clients: clients.get(spec.connect_timeout),
+            clients: clients.get(spec),
             timeout: spec.timeout,
             retries: spec.retries,
             eject_after: spec.eject_after,
@@ -220,9 +316,15 @@ impl Upstream {
             close_on,
         } = req;
         // Hop-by-hop request headers were removed by the pipeline before it injected its
-        // own (`proxy::handle`), so a `Connection:` list cannot name what it added.
+        // own (`proxy::handle`), so a `Connection:` list cannot name what it added; it
+        // kept `te: trailers`, which gRPC servers require.
         parts.headers.remove(http::header::HOST);
         parts.version = http::Version::HTTP_11;
+        // A gRPC deadline shorter than the route's timeout bounds the wait too.
+        let timeout = match super::grpc::timeout(&parts.headers) {
+            Some(t) if t < self.timeout => t,
+            _ => self.timeout,
+        };
 
         let retryable = is_idempotent(&parts.method)
             && HttpBody::is_end_stream(&body)
@@ -246,7 +348,9 @@ impl Upstream {
             } else {
                 parts.headers.clone()
             };
-            headers.insert(http::header::HOST, target.host.clone());
+            if let Some(host) = &target.host {
+                headers.insert(http::header::HOST, host.clone());
+            }
             *builder.headers_mut().expect("builder ok") = headers;
             let b = if last {
                 body.take().unwrap_or_else(body::empty)
@@ -255,7 +359,7 @@ impl Upstream {
             };
             let upstream_req = builder.body(b).map_err(|_| GatewayError::BadPath)?;
             match tokio::time::timeout(
-                self.timeout,
+                timeout,
                 client_for_this_thread(&self.clients).request(upstream_req),
             )
             .await
@@ -280,21 +384,37 @@ impl Upstream {
                         return Err(GatewayError::BodyTooLarge(limit));
                     }
                     self.record(target, false);
-                    tracing::warn!(target = %target.spec, attempt, error = %error_chain(&e), "upstream request failed");
-                    metrics::counter!("tollgate_upstream_errors_total", "kind" => "unreachable")
-                        .increment(1);
+                    if let Some(why) = tls_failure(&e) {
+                        tracing::warn!(target = %target.spec, attempt, error = %why, "upstream TLS handshake failed: certificate not verified or handshake refused");
+                        metrics::counter!("tollgate_upstream_errors_total", "kind" => "tls")
+                            .increment(1);
+                    } else {
+                        tracing::warn!(target = %target.spec, attempt, error = %error_chain(&e), "upstream request failed");
+                        metrics::counter!("tollgate_upstream_errors_total", "kind" => "unreachable")
+                            .increment(1);
+                    }
                     last_err = GatewayError::UpstreamUnreachable(error_chain(&e));
                 }
                 Err(_) => {
                     self.record(target, false);
-                    tracing::warn!(target = %target.spec, timeout_ms = self.timeout.as_millis() as u64, "upstream timed out");
+                    tracing::warn!(target = %target.spec, timeout_ms = timeout.as_millis() as u64, "upstream timed out");
                     metrics::counter!("tollgate_upstream_errors_total", "kind" => "timeout")
                         .increment(1);
-                    return Err(GatewayError::UpstreamTimeout(self.timeout));
+                    return Err(GatewayError::UpstreamTimeout(timeout));
                 }
             }
         }
         Err(last_err)
+    }
+}
+
+/// Whether the upstream's connections may speak HTTP/2: always for h2 and h2c, and for
+/// auto over TLS when ALPN picks it.
+fn may_be_http2(spec: &UpstreamSpec) -> bool {
+    match spec.protocol {
+        UpstreamProtocol::H1 => false,
+        UpstreamProtocol::H2 | UpstreamProtocol::H2c => true,
+        UpstreamProtocol::Auto => spec.tls.is_some(),
     }
 }
 

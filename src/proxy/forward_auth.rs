@@ -12,13 +12,23 @@
 //! Threat model: the ingress copies whatever headers this answer names, so the answer
 //! carries only headers Tollgate sets itself; a request no route covers is refused (403)
 //! rather than waved through; a token check that cannot be done answers 503, never 200.
+//!
+//! Caching: an ingress that caches decisions (ingress-nginx `auth-cache-key`) keeps using
+//! an allow after the token is revoked, so a 200 says how long it may be reused:
+//! `Cache-Control: private, max-age=N` with N = min(`forward_auth.cache_ttl`, the token's
+//! remaining life), 0 when the token's expiry is unknown. `private` keeps generic shared
+//! caches from storing one caller's identity; nginx, which treats `private` as "do not
+//! cache", is told the same N by `X-Accel-Expires`, which it alone reads and which takes
+//! precedence there. Every denial is `no-store`, so a 401 never outlives the fix.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 
 use super::authn::source::find_token;
+use super::authn::Identity;
 use super::error::GatewayError;
 use super::{authz, path, Runtime};
 use crate::app::{App, BoxFuture, Endpoint, RequestCtx};
@@ -31,6 +41,7 @@ static X_FORWARDED_HOST: &str = "x-forwarded-host";
 static X_ORIGINAL_METHOD: &str = "x-original-method";
 static X_ORIGINAL_URI: &str = "x-original-uri";
 static X_ORIGINAL_URL: &str = "x-original-url";
+static X_ACCEL_EXPIRES: &str = "x-accel-expires";
 
 /// Serves `forward_auth.path` (when set) for any method.
 pub struct ForwardAuthEndpoint;
@@ -75,7 +86,10 @@ impl Endpoint for ForwardAuthEndpoint {
                     if e.status().is_server_error() {
                         tracing::warn!(error = %e, "forward-auth check failed");
                     }
-                    e.into_response()
+                    let mut resp = e.into_response();
+                    resp.headers_mut()
+                        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+                    resp
                 }
             }
         })
@@ -189,8 +203,36 @@ pub async fn decide(
     if let Some(id) = &identity {
         rt.identity_names.inject(resp.headers_mut(), id);
     }
+    let max_age = reuse_for(
+        identity.as_deref(),
+        rt.config.forward_auth.cache_ttl,
+        super::authn::claims::now_unix(),
+    );
+    // X-Accel-Expires first: nginx then skips the `private` that follows.
     resp.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        .insert(X_ACCEL_EXPIRES, HeaderValue::from(max_age));
+    resp.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::try_from(format!("private, max-age={max_age}"))
+            .expect("digits are a valid header value"),
+    );
     Ok(resp)
 }
 
+/// Seconds an allow decision may be reused: `ttl`, cut to the token's remaining life
+/// (0 when its expiry is unknown) and to the life left in a signed identity JWT the
+/// answer carries. An anonymous allow (public route, no token) depends on no token.
+fn reuse_for(identity: Option<&Identity>, ttl: Duration, now: u64) -> u64 {
+    let mut secs = ttl.as_secs();
+    if let Some(id) = identity {
+        secs = secs.min(id.expires_at.map_or(0, |exp| exp.saturating_sub(now)));
+        if id.signed_jwt.is_some() {
+            // A reused internal JWT has at least half its lifetime left.
+            secs = secs.min(super::authn::signed::INTERNAL_TTL.as_secs() / 2);
+        }
+    }
+    secs
+}
+
+#[cfg(test)]
+mod tests;

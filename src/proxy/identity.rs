@@ -8,6 +8,7 @@ use super::authn::Identity;
 /// The validated names live in the config (one list for strip, inject, validate and
 /// forward-auth); injection is the proxy's half of them.
 pub use crate::config::IdentityHeaderNames;
+use crate::server::client_cert::ClientCert;
 
 impl IdentityHeaderNames {
     /// Sets a header for each identity field that has a value. Values that are not valid
@@ -34,6 +35,19 @@ impl IdentityHeaderNames {
 /// upstream's header limit) is left out, as a value with control characters is, rather
 /// than truncated into something that means another thing.
 pub const MAX_IDENTITY_VALUE_BYTES: usize = 4096;
+
+impl IdentityHeaderNames {
+    /// Sets the client certificate headers that are configured. A subject that is not a
+    /// valid header value (non-ASCII characters) is left out; the thumbprint always fits.
+    pub fn inject_client_cert(&self, headers: &mut HeaderMap, cert: &ClientCert) {
+        if let Some(name) = &self.client_cert_subject {
+            set(headers, name, Some(&cert.subject));
+        }
+        if let Some(name) = &self.client_cert_sha256 {
+            set(headers, name, Some(&cert.sha256_hex()));
+        }
+    }
+}
 
 fn set(headers: &mut HeaderMap, name: &HeaderName, value: Option<&str>) {
     set_limited(headers, name, value, MAX_IDENTITY_VALUE_BYTES)

@@ -6,6 +6,7 @@
 //! 3. limits    — `Content-Length` over the route's body limit → 413.
 //! 4. `authn`   — find the token (`authn::source`) and validate it → identity.
 //! 5. `authz`   — route policy: none / optional / required, scopes, roles.
+//!    Then `ratelimit`: the route's request budget, counted by who the caller is (429).
 //! 6. `headers` — strip spoofable identity headers, then inject ours; `X-Forwarded-*`.
 //! 7. `forward` — pooled upstream request, bodies streamed both ways.
 //! 8. `error`   — any failure above becomes its status in one place.
@@ -15,10 +16,13 @@ pub mod authz;
 pub mod error;
 pub mod forward;
 pub mod forward_auth;
+pub mod grpc;
 pub mod headers;
 pub mod identity;
 pub mod path;
+pub mod ratelimit;
 pub mod route;
+pub mod upstream_tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -41,6 +45,8 @@ pub struct Route {
     pub upstream: Upstream,
     /// The route's request counters and latency histogram, kept across requests.
     pub metrics: Arc<RequestMetrics>,
+    /// The route's request rate limit, kept across reloads that leave it unchanged.
+    pub rate_limit: Option<Arc<ratelimit::RouteLimit>>,
 }
 
 impl HasSpec for Route {
@@ -61,10 +67,22 @@ pub struct Runtime {
 
 impl Runtime {
     pub fn build(config: Arc<Config>, clients: &ClientCache) -> Runtime {
+        Runtime::build_with(config, clients, &ratelimit::RateLimiters::new())
+    }
+
+    /// Like [`Runtime::build`], keeping the rate-limit budgets held in `limiters`.
+    pub fn build_with(
+        config: Arc<Config>,
+        clients: &ClientCache,
+        limiters: &ratelimit::RateLimiters,
+    ) -> Runtime {
+        let limits = limiters.for_routes(&config);
         let routes = config
             .routes
             .iter()
-            .map(|spec| Route {
+            .zip(limits)
+            .map(|(spec, rate_limit)| Route {
+                rate_limit,
                 upstream: Upstream::new(&spec.upstream, clients),
                 metrics: Arc::new(RequestMetrics::new(metrics::SharedString::from(
                     spec.name.clone(),
@@ -82,10 +100,12 @@ impl Runtime {
 }
 
 /// Facts about the downstream connection a request arrived on.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ConnInfo {
     pub peer: SocketAddr,
     pub scheme: &'static str,
+    /// The client certificate the TLS handshake verified (`tls.client_ca`).
+    pub client_cert: Option<Arc<crate::server::client_cert::ClientCert>>,
 }
 
 /// The host a request is addressed to, without port: the URI authority (HTTP/2, absolute
@@ -162,6 +182,11 @@ impl Proxy {
             }
         }
 
+        // 3b. Client certificate, when the route insists on one.
+        if spec.require_client_cert && conn.client_cert.is_none() {
+            return Err(GatewayError::ClientCertRequired);
+        }
+
         // 4 + 5. Authenticate and authorize per the route's policy.
         let found =
             authn::source::find_token(&spec.token_sources, req.headers(), req.uri().query());
@@ -171,6 +196,31 @@ impl Proxy {
             &*self.authenticator,
         )
         .await?;
+        // 5b. Rate limit, by the authenticated caller when there is one.
+        let limit_headers = match &route.rate_limit {
+            None => None,
+            Some(limit) => {
+                let key = ratelimit::key_for(
+                    &limit.spec,
+                    identity.as_deref(),
+                    req.headers(),
+                    conn.peer.ip(),
+                    &rt.config.trusted_proxies,
+                );
+                match limit.check(&key).await {
+                    ratelimit::Verdict::Allowed(h) => Some(h),
+                    ratelimit::Verdict::Limited(headers, retry_after) => {
+                        return Err(GatewayError::RateLimited {
+                            headers,
+                            retry_after,
+                        })
+                    }
+                    ratelimit::Verdict::Unavailable => {
+                        return Err(GatewayError::RateLimitUnavailable)
+                    }
+                }
+            }
+        };
         let query_token = match found.as_ref().map(|f| f.source) {
             Some(TokenSource::Query(name)) => Some(name.clone()),
             _ => None,
@@ -196,13 +246,28 @@ impl Proxy {
         // 6. Hop-by-hop headers go first, so a client's `Connection:` list can name
         // only its own headers, never one Tollgate injects below. Then strip before
         // inject: spoofed identity headers never pass, on any route.
+        // `te: trailers` is the one hop-by-hop value that must reach the upstream: gRPC
+        // servers refuse calls without it.
+        let te_trailers = parts
+            .headers
+            .get(header::TE)
+            .is_some_and(|v| grpc::names_trailers(v.as_bytes()));
         headers::remove_hop_by_hop(&mut parts.headers, upgrade.is_some());
+        if te_trailers {
+            parts
+                .headers
+                .insert(header::TE, HeaderValue::from_static("trailers"));
+        }
         rt.identity_headers.strip(&mut parts.headers);
         if !spec.forward_authorization {
             parts.headers.remove(header::AUTHORIZATION);
         }
         if let Some(id) = &identity {
             rt.identity_names.inject(&mut parts.headers, id);
+        }
+        if let Some(cert) = &conn.client_cert {
+            rt.identity_names
+                .inject_client_cert(&mut parts.headers, cert);
         }
         headers::set_forwarded(
             &mut parts.headers,
@@ -230,7 +295,7 @@ impl Proxy {
         };
 
         // 7. Forward.
-        let resp = route
+        let mut resp = route
             .upstream
             .forward(ForwardRequest {
                 parts,
@@ -242,6 +307,9 @@ impl Proxy {
                 close_on,
             })
             .await?;
+        if let Some(h) = &limit_headers {
+            h.apply(resp.headers_mut());
+        }
         // A streaming response ends with its token, as a tunnel does.
         match &identity {
             Some(id) if spec.close_on_token_expiry && authn::lifetime::is_streaming(&resp) => Ok(

@@ -10,6 +10,7 @@
 
 pub mod activity;
 pub mod admin;
+pub mod client_cert;
 pub mod tls;
 pub mod workers;
 
@@ -183,7 +184,11 @@ pub async fn serve(
         let fut = async move {
             let _permit = permit;
             metrics::gauge!("tollgate_connections_active").increment(1.0);
-            let conn = ConnInfo { peer, scheme };
+            let conn = ConnInfo {
+                peer,
+                scheme,
+                client_cert: None,
+            };
             match tls {
                 None => {
                     if let Some(protocol) = sniff(&stream, &shared2).await {
@@ -218,6 +223,17 @@ async fn serve_tls(
     let accept = tls.acceptor().accept(io);
     match tokio::time::timeout(shared.limits.header_read_timeout, accept).await {
         Ok(Ok(tls_stream)) => {
+            // Present only when `tls.client_ca` asked and the handshake verified it.
+            let client_cert = tls_stream
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|c| c.first())
+                .map(|der| Arc::new(client_cert::ClientCert::from_verified(der)));
+            let conn = ConnInfo {
+                client_cert,
+                ..conn
+            };
             let protocol = match tls_stream.get_ref().1.alpn_protocol() {
                 Some(b"h2") => Protocol::Http2,
                 Some(_) => Protocol::Http1,
@@ -290,8 +306,10 @@ async fn serve_conn<I>(
 ) where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
+    let peer = conn_info.peer;
     let svc = service_fn(move |req| {
         let app = app.clone();
+        let conn_info = conn_info.clone();
         // Boxed per request: hyper allocates room for the in-flight future once per
         // connection and keeps it for the connection's life, so the unboxed request future
         // (3,448 bytes, measured) would sit in every idle keep-alive connection.
@@ -318,7 +336,7 @@ async fn serve_conn<I>(
         tokio::select! {
             res = conn.run() => {
                 if let Err(e) = res {
-                    tracing::debug!(peer = %conn_info.peer, error = %e, "connection ended with error");
+                    tracing::debug!(%peer, error = %e, "connection ended with error");
                 }
                 break;
             }
@@ -332,7 +350,7 @@ async fn serve_conn<I>(
                 } else {
                     quiet_ticks += 1;
                     if quiet_ticks >= 2 {
-                        tracing::debug!(peer = %conn_info.peer, "closing idle connection");
+                        tracing::debug!(%peer, "closing idle connection");
                         conn.graceful_shutdown();
                         closing = true;
                     }

@@ -11,6 +11,8 @@ use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use tokio_rustls::TlsAcceptor;
 
+use super::client_cert::ReloadingClientVerifier;
+
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
     #[error("cannot read {path}: {source}")]
@@ -97,20 +99,29 @@ impl ResolvesServerCert for ReloadingCert {
 pub struct TlsAcceptorSource {
     acceptor: TlsAcceptor,
     pub cert: Arc<ReloadingCert>,
+    /// Present when the listener asks for client certificates (`tls.client_ca`).
+    pub client_ca: Option<Arc<ReloadingClientVerifier>>,
 }
 
 impl TlsAcceptorSource {
-    pub fn new(cert: Arc<ReloadingCert>) -> Result<Self, TlsError> {
+    pub fn new(
+        cert: Arc<ReloadingCert>,
+        client_ca: Option<Arc<ReloadingClientVerifier>>,
+    ) -> Result<Self, TlsError> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
+        let builder = rustls::ServerConfig::builder_with_provider(provider)
             .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-            .map_err(|e| TlsError::Config(e.to_string()))?
-            .with_no_client_auth()
-            .with_cert_resolver(cert.clone());
+            .map_err(|e| TlsError::Config(e.to_string()))?;
+        let builder = match &client_ca {
+            Some(v) => builder.with_client_cert_verifier(v.clone()),
+            None => builder.with_no_client_auth(),
+        };
+        let mut cfg = builder.with_cert_resolver(cert.clone());
         cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         Ok(TlsAcceptorSource {
             acceptor: TlsAcceptor::from(Arc::new(cfg)),
             cert,
+            client_ca,
         })
     }
 

@@ -205,6 +205,7 @@ impl UsersEndpoint {
     }
 
     async fn create(&self, app: &App, cfg: &Config, req: Request<Incoming>) -> Response<Body> {
+        let mut actor = None;
         match cfg.users_api.registration {
             Registration::Open => {}
             Registration::Closed => {
@@ -220,13 +221,17 @@ impl UsersEndpoint {
                     Err(r) => return r,
                 };
                 match self.caller_is_admin(&caller).await {
-                    Ok(true) => {}
+                    Ok(true) => actor = Some(caller.user_id.clone()),
                     Ok(false) => {
+                        crate::audit::event("user_created", crate::audit::Outcome::Failure)
+                            .reason("not_admin")
+                            .field("actor_id", caller.user_id.as_str())
+                            .emit();
                         return json_error(
                             StatusCode::FORBIDDEN,
                             "forbidden",
                             "Only an admin may create users",
-                        )
+                        );
                     }
                     Err(e) => return unavailable(&e),
                 }
@@ -287,6 +292,11 @@ impl UsersEndpoint {
         };
         match self.0.store.create_user(new).await {
             Ok(u) => {
+                crate::audit::event("user_created", crate::audit::Outcome::Success)
+                    .user(u.id)
+                    .field("actor_id", actor)
+                    .field("role", u.role.as_str())
+                    .emit();
                 metrics::counter!("tollgate_users_created_total").increment(1);
                 body::json(StatusCode::OK, &UserView::from(&u))
             }

@@ -10,6 +10,7 @@ pub mod idp;
 pub mod ingress;
 pub mod oauth;
 pub mod pg;
+pub mod pki;
 pub mod process;
 pub mod relay;
 pub mod upstream;

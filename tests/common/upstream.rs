@@ -28,6 +28,8 @@ pub struct UpstreamRequest {
     pub query: Option<String>,
     pub headers: BTreeMap<String, Vec<String>>,
     pub body_len: u64,
+    /// `HTTP/1.1` or `HTTP/2.0`.
+    pub version: String,
 }
 
 impl UpstreamRequest {
@@ -46,6 +48,9 @@ pub struct Upstream {
     /// Marks which upstream answered (for round-robin tests).
     pub name: String,
     shutdown: Arc<tokio::sync::Notify>,
+    secure: bool,
+    /// TLS handshakes that failed (a TLS upstream only).
+    pub handshake_failures: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 type Body = http_body_util::combinators::BoxBody<Bytes, Infallible>;
@@ -56,6 +61,16 @@ impl Upstream {
     }
 
     pub async fn start_named(name: &str) -> Upstream {
+        Self::start_with(name, None).await
+    }
+
+    /// An upstream that speaks TLS with `tls` (HTTP/1.1 or HTTP/2 by ALPN or prior
+    /// knowledge); its `url()` is `https://127.0.0.1:PORT`.
+    pub async fn start_tls(name: &str, tls: Arc<rustls::ServerConfig>) -> Upstream {
+        Self::start_with(name, Some(tokio_rustls::TlsAcceptor::from(tls))).await
+    }
+
+    async fn start_with(name: &str, tls: Option<tokio_rustls::TlsAcceptor>) -> Upstream {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let up = Upstream {
@@ -63,6 +78,8 @@ impl Upstream {
             log: Arc::default(),
             name: name.to_string(),
             shutdown: Arc::default(),
+            secure: tls.is_some(),
+            handshake_failures: Arc::default(),
         };
         let up2 = up.clone();
         tokio::spawn(async move {
@@ -72,14 +89,31 @@ impl Upstream {
                     r = listener.accept() => match r { Ok(x) => x, Err(_) => continue },
                 };
                 let up3 = up2.clone();
+                let tls = tls.clone();
+                let failures = up2.handshake_failures.clone();
                 tokio::spawn(async move {
                     let svc = service_fn(move |req| {
                         let up = up3.clone();
                         async move { Ok::<_, Infallible>(up.handle(req).await) }
                     });
-                    let _ = auto::Builder::new(TokioExecutor::new())
-                        .serve_connection_with_upgrades(TokioIo::new(stream), svc)
-                        .await;
+                    let builder = auto::Builder::new(TokioExecutor::new());
+                    match tls {
+                        None => {
+                            let _ = builder
+                                .serve_connection_with_upgrades(TokioIo::new(stream), svc)
+                                .await;
+                        }
+                        Some(acceptor) => match acceptor.accept(stream).await {
+                            Ok(s) => {
+                                let _ = builder
+                                    .serve_connection_with_upgrades(TokioIo::new(s), svc)
+                                    .await;
+                            }
+                            Err(_) => {
+                                failures.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                            }
+                        },
+                    }
                 });
             }
         });
@@ -92,7 +126,11 @@ impl Upstream {
     }
 
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        if self.secure {
+            format!("https://{}", self.addr)
+        } else {
+            format!("http://{}", self.addr)
+        }
     }
 
     pub fn requests(&self) -> Vec<UpstreamRequest> {
@@ -115,13 +153,14 @@ impl Upstream {
                 .push(String::from_utf8_lossy(v.as_bytes()).into_owned());
         }
         let method = req.method().to_string();
+        let version = format!("{:?}", req.version());
         let path = req.uri().path().to_string();
         let query = req.uri().query().map(str::to_owned);
 
         if path.ends_with("/ws") {
             let on_upgrade = hyper::upgrade::on(&mut req);
             let key = req.headers().get("sec-websocket-key").cloned();
-            self.record(method, path, query, headers, 0);
+            self.record(method, path, query, headers, 0, version);
             tokio::spawn(async move {
                 if let Ok(upgraded) = on_upgrade.await {
                     let ws = tokio_tungstenite::WebSocketStream::from_raw_socket(
@@ -169,6 +208,7 @@ impl Upstream {
             query.clone(),
             headers.clone(),
             body_len,
+            version.clone(),
         );
 
         if let Some(code) = path.rsplit_once("/status/").map(|(_, c)| c) {
@@ -198,6 +238,7 @@ impl Upstream {
             "query": query,
             "headers": headers,
             "body_len": body_len,
+            "version": version,
         });
         Response::builder()
             .header("content-type", "application/json")
@@ -213,6 +254,7 @@ impl Upstream {
         query: Option<String>,
         headers: BTreeMap<String, Vec<String>>,
         body_len: u64,
+        version: String,
     ) {
         self.log.lock().unwrap().push(UpstreamRequest {
             method,
@@ -220,6 +262,7 @@ impl Upstream {
             query,
             headers,
             body_len,
+            version,
         });
     }
 }

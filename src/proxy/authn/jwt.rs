@@ -4,12 +4,16 @@
 //!
 //! Threat model: forged, expired, replayed-after-revocation or wrong-audience tokens, and
 //! a flood of requests that would make every one pay for a signature check. The signature
-//! is checked once per token: the resulting identity is cached under SHA-256(token) until
-//! the token's own `exp` (moka per-entry expiry), never longer. Every hit re-checks `exp`
-//! and the in-memory revocation list, so caching never extends a token's life or outlives
-//! its revocation. The issuer named in the unverified payload only picks which verifier
+//! is checked once per token: the resulting identity is cached until the token's own
+//! `exp` (moka per-entry expiry), never longer. The cache is keyed by a keyed 64-bit hash
+//! of the token (foldhash, seeded at random per process) and each entry keeps the token
+//! it was verified for: a hit counts only when the presented token is byte for byte that
+//! one, so a hash collision (by chance or engineered) can only cost a verification, never
+//! return someone else's identity. Every hit re-checks `exp` and the in-memory revocation
+//! list, so caching never extends a token's life or outlives its revocation. The issuer named in the unverified payload only picks which verifier
 //! runs; that verifier checks `iss` itself, so a lying payload gains nothing.
 
+use std::hash::BuildHasher;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,7 +21,7 @@ use base64::Engine;
 use moka::sync::Cache;
 use moka::Expiry;
 
-use super::claims::{cache_key, now_unix};
+use super::claims::now_unix;
 use super::revocation::RevocationList;
 use super::verifier::{JwtVerifier, VerifyError};
 use super::{AuthnError, Identity};
@@ -26,18 +30,24 @@ use super::{AuthnError, Identity};
 /// simply verified again).
 pub const DEFAULT_CACHE_ENTRIES: u64 = 100_000;
 
+/// A validated token: the token itself (compared in full on every hit) and its identity.
+struct Verified {
+    token: Box<str>,
+    id: Arc<Identity>,
+}
+
 struct UntilTokenExpiry;
 
-impl Expiry<[u8; 32], Arc<Identity>> for UntilTokenExpiry {
+impl Expiry<u64, Arc<Verified>> for UntilTokenExpiry {
     fn expire_after_create(
         &self,
-        _k: &[u8; 32],
-        id: &Arc<Identity>,
+        _k: &u64,
+        v: &Arc<Verified>,
         _at: std::time::Instant,
     ) -> Option<Duration> {
         // Tokens without exp never get here (exp is required), but fail short, not long.
         Some(Duration::from_secs(
-            id.expires_at.unwrap_or(0).saturating_sub(now_unix()),
+            v.id.expires_at.unwrap_or(0).saturating_sub(now_unix()),
         ))
     }
 }
@@ -47,7 +57,9 @@ pub struct JwtAuthenticator {
     issuers: Vec<(String, Arc<dyn JwtVerifier>)>,
     /// The gateway's own issuer, whose tokens are marked [`Identity::self_issued`].
     local_issuer: Option<String>,
-    cache: Cache<[u8; 32], Arc<Identity>>,
+    cache: Cache<u64, Arc<Verified>>,
+    /// The cache key's hash function, with this authenticator's random seed.
+    key_hasher: foldhash::quality::RandomState,
     revocations: Arc<RevocationList>,
 }
 
@@ -60,6 +72,7 @@ impl JwtAuthenticator {
                 .max_capacity(max_entries)
                 .expire_after(UntilTokenExpiry)
                 .build(),
+            key_hasher: foldhash::quality::RandomState::default(),
             revocations,
         }
     }
@@ -105,8 +118,15 @@ impl JwtAuthenticator {
     }
 
     pub async fn authenticate(&self, token: &str) -> Result<Arc<Identity>, AuthnError> {
-        let key = cache_key(token, "");
-        if let Some(id) = self.cache.get(&key) {
+        let key = self.key_hasher.hash_one(token.as_bytes());
+        // Not a secret comparison: the keyed hash already matched, which an attacker
+        // without the seed cannot arrange, and a mismatch only means "verify it".
+        if let Some(id) = self
+            .cache
+            .get(&key)
+            .filter(|v| *v.token == *token)
+            .map(|v| v.id.clone())
+        {
             // The hit counter is on every authenticated request: its handle is kept.
             static HIT: std::sync::OnceLock<metrics::Counter> = std::sync::OnceLock::new();
             HIT.get_or_init(|| {
@@ -151,7 +171,13 @@ impl JwtAuthenticator {
         id.self_issued = self.local_issuer.as_deref() == Some(iss.as_str());
         let id = Arc::new(id);
         self.still_valid(&id)?;
-        self.cache.insert(key, id.clone());
+        self.cache.insert(
+            key,
+            Arc::new(Verified {
+                token: token.into(),
+                id: id.clone(),
+            }),
+        );
         Ok(id)
     }
 }
@@ -236,6 +262,47 @@ mod tests {
         ));
         match auth.authenticate(&token).await {
             Err(AuthnError::Invalid(why)) => assert!(why.contains("expired"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// An entry found under a token's key but made for another token (a hash collision)
+    /// is never returned: the presented token goes to verification instead.
+    #[tokio::test]
+    async fn a_key_collision_never_returns_another_tokens_identity() {
+        struct Refuse;
+        impl JwtVerifier for Refuse {
+            fn verify<'a>(&'a self, _token: &'a str) -> super::super::verifier::VerifyFuture<'a> {
+                Box::pin(async { Err(VerifyError::Rejected("bad signature".into())) })
+            }
+        }
+        let auth = JwtAuthenticator::new(Arc::new(RevocationList::default()), 10)
+            .with_issuer("https://a", Arc::new(Refuse));
+        let exp = now_unix() + 600;
+        let presented = jwt(&format!(r#"{{"iss":"https://a","exp":{exp},"n":1}}"#));
+        let other = jwt(&format!(r#"{{"iss":"https://a","exp":{exp},"n":2}}"#));
+        let victim = Arc::new(Identity {
+            user_id: "someone-else".into(),
+            email: None,
+            role: None,
+            scopes: Vec::new(),
+            client_id: None,
+            alias: None,
+            expires_at: Some(exp),
+            token_id: None,
+            signed_jwt: None,
+            self_issued: false,
+        });
+        // Someone else's verified token, stored under the presented token's key.
+        auth.cache.insert(
+            auth.key_hasher.hash_one(presented.as_bytes()),
+            Arc::new(Verified {
+                token: other.as_str().into(),
+                id: victim,
+            }),
+        );
+        match auth.authenticate(&presented).await {
+            Err(AuthnError::Invalid(why)) => assert!(why.contains("bad signature"), "{why}"),
             other => panic!("{other:?}"),
         }
     }
