@@ -53,6 +53,34 @@ pub trait Endpoint: Send + Sync {
     ) -> BoxFuture<Response<Body>>;
 }
 
+/// A request whose body length two parsers could disagree on (RFC 9112 §6.1, §6.3):
+/// `Transfer-Encoding` together with `Content-Length`, more than one `Transfer-Encoding`
+/// or `Content-Length` field, a length that is not plain digits, or any coding but a lone
+/// `chunked`.
+fn ambiguous_framing(h: &http::HeaderMap) -> bool {
+    // `Content-Length` must be one field of digits only (`5, 5` and `+5` are refused,
+    // whatever the HTTP parser made of them).
+    let mut cl = h.get_all(http::header::CONTENT_LENGTH).iter();
+    if let Some(first) = cl.next() {
+        let digits = !first.is_empty() && first.as_bytes().iter().all(u8::is_ascii_digit);
+        if !digits || cl.next().is_some() {
+            return true;
+        }
+    }
+    let mut te = h.get_all(http::header::TRANSFER_ENCODING).iter();
+    match te.next() {
+        None => false,
+        Some(first) => {
+            h.contains_key(http::header::CONTENT_LENGTH)
+                || te.next().is_some()
+                || !first
+                    .as_bytes()
+                    .trim_ascii()
+                    .eq_ignore_ascii_case(b"chunked")
+        }
+    }
+}
+
 /// Every 401 Tollgate answers itself names a scheme (RFC 7235 §3.1): endpoints that set
 /// their own (the token endpoints' Basic) keep it; any other gets the bearer challenge.
 fn challenge_every_401(resp: &mut Response<Body>) {
@@ -187,6 +215,20 @@ impl App {
         let grpc = proxy::grpc::is_grpc(req.headers());
         let peer = conn.peer;
 
+        // Framing hyper reads one way and some upstream or cache may read another (a
+        // smuggling vector) is refused before anything else, and the connection closed.
+        if ambiguous_framing(req.headers()) {
+            let mut resp = crate::body::json_error(
+                http::StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "ambiguous message framing (Transfer-Encoding with Content-Length, or not just chunked)",
+            );
+            resp.headers_mut()
+                .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+            resp.headers_mut().insert(&X_REQUEST_ID, request_id.clone());
+            return resp;
+        }
+
         let endpoint = match proxy::path::normalize_path(req.uri().path()) {
             Ok(p) => self
                 .endpoints
@@ -206,11 +248,6 @@ impl App {
                         })
                         .clone(),
                 );
-                let ctx = RequestCtx {
-                    conn,
-                    request_id: request_id.clone(),
-                    runtime: rt.clone(),
-                };
                 // Endpoints are where security events happen: they belong to this request.
                 let scope = crate::audit::RequestScope {
                     peer_ip: proxy::ratelimit::client_ip(
@@ -220,6 +257,11 @@ impl App {
                     ),
                     request_id: request_id.to_str().unwrap_or("-").to_owned(),
                     trace_id: None,
+                };
+                let ctx = RequestCtx {
+                    conn,
+                    request_id: request_id.clone(),
+                    runtime: rt.clone(),
                 };
                 let mut resp = crate::audit::scope(scope, ep.call(self.clone(), req, ctx)).await;
                 challenge_every_401(&mut resp);

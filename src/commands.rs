@@ -152,7 +152,11 @@ fn route(cfg: &Config, method: &str, url: &str) -> CmdResult {
     };
     let norm = normalize_path(&path).map_err(|e| format!("path `{path}`: {e}"))?;
     let table = RouteTable::new(cfg.routes.clone());
-    let e = table.explain(host.as_deref(), &method, &crate::proxy::path::route_key(&norm));
+    let e = table.explain(
+        host.as_deref(),
+        &method,
+        &crate::proxy::path::route_key(&norm),
+    );
     println!(
         "request: {method} host={} path={} (normalised: {})",
         host.as_deref().unwrap_or("(none)"),

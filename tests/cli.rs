@@ -158,7 +158,10 @@ fn check_warns_about_required_routes_anyone_can_register_for() {
     );
     let (_d, p) = config(ROUTES);
     let (_, _, err) = tollgate(&["--config", &p, "check"]);
-    assert!(!err.contains("warning"), "closed registration (the default) is quiet: {err}");
+    assert!(
+        !err.contains("warning"),
+        "closed registration (the default) is quiet: {err}"
+    );
 }
 
 #[test]

@@ -63,7 +63,10 @@ async fn a_hanging_store_is_reported_not_waited_on() {
         let started = Instant::now();
         let r = c
             .post(gw.url("/oauth/token"))
-            .basic_auth(common::oauth::BASIC_CLIENT.0, Some(common::oauth::BASIC_CLIENT.1))
+            .basic_auth(
+                common::oauth::BASIC_CLIENT.0,
+                Some(common::oauth::BASIC_CLIENT.1),
+            )
             .form(&[
                 ("grant_type", "password"),
                 ("username", "john_doe"),
@@ -72,7 +75,12 @@ async fn a_hanging_store_is_reported_not_waited_on() {
             .send()
             .await
             .unwrap();
-        assert_eq!(r.status(), 503, "store hanging: {}", r.text().await.unwrap());
+        assert_eq!(
+            r.status(),
+            503,
+            "store hanging: {}",
+            r.text().await.unwrap()
+        );
         assert!(started.elapsed() < Duration::from_secs(15));
 
         relay.thaw();

@@ -238,7 +238,11 @@ async fn a_full_run_at_debug_level_leaks_no_secret_to_logs_or_store() {
     gw.signal("TERM");
     assert_eq!(gw.wait_exit(Duration::from_secs(20)), Some(0));
     let text = gw.log_text();
-    assert!(text.len() > 1000, "debug logging was on: {} bytes", text.len());
+    assert!(
+        text.len() > 1000,
+        "debug logging was on: {} bytes",
+        text.len()
+    );
     let all = secrets(tokens);
     assert_absent(text.as_bytes(), &all, "the debug log");
 
@@ -292,5 +296,8 @@ fn a_weak_hmac_signing_secret_is_refused_at_start() {
     let (code, _, err) = tollgate(&config, &["serve"], "");
     assert_ne!(code, 0);
     assert!(err.contains("shorter than 32 bytes"), "{err}");
-    assert!(!err.contains("only-16-bytes"), "the secret is not echoed: {err}");
+    assert!(
+        !err.contains("only-16-bytes"),
+        "the secret is not echoed: {err}"
+    );
 }

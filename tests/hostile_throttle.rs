@@ -102,7 +102,11 @@ async fn concurrent_attempts_never_overspend_the_shared_budget() {
         let b = spawn_gateway(&config(&url, 5, 1000)).await;
         let mut tasks = Vec::new();
         for i in 0..20 {
-            let base = if i % 2 == 0 { a.base.clone() } else { b.base.clone() };
+            let base = if i % 2 == 0 {
+                a.base.clone()
+            } else {
+                b.base.clone()
+            };
             tasks.push(tokio::spawn(async move { attempt(&base, "victim").await }));
         }
         let mut allowed = 0;
@@ -111,7 +115,10 @@ async fn concurrent_attempts_never_overspend_the_shared_budget() {
                 allowed += 1;
             }
         }
-        assert_eq!(allowed, 5, "20 concurrent attempts on two replicas, budget 5");
+        assert_eq!(
+            allowed, 5,
+            "20 concurrent attempts on two replicas, budget 5"
+        );
     })
     .await;
 }

@@ -112,7 +112,12 @@ async fn alg_none_in_every_spelling_and_key_confusions() {
             .to_string()
             .as_bytes());
         refused(&gw, &format!("{h}.{payload}."), &format!("alg {alg:?}")).await;
-        refused(&gw, &format!("{h}.{payload}"), &format!("alg {alg:?}, 2 parts")).await;
+        refused(
+            &gw,
+            &format!("{h}.{payload}"),
+            &format!("alg {alg:?}, 2 parts"),
+        )
+        .await;
         refused(
             &gw,
             &format!("{h}.{payload}.c2ln"),
@@ -277,12 +282,19 @@ async fn registered_claims_of_the_wrong_type_or_range_are_refused() {
         ("foreign iat string", json!({"iat": n.to_string()})),
         ("foreign no exp", json!({"exp": null})),
         ("foreign wrong aud", json!({"aud": "other-api"})),
-        ("foreign wrong iss", json!({"iss": "https://idp.evil.test/"})),
+        (
+            "foreign wrong iss",
+            json!({"iss": "https://idp.evil.test/"}),
+        ),
     ] {
         refused(&gw, &foreign_token(over), what).await;
     }
     assert_eq!(
-        status_with(&gw, format!("Bearer {}", foreign_token(json!({}))).as_bytes()).await,
+        status_with(
+            &gw,
+            format!("Bearer {}", foreign_token(json!({}))).as_bytes()
+        )
+        .await,
         200,
         "a well-formed foreign token passes"
     );
@@ -300,9 +312,18 @@ async fn malformed_token_shapes_are_401_never_5xx() {
         ("header only", parts[0].as_bytes().to_vec()),
         ("four segments", format!("{good}.e30").into_bytes()),
         ("five segments", format!("{good}.e30.e30").into_bytes()),
-        ("64 KiB", format!("{}.{}.{}", parts[0], "A".repeat(64 * 1024), parts[2]).into_bytes()),
-        ("not base64", format!("{}.!!!@@@.{}", parts[0], parts[2]).into_bytes()),
-        ("padded base64", format!("{}==.{}.{}", parts[0], parts[1], parts[2]).into_bytes()),
+        (
+            "64 KiB",
+            format!("{}.{}.{}", parts[0], "A".repeat(64 * 1024), parts[2]).into_bytes(),
+        ),
+        (
+            "not base64",
+            format!("{}.!!!@@@.{}", parts[0], parts[2]).into_bytes(),
+        ),
+        (
+            "padded base64",
+            format!("{}==.{}.{}", parts[0], parts[1], parts[2]).into_bytes(),
+        ),
         ("non-UTF-8 bytes", {
             let mut v = b"eyJ\xff\xfe.".to_vec();
             v.extend_from_slice(parts[1].as_bytes());
@@ -333,7 +354,13 @@ async fn malformed_token_shapes_are_401_never_5xx() {
             "{what}: expected 401, got {s}"
         );
     }
-    for scheme in ["Basic dXNlcjpwYXNz", "Bearer", "Bearer  ", "bearer", "Token abc"] {
+    for scheme in [
+        "Basic dXNlcjpwYXNz",
+        "Bearer",
+        "Bearer  ",
+        "bearer",
+        "Token abc",
+    ] {
         let s = status_with(&gw, scheme.as_bytes()).await;
         assert_eq!(s, 401, "{scheme:?}");
     }
@@ -344,7 +371,13 @@ async fn malformed_token_shapes_are_401_never_5xx() {
 async fn other_token_types_are_not_access_tokens() {
     let (gw, kit, up, _idp) = setup().await;
     let key = EncodingKey::from_rsa_pem(rsa_pair().0.as_bytes()).unwrap();
-    for typ in ["JWT+id", "id_token", "refresh+jwt", "logout+jwt", "dpop+jwt"] {
+    for typ in [
+        "JWT+id",
+        "id_token",
+        "refresh+jwt",
+        "logout+jwt",
+        "dpop+jwt",
+    ] {
         let mut h = kit.header(Algorithm::RS256);
         h.typ = Some(typ.into());
         refused(
@@ -357,7 +390,10 @@ async fn other_token_types_are_not_access_tokens() {
     // Revoked.
     let jti = "hostile-revoked";
     let t = kit.token(json!({"jti": jti}));
-    assert_eq!(status_with(&gw, format!("Bearer {t}").as_bytes()).await, 200);
+    assert_eq!(
+        status_with(&gw, format!("Bearer {t}").as_bytes()).await,
+        200
+    );
     kit.revoke(jti);
     refused(&gw, &t, "revoked").await;
     assert_eq!(up.requests().len(), 1);
@@ -414,8 +450,13 @@ async fn refresh_and_access_tokens_are_not_interchangeable() {
         Upstream::start().await.url()
     ))
     .await;
-    gw.user("hostile", "hostile@example.com", "correct horse battery", "default")
-        .await;
+    gw.user(
+        "hostile",
+        "hostile@example.com",
+        "correct horse battery",
+        "default",
+    )
+    .await;
     let tok = gw.password_token("hostile", "correct horse battery").await;
     let access = tok["access_token"].as_str().unwrap().to_string();
     let refresh = tok["refresh_token"].as_str().unwrap().to_string();

@@ -11,9 +11,8 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, SubsecRound, Utc};
 use tokio::sync::broadcast;
 use tollgate::store::{
-    Unique,
     self, Client, ConnectState, Identity, NewUser, RevocationEvent, Store, StoreError, TokenKind,
-    TokenRecord, UserId,
+    TokenRecord, Unique, UserId,
 };
 
 /// What a test function gets: the store, and a way to open a second store instance on
@@ -189,7 +188,10 @@ async fn user_email_is_unique_case_insensitively(f: Fixture) {
         .create_user(new_user("grace@EXAMPLE.com", Some("g2")))
         .await
         .unwrap_err();
-    assert!(matches!(err, StoreError::Conflict(Unique::Email)), "{err:?}");
+    assert!(
+        matches!(err, StoreError::Conflict(Unique::Email)),
+        "{err:?}"
+    );
     assert_eq!(
         f.store.user_by_username("g2").await.unwrap(),
         None,
@@ -207,7 +209,10 @@ async fn username_is_unique(f: Fixture) {
         .create_user(new_user("b@example.com", Some("same")))
         .await
         .unwrap_err();
-    assert!(matches!(err, StoreError::Conflict(Unique::Username)), "{err:?}");
+    assert!(
+        matches!(err, StoreError::Conflict(Unique::Username)),
+        "{err:?}"
+    );
 }
 
 async fn set_password_hash_replaces_the_hash(f: Fixture) {
@@ -268,7 +273,10 @@ async fn client_id_is_unique(f: Fixture) {
     };
     f.store.create_client(c.clone()).await.unwrap();
     let err = f.store.create_client(c).await.unwrap_err();
-    assert!(matches!(err, StoreError::Conflict(Unique::Client)), "{err:?}");
+    assert!(
+        matches!(err, StoreError::Conflict(Unique::Client)),
+        "{err:?}"
+    );
 }
 
 async fn tokens_insert_and_look_up_by_kind(f: Fixture) {
@@ -334,7 +342,10 @@ async fn token_hash_is_unique_per_kind(f: Fixture) {
         .insert_token(TokenKind::Refresh, t.clone())
         .await
         .unwrap_err();
-    assert!(matches!(err, StoreError::Conflict(Unique::Token)), "{err:?}");
+    assert!(
+        matches!(err, StoreError::Conflict(Unique::Token)),
+        "{err:?}"
+    );
     f.store
         .insert_token(TokenKind::OpaqueAccess, t)
         .await
@@ -571,14 +582,20 @@ async fn identity_linked_to_another_user_is_a_conflict(f: Fixture) {
         .link_identity(identity(b.id, "github", "octo", b"b"))
         .await
         .unwrap_err();
-    assert!(matches!(err, StoreError::Conflict(Unique::Identity)), "{err:?}");
+    assert!(
+        matches!(err, StoreError::Conflict(Unique::Identity)),
+        "{err:?}"
+    );
     // A second account of the same provider for one user is a conflict too (unlink first).
     let err = f
         .store
         .link_identity(identity(a.id, "github", "other", b"c"))
         .await
         .unwrap_err();
-    assert!(matches!(err, StoreError::Conflict(Unique::Identity)), "{err:?}");
+    assert!(
+        matches!(err, StoreError::Conflict(Unique::Identity)),
+        "{err:?}"
+    );
     assert_eq!(
         f.store.identities_of(a.id).await.unwrap()[0].tokens_encrypted,
         b"a"

@@ -196,6 +196,8 @@ mod tests {
         .unwrap_err();
         assert_eq!(e.len(), 2, "{e:?}");
         assert!(e.iter().any(|m| m.contains("role") && m.contains("owns")));
-        assert!(e.iter().any(|m| m.contains("same header as identity_headers.user_id")));
+        assert!(e
+            .iter()
+            .any(|m| m.contains("same header as identity_headers.user_id")));
     }
 }

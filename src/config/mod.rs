@@ -21,9 +21,9 @@ use figment::Figment;
 use http::Method;
 use ipnet::IpNet;
 
+pub use identity::IdentityHeaderNames;
 pub use rate_limit::{RateLimitKey, RateLimitSpec};
 use raw::AuthMode;
-pub use identity::IdentityHeaderNames;
 pub use raw::RawConfig;
 
 /// Where `serve` and friends look when neither `--config` nor `$TOLLGATE_CONFIG` is set.

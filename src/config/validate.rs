@@ -8,9 +8,8 @@ use std::time::Duration;
 use http::Method;
 use ipnet::IpNet;
 
-use super::raw::{self, AuthMode, RawConfig};
-use super::UpstreamSpec;
 use super::identity::IdentityHeaderNames;
+use super::raw::{self, AuthMode, RawConfig};
 use super::{AuthPolicy, Config, ConfigError, HostMatch, RouteSpec, TargetSpec, TokenSource};
 use super::{UpstreamSpec, UpstreamTlsSpec};
 use crate::proxy::path::normalize_path;

@@ -229,10 +229,7 @@ impl KeySet {
         }
         let header = decode_header(token).map_err(|_| KeyError::MalformedHeader)?;
         let kid = header.kid.as_deref().ok_or(KeyError::UnknownKid)?;
-        let key = self
-            .by_kid
-            .get(kid)
-            .ok_or(KeyError::UnknownKid)?;
+        let key = self.by_kid.get(kid).ok_or(KeyError::UnknownKid)?;
         let alg = jwt_alg(key.alg);
         if header.alg != alg {
             return Err(KeyError::Rejected("algorithm does not match the key"));

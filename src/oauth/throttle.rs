@@ -42,7 +42,11 @@ pub trait Throttle: Send + Sync {
 
 /// The throttle for this configuration: shared through the store on PostgreSQL (several
 /// replicas), in memory otherwise.
-pub fn for_store(cfg: &ThrottleConfig, store_url: &str, store: Arc<dyn Store>) -> Arc<dyn Throttle> {
+pub fn for_store(
+    cfg: &ThrottleConfig,
+    store_url: &str,
+    store: Arc<dyn Store>,
+) -> Arc<dyn Throttle> {
     if store_url.starts_with("postgres://") || store_url.starts_with("postgresql://") {
         Arc::new(StoreThrottle::new(cfg, store))
     } else {

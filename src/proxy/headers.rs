@@ -8,9 +8,9 @@
 
 use std::net::IpAddr;
 
+use crate::config::identity::fold;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use ipnet::IpNet;
-use crate::config::identity::fold;
 
 pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -98,13 +98,18 @@ pub struct IdentityHeaderSet {
     folded: Vec<Box<[u8]>>,
 }
 
-
 impl IdentityHeaderSet {
     pub fn new<'a>(names: impl IntoIterator<Item = &'a HeaderName>) -> Self {
         IdentityHeaderSet {
             folded: names
                 .into_iter()
-                .map(|n| n.as_str().bytes().map(fold).collect::<Vec<u8>>().into_boxed_slice())
+                .map(|n| {
+                    n.as_str()
+                        .bytes()
+                        .map(fold)
+                        .collect::<Vec<u8>>()
+                        .into_boxed_slice()
+                })
                 .collect(),
         }
     }

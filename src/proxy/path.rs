@@ -108,7 +108,18 @@ fn is_already_normal(p: &[u8]) -> bool {
     true
 }
 
-/// Decodes `%2F` `%5C` `%2E` (either case) and turns `\` into `/`; other escapes stay as
+fn hex(d: u8) -> u8 {
+    match d {
+        b'0'..=b'9' => d - b'0',
+        _ => d - b'A' + 10,
+    }
+}
+
+fn is_unreserved(c: u8) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'~')
+}
+
+/// Decodes `%2F` `%5C` `%2E` (either case) and the unreserved characters and turns `\` into `/`; other escapes stay as
 /// they are, with their hex digits upper-cased so equal paths compare equal.
 fn decode_shape_chars(p: &str) -> Result<String, PathError> {
     let b = p.as_bytes();
@@ -127,6 +138,15 @@ fn decode_shape_chars(p: &str) -> Result<String, PathError> {
                     (b'2', b'F') | (b'5', b'C') => out.push('/'),
                     (b'2', b'E') => out.push('.'),
                     (b'0', b'0') => return Err(PathError::EncodedNul),
+                    // Unreserved characters (RFC 3986 §2.3) mean the same encoded or not,
+                    // and every upstream decodes them: `/%61pi` is `/api`, so it is
+                    // matched and forwarded as `/api` (§6.2.2.2).
+                    _ if hi.is_ascii_hexdigit()
+                        && lo.is_ascii_hexdigit()
+                        && is_unreserved(hex(hi) << 4 | hex(lo)) =>
+                    {
+                        out.push((hex(hi) << 4 | hex(lo)) as char)
+                    }
                     _ if hi.is_ascii_hexdigit() && lo.is_ascii_hexdigit() => {
                         out.push('%');
                         out.push(hi as char);
@@ -196,7 +216,8 @@ mod tests {
         assert_eq!(n("/public/%2E%2E%2fadmin"), "/admin");
         assert_eq!(n("/public\\..\\admin"), "/admin");
         assert_eq!(n("/public/%5c..%5cadmin"), "/admin");
-        assert_eq!(n("/a%20b/%7e"), "/a%20b/%7E");
+        // Unreserved characters are decoded (RFC 3986 §6.2.2.2); other escapes are kept.
+        assert_eq!(n("/a%20b/%7e"), "/a%20b/~");
         assert_eq!(n("/100%"), "/100%");
         assert_eq!(n("/x%4"), "/x%4");
         assert_eq!(normalize_path("/a%00b"), Err(PathError::EncodedNul));
@@ -209,5 +230,12 @@ mod tests {
         assert_eq!(route_key("/api;x"), "/api");
         assert_eq!(route_key("/;x/api"), "/api");
         assert!(matches!(route_key("/plain/path"), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn unreserved_escapes_are_decoded() {
+        assert_eq!(n("/%61pi"), "/api");
+        assert_eq!(n("/a%70i/%7Ex%2D%5f"), "/api/~x-_");
+        assert_eq!(n("/a%20b%3B"), "/a%20b%3B");
     }
 }

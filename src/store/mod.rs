@@ -250,7 +250,12 @@ pub trait AttemptStore: Send + Sync {
 }
 
 /// The wait before the next attempt is allowed, from the stored arrival time.
-pub(crate) fn attempt_wait(tat: i64, now_us: i64, interval_us: i64, tolerance_us: i64) -> std::time::Duration {
+pub(crate) fn attempt_wait(
+    tat: i64,
+    now_us: i64,
+    interval_us: i64,
+    tolerance_us: i64,
+) -> std::time::Duration {
     let wait = tat.saturating_add(interval_us) - tolerance_us - now_us;
     std::time::Duration::from_micros(wait.max(1) as u64)
 }

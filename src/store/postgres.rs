@@ -589,11 +589,16 @@ impl super::AttemptStore for PostgresStore {
         Box::pin(async move {
             // One statement decides and counts, so concurrent attempts on several
             // replicas cannot both take the last unit of the budget.
-            let counted: Option<(i64,)> = sqlx::query_as("INSERT INTO login_attempts (key, tat) VALUES ($1, $2 + $3) \
+            let counted: Option<(i64,)> = sqlx::query_as(
+                "INSERT INTO login_attempts (key, tat) VALUES ($1, $2 + $3) \
                  ON CONFLICT (key) DO UPDATE SET tat = GREATEST(login_attempts.tat, $2) + $3 \
                  WHERE GREATEST(login_attempts.tat, $2) + $3 - $2 <= $4 \
-                 RETURNING tat")
-            .bind(&key).bind(now_us).bind(interval_us).bind(tolerance_us)
+                 RETURNING tat",
+            )
+            .bind(&key)
+            .bind(now_us)
+            .bind(interval_us)
+            .bind(tolerance_us)
             .fetch_optional(&self.pool)
             .await
             .map_err(map_err)?;
@@ -605,7 +610,12 @@ impl super::AttemptStore for PostgresStore {
                 .fetch_one(&self.pool)
                 .await
                 .map_err(map_err)?;
-            Ok(Some(super::attempt_wait(tat, now_us, interval_us, tolerance_us)))
+            Ok(Some(super::attempt_wait(
+                tat,
+                now_us,
+                interval_us,
+                tolerance_us,
+            )))
         })
     }
 }

@@ -556,11 +556,16 @@ impl super::AttemptStore for SqliteStore {
         Box::pin(async move {
             // One statement decides and counts, so concurrent attempts on several
             // replicas cannot both take the last unit of the budget.
-            let counted: Option<(i64,)> = sqlx::query_as("INSERT INTO login_attempts (key, tat) VALUES (?1, ?2 + ?3) \
+            let counted: Option<(i64,)> = sqlx::query_as(
+                "INSERT INTO login_attempts (key, tat) VALUES (?1, ?2 + ?3) \
                  ON CONFLICT (key) DO UPDATE SET tat = max(login_attempts.tat, ?2) + ?3 \
                  WHERE max(login_attempts.tat, ?2) + ?3 - ?2 <= ?4 \
-                 RETURNING tat")
-            .bind(&key).bind(now_us).bind(interval_us).bind(tolerance_us)
+                 RETURNING tat",
+            )
+            .bind(&key)
+            .bind(now_us)
+            .bind(interval_us)
+            .bind(tolerance_us)
             .fetch_optional(&self.pool)
             .await
             .map_err(map_err)?;
@@ -572,7 +577,12 @@ impl super::AttemptStore for SqliteStore {
                 .fetch_one(&self.pool)
                 .await
                 .map_err(map_err)?;
-            Ok(Some(super::attempt_wait(tat, now_us, interval_us, tolerance_us)))
+            Ok(Some(super::attempt_wait(
+                tat,
+                now_us,
+                interval_us,
+                tolerance_us,
+            )))
         })
     }
 }

@@ -14,17 +14,31 @@ use super::{RevocationEvent, StoreError, TokenKind, Unique};
 /// One embedded migration: version, description, SQL.
 pub(crate) type EmbeddedMigration = (i64, &'static str, &'static str);
 
-pub(crate) const SQLITE_MIGRATIONS: &[EmbeddedMigration] = &[(
-    1,
-    "initial",
-    include_str!("../../migrations/sqlite/0001_initial.sql"),
-)];
+pub(crate) const SQLITE_MIGRATIONS: &[EmbeddedMigration] = &[
+    (
+        1,
+        "initial",
+        include_str!("../../migrations/sqlite/0001_initial.sql"),
+    ),
+    (
+        2,
+        "login_attempts",
+        include_str!("../../migrations/sqlite/0002_login_attempts.sql"),
+    ),
+];
 
-pub(crate) const POSTGRES_MIGRATIONS: &[EmbeddedMigration] = &[(
-    1,
-    "initial",
-    include_str!("../../migrations/postgres/0001_initial.sql"),
-)];
+pub(crate) const POSTGRES_MIGRATIONS: &[EmbeddedMigration] = &[
+    (
+        1,
+        "initial",
+        include_str!("../../migrations/postgres/0001_initial.sql"),
+    ),
+    (
+        2,
+        "login_attempts",
+        include_str!("../../migrations/postgres/0002_login_attempts.sql"),
+    ),
+];
 
 /// A migrator over migrations compiled into the binary, so a fresh install needs no
 /// files beside it. Applied migrations are checksummed: editing one is refused at start.
@@ -190,9 +204,15 @@ mod tests {
             conflict_subject("UNIQUE constraint failed: clients.id"),
             Unique::Client
         );
-        assert_eq!(conflict_subject("identities_user_provider"), Unique::Identity);
+        assert_eq!(
+            conflict_subject("identities_user_provider"),
+            Unique::Identity
+        );
         assert_eq!(conflict_subject("tokens_pkey"), Unique::Token);
-        assert_eq!(conflict_subject("connect_states_pkey"), Unique::ConnectState);
+        assert_eq!(
+            conflict_subject("connect_states_pkey"),
+            Unique::ConnectState
+        );
         assert_eq!(Unique::ConnectState.to_string(), "connect state");
     }
 }

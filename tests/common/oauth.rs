@@ -81,8 +81,15 @@ impl TokenGateway {
         } else {
             DIALECTS_YAML
         };
+        // The reference clients register through the users API; `closed` is the default
+        // when the key is absent, so these gateways open it unless a test says otherwise.
+        let registration = if extra.contains("users_api:") {
+            ""
+        } else {
+            "users_api:\n  registration: open\n"
+        };
         let yaml = format!(
-            "{store_yaml}tokens:\n  issuer: http://tollgate.test\n  audience: tollgate\n{tokens_lines}\n{dialects}{extra}"
+            "{store_yaml}tokens:\n  issuer: http://tollgate.test\n  audience: tollgate\n{tokens_lines}\n{dialects}{registration}{extra}"
         );
         let gw = spawn_gateway(&yaml).await;
         let url = match store_url {

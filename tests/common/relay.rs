@@ -38,10 +38,7 @@ impl Relay {
                     };
                     let (dr, dw) = down.into_split();
                     let (ur, uw) = up.into_split();
-                    tokio::join!(
-                        pump(dr, uw, f.clone(), t.clone()),
-                        pump(ur, dw, f, t)
-                    );
+                    tokio::join!(pump(dr, uw, f.clone(), t.clone()), pump(ur, dw, f, t));
                 });
             }
         });
