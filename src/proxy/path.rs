@@ -115,6 +115,11 @@ fn hex(d: u8) -> u8 {
     }
 }
 
+fn ends_in_partial_escape(out: &str) -> bool {
+    let b = out.as_bytes();
+    b.last() == Some(&b'%') || (b.len() >= 2 && b[b.len() - 2] == b'%')
+}
+
 fn is_unreserved(c: u8) -> bool {
     c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'~')
 }
@@ -141,9 +146,13 @@ fn decode_shape_chars(p: &str) -> Result<String, PathError> {
                     // Unreserved characters (RFC 3986 §2.3) mean the same encoded or not,
                     // and every upstream decodes them: `/%61pi` is `/api`, so it is
                     // matched and forwarded as `/api` (§6.2.2.2).
+                    // …unless the decoded character would complete an escape with what
+                    // precedes it (`%%32%66` must not become `%2f`): decoding never
+                    // creates a new escape.
                     _ if hi.is_ascii_hexdigit()
                         && lo.is_ascii_hexdigit()
-                        && is_unreserved(hex(hi) << 4 | hex(lo)) =>
+                        && is_unreserved(hex(hi) << 4 | hex(lo))
+                        && !ends_in_partial_escape(&out) =>
                     {
                         out.push((hex(hi) << 4 | hex(lo)) as char)
                     }
@@ -237,5 +246,11 @@ mod tests {
         assert_eq!(n("/%61pi"), "/api");
         assert_eq!(n("/a%70i/%7Ex%2D%5f"), "/api/~x-_");
         assert_eq!(n("/a%20b%3B"), "/a%20b%3B");
+        // Found by the path_route fuzz target: decoding must not form a new escape.
+        assert_eq!(n("/%%32%66api"), "/%%32fapi");
+        for p in ["/t%4+@m;ece%%e%43i", "/%%32%66api", "/x%4%31"] {
+            let once = n(p);
+            assert_eq!(n(&once), once, "idempotent for {p}");
+        }
     }
 }
