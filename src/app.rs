@@ -22,7 +22,8 @@ use crate::proxy::ratelimit::RateLimiters;
 use crate::proxy::{self, ConnInfo, Outcome, Proxy, Runtime};
 use crate::server::workers::{self, Workers};
 use crate::server::{self, tls, ServerShared};
-use crate::telemetry::RequestMetrics;
+use crate::telemetry::{trace, RequestMetrics};
+use tracing::Instrument;
 
 /// Request metrics of the endpoints Tollgate serves itself (route label `tollgate`) and
 /// of requests no route matched (`-`).
@@ -170,6 +171,9 @@ impl App {
                         "listen addresses and store.url take effect only after a restart"
                     );
                 }
+                if cfg.telemetry != current.config.telemetry {
+                    tracing::warn!("telemetry.tracing takes effect only after a restart");
+                }
                 if cfg.audit != current.config.audit {
                     if let Err(e) = crate::audit::install(&cfg.audit) {
                         tracing::error!(error = %e, "audit.destination cannot be opened; the audit log stays where it was");
@@ -202,8 +206,34 @@ impl App {
     /// Every request enters here: request id, endpoints, the proxy pipeline, and the
     /// metrics and access log on the way out.
     pub async fn handle(self: Arc<Self>, req: Request<Incoming>, conn: ConnInfo) -> Response<Body> {
-        let started = Instant::now();
         let request_id = headers::request_id(req.headers());
+        if !trace::on() {
+            return self.handle_traced(req, conn, request_id, None).await;
+        }
+        // The request's span; everything below runs inside it.
+        let span = trace::request_span(
+            req.method(),
+            req.uri().path(),
+            req.headers(),
+            conn.peer.ip(),
+            &self.runtime.load().config.trusted_proxies,
+            request_id.to_str().unwrap_or("-"),
+        );
+        let trace_id = trace::trace_id(&span);
+        self.handle_traced(req, conn, request_id, trace_id)
+            .instrument(span)
+            .await
+    }
+
+    /// [`App::handle`] inside the request's span (`trace_id` is set when tracing is on).
+    async fn handle_traced(
+        self: Arc<Self>,
+        req: Request<Incoming>,
+        conn: ConnInfo,
+        request_id: HeaderValue,
+        trace_id: Option<String>,
+    ) -> Response<Body> {
+        let started = Instant::now();
         let rt = self.runtime.load_full();
         let method = req.method().clone();
         let log_path = rt
@@ -256,7 +286,7 @@ impl App {
                         &rt.config.trusted_proxies,
                     ),
                     request_id: request_id.to_str().unwrap_or("-").to_owned(),
-                    trace_id: None,
+                    trace_id: trace_id.clone(),
                 };
                 let ctx = RequestCtx {
                     conn,
@@ -300,6 +330,15 @@ impl App {
                 .clone()
         });
         route.record(proxy::method_class(&method), status, elapsed);
+        if trace_id.is_some() {
+            let span = tracing::Span::current();
+            span.record("http.response.status_code", status);
+            span.record("http.route", route.route());
+            span.record("otel.name", format!("{method} {}", route.route()).as_str());
+            if status >= 500 {
+                span.record("otel.status_code", "error");
+            }
+        }
         if let Some(path) = log_path {
             // Path only: the query may carry a token (`oauth_token=`), so it is never logged.
             tracing::info!(
@@ -310,6 +349,7 @@ impl App {
                 status,
                 duration_ms = elapsed.as_secs_f64() * 1000.0,
                 request_id = request_id.to_str().unwrap_or("-"),
+                trace_id = trace_id.as_deref(),
                 peer = %peer,
             );
         }

@@ -51,18 +51,21 @@ pub async fn run(cli: Cli) -> CmdResult {
     }
 }
 
-fn init_logging(cli: &Cli, cfg: &Config) {
-    let format = if cli.log_json {
+fn log_format(cli: &Cli, cfg: &Config) -> LogFormat {
+    if cli.log_json {
         LogFormat::Json
     } else {
         cfg.log.format
-    };
-    crate::telemetry::init_logging(format, &cfg.log.level);
+    }
 }
 
 async fn serve(cli: &Cli) -> CmdResult {
     let cfg = Config::load(&config_path(cli))?;
-    init_logging(cli, &cfg);
+    crate::telemetry::init(
+        log_format(cli, &cfg),
+        &cfg.log.level,
+        cfg.telemetry.tracing.as_ref(),
+    )?;
     for w in cfg.warnings() {
         tracing::warn!("{w}");
     }
@@ -91,6 +94,9 @@ async fn serve(cli: &Cli) -> CmdResult {
     } else {
         tracing::warn!("grace period over; closing remaining connections");
     }
+    // The last spans, with a bounded wait; off the runtime, as the export thread's
+    // acknowledgement is a blocking receive.
+    let _ = tokio::task::spawn_blocking(crate::telemetry::trace::shutdown).await;
     Ok(())
 }
 

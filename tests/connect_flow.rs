@@ -621,3 +621,76 @@ async fn a_consent_url_opened_in_another_browser_links_nothing() {
     );
     assert!(env.store.identities_of(attacker).await.unwrap().is_empty());
 }
+
+/// Linking and unlinking are audit events with the user, the provider and the request, and
+/// the audit line carries none of the provider's codes or tokens nor the user's bearer.
+#[tokio::test]
+async fn linking_and_unlinking_are_audited_without_secrets() {
+    // The audit log is process-wide; this is the only test in this binary that moves it,
+    // and it looks only for its own user's events.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.log");
+    tollgate::audit::install(&tollgate::config::raw::Audit {
+        destination: path.display().to_string(),
+        max_bytes: 10 * 1024 * 1024,
+        keep: 1,
+    })
+    .unwrap();
+    let env = connect_gateway::start().await;
+    let (ann, t_ann) = env.user("audited@example.com", "default").await;
+    let (back, callback) = run_flow(&env, &t_ann).await;
+    assert_eq!(param(&back, "status").as_deref(), Some("connected"));
+    let del = env
+        .gw
+        .url(&format!("/api/v1/users/{ann}/identities/facebook"));
+    let resp = common::client()
+        .delete(&del)
+        .bearer_auth(&t_ann)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+    let unlink_request_id = resp.headers()["x-request-id"].to_str().unwrap().to_string();
+
+    let text = std::fs::read_to_string(&path).unwrap();
+    let events: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .filter(|e: &serde_json::Value| e["user_id"] == ann.to_string().as_str())
+        .collect();
+    let linked = events
+        .iter()
+        .find(|e| e["event"] == "provider_linked")
+        .unwrap_or_else(|| panic!("no provider_linked in {events:#?}"));
+    assert_eq!(linked["outcome"], "success");
+    assert_eq!(linked["provider"], "facebook");
+    assert_eq!(linked["target"], "tollgate::audit");
+    assert_eq!(linked["peer_ip"], "127.0.0.1");
+    assert!(linked["request_id"].as_str().is_some_and(|r| !r.is_empty()));
+    let unlinked = events
+        .iter()
+        .find(|e| e["event"] == "provider_unlinked")
+        .unwrap_or_else(|| panic!("no provider_unlinked in {events:#?}"));
+    assert_eq!(unlinked["outcome"], "success");
+    assert_eq!(unlinked["provider"], "facebook");
+    assert_eq!(unlinked["request_id"], unlink_request_id.as_str());
+
+    let code = param(&callback, "code").unwrap();
+    let state = param(&callback, "state").unwrap();
+    assert!(
+        !text.contains(&t_ann),
+        "the user's bearer token in the audit log"
+    );
+    assert!(
+        !text.contains(&code),
+        "the provider's code in the audit log"
+    );
+    assert!(!text.contains(&state), "the connect state in the audit log");
+    for t in env.provider.issued_access_tokens() {
+        assert!(!text.contains(&t), "a provider token in the audit log");
+    }
+    assert!(
+        !text.contains("prov-rt-"),
+        "a provider refresh token in the audit log"
+    );
+}

@@ -50,6 +50,8 @@ pub struct RawConfig {
     pub rate_limit_store: Option<RateLimitStore>,
     /// The security audit log (JSON lines, target `tollgate::audit`).
     pub audit: Audit,
+    /// Distributed tracing (OpenTelemetry); off unless `telemetry.tracing` is set.
+    pub telemetry: Telemetry,
     pub routes: Vec<Route>,
 }
 
@@ -655,6 +657,70 @@ impl Default for Audit {
             keep: 5,
         }
     }
+}
+
+/// Traces and the like (docs/operations.md, "Tracing").
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct Telemetry {
+    /// OpenTelemetry traces exported over OTLP; off when absent. Read at start only.
+    pub tracing: Option<Tracing>,
+}
+
+/// Where and how spans are exported.
+#[derive(Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Tracing {
+    /// The collector. `http/protobuf`: its base URL (`/v1/traces` is appended when the URL
+    /// has no path, as for `OTEL_EXPORTER_OTLP_ENDPOINT`) or the full traces URL; `http://`
+    /// or `https://`. `grpc`: `http://host:4317` (plain gRPC only; use `http/protobuf`
+    /// for a collector behind TLS).
+    pub otlp_endpoint: String,
+    #[serde(default)]
+    pub protocol: OtlpProtocol,
+    /// Fraction of new traces recorded, 0.0 to 1.0 (default 1.0). A trace continued from
+    /// a trusted proxy follows that caller's sampling decision.
+    #[serde(default = "default_sample_ratio")]
+    pub sample_ratio: f64,
+    /// `service.name` of every span (default `tollgate`).
+    #[serde(default = "default_service_name")]
+    pub service_name: String,
+    /// Headers (gRPC metadata) sent with every export, e.g. a collector's API key. Values
+    /// are secrets: never logged, never shown by `check`.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+}
+
+impl std::fmt::Debug for Tracing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tracing")
+            .field("otlp_endpoint", &self.otlp_endpoint)
+            .field("protocol", &self.protocol)
+            .field("sample_ratio", &self.sample_ratio)
+            .field("service_name", &self.service_name)
+            .field("headers", &self.headers.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+/// The OTLP transport.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+pub enum OtlpProtocol {
+    /// OTLP/HTTP with protobuf bodies (port 4318 by convention).
+    #[default]
+    #[serde(rename = "http/protobuf")]
+    HttpProtobuf,
+    /// OTLP/gRPC (port 4317 by convention).
+    #[serde(rename = "grpc")]
+    Grpc,
+}
+
+fn default_sample_ratio() -> f64 {
+    1.0
+}
+
+fn default_service_name() -> String {
+    "tollgate".into()
 }
 
 fn default_rate_limit_prefix() -> String {

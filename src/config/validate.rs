@@ -119,6 +119,9 @@ pub(super) fn validate(
     if raw.audit.max_bytes < 4096 {
         problems.push("audit.max_bytes: must be at least 4096".into());
     }
+    if let Some(t) = &raw.telemetry.tracing {
+        validate_tracing(t, &mut problems);
+    }
 
     let mut routes = Vec::with_capacity(raw.routes.len());
     for (i, r) in raw.routes.iter().enumerate() {
@@ -530,6 +533,56 @@ fn line_hint(text: &str, needle: &str) -> String {
 }
 
 /// A store URL without its password, for error messages.
+/// `telemetry.tracing`: everything the exporter would refuse at start is refused here.
+fn validate_tracing(t: &super::raw::Tracing, problems: &mut Vec<String>) {
+    use super::raw::OtlpProtocol;
+    match url::Url::parse(&t.otlp_endpoint) {
+        Ok(u) if !matches!(u.scheme(), "http" | "https") || u.host_str().is_none() => {
+            problems.push(format!(
+                "telemetry.tracing.otlp_endpoint: `{}` is not an http:// or https:// URL",
+                redact_url(&t.otlp_endpoint)
+            ))
+        }
+        Ok(u) if t.protocol == OtlpProtocol::Grpc && u.scheme() == "https" => problems.push(
+            "telemetry.tracing.otlp_endpoint: gRPC export is plain `http://` only; use \
+             `protocol: http/protobuf` for a collector behind TLS"
+                .into(),
+        ),
+        Ok(u) if t.protocol == OtlpProtocol::Grpc && u.path() != "/" && !u.path().is_empty() => {
+            problems.push(
+                "telemetry.tracing.otlp_endpoint: a gRPC endpoint is `http://host:port`, with no path"
+                    .into(),
+            )
+        }
+        Ok(_) => {}
+        Err(e) => problems.push(format!(
+            "telemetry.tracing.otlp_endpoint: not a URL ({e})"
+        )),
+    }
+    if !(0.0..=1.0).contains(&t.sample_ratio) {
+        problems.push(format!(
+            "telemetry.tracing.sample_ratio: {} is not between 0.0 and 1.0",
+            t.sample_ratio
+        ));
+    }
+    if t.service_name.trim().is_empty() {
+        problems.push("telemetry.tracing.service_name: must not be empty".into());
+    }
+    for (name, value) in &t.headers {
+        if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+            problems.push(format!(
+                "telemetry.tracing.headers: `{name}` is not a valid header name"
+            ));
+        }
+        // The value is a secret: the problem names the header, never the value.
+        if http::HeaderValue::from_str(value).is_err() {
+            problems.push(format!(
+                "telemetry.tracing.headers.{name}: the value is not a valid header value"
+            ));
+        }
+    }
+}
+
 pub(crate) fn redact_url(u: &str) -> String {
     match url::Url::parse(u) {
         Ok(mut parsed) if parsed.password().is_some() => {

@@ -11,9 +11,11 @@ use std::time::Duration;
 
 use serde::Serialize;
 use serde_json::Value;
+use tracing::Instrument;
 use zeroize::Zeroizing;
 
 use super::provider::ResolvedProvider;
+use crate::telemetry::trace;
 
 /// Largest provider response read.
 const MAX_RESPONSE: usize = 256 * 1024;
@@ -96,6 +98,22 @@ impl ProviderClient {
         callback: &str,
         verifier: &str,
     ) -> Result<ProviderTokens, ExchangeError> {
+        let span =
+            crate::otel_span!("provider token", otel.kind = "client", tollgate.provider = %p.name);
+        let traceparent = trace::headers_for(&span);
+        self.exchange_code_traced(p, code, callback, verifier, traceparent)
+            .instrument(span)
+            .await
+    }
+
+    async fn exchange_code_traced(
+        &self,
+        p: &ResolvedProvider,
+        code: &str,
+        callback: &str,
+        verifier: &str,
+        traceparent: http::HeaderMap,
+    ) -> Result<ProviderTokens, ExchangeError> {
         let secret = Zeroizing::new(p.client_secret().map_err(ExchangeError::Secret)?);
         let mut form: Vec<(&str, &str)> = vec![
             ("grant_type", "authorization_code"),
@@ -113,6 +131,7 @@ impl ProviderClient {
         let resp = self
             .http
             .post(p.token_url.clone())
+            .headers(traceparent)
             .header(reqwest::header::ACCEPT, "application/json")
             .header(
                 reqwest::header::CONTENT_TYPE,
@@ -177,9 +196,23 @@ impl ProviderClient {
         p: &ResolvedProvider,
         access_token: &str,
     ) -> Result<ProviderUser, ExchangeError> {
+        let span = crate::otel_span!("provider userinfo", otel.kind = "client", tollgate.provider = %p.name);
+        let traceparent = trace::headers_for(&span);
+        self.userinfo_traced(p, access_token, traceparent)
+            .instrument(span)
+            .await
+    }
+
+    async fn userinfo_traced(
+        &self,
+        p: &ResolvedProvider,
+        access_token: &str,
+        traceparent: http::HeaderMap,
+    ) -> Result<ProviderUser, ExchangeError> {
         let resp = self
             .http
             .get(p.userinfo_url.clone())
+            .headers(traceparent)
             .bearer_auth(access_token)
             .header(reqwest::header::ACCEPT, "application/json")
             .send()

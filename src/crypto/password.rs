@@ -372,7 +372,7 @@ impl PasswordHasherPool {
             return Err(PasswordError::TooLong);
         }
         let password = Zeroizing::new(password.as_bytes().to_vec());
-        self.run(move |inner| inner.hash(&password)).await?
+        self.run("hash", move |inner| inner.hash(&password)).await?
     }
 
     /// Checks `password` against a stored argon2 or bcrypt hash. An unsupported stored
@@ -385,7 +385,7 @@ impl PasswordHasherPool {
             password.as_bytes().to_vec()
         });
         let hash = hash.to_owned();
-        self.run(move |inner| {
+        self.run("verify", move |inner| {
             if too_long {
                 inner.verify_dummy(&password);
                 Verification::Mismatch
@@ -400,11 +400,24 @@ impl PasswordHasherPool {
     pub async fn verify_dummy(&self, password: &str) -> Result<(), PasswordError> {
         let bytes = password.as_bytes();
         let password = Zeroizing::new(bytes[..bytes.len().min(MAX_PASSWORD_BYTES)].to_vec());
-        self.run(move |inner| inner.verify_dummy(&password)).await
+        self.run("verify", move |inner| inner.verify_dummy(&password))
+            .await
     }
 
-    /// Runs `f` on a hashing thread once a worker permit is free.
-    async fn run<T, F>(&self, f: F) -> Result<T, PasswordError>
+    /// Runs `f` on a hashing thread once a worker permit is free, in a span of its own
+    /// when tracing is on (`op` names it; a dummy verification is a `verify` too, so a
+    /// trace does not tell unknown accounts from known ones).
+    async fn run<T, F>(&self, op: &'static str, f: F) -> Result<T, PasswordError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Inner) -> T + Send + 'static,
+    {
+        use tracing::Instrument;
+        let span = crate::otel_span!("password", tollgate.operation = op);
+        self.run_on_pool(f).instrument(span).await
+    }
+
+    async fn run_on_pool<T, F>(&self, f: F) -> Result<T, PasswordError>
     where
         T: Send + 'static,
         F: FnOnce(&Inner) -> T + Send + 'static,

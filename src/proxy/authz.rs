@@ -27,6 +27,7 @@ pub async fn decide(
         Ok(None) => "anonymous",
         Err(e) => e.kind(),
     };
+    crate::telemetry::trace::record("tollgate.auth", outcome);
     if outcome == "authenticated" {
         // The common case on every protected request: its handle is kept.
         static AUTHENTICATED: std::sync::OnceLock<metrics::Counter> = std::sync::OnceLock::new();

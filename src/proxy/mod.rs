@@ -29,10 +29,11 @@ use std::sync::Arc;
 
 use http::{header, HeaderValue, Method, Request, Response};
 use hyper::body::Incoming;
+use tracing::Instrument;
 
 use crate::body::{self, Body};
 use crate::config::{Config, RouteSpec, TokenSource};
-use crate::telemetry::RequestMetrics;
+use crate::telemetry::{trace, RequestMetrics};
 use authn::{Authenticator, Identity};
 use error::GatewayError;
 use forward::{ClientCache, ForwardRequest, LimitedBody, Upstream};
@@ -294,19 +295,39 @@ impl Proxy {
             body::boxed(LimitedBody::new(incoming, spec.max_body_bytes))
         };
 
-        // 7. Forward.
-        let mut resp = route
-            .upstream
-            .forward(ForwardRequest {
-                parts,
-                body,
-                path: forward_path,
-                query,
-                upgrade,
-                close_at,
-                close_on,
-            })
-            .await?;
+        // 7. Forward; traced, inside a client span whose context the upstream receives.
+        let span = trace::on().then(|| {
+            let span = crate::otel_span!(
+                "upstream",
+                otel.kind = "client",
+                tollgate.route = %spec.name,
+                http.response.status_code = tracing::field::Empty,
+                otel.status_code = tracing::field::Empty,
+            );
+            trace::inject(&span, &mut parts.headers);
+            span
+        });
+        let forwarding = route.upstream.forward(ForwardRequest {
+            parts,
+            body,
+            path: forward_path,
+            query,
+            upgrade,
+            close_at,
+            close_on,
+        });
+        let mut resp = match span {
+            None => forwarding.await?,
+            Some(span) => {
+                let resp = forwarding.instrument(span.clone()).await;
+                if let Ok(r) = &resp {
+                    span.record("http.response.status_code", r.status().as_u16());
+                } else {
+                    span.record("otel.status_code", "error");
+                }
+                resp?
+            }
+        };
         if let Some(h) = &limit_headers {
             h.apply(resp.headers_mut());
         }

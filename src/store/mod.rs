@@ -276,6 +276,7 @@ pub trait Store:
 pub mod postgres;
 pub mod sqlite;
 mod support;
+mod traced;
 
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
@@ -292,6 +293,16 @@ pub async fn connect(url: &str) -> Result<std::sync::Arc<dyn Store>, StoreError>
             "store.url must start with sqlite: or postgres://, got `{}`",
             url.split(':').next().unwrap_or_default()
         )));
+    };
+    let store: std::sync::Arc<dyn Store> = if crate::telemetry::trace::on() {
+        let system = if url.starts_with("sqlite:") {
+            "sqlite"
+        } else {
+            "postgresql"
+        };
+        std::sync::Arc::new(traced::TracedStore::new(store, system))
+    } else {
+        store
     };
     spawn_purger(std::sync::Arc::downgrade(&store));
     Ok(store)

@@ -43,6 +43,8 @@ pub struct Idp {
     mode: Arc<AtomicU8>,
     /// Delay before each introspection answer, in ms.
     pub delay_ms: Arc<AtomicUsize>,
+    /// The `traceparent` of every request that carried one.
+    pub traceparents: Arc<Mutex<Vec<String>>>,
 }
 
 impl Idp {
@@ -56,6 +58,7 @@ impl Idp {
             jwks: Arc::new(Mutex::new(serde_json::json!({"keys": []}))),
             mode: Arc::default(),
             delay_ms: Arc::default(),
+            traceparents: Arc::default(),
         };
         let me = idp.clone();
         tokio::spawn(async move {
@@ -100,6 +103,13 @@ impl Idp {
 
     async fn handle(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
         let path = req.uri().path().to_string();
+        if let Some(tp) = req
+            .headers()
+            .get("traceparent")
+            .and_then(|v| v.to_str().ok())
+        {
+            self.traceparents.lock().unwrap().push(tp.to_string());
+        }
         if path == "/jwks.json" {
             self.jwks_fetches.fetch_add(1, Ordering::SeqCst);
             let body = self.jwks.lock().unwrap().to_string();

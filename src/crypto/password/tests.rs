@@ -204,7 +204,7 @@ async fn jobs_run_on_the_dedicated_threads_and_survive_a_panic() {
     let pool = PasswordHasherPool::new(2);
     for _ in 0..4 {
         let name = pool
-            .run(|_| std::thread::current().name().map(str::to_owned))
+            .run("test", |_| std::thread::current().name().map(str::to_owned))
             .await
             .unwrap();
         assert!(
@@ -213,7 +213,7 @@ async fn jobs_run_on_the_dedicated_threads_and_survive_a_panic() {
             "ran on {name:?}"
         );
     }
-    let panicked = pool.run(|_| -> () { panic!("boom") }).await;
+    let panicked = pool.run("test", |_| -> () { panic!("boom") }).await;
     assert!(matches!(panicked, Err(PasswordError::Worker)));
     let h = pool.hash("still works").await.unwrap();
     assert!(pool.verify("still works", &h).await.unwrap().is_match());

@@ -21,12 +21,14 @@ use std::time::Duration;
 use moka::future::Cache;
 use moka::Expiry;
 use serde_json::Value;
+use tracing::Instrument;
 
 use super::claims::{cache_key, now_unix, Claims};
 use super::revocation::{RevocationEvent, RevocationList};
 use super::{AuthnError, Identity};
 use crate::config::raw::Introspection;
 use crate::store::{Store, TokenKind};
+use crate::telemetry::trace;
 
 /// What an introspection (or own-store lookup) said about a token.
 #[derive(Debug, Clone)]
@@ -214,11 +216,10 @@ impl OpaqueAuthenticator {
                     r.map(Arc::new)
                 })
                 .await;
-            metrics::counter!(
-                "tollgate_introspection_cache_total",
-                "result" => if missed { "miss" } else { "hit" }
-            )
-            .increment(1);
+            let cache = if missed { "miss" } else { "hit" };
+            metrics::counter!("tollgate_introspection_cache_total", "result" => cache).increment(1);
+            trace::record("tollgate.token_kind", "opaque");
+            trace::record("tollgate.cache", cache);
             match result {
                 Ok(r) => match self.check(&r, &**lookup) {
                     Some(outcome) => return outcome,
@@ -387,6 +388,12 @@ impl TokenLookup for RemoteIntrospection {
     }
 
     fn lookup<'a>(&'a self, token: &'a str) -> LookupFuture<'a> {
+        let span = crate::otel_span!(
+            "introspect",
+            otel.kind = "client",
+            tollgate.endpoint = %self.name,
+        );
+        let traceparent = trace::headers_for(&span);
         Box::pin(async move {
             metrics::counter!("tollgate_introspection_requests_total", "endpoint" => self.name.clone()).increment(1);
             let body = form_urlencoded::Serializer::new(String::new())
@@ -401,6 +408,7 @@ impl TokenLookup for RemoteIntrospection {
                 .timeout(self.timeout)
                 .header("content-type", "application/x-www-form-urlencoded")
                 .header("accept", "application/json")
+                .headers(traceparent)
                 .body(body);
             req = match &self.secret {
                 Some(s) => req.basic_auth(enc(&self.client_id), Some(enc(s))),
@@ -422,6 +430,7 @@ impl TokenLookup for RemoteIntrospection {
                 .await
                 .map_err(|_| format!("{} answered with invalid JSON", self.name))?;
             Ok(self.parse(&v))
-        })
+        }
+        .instrument(span))
     }
 }

@@ -11,9 +11,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
+use tracing::Instrument;
 
 use super::verifier::{JwtVerifier, KeySetVerifier, VerifyError, VerifyFuture};
 use crate::config::raw::JwtIssuer;
+use crate::telemetry::trace;
 
 /// One foreign issuer and its cached key set.
 pub struct ForeignIssuer {
@@ -45,11 +47,23 @@ impl ForeignIssuer {
     }
 
     async fn fetch(&self) -> Result<KeySetVerifier, VerifyError> {
+        let span =
+            crate::otel_span!("jwks fetch", otel.kind = "client", tollgate.issuer = %self.issuer);
+        self.fetch_traced(trace::headers_for(&span))
+            .instrument(span)
+            .await
+    }
+
+    async fn fetch_traced(
+        &self,
+        traceparent: http::HeaderMap,
+    ) -> Result<KeySetVerifier, VerifyError> {
         let unavailable =
             |e: String| VerifyError::KeysUnavailable(format!("JWKS of {}: {e}", self.issuer));
         let resp = self
             .client
             .get(&self.jwks_url)
+            .headers(traceparent)
             .send()
             .await
             .map_err(|e| unavailable(e.to_string()))?;

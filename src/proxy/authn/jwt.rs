@@ -25,6 +25,7 @@ use super::claims::now_unix;
 use super::revocation::RevocationList;
 use super::verifier::{JwtVerifier, VerifyError};
 use super::{AuthnError, Identity};
+use crate::telemetry::trace;
 
 /// Upper bound on cached validated tokens; past it the least used are dropped (and
 /// simply verified again).
@@ -134,9 +135,12 @@ impl JwtAuthenticator {
                 metrics::counter!("tollgate_token_cache_total", "cache" => "jwt", "result" => "hit")
             })
             .increment(1);
+            trace::record("tollgate.cache", "hit");
+            trace::record("tollgate.token_kind", token_kind(&id));
             self.still_valid(&id)?;
             return Ok(id);
         }
+        trace::record("tollgate.cache", "miss");
         metrics::counter!("tollgate_token_cache_total", "cache" => "jwt", "result" => "miss")
             .increment(1);
         let unverified = unverified_claims(token)
@@ -169,6 +173,7 @@ impl JwtAuthenticator {
             .ok_or_else(|| AuthnError::Invalid("token names no subject".into()))?;
         // The verifier chosen by `iss` has checked `iss` for real.
         id.self_issued = self.local_issuer.as_deref() == Some(iss.as_str());
+        trace::record("tollgate.token_kind", token_kind(&id));
         let id = Arc::new(id);
         self.still_valid(&id)?;
         self.cache.insert(
@@ -208,6 +213,15 @@ pub fn looks_like_jwt(token: &str) -> bool {
     // `matches` finds the dots with memchr (vectorised), not byte by byte: this runs on
     // every authenticated request over a token of ~700 bytes.
     token.starts_with("eyJ") && token.matches('.').count() == 2
+}
+
+/// The request span's `tollgate.token_kind` of a verified JWT.
+fn token_kind(id: &Identity) -> &'static str {
+    if id.self_issued {
+        "jwt"
+    } else {
+        "foreign_jwt"
+    }
 }
 
 #[cfg(test)]

@@ -1,29 +1,62 @@
-//! Logging (`tracing`, pretty or JSON) and the Prometheus metrics recorder.
+//! Logging (`tracing`, pretty or JSON), the Prometheus metrics recorder, and
+//! OpenTelemetry traces (`trace`, exported by `export`).
+
+pub mod export;
+pub mod trace;
 
 use std::sync::OnceLock;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-use tracing_subscriber::{fmt, EnvFilter};
+use tracing_subscriber::filter::{filter_fn, FilterExt, Targets};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{fmt, EnvFilter, Layer};
 
-use crate::config::raw::LogFormat;
+use crate::config::raw::{LogFormat, Tracing};
 
 /// Installs the global tracing subscriber. `TOLLGATE_LOG_FORMAT=json` or the config's
 /// `log.format` selects JSON; `RUST_LOG` overrides `log.level`. Safe to call twice.
 pub fn init_logging(format: LogFormat, level: &str) {
+    let _ = init(format, level, None);
+}
+
+/// [`init_logging`], plus span export when `tracing` is set. Fails only when the OTLP
+/// exporter cannot be built.
+pub fn init(
+    format: LogFormat,
+    level: &str,
+    tracing: Option<&Tracing>,
+) -> Result<(), export::ExportError> {
     let json = std::env::var("TOLLGATE_LOG_FORMAT")
         .map(|v| v.eq_ignore_ascii_case("json"))
         .unwrap_or(format == LogFormat::Json);
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
-    let builder = fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    let _ = if json {
-        builder
+    // Spans made for export are the exporter's alone: the log reads the same with
+    // tracing on or off.
+    let not_exported = filter_fn(|m| !(m.is_span() && m.target() == trace::TARGET));
+    let log = if json {
+        fmt::layer()
             .json()
             .flatten_event(true)
             .with_current_span(false)
-            .try_init()
+            .with_writer(std::io::stderr)
+            .boxed()
     } else {
-        builder.try_init()
+        fmt::layer().with_writer(std::io::stderr).boxed()
+    }
+    .with_filter(filter.and(not_exported));
+    let spans = match tracing {
+        Some(cfg) => Some(
+            trace::layer(cfg)?
+                .with_filter(Targets::new().with_target(trace::TARGET, tracing::Level::TRACE)),
+        ),
+        None => None,
     };
+    let _ = tracing_subscriber::registry()
+        .with(log)
+        .with(spans)
+        .try_init();
+    Ok(())
 }
 
 /// How often histogram samples are folded into their buckets.

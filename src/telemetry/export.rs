@@ -1,0 +1,252 @@
+//! Spans leave the process here: a bounded queue in front of the OTLP exporter, drained
+//! by a thread of its own.
+//!
+//! Why not the SDK's `BatchSpanProcessor`: it drops spans when its queue is full, as it
+//! should, but keeps the count to itself. Operators need that count as a metric
+//! (`tollgate_trace_spans_dropped_total`), so the queue is this small processor instead.
+//! The contract is the same: ending a span never waits. `on_end` is one `try_send`; a
+//! full queue or a failed export costs the spans concerned and a counter increment,
+//! never a request's time. The exporter runs on its own thread with its own
+//! single-threaded runtime, so a slow or unreachable collector cannot take a serving
+//! worker either.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use opentelemetry::Context;
+use opentelemetry_otlp::{WithExportConfig, WithHttpConfig, WithTonicConfig};
+use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
+use opentelemetry_sdk::trace::{Span, SpanData, SpanExporter, SpanProcessor};
+use opentelemetry_sdk::Resource;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::config::raw::{OtlpProtocol, Tracing};
+
+/// Spans waiting for export; past this, new spans are dropped and counted.
+pub const QUEUE_SPANS: usize = 4096;
+/// Spans per export request.
+const BATCH_SPANS: usize = 512;
+/// The longest a span waits in the queue before its batch is sent.
+const FLUSH_EVERY: Duration = Duration::from_secs(1);
+/// One export call, connection included.
+const EXPORT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long shutdown waits for the last batch.
+const SHUTDOWN_WAIT: Duration = Duration::from_secs(5);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    #[error("telemetry.tracing: cannot build the OTLP exporter: {0}")]
+    Build(String),
+    #[error("telemetry.tracing: cannot start the export thread: {0}")]
+    Thread(std::io::Error),
+}
+
+/// The span processor the tracer provider is built with.
+#[derive(Debug)]
+pub struct QueueProcessor {
+    spans: mpsc::Sender<SpanData>,
+    /// Taken by the first shutdown: asks the export thread to send what is queued and stop.
+    stop: Mutex<Option<oneshot::Sender<std::sync::mpsc::SyncSender<()>>>>,
+}
+
+impl QueueProcessor {
+    /// Starts the export thread, and builds the exporter on it (the gRPC channel needs the
+    /// thread's runtime). Fails when the exporter cannot be built, before any span exists.
+    pub fn start(cfg: &Tracing, resource: Resource) -> Result<Self, ExportError> {
+        let (spans, queue) = mpsc::channel(QUEUE_SPANS);
+        let (stop, stopped) = oneshot::channel();
+        let (built, build_result) = std::sync::mpsc::sync_channel(1);
+        let cfg = cfg.clone();
+        std::thread::Builder::new()
+            .name("otlp-export".into())
+            .spawn(move || {
+                let rt = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        let _ = built.send(Err(ExportError::Build(e.to_string())));
+                        return;
+                    }
+                };
+                rt.block_on(async move {
+                    let mut exporter = match build_exporter(&cfg) {
+                        Ok(e) => e,
+                        Err(e) => {
+                            let _ = built.send(Err(e));
+                            return;
+                        }
+                    };
+                    exporter.set_resource(&resource);
+                    let _ = built.send(Ok(()));
+                    drain(exporter, queue, stopped).await;
+                });
+            })
+            .map_err(ExportError::Thread)?;
+        build_result
+            .recv()
+            .map_err(|_| ExportError::Build("the export thread ended".into()))??;
+        Ok(QueueProcessor {
+            spans,
+            stop: Mutex::new(Some(stop)),
+        })
+    }
+}
+
+impl SpanProcessor for QueueProcessor {
+    fn on_start(&self, _span: &mut Span, _cx: &Context) {}
+
+    fn on_end(&self, span: SpanData) {
+        if self.spans.try_send(span).is_err() {
+            dropped("queue_full", 1);
+        }
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        Ok(())
+    }
+
+    fn shutdown(&self) -> OTelSdkResult {
+        let Some(stop) = self.stop.lock().ok().and_then(|mut s| s.take()) else {
+            return Err(OTelSdkError::AlreadyShutdown);
+        };
+        let (done, wait) = std::sync::mpsc::sync_channel(1);
+        if stop.send(done).is_err() {
+            return Ok(()); // the thread is gone already
+        }
+        wait.recv_timeout(SHUTDOWN_WAIT)
+            .map_err(|_| OTelSdkError::Timeout(SHUTDOWN_WAIT))
+    }
+}
+
+fn dropped(reason: &'static str, n: usize) {
+    metrics::counter!("tollgate_trace_spans_dropped_total", "reason" => reason).increment(n as u64);
+}
+
+/// Sends batches until shutdown, then what is left, once.
+async fn drain(
+    exporter: opentelemetry_otlp::SpanExporter,
+    mut queue: mpsc::Receiver<SpanData>,
+    mut stop: oneshot::Receiver<std::sync::mpsc::SyncSender<()>>,
+) {
+    let mut batch = Vec::with_capacity(BATCH_SPANS);
+    let mut tick = tokio::time::interval(FLUSH_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            span = queue.recv() => match span {
+                Some(span) => {
+                    batch.push(span);
+                    if batch.len() >= BATCH_SPANS {
+                        export(&exporter, &mut batch).await;
+                    }
+                }
+                None => break,
+            },
+            _ = tick.tick() => {
+                if !batch.is_empty() {
+                    export(&exporter, &mut batch).await;
+                }
+            }
+            done = &mut stop => {
+                while let Ok(span) = queue.try_recv() {
+                    batch.push(span);
+                    if batch.len() >= BATCH_SPANS {
+                        export(&exporter, &mut batch).await;
+                    }
+                }
+                if !batch.is_empty() {
+                    export(&exporter, &mut batch).await;
+                }
+                if let Ok(done) = done {
+                    let _ = done.send(());
+                }
+                return;
+            }
+        }
+    }
+}
+
+async fn export(exporter: &opentelemetry_otlp::SpanExporter, batch: &mut Vec<SpanData>) {
+    let spans = std::mem::replace(batch, Vec::with_capacity(BATCH_SPANS));
+    let n = spans.len();
+    match tokio::time::timeout(EXPORT_TIMEOUT, exporter.export(spans)).await {
+        Ok(Ok(())) => {
+            metrics::counter!("tollgate_trace_spans_exported_total").increment(n as u64);
+        }
+        Ok(Err(e)) => {
+            dropped("export_failed", n);
+            warn_export_failed(&e.to_string());
+        }
+        Err(_) => {
+            dropped("export_failed", n);
+            warn_export_failed("timed out");
+        }
+    }
+}
+
+/// At most one line a minute: an unreachable collector must not flood the log.
+fn warn_export_failed(why: &str) {
+    static LAST: Mutex<Option<std::time::Instant>> = Mutex::new(None);
+    let Ok(mut last) = LAST.lock() else { return };
+    if last.is_some_and(|t| t.elapsed() < Duration::from_secs(60)) {
+        return;
+    }
+    *last = Some(std::time::Instant::now());
+    tracing::warn!(error = %why, "trace export failed; spans dropped (tollgate_trace_spans_dropped_total)");
+}
+
+/// The OTLP traces URL for `http/protobuf`: a base URL gets the conventional path.
+pub fn http_traces_url(endpoint: &str) -> String {
+    match url::Url::parse(endpoint) {
+        Ok(u) if u.path() == "/" || u.path().is_empty() => {
+            format!("{}/v1/traces", endpoint.trim_end_matches('/'))
+        }
+        _ => endpoint.to_owned(),
+    }
+}
+
+fn build_exporter(cfg: &Tracing) -> Result<opentelemetry_otlp::SpanExporter, ExportError> {
+    let built = match cfg.protocol {
+        OtlpProtocol::HttpProtobuf => {
+            let headers: HashMap<String, String> = cfg.headers.clone().into_iter().collect();
+            let client = reqwest::Client::builder()
+                .timeout(EXPORT_TIMEOUT)
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .map_err(|e| ExportError::Build(e.to_string()))?;
+            opentelemetry_otlp::SpanExporter::builder()
+                .with_http()
+                .with_http_client(client)
+                .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
+                .with_endpoint(http_traces_url(&cfg.otlp_endpoint))
+                .with_timeout(EXPORT_TIMEOUT)
+                .with_headers(headers)
+                .build()
+        }
+        OtlpProtocol::Grpc => {
+            let mut metadata = tonic::metadata::MetadataMap::new();
+            for (k, v) in &cfg.headers {
+                let key =
+                    tonic::metadata::MetadataKey::from_bytes(k.to_ascii_lowercase().as_bytes())
+                        .map_err(|_| {
+                            ExportError::Build(format!("header `{k}` is not valid gRPC metadata"))
+                        })?;
+                let value = v
+                    .parse()
+                    .map_err(|_| ExportError::Build(format!("header `{k}`: invalid value")))?;
+                metadata.insert(key, value);
+            }
+            opentelemetry_otlp::SpanExporter::builder()
+                .with_tonic()
+                .with_protocol(opentelemetry_otlp::Protocol::Grpc)
+                .with_endpoint(cfg.otlp_endpoint.clone())
+                .with_timeout(EXPORT_TIMEOUT)
+                .with_metadata(metadata)
+                .build()
+        }
+    };
+    built.map_err(|e| ExportError::Build(e.to_string()))
+}
