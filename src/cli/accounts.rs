@@ -13,8 +13,8 @@ use std::sync::Arc;
 use chrono::Utc;
 use serde_json::{json, Value};
 
+use super::args::{Cli, ClientsCommand, ClientsCreate, UsersCommand, UsersCreate};
 use super::{config_path, CmdResult};
-use crate::cli::{Cli, ClientsCommand, ClientsCreate, UsersCommand, UsersCreate};
 use crate::config::Config;
 use crate::crypto::{HashFormat, PasswordHasherPool, Secret};
 use crate::store::{self, Client, NewUser, Store, StoreError, Unique};

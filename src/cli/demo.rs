@@ -89,7 +89,7 @@ pub async fn seed(
 pub async fn run() -> DemoResult {
     crate::telemetry::init_logging(crate::config::raw::LogFormat::Pretty, "info");
     let dir = tempfile_dir()?;
-    let echo = crate::echo::spawn(([127, 0, 0, 1], 0).into()).await?;
+    let echo = super::echo::spawn(([127, 0, 0, 1], 0).into()).await?;
     let cfg = Config::from_yaml_with_env(&demo_yaml(echo, &dir), None)?;
     // Seed first (opening the store runs the migrations), then build exactly what
     // `tollgate serve` builds, so the demo runs the real authenticator.
