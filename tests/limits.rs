@@ -71,6 +71,46 @@ async fn slowloris_head_is_cut_off() {
     assert!(started.elapsed() < Duration::from_secs(5));
 }
 
+/// The real slowloris keeps the connection busy: one byte of the head every 50 ms. Bytes
+/// moving must not reset the clock (the idle timeout is far away here): the head has
+/// `header_read_timeout` in all, then the connection is closed and nothing reaches the
+/// upstream.
+#[tokio::test]
+async fn trickled_head_is_cut_off_by_the_header_read_timeout() {
+    let (up, gw) = gateway("  header_read_timeout: 500ms\n  idle_timeout: 60s").await;
+    let mut s = connect(&gw).await;
+    s.set_nodelay(true).unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        .await
+        .unwrap();
+    let started = Instant::now();
+    // At most 200 bytes (10 s); the gateway must close long before.
+    let mut closed = false;
+    for _ in 0..200 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        if s.write_all(b"a").await.is_err() {
+            closed = true;
+            break;
+        }
+        let mut buf = [0u8; 1024];
+        match tokio::time::timeout(Duration::from_millis(1), s.read(&mut buf)).await {
+            // EOF, a reset, or an error answer: the gateway gave up on this head.
+            Ok(_) => {
+                closed = true;
+                break;
+            }
+            Err(_) => continue,
+        }
+    }
+    assert!(closed, "a head trickled for 10 s was never cut off");
+    assert!(
+        started.elapsed() >= Duration::from_millis(500),
+        "closed before header_read_timeout: {:?}",
+        started.elapsed()
+    );
+    assert!(up.requests().is_empty());
+}
+
 #[tokio::test]
 async fn idle_keepalive_connection_is_closed() {
     let (_up, gw) = gateway("  idle_timeout: 400ms\n  header_read_timeout: 30s").await;

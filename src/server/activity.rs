@@ -1,5 +1,6 @@
-//! A transport wrapper that notes whether any byte moved, for the idle timeout. One
-//! relaxed atomic store per read or write; no clock on the hot path.
+//! A transport wrapper that notes whether any byte moved, for the idle timeout, and
+//! whether the last write is still waiting on the peer (a peer that stopped reading).
+//! Relaxed atomic stores per read or write; no clock on the hot path.
 
 use std::io;
 use std::pin::Pin;
@@ -9,13 +10,21 @@ use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-/// The reader side of the flag: `take` says whether bytes moved since the last call.
+/// The reader side of the flags: `take` says whether bytes moved since the last call,
+/// `write_blocked` whether the last write found the peer's window full.
 #[derive(Clone)]
-pub struct Activity(Arc<AtomicBool>);
+pub struct Activity {
+    moved: Arc<AtomicBool>,
+    blocked: Arc<AtomicBool>,
+}
 
 impl Activity {
     pub fn take(&self) -> bool {
-        self.0.swap(false, Ordering::Relaxed)
+        self.moved.swap(false, Ordering::Relaxed)
+    }
+
+    pub fn write_blocked(&self) -> bool {
+        self.blocked.load(Ordering::Relaxed)
     }
 }
 
@@ -24,19 +33,38 @@ pin_project_lite::pin_project! {
         #[pin]
         inner: T,
         flag: Arc<AtomicBool>,
+        blocked: Arc<AtomicBool>,
     }
 }
 
 impl<T> ActivityIo<T> {
     pub fn new(inner: T) -> (Self, Activity) {
         let flag = Arc::new(AtomicBool::new(true));
+        let blocked = Arc::new(AtomicBool::new(false));
         (
             ActivityIo {
                 inner,
                 flag: flag.clone(),
+                blocked: blocked.clone(),
             },
-            Activity(flag),
+            Activity {
+                moved: flag,
+                blocked,
+            },
         )
+    }
+}
+
+/// Notes the outcome of one write: bytes moved, or the peer is not reading.
+fn note_write(r: &Poll<io::Result<usize>>, moved: &AtomicBool, blocked: &AtomicBool) {
+    match r {
+        Poll::Pending => blocked.store(true, Ordering::Relaxed),
+        Poll::Ready(r) => {
+            blocked.store(false, Ordering::Relaxed);
+            if matches!(r, Ok(n) if *n > 0) {
+                moved.store(true, Ordering::Relaxed);
+            }
+        }
     }
 }
 
@@ -64,9 +92,7 @@ impl<T: AsyncWrite> AsyncWrite for ActivityIo<T> {
     ) -> Poll<io::Result<usize>> {
         let this = self.project();
         let r = this.inner.poll_write(cx, buf);
-        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
-            this.flag.store(true, Ordering::Relaxed);
-        }
+        note_write(&r, this.flag, this.blocked);
         r
     }
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -82,9 +108,7 @@ impl<T: AsyncWrite> AsyncWrite for ActivityIo<T> {
     ) -> Poll<io::Result<usize>> {
         let this = self.project();
         let r = this.inner.poll_write_vectored(cx, bufs);
-        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
-            this.flag.store(true, Ordering::Relaxed);
-        }
+        note_write(&r, this.flag, this.blocked);
         r
     }
     fn is_write_vectored(&self) -> bool {

@@ -83,11 +83,24 @@ impl Builders {
             .max_buf_size(limits.max_header_bytes.max(8192))
             .max_headers(limits.max_headers)
             .keep_alive(true);
+        // HTTP/2 abuse limits (tests/hostile_http2.rs), pinned rather than left to the
+        // defaults so that a dependency upgrade cannot loosen them unnoticed:
+        // - rapid reset (CVE-2023-44487): streams the client resets before they are
+        //   served do not count against `max_concurrent_streams`; past 20 pending ones
+        //   the connection gets GOAWAY (ENHANCE_YOUR_CALM);
+        // - streams the gateway itself has to reset for the client's errors: past 1024
+        //   the connection gets GOAWAY;
+        // - CONTINUATION floods: the header block is capped by `max_header_list_size`,
+        //   and the number of CONTINUATION frames along with it (a handful at 16 KiB).
+        // A client that stops reading (a SETTINGS or PING flood whose ACKs it never
+        // takes) makes the connection stop reading too; `serve_conn` drops it.
         let mut http2 = http2::Builder::new(TokioExecutor::new());
         http2
             .timer(TokioTimer::new())
             .max_header_list_size(limits.max_header_bytes as u32)
-            .max_concurrent_streams(256);
+            .max_concurrent_streams(256)
+            .max_pending_accept_reset_streams(20)
+            .max_local_error_reset_streams(1024);
         let mut auto = auto::Builder::new(TokioExecutor::new());
         auto.http1()
             .timer(TokioTimer::new())
@@ -98,7 +111,9 @@ impl Builders {
         auto.http2()
             .timer(TokioTimer::new())
             .max_header_list_size(limits.max_header_bytes as u32)
-            .max_concurrent_streams(256);
+            .max_concurrent_streams(256)
+            .max_pending_accept_reset_streams(20)
+            .max_local_error_reset_streams(1024);
         Builders { http1, http2, auto }
     }
 }
@@ -328,6 +343,12 @@ async fn serve_conn<I>(
     // Checked twice per idle period: a connection is closed after between 1× and 1.5×
     // `idle_timeout` without a byte moving. Closing is graceful, so a request in flight
     // (say, waiting on a slow upstream) still gets its response.
+    //
+    // A graceful close still has to write (HTTP/2's GOAWAY, the rest of a response). A
+    // peer that stopped reading, say one that floods SETTINGS or pipelines requests and
+    // never takes the answers, leaves that write pending forever and the connection with
+    // it; so a closing connection that stays quiet for another idle period with its last
+    // write still blocked is dropped.
     let mut tick = tokio::time::interval(idle / 2);
     tick.tick().await;
     let mut quiet_ticks = 0u8;
@@ -343,17 +364,26 @@ async fn serve_conn<I>(
             _ = shared.shutdown.cancelled(), if !closing => {
                 conn.graceful_shutdown();
                 closing = true;
+                quiet_ticks = 0;
             }
-            _ = tick.tick(), if !closing => {
+            _ = tick.tick() => {
                 if activity.take() {
                     quiet_ticks = 0;
-                } else {
-                    quiet_ticks += 1;
-                    if quiet_ticks >= 2 {
-                        tracing::debug!(%peer, "closing idle connection");
-                        conn.graceful_shutdown();
-                        closing = true;
-                    }
+                    continue;
+                }
+                quiet_ticks = quiet_ticks.saturating_add(1);
+                if quiet_ticks < 2 {
+                    continue;
+                }
+                if !closing {
+                    tracing::debug!(%peer, "closing idle connection");
+                    conn.graceful_shutdown();
+                    closing = true;
+                    quiet_ticks = 0;
+                } else if activity.write_blocked() {
+                    tracing::debug!(%peer, "dropping a closing connection whose peer stopped reading");
+                    metrics::counter!("tollgate_connections_dropped_unread_total").increment(1);
+                    break;
                 }
             }
         }

@@ -30,6 +30,21 @@ pub enum Mode {
     Failing = 1,
     /// Answers after 5 s (past any test timeout).
     Slow = 2,
+    /// Answers 200 with whatever [`Idp::set_raw`] set, JSON or not.
+    Raw = 3,
+}
+
+/// What the JWKS endpoint answers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum JwksAnswer {
+    /// The keys in [`Idp::jwks`].
+    Keys,
+    /// This status with an empty JSON object.
+    Status(u16),
+    /// 200 with this body, JSON or not.
+    Body(String),
+    /// The keys, after 5 s.
+    Slow,
 }
 
 #[derive(Clone)]
@@ -45,6 +60,8 @@ pub struct Idp {
     pub delay_ms: Arc<AtomicUsize>,
     /// The `traceparent` of every request that carried one.
     pub traceparents: Arc<Mutex<Vec<String>>>,
+    raw: Arc<Mutex<String>>,
+    jwks_answer: Arc<Mutex<JwksAnswer>>,
 }
 
 impl Idp {
@@ -59,6 +76,8 @@ impl Idp {
             mode: Arc::default(),
             delay_ms: Arc::default(),
             traceparents: Arc::default(),
+            raw: Arc::default(),
+            jwks_answer: Arc::new(Mutex::new(JwksAnswer::Keys)),
         };
         let me = idp.clone();
         tokio::spawn(async move {
@@ -93,6 +112,16 @@ impl Idp {
         self.mode.store(m as u8, Ordering::SeqCst);
     }
 
+    /// Switches introspection to [`Mode::Raw`] answering `body`.
+    pub fn set_raw(&self, body: &str) {
+        *self.raw.lock().unwrap() = body.to_string();
+        self.set_mode(Mode::Raw);
+    }
+
+    pub fn set_jwks_answer(&self, answer: JwksAnswer) {
+        *self.jwks_answer.lock().unwrap() = answer;
+    }
+
     pub fn add_token(&self, token: &str, answer: Value) {
         self.tokens.lock().unwrap().insert(token.into(), answer);
     }
@@ -112,8 +141,16 @@ impl Idp {
         }
         if path == "/jwks.json" {
             self.jwks_fetches.fetch_add(1, Ordering::SeqCst);
-            let body = self.jwks.lock().unwrap().to_string();
-            return json(StatusCode::OK, body);
+            let answer = self.jwks_answer.lock().unwrap().clone();
+            return match answer {
+                JwksAnswer::Keys => json(StatusCode::OK, self.jwks.lock().unwrap().to_string()),
+                JwksAnswer::Status(code) => json(StatusCode::from_u16(code).unwrap(), "{}".into()),
+                JwksAnswer::Body(body) => json(StatusCode::OK, body),
+                JwksAnswer::Slow => {
+                    tokio::time::sleep(Duration::from_secs(5)).await;
+                    json(StatusCode::OK, self.jwks.lock().unwrap().to_string())
+                }
+            };
         }
         self.introspections.fetch_add(1, Ordering::SeqCst);
         let authorized = req
@@ -142,6 +179,7 @@ impl Idp {
             2 => {
                 tokio::time::sleep(Duration::from_secs(5)).await;
             }
+            3 => return json(StatusCode::OK, self.raw.lock().unwrap().clone()),
             _ => {}
         }
         if !authorized {

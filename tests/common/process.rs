@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 pub struct GatewayProcess {
     pub child: Child,
     pub http: String,
+    /// `127.0.0.1:PORT` of the HTTPS listener; empty when none is configured.
+    pub https: String,
     pub admin: String,
     pub logs: Arc<Mutex<Vec<String>>>,
 }
@@ -32,7 +34,7 @@ impl GatewayProcess {
         let mut child = cmd.spawn().expect("spawn tollgate");
         let stderr = child.stderr.take().unwrap();
         let logs: Arc<Mutex<Vec<String>>> = Arc::default();
-        let (tx, rx) = std::sync::mpsc::channel::<(String, String)>();
+        let (tx, rx) = std::sync::mpsc::channel::<(String, String, String)>();
         let logs2 = logs.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
@@ -40,6 +42,7 @@ impl GatewayProcess {
                     if v["message"] == "listening" {
                         let _ = tx.send((
                             v["http"].as_str().unwrap_or_default().to_string(),
+                            v["https"].as_str().unwrap_or_default().to_string(),
                             v["admin"].as_str().unwrap_or_default().to_string(),
                         ));
                     }
@@ -47,7 +50,7 @@ impl GatewayProcess {
                 logs2.lock().unwrap().push(line);
             }
         });
-        let (http, admin) = match rx.recv_timeout(Duration::from_secs(30)) {
+        let (http, https, admin) = match rx.recv_timeout(Duration::from_secs(30)) {
             Ok(addrs) => addrs,
             Err(_) => {
                 let _ = child.kill();
@@ -57,6 +60,7 @@ impl GatewayProcess {
         GatewayProcess {
             child,
             http: format!("http://{http}"),
+            https,
             admin: format!("http://{admin}"),
             logs,
         }

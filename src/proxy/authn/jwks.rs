@@ -5,7 +5,8 @@
 //! turn the gateway into a JWKS-fetching amplifier, and a JWKS outage must not let a
 //! token through. An unknown `kid` triggers at most one refetch per `refetch_interval`
 //! (concurrent misses share it); otherwise the token is refused. When the keys cannot be
-//! fetched at all the token gets 503, never 200.
+//! fetched at all the token gets 503, never 200; an answer with no usable key (garbage
+//! served as JSON) counts as a failed fetch and leaves the known keys in place.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -73,6 +74,12 @@ impl ForeignIssuer {
         let body: serde_json::Value = resp.json().await.map_err(|e| unavailable(e.to_string()))?;
         let mut set = KeySetVerifier::new(self.issuer.clone(), self.audience.clone());
         let n = set.add_jwks(&body);
+        // A set with no usable key is an answer gone wrong (an error page served as JSON,
+        // a half-configured issuer), not a rotation: it must not replace the keys that
+        // verify today's tokens.
+        if n == 0 {
+            return Err(unavailable("no usable key in the answer".into()));
+        }
         metrics::counter!("tollgate_jwks_fetches_total", "issuer" => self.issuer.clone())
             .increment(1);
         tracing::info!(issuer = %self.issuer, keys = n, "fetched JWKS");
