@@ -1,6 +1,8 @@
 //! A TCP relay in front of a real server (PostgreSQL, an upstream) that a test can freeze:
 //! connections stay open but no byte moves, as when a server hangs or a network
-//! partition drops packets without resetting anything.
+//! partition drops packets without resetting anything; or sever: every open connection
+//! is closed at once, as when the server or a middlebox drops them, while new ones are
+//! still relayed.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -13,6 +15,7 @@ pub struct Relay {
     pub addr: std::net::SocketAddr,
     frozen: Arc<AtomicBool>,
     thaw: Arc<Notify>,
+    sever: tokio::sync::watch::Sender<u64>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -29,16 +32,25 @@ impl Relay {
         let frozen = Arc::new(AtomicBool::new(false));
         let thaw = Arc::new(Notify::new());
         let (f, t) = (frozen.clone(), thaw.clone());
+        let (sever, severed) = tokio::sync::watch::channel(0u64);
         let task = tokio::spawn(async move {
             while let Ok((down, _)) = listener.accept().await {
                 let (f, t) = (f.clone(), t.clone());
+                let mut severed = severed.clone();
+                severed.mark_unchanged();
                 tokio::spawn(async move {
                     let Ok(up) = TcpStream::connect(target).await else {
                         return;
                     };
                     let (dr, dw) = down.into_split();
                     let (ur, uw) = up.into_split();
-                    tokio::join!(pump(dr, uw, f.clone(), t.clone()), pump(ur, dw, f, t));
+                    // Returning drops both sockets: each peer sees its connection closed.
+                    tokio::select! {
+                        _ = async {
+                            tokio::join!(pump(dr, uw, f.clone(), t.clone()), pump(ur, dw, f, t))
+                        } => {}
+                        _ = severed.changed() => {}
+                    }
                 });
             }
         });
@@ -46,6 +58,7 @@ impl Relay {
             addr,
             frozen,
             thaw,
+            sever,
             task,
         }
     }
@@ -53,6 +66,11 @@ impl Relay {
     /// From now on, nothing is relayed (in either direction) until [`Relay::thaw`].
     pub fn freeze(&self) {
         self.frozen.store(true, Ordering::SeqCst);
+    }
+
+    /// Closes every connection open now, in both directions; later ones are relayed.
+    pub fn sever(&self) {
+        self.sever.send_modify(|n| *n += 1);
     }
 
     pub fn thaw(&self) {
