@@ -251,6 +251,13 @@ impl Inner {
     }
 }
 
+/// Counts a finished verification by what it was checked against (`stored`: a user's
+/// or client's hash, `dummy`: the stand-in for an unknown user), so operators see the
+/// hashing load and the enumeration defence can be observed without timing it.
+fn count_verification(against: &'static str) {
+    metrics::counter!("tollgate_password_verifications_total", "against" => against).increment(1);
+}
+
 type Job = Box<dyn FnOnce() + Send>;
 
 /// The dedicated hashing threads. They end when the last pool handle is dropped (their
@@ -385,15 +392,18 @@ impl PasswordHasherPool {
             password.as_bytes().to_vec()
         });
         let hash = hash.to_owned();
-        self.run("verify", move |inner| {
-            if too_long {
-                inner.verify_dummy(&password);
-                Verification::Mismatch
-            } else {
-                inner.verify(&password, &hash)
-            }
-        })
-        .await
+        let v = self
+            .run("verify", move |inner| {
+                if too_long {
+                    inner.verify_dummy(&password);
+                    Verification::Mismatch
+                } else {
+                    inner.verify(&password, &hash)
+                }
+            })
+            .await?;
+        count_verification("stored");
+        Ok(v)
     }
 
     /// Burns the time of one verification, for a login naming an unknown user.
@@ -401,7 +411,9 @@ impl PasswordHasherPool {
         let bytes = password.as_bytes();
         let password = Zeroizing::new(bytes[..bytes.len().min(MAX_PASSWORD_BYTES)].to_vec());
         self.run("verify", move |inner| inner.verify_dummy(&password))
-            .await
+            .await?;
+        count_verification("dummy");
+        Ok(())
     }
 
     /// Runs `f` on a hashing thread once a worker permit is free, in a span of its own

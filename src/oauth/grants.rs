@@ -236,9 +236,14 @@ impl TokenService {
         {
             return Err(OAuthError::InvalidGrant(BAD_REFRESH));
         }
-        if rec.rotated_at.is_some() || !self.store.mark_rotated(&hash, now).await? {
-            // Presented again after rotation (or a concurrent refresh won the race).
-            self.reused(cfg, &hash, &rec).await?;
+        // Inside `tokens.refresh.reuse_grace` (two tabs refreshing at once) a just-rotated
+        // token is honoured again, and each such use starts its own branch of the family.
+        let grace = ChronoDuration::from_std(cfg.tokens.refresh.reuse_grace).unwrap_or_default();
+        let rotated_since = (grace > ChronoDuration::zero()).then(|| now - grace);
+        if let Some(at) = rec.rotated_at {
+            if rotated_since.is_none_or(|since| at < since) {
+                return Err(self.reused(&rec).await);
+            }
         }
         let scope = match params.get("scope") {
             Some(s) => {
@@ -263,7 +268,13 @@ impl TokenService {
             scope,
             alias: rec.alias.clone(),
         };
-        let issued = self.issue(cfg, &g, Some(&rec.family_id)).await?;
+        let Some(issued) = self
+            .issue_rotated(cfg, &g, &hash, &rec.family_id, rotated_since)
+            .await?
+        else {
+            // A concurrent refresh rotated it first (or the family was just revoked).
+            return Err(self.reused(&rec).await);
+        };
         audit::event("refresh_rotated", Outcome::Success)
             .user_opt(rec.user_id)
             .client(&client.id)
@@ -272,26 +283,14 @@ impl TokenService {
         Ok(issued)
     }
 
-    /// A rotated refresh token came back. Inside `tokens.refresh.reuse_grace` (two tabs
-    /// refreshing at once) it is honoured once more; otherwise it is treated as stolen and
-    /// the whole family is revoked, so neither the thief nor the victim keeps access.
-    async fn reused(&self, cfg: &Config, hash: &str, rec: &TokenRecord) -> Result<(), OAuthError> {
-        let now = Utc::now();
-        let current = self.store.token_by_hash(TokenKind::Refresh, hash).await?;
-        let rotated_at = current
-            .as_ref()
-            .and_then(|r| r.rotated_at)
-            .or(rec.rotated_at);
-        let revoked = current.as_ref().is_some_and(|r| r.revoked_at.is_some());
-        let grace = ChronoDuration::from_std(cfg.tokens.refresh.reuse_grace).unwrap_or_default();
-        if !revoked && grace > ChronoDuration::zero() {
-            if let Some(at) = rotated_at {
-                if now - at <= grace {
-                    return Ok(());
-                }
-            }
-        }
-        let n = self.store.revoke_family(&rec.family_id, now).await?;
+    /// A rotated refresh token came back outside the grace window: it is treated as
+    /// stolen and the whole family is revoked, so neither the thief nor the victim keeps
+    /// access. The answer is `invalid_grant`, or the store's error if revoking failed.
+    async fn reused(&self, rec: &TokenRecord) -> OAuthError {
+        let n = match self.store.revoke_family(&rec.family_id, Utc::now()).await {
+            Ok(n) => n,
+            Err(e) => return e.into(),
+        };
         audit::event("refresh_reuse", Outcome::Failure)
             .reason("family_revoked")
             .user_opt(rec.user_id)
@@ -305,7 +304,7 @@ impl TokenService {
             revoked = n,
             "rotated refresh token presented again; its family is revoked"
         );
-        Err(OAuthError::InvalidGrant(BAD_REFRESH))
+        OAuthError::InvalidGrant(BAD_REFRESH)
     }
 }
 

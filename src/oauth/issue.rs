@@ -37,6 +37,29 @@ fn chrono_dur(d: std::time::Duration) -> ChronoDuration {
     ChronoDuration::from_std(d).unwrap_or(ChronoDuration::days(365 * 100))
 }
 
+/// A new refresh token and its store record (which holds only the hash).
+fn refresh_record(
+    cfg: &Config,
+    g: &Grantee<'_>,
+    family: &str,
+    now: DateTime<Utc>,
+) -> (String, TokenRecord) {
+    let token = random_token();
+    let record = TokenRecord {
+        token_hash: sha256_hex(&token),
+        family_id: family.to_string(),
+        user_id: g.user.map(|u| u.id),
+        client_id: Some(g.client_id.to_string()),
+        scope: g.scope.clone(),
+        alias: g.alias.clone(),
+        expires_at: now + chrono_dur(cfg.tokens.refresh.ttl),
+        created_at: now,
+        rotated_at: None,
+        revoked_at: None,
+    };
+    (token, record)
+}
+
 impl TokenService {
     /// Issues an access token and, when `refresh_family` is given, a refresh token in
     /// that rotation family. Only hashes of the tokens reach the store.
@@ -47,10 +70,53 @@ impl TokenService {
         refresh_family: Option<&str>,
     ) -> Result<Issued, OAuthError> {
         let now = Utc::now();
-        let ttl = cfg.tokens.access.ttl;
-        let exp = now + chrono_dur(ttl);
+        let access_token = self.mint_access(cfg, g, now).await?;
+        let refresh_token = match refresh_family {
+            Some(family) => {
+                let (token, record) = refresh_record(cfg, g, family, now);
+                self.store.insert_token(TokenKind::Refresh, record).await?;
+                Some(token)
+            }
+            None => None,
+        };
+        Ok(Issued::new(cfg, g, access_token, refresh_token, now))
+    }
+
+    /// Issues the tokens of one refresh: an access token, and a refresh token that
+    /// replaces `parent` in its family. The rotation is the last write, all or nothing:
+    /// if it fails, `parent` is untouched and the client may retry with it. `None` when
+    /// `parent` is no longer live (a concurrent refresh won, or its family was revoked).
+    pub(super) async fn issue_rotated(
+        &self,
+        cfg: &Config,
+        g: &Grantee<'_>,
+        parent: &str,
+        family: &str,
+        rotated_since: Option<DateTime<Utc>>,
+    ) -> Result<Option<Issued>, OAuthError> {
+        let now = Utc::now();
+        let access_token = self.mint_access(cfg, g, now).await?;
+        let (token, record) = refresh_record(cfg, g, family, now);
+        if !self
+            .store
+            .rotate_refresh(parent, now, rotated_since, record)
+            .await?
+        {
+            return Ok(None);
+        }
+        Ok(Some(Issued::new(cfg, g, access_token, Some(token), now)))
+    }
+
+    /// A new access token: a signed JWT, or an opaque token whose hash is stored.
+    async fn mint_access(
+        &self,
+        cfg: &Config,
+        g: &Grantee<'_>,
+        now: DateTime<Utc>,
+    ) -> Result<String, OAuthError> {
+        let exp = now + chrono_dur(cfg.tokens.access.ttl);
         let jti = uuid::Uuid::new_v4().to_string();
-        let access_token = match cfg.tokens.access.format {
+        Ok(match cfg.tokens.access.format {
             AccessFormat::Jwt => {
                 let claims = AccessClaims {
                     sub: match g.user {
@@ -79,6 +145,8 @@ impl TokenService {
                     .map_err(|e| OAuthError::Server(e.to_string()))?
             }
             AccessFormat::Opaque => {
+                // Stored before a refresh rotation commits: if the rotation then fails,
+                // this token was never handed out and only its hash remains until expiry.
                 let token = random_token();
                 self.store
                     .insert_token(
@@ -99,43 +167,28 @@ impl TokenService {
                     .await?;
                 token
             }
-        };
-        let refresh_token = match refresh_family {
-            Some(family) => {
-                let token = random_token();
-                self.store
-                    .insert_token(
-                        TokenKind::Refresh,
-                        TokenRecord {
-                            token_hash: sha256_hex(&token),
-                            family_id: family.to_string(),
-                            user_id: g.user.map(|u| u.id),
-                            client_id: Some(g.client_id.to_string()),
-                            scope: g.scope.clone(),
-                            alias: g.alias.clone(),
-                            expires_at: now + chrono_dur(cfg.tokens.refresh.ttl),
-                            created_at: now,
-                            rotated_at: None,
-                            revoked_at: None,
-                        },
-                    )
-                    .await?;
-                Some(token)
-            }
-            None => None,
-        };
-        Ok(Issued {
-            access_token,
-            expires_in: ttl.as_secs(),
-            refresh_token,
-            scope: g.scope.clone(),
-            created_at: now,
-            user_id: g.user.map(|u| u.id.0),
         })
     }
 }
 
 impl Issued {
+    fn new(
+        cfg: &Config,
+        g: &Grantee<'_>,
+        access_token: String,
+        refresh_token: Option<String>,
+        now: DateTime<Utc>,
+    ) -> Issued {
+        Issued {
+            access_token,
+            expires_in: cfg.tokens.access.ttl.as_secs(),
+            refresh_token,
+            scope: g.scope.clone(),
+            created_at: now,
+            user_id: g.user.map(|u| u.id.0),
+        }
+    }
+
     /// The 200 answer as the dialect spells it: RFC 6749 §5.1 fields, `token_type` per
     /// the endpoint, `scope` always for signInWithPassword (else when not empty), and
     /// `created_at`/`user_id` for clients of the `?grant_type=` dialect.

@@ -157,6 +157,22 @@ pub trait TokenStore: Send + Sync {
     /// Marks a refresh token rotated, atomically: returns false when it was already
     /// rotated or revoked (a concurrent refresh won).
     fn mark_rotated(&self, hash: &str, at: DateTime<Utc>) -> StoreFuture<'_, bool>;
+    /// One refresh rotation, all or nothing: marks refresh token `parent` rotated at `at`
+    /// (an earlier rotation time is kept) and inserts `child`, in one transaction. Only
+    /// while `parent` is live: not revoked, not expired, and not rotated, or rotated no
+    /// earlier than `rotated_since` (the reuse grace window). Returns false, and writes
+    /// nothing, when it is not: a concurrent refresh won, or the family was revoked. A
+    /// failure leaves `parent` exactly as it was, so the client can retry with it.
+    fn rotate_refresh(
+        &self,
+        parent: &str,
+        at: DateTime<Utc>,
+        rotated_since: Option<DateTime<Utc>>,
+        child: TokenRecord,
+    ) -> StoreFuture<'_, bool>;
+    /// Revokes every refresh token of a family, including a child that a rotation
+    /// running at the same time commits: after it returns, no token of the family is live
+    /// and none can be added (`rotate_refresh` needs a live parent).
     fn revoke_family(&self, family_id: &str, at: DateTime<Utc>) -> StoreFuture<'_, u64>;
     fn revoke_token(&self, kind: TokenKind, hash: &str, at: DateTime<Utc>)
         -> StoreFuture<'_, bool>;

@@ -44,6 +44,37 @@ impl Drop for PostgresStore {
 }
 
 impl PostgresStore {
+    /// One `UPDATE` of a family's live refresh tokens, notifying every replica.
+    async fn revoke_family_pass(
+        &self,
+        family_id: &str,
+        at: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        // The notifications are sent on commit, together with the update.
+        let rows = sqlx::query(
+            "WITH revoked AS ( \
+                 UPDATE tokens SET revoked_at = $1 \
+                 WHERE kind = 'refresh' AND family_id = $2 AND revoked_at IS NULL \
+                 RETURNING token_hash) \
+             SELECT token_hash, pg_notify($3, json_build_object('token_hash', token_hash)::text)::text AS sent \
+             FROM revoked",
+        )
+        .bind(micros(at))
+        .bind(family_id)
+        .bind(REVOCATION_CHANNEL)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)?;
+        for r in &rows {
+            let hash: String = r.try_get("token_hash").map_err(map_err)?;
+            self.revocations.send(RevocationEvent {
+                jti: None,
+                token_hash: Some(hash),
+            });
+        }
+        Ok(rows.len() as u64)
+    }
+
     /// Connects, applies migrations, and starts the revocation listener.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
         let pool = PgPoolOptions::new()
@@ -122,6 +153,9 @@ async fn relay_notifications(pool: PgPool, hub: RevocationHub, mut listener: PgL
 }
 
 const USER_COLUMNS: &str = "id, username, email, password_hash, role, created_at, updated_at";
+/// Bound on `revoke_family`'s passes; each pass revokes at least one new row.
+const MAX_REVOKE_PASSES: usize = 64;
+
 const TOKEN_COLUMNS: &str =
     "token_hash, family_id, user_id, client_id, scope, alias, expires_at, created_at, rotated_at, revoked_at";
 
@@ -301,27 +335,64 @@ impl ClientStore for PostgresStore {
     }
 }
 
+async fn insert_token_on<'e, E>(db: E, kind: TokenKind, t: &TokenRecord) -> Result<(), StoreError>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Postgres>,
+{
+    sqlx::query(&format!(
+        "INSERT INTO tokens (kind, {TOKEN_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+    ))
+    .bind(kind_str(kind))
+    .bind(&t.token_hash)
+    .bind(&t.family_id)
+    .bind(t.user_id.map(|u| u.0))
+    .bind(&t.client_id)
+    .bind(&t.scope)
+    .bind(&t.alias)
+    .bind(micros(t.expires_at))
+    .bind(micros(t.created_at))
+    .bind(t.rotated_at.map(micros))
+    .bind(t.revoked_at.map(micros))
+    .execute(db)
+    .await
+    .map_err(map_err)?;
+    Ok(())
+}
+
 impl TokenStore for PostgresStore {
     fn insert_token(&self, kind: TokenKind, t: TokenRecord) -> StoreFuture<'_, ()> {
+        Box::pin(async move { insert_token_on(&self.pool, kind, &t).await })
+    }
+
+    fn rotate_refresh(
+        &self,
+        parent: &str,
+        at: DateTime<Utc>,
+        rotated_since: Option<DateTime<Utc>>,
+        child: TokenRecord,
+    ) -> StoreFuture<'_, bool> {
+        let parent = parent.to_owned();
         Box::pin(async move {
-            sqlx::query(&format!(
-                "INSERT INTO tokens (kind, {TOKEN_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
-            ))
-            .bind(kind_str(kind))
-            .bind(&t.token_hash)
-            .bind(&t.family_id)
-            .bind(t.user_id.map(|u| u.0))
-            .bind(&t.client_id)
-            .bind(&t.scope)
-            .bind(&t.alias)
-            .bind(micros(t.expires_at))
-            .bind(micros(t.created_at))
-            .bind(t.rotated_at.map(micros))
-            .bind(t.revoked_at.map(micros))
-            .execute(&self.pool)
+            let mut tx = self.pool.begin().await.map_err(map_err)?;
+            // A NULL `rotated_since` makes the comparison NULL: only an unrotated parent.
+            let done = sqlx::query(
+                "UPDATE tokens SET rotated_at = COALESCE(rotated_at, $1) \
+                 WHERE kind = 'refresh' AND token_hash = $2 AND revoked_at IS NULL AND expires_at > $3 \
+                 AND (rotated_at IS NULL OR rotated_at >= $4)",
+            )
+            .bind(micros(at))
+            .bind(&parent)
+            .bind(micros(at))
+            .bind(rotated_since.map(micros))
+            .execute(&mut *tx)
             .await
             .map_err(map_err)?;
-            Ok(())
+            if done.rows_affected() != 1 {
+                return Ok(false);
+            }
+            insert_token_on(&mut *tx, TokenKind::Refresh, &child).await?;
+            tx.commit().await.map_err(map_err)?;
+            Ok(true)
         })
     }
 
@@ -362,29 +433,24 @@ impl TokenStore for PostgresStore {
     fn revoke_family(&self, family_id: &str, at: DateTime<Utc>) -> StoreFuture<'_, u64> {
         let family_id = family_id.to_owned();
         Box::pin(async move {
-            // The notifications are sent on commit, together with the update.
-            let rows = sqlx::query(
-                "WITH revoked AS ( \
-                     UPDATE tokens SET revoked_at = $1 \
-                     WHERE kind = 'refresh' AND family_id = $2 AND revoked_at IS NULL \
-                     RETURNING token_hash) \
-                 SELECT token_hash, pg_notify($3, json_build_object('token_hash', token_hash)::text)::text AS sent \
-                 FROM revoked",
-            )
-            .bind(micros(at))
-            .bind(family_id)
-            .bind(REVOCATION_CHANNEL)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(map_err)?;
-            for r in &rows {
-                let hash: String = r.try_get("token_hash").map_err(map_err)?;
-                self.revocations.send(RevocationEvent {
-                    jti: None,
-                    token_hash: Some(hash),
-                });
+            // A statement sees the rows committed when it started. A rotation holding the
+            // lock on a parent this statement revokes commits its child after that, so
+            // the child is missed; it is caught by the next pass, which starts after the
+            // rotation committed. Each pass that changes nothing proves that no rotation
+            // of a live parent is in flight, since every parent seen is now revoked.
+            let mut total = 0u64;
+            for _ in 0..MAX_REVOKE_PASSES {
+                let n = self.revoke_family_pass(&family_id, at).await?;
+                if n == 0 {
+                    return Ok(total);
+                }
+                total += n;
             }
-            Ok(rows.len() as u64)
+            tracing::warn!(
+                revoked = total,
+                "a token family kept growing while it was revoked"
+            );
+            Ok(total)
         })
     }
 

@@ -286,25 +286,64 @@ impl ClientStore for SqliteStore {
     }
 }
 
+async fn insert_token_on<'e, E>(db: E, kind: TokenKind, t: &TokenRecord) -> Result<(), StoreError>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Sqlite>,
+{
+    sqlx::query(&format!(
+        "INSERT INTO tokens (kind, {TOKEN_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    ))
+    .bind(kind_str(kind))
+    .bind(&t.token_hash)
+    .bind(&t.family_id)
+    .bind(t.user_id.map(|u| u.0))
+    .bind(&t.client_id)
+    .bind(&t.scope)
+    .bind(&t.alias)
+    .bind(ts(t.expires_at))
+    .bind(ts(t.created_at))
+    .bind(t.rotated_at.map(ts))
+    .bind(t.revoked_at.map(ts))
+    .execute(db)
+    .await
+    .map_err(map_err)?;
+    Ok(())
+}
+
 impl TokenStore for SqliteStore {
     fn insert_token(&self, kind: TokenKind, t: TokenRecord) -> StoreFuture<'_, ()> {
+        Box::pin(async move { insert_token_on(&self.pool, kind, &t).await })
+    }
+
+    fn rotate_refresh(
+        &self,
+        parent: &str,
+        at: DateTime<Utc>,
+        rotated_since: Option<DateTime<Utc>>,
+        child: TokenRecord,
+    ) -> StoreFuture<'_, bool> {
+        let parent = parent.to_owned();
         Box::pin(async move {
-            sqlx::query(&format!("INSERT INTO tokens (kind, {TOKEN_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"))
-                .bind(kind_str(kind))
-                .bind(&t.token_hash)
-                .bind(&t.family_id)
-                .bind(t.user_id.map(|u| u.0))
-                .bind(&t.client_id)
-                .bind(&t.scope)
-                .bind(&t.alias)
-                .bind(ts(t.expires_at))
-                .bind(ts(t.created_at))
-                .bind(t.rotated_at.map(ts))
-                .bind(t.revoked_at.map(ts))
-                .execute(&self.pool)
-                .await
-                .map_err(map_err)?;
-            Ok(())
+            let mut tx = self.pool.begin().await.map_err(map_err)?;
+            // A NULL `rotated_since` makes the comparison NULL: only an unrotated parent.
+            let done = sqlx::query(
+                "UPDATE tokens SET rotated_at = COALESCE(rotated_at, ?) \
+                 WHERE kind = 'refresh' AND token_hash = ? AND revoked_at IS NULL AND expires_at > ? \
+                 AND (rotated_at IS NULL OR rotated_at >= ?)",
+            )
+            .bind(ts(at))
+            .bind(&parent)
+            .bind(ts(at))
+            .bind(rotated_since.map(ts))
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+            if done.rows_affected() != 1 {
+                return Ok(false);
+            }
+            insert_token_on(&mut *tx, TokenKind::Refresh, &child).await?;
+            tx.commit().await.map_err(map_err)?;
+            Ok(true)
         })
     }
 
@@ -345,6 +384,9 @@ impl TokenStore for SqliteStore {
     fn revoke_family(&self, family_id: &str, at: DateTime<Utc>) -> StoreFuture<'_, u64> {
         let family_id = family_id.to_owned();
         Box::pin(async move {
+            // SQLite runs one writer at a time and a rotation is one transaction, so this
+            // statement runs wholly before a rotation (which then finds its parent
+            // revoked) or after it (and sees the child).
             let rows = sqlx::query(
                 "UPDATE tokens SET revoked_at = ? \
                  WHERE kind = 'refresh' AND family_id = ? AND revoked_at IS NULL RETURNING token_hash",

@@ -74,6 +74,7 @@ pub(crate) fn map_err(e: sqlx::Error) -> StoreError {
                 .unwrap_or_else(|| db.message().to_owned());
             StoreError::Conflict(conflict_subject(&name))
         }
+        sqlx::Error::Database(db) if is_transient(&*db) => StoreError::Unavailable(db.to_string()),
         sqlx::Error::RowNotFound => StoreError::NotFound,
         sqlx::Error::PoolTimedOut
         | sqlx::Error::PoolClosed
@@ -81,6 +82,28 @@ pub(crate) fn map_err(e: sqlx::Error) -> StoreError {
         | sqlx::Error::Tls(_) => StoreError::Unavailable(e.to_string()),
         other => StoreError::Other(other.to_string()),
     }
+}
+
+/// A database error that says the store cannot serve now, not that the request is
+/// wrong: SQLite busy or locked past its timeout, out of space or failing I/O;
+/// PostgreSQL connection failures, lack of resources, shutdown, or a serialization
+/// failure or deadlock. These are answered 503 so clients retry, never 500.
+fn is_transient(db: &dyn sqlx::error::DatabaseError) -> bool {
+    if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
+        let primary = db
+            .code()
+            .and_then(|c| c.parse::<i32>().ok())
+            .map(|c| c & 0xff);
+        // SQLITE_BUSY, SQLITE_LOCKED, SQLITE_IOERR, SQLITE_FULL, SQLITE_CANTOPEN
+        return matches!(primary, Some(5 | 6 | 10 | 13 | 14));
+    }
+    if let Some(e) = db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>() {
+        let code = e.code();
+        return code.starts_with("08")
+            || code.starts_with("53")
+            || matches!(code, "57P01" | "57P02" | "57P03" | "40001" | "40P01");
+    }
+    false
 }
 
 pub(crate) fn migrate_err(e: sqlx::migrate::MigrateError) -> StoreError {

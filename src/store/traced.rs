@@ -93,6 +93,16 @@ impl TokenStore for TracedStore {
         let call = self.inner.mark_rotated(hash, at);
         self.traced("mark_rotated", call)
     }
+    fn rotate_refresh(
+        &self,
+        parent: &str,
+        at: DateTime<Utc>,
+        rotated_since: Option<DateTime<Utc>>,
+        child: TokenRecord,
+    ) -> StoreFuture<'_, bool> {
+        let call = self.inner.rotate_refresh(parent, at, rotated_since, child);
+        self.traced("rotate_refresh", call)
+    }
     fn revoke_family(&self, family_id: &str, at: DateTime<Utc>) -> StoreFuture<'_, u64> {
         let call = self.inner.revoke_family(family_id, at);
         self.traced("revoke_family", call)

@@ -2,7 +2,8 @@
 //! connections stay open but no byte moves, as when a server hangs or a network
 //! partition drops packets without resetting anything. It can also be cut: every relayed
 //! connection is closed and new ones are closed as soon as they are accepted, as when the
-//! server behind it goes down.
+//! server behind it goes down; or severed: the open connections are closed while new ones
+//! are still relayed.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -75,6 +76,14 @@ impl Relay {
     /// closed as soon as they are accepted.
     pub fn cut(&self) {
         self.cut.store(true, Ordering::SeqCst);
+        for h in self.conns.lock().unwrap().drain(..) {
+            h.abort();
+        }
+    }
+
+    /// Closes every open relayed connection at once, as when the server or a middlebox
+    /// drops them; new connections are still relayed.
+    pub fn sever(&self) {
         for h in self.conns.lock().unwrap().drain(..) {
             h.abort();
         }
