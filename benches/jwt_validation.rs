@@ -9,7 +9,7 @@ use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use tollgate::config::raw::Tokens;
 use tollgate::keys::{AccessClaims, KeySet};
 use tollgate::proxy::authn::jwt::JwtAuthenticator;
-use tollgate::proxy::authn::RevocationList;
+use tollgate::revocation::RevocationList;
 
 fn bench(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("tempdir");

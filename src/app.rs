@@ -2,9 +2,7 @@
 //! live reload, and shutdown. `Gateway::start` is what `tollgate serve` and the
 //! integration tests both run.
 
-use std::future::Future;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
@@ -13,13 +11,14 @@ use arc_swap::ArcSwap;
 use http::{HeaderValue, Method, Request, Response};
 use hyper::body::Incoming;
 
-use crate::body::Body;
 use crate::config::{Config, ConfigError};
+use crate::http::body::Body;
+use crate::http::{BoxFuture, ConnInfo, Handler, ReadinessCheck};
 use crate::proxy::authn::{Authenticator, RejectAll};
 use crate::proxy::forward::ClientCache;
 use crate::proxy::headers::{self, X_REQUEST_ID};
 use crate::proxy::ratelimit::RateLimiters;
-use crate::proxy::{self, ConnInfo, Outcome, Proxy, Runtime};
+use crate::proxy::{self, Generation, Outcome, Proxy};
 use crate::server::workers::{self, Workers};
 use crate::server::{self, tls, ServerShared};
 use crate::telemetry::{trace, RequestMetrics};
@@ -30,14 +29,12 @@ use tracing::Instrument;
 static ENDPOINT_METRICS: OnceLock<Arc<RequestMetrics>> = OnceLock::new();
 static NO_ROUTE_METRICS: OnceLock<Arc<RequestMetrics>> = OnceLock::new();
 
-pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
-
 /// Per-request facts handed to an [`Endpoint`].
 #[derive(Clone)]
 pub struct RequestCtx {
     pub conn: ConnInfo,
     pub request_id: HeaderValue,
-    pub runtime: Arc<Runtime>,
+    pub generation: Arc<Generation>,
 }
 
 /// An endpoint Tollgate answers itself (token service, users API, JWKS, forward-auth,
@@ -95,11 +92,6 @@ fn challenge_every_401(resp: &mut Response<Body>) {
 /// The longest `/readyz` waits on any one check.
 pub const READINESS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
 
-/// Something `/readyz` must find healthy (the store, for one).
-pub trait ReadinessCheck: Send + Sync {
-    fn check(&self) -> BoxFuture<Result<(), String>>;
-}
-
 /// What the token service and friends contribute to the gateway.
 pub struct Services {
     pub endpoints: Vec<Arc<dyn Endpoint>>,
@@ -120,7 +112,7 @@ impl Services {
 
 /// The shared state of a running gateway.
 pub struct App {
-    runtime: ArcSwap<Runtime>,
+    generation: ArcSwap<Generation>,
     clients: ClientCache,
     limiters: RateLimiters,
     proxy: Proxy,
@@ -130,8 +122,8 @@ pub struct App {
 }
 
 impl App {
-    pub fn runtime(&self) -> Arc<Runtime> {
-        self.runtime.load_full()
+    pub fn generation(&self) -> Arc<Generation> {
+        self.generation.load_full()
     }
 
     pub fn authenticator(&self) -> &Arc<dyn Authenticator> {
@@ -156,7 +148,7 @@ impl App {
     /// Re-reads the configuration file and swaps it in whole. On error the running
     /// configuration stays and the error (naming key and line) is returned and logged.
     pub fn reload(&self) -> Result<(), ConfigError> {
-        let current = self.runtime.load();
+        let current = self.generation.load();
         let Some(path) = current.config.source_path.clone() else {
             return Ok(());
         };
@@ -179,9 +171,9 @@ impl App {
                         tracing::error!(error = %e, "audit.destination cannot be opened; the audit log stays where it was");
                     }
                 }
-                let rt = Runtime::build_with(Arc::new(cfg), &self.clients, &self.limiters);
+                let rt = Generation::build_with(Arc::new(cfg), &self.clients, &self.limiters);
                 let routes = rt.routes.routes().len();
-                self.runtime.store(Arc::new(rt));
+                self.generation.store(Arc::new(rt));
                 crate::audit::event("config_reload", crate::audit::Outcome::Success)
                     .field("routes", routes)
                     .emit();
@@ -216,7 +208,7 @@ impl App {
             req.uri().path(),
             req.headers(),
             conn.peer.ip(),
-            &self.runtime.load().config.trusted_proxies,
+            &self.generation.load().config.trusted_proxies,
             request_id.to_str().unwrap_or("-"),
         );
         let trace_id = trace::trace_id(&span);
@@ -234,7 +226,7 @@ impl App {
         trace_id: Option<String>,
     ) -> Response<Body> {
         let started = Instant::now();
-        let rt = self.runtime.load_full();
+        let rt = self.generation.load_full();
         let method = req.method().clone();
         let log_path = rt
             .config
@@ -248,7 +240,7 @@ impl App {
         // Framing hyper reads one way and some upstream or cache may read another (a
         // smuggling vector) is refused before anything else, and the connection closed.
         if ambiguous_framing(req.headers()) {
-            let mut resp = crate::body::json_error(
+            let mut resp = crate::http::body::json_error(
                 http::StatusCode::BAD_REQUEST,
                 "invalid_request",
                 "ambiguous message framing (Transfer-Encoding with Content-Length, or not just chunked)",
@@ -259,7 +251,7 @@ impl App {
             return resp;
         }
 
-        let endpoint = match proxy::path::normalize_path(req.uri().path()) {
+        let endpoint = match crate::http::path::normalize_path(req.uri().path()) {
             Ok(p) => self
                 .endpoints
                 .iter()
@@ -291,7 +283,7 @@ impl App {
                 let ctx = RequestCtx {
                     conn,
                     request_id: request_id.clone(),
-                    runtime: rt.clone(),
+                    generation: rt.clone(),
                 };
                 let mut resp = crate::audit::scope(scope, ep.call(self.clone(), req, ctx)).await;
                 challenge_every_401(&mut resp);
@@ -357,6 +349,21 @@ impl App {
     }
 }
 
+/// The server's view of the gateway.
+impl Handler for App {
+    fn handle(
+        self: Arc<Self>,
+        req: Request<Incoming>,
+        conn: ConnInfo,
+    ) -> BoxFuture<Response<Body>> {
+        Box::pin(App::handle(self, req, conn))
+    }
+
+    fn readiness(self: Arc<Self>) -> BoxFuture<Result<(), String>> {
+        Box::pin(async move { App::readiness(&self).await })
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error("cannot listen on {addr}: {source}")]
@@ -395,9 +402,9 @@ impl Gateway {
         let worker_count = workers::resolve(config.listen.workers);
         let clients = ClientCache::new(worker_count);
         let limiters = RateLimiters::new();
-        let runtime = Runtime::build_with(config.clone(), &clients, &limiters);
+        let generation = Generation::build_with(config.clone(), &clients, &limiters);
         let app = Arc::new(App {
-            runtime: ArcSwap::from_pointee(runtime),
+            generation: ArcSwap::from_pointee(generation),
             clients,
             limiters,
             proxy: Proxy {

@@ -7,14 +7,15 @@
 
 pub mod app;
 pub mod audit;
-pub mod body;
 pub mod cli;
 pub mod config;
 pub mod connect;
 pub mod crypto;
+pub mod http;
 pub mod keys;
 pub mod oauth;
 pub mod proxy;
+pub mod revocation;
 pub mod server;
 pub mod services;
 pub mod store;

@@ -52,7 +52,18 @@ async fn run_flow(env: &ConnectEnv, token: &str) -> (String, String) {
     (back, callback)
 }
 
+/// The flow, returning where the browser was sent back to and the callback's request id.
+async fn run_flow_with_request_id(env: &ConnectEnv, token: &str) -> (String, String, String) {
+    let (back, callback, _, request_id) = run_flow_full(env, token).await;
+    (back, callback, request_id)
+}
+
 async fn run_flow_with_cookie(env: &ConnectEnv, token: &str) -> (String, String, String) {
+    let (back, callback, cookie, _) = run_flow_full(env, token).await;
+    (back, callback, cookie)
+}
+
+async fn run_flow_full(env: &ConnectEnv, token: &str) -> (String, String, String, String) {
     let c = common::client();
     let dialog = c
         .get(env.dialog_url(&env.integrator.url("/done"), token))
@@ -89,7 +100,8 @@ async fn run_flow_with_cookie(env: &ConnectEnv, token: &str) -> (String, String,
         "text/html; charset=utf-8",
         "the callback answers with the same redirect page as the dialog"
     );
-    (location(&done), callback, cookie)
+    let request_id = done.headers()["x-request-id"].to_str().unwrap().to_string();
+    (location(&done), callback, cookie, request_id)
 }
 
 #[tokio::test]
@@ -627,7 +639,8 @@ async fn a_consent_url_opened_in_another_browser_links_nothing() {
 #[tokio::test]
 async fn linking_and_unlinking_are_audited_without_secrets() {
     // The audit log is process-wide; this is the only test in this binary that moves it,
-    // and it looks only for its own user's events.
+    // and it looks only for its own requests' events (user ids repeat across the tests'
+    // stores).
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("audit.log");
     tollgate::audit::install(&tollgate::config::raw::Audit {
@@ -638,7 +651,7 @@ async fn linking_and_unlinking_are_audited_without_secrets() {
     .unwrap();
     let env = connect_gateway::start().await;
     let (ann, t_ann) = env.user("audited@example.com", "default").await;
-    let (back, callback) = run_flow(&env, &t_ann).await;
+    let (back, callback, link_request_id) = run_flow_with_request_id(&env, &t_ann).await;
     assert_eq!(param(&back, "status").as_deref(), Some("connected"));
     let del = env
         .gw
@@ -656,7 +669,10 @@ async fn linking_and_unlinking_are_audited_without_secrets() {
     let events: Vec<serde_json::Value> = text
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
-        .filter(|e: &serde_json::Value| e["user_id"] == ann.to_string().as_str())
+        .filter(|e: &serde_json::Value| {
+            e["request_id"] == link_request_id.as_str()
+                || e["request_id"] == unlink_request_id.as_str()
+        })
         .collect();
     let linked = events
         .iter()
@@ -666,7 +682,7 @@ async fn linking_and_unlinking_are_audited_without_secrets() {
     assert_eq!(linked["provider"], "facebook");
     assert_eq!(linked["target"], "tollgate::audit");
     assert_eq!(linked["peer_ip"], "127.0.0.1");
-    assert!(linked["request_id"].as_str().is_some_and(|r| !r.is_empty()));
+    assert_eq!(linked["user_id"], ann.to_string().as_str());
     let unlinked = events
         .iter()
         .find(|e| e["event"] == "provider_unlinked")
@@ -674,6 +690,7 @@ async fn linking_and_unlinking_are_audited_without_secrets() {
     assert_eq!(unlinked["outcome"], "success");
     assert_eq!(unlinked["provider"], "facebook");
     assert_eq!(unlinked["request_id"], unlink_request_id.as_str());
+    assert_eq!(unlinked["user_id"], ann.to_string().as_str());
 
     let code = param(&callback, "code").unwrap();
     let state = param(&callback, "state").unwrap();

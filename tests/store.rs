@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, SubsecRound, Utc};
 use tokio::sync::broadcast;
 use tollgate::store::{
-    self, Client, ConnectState, Identity, NewUser, RevocationEvent, Store, StoreError, TokenKind,
-    TokenRecord, Unique, UserId,
+    self, Client, ConnectState, LinkedIdentity, NewUser, RevocationEvent, Store, StoreError,
+    TokenKind, TokenRecord, Unique, UserId,
 };
 
 /// What a test function gets: the store, and a way to open a second store instance on
@@ -518,8 +518,8 @@ async fn revoked_jtis_lists_only_unexpired(f: Fixture) {
     );
 }
 
-fn identity(user: UserId, provider: &str, account: &str, tokens: &[u8]) -> Identity {
-    Identity {
+fn identity(user: UserId, provider: &str, account: &str, tokens: &[u8]) -> LinkedIdentity {
+    LinkedIdentity {
         user_id: user,
         provider: provider.into(),
         provider_user_id: account.into(),
@@ -544,7 +544,7 @@ async fn identities_link_list_unlink(f: Fixture) {
         vec![gh.clone(), gl.clone()]
     );
     // Re-linking the same account refreshes its tokens.
-    let refreshed = Identity {
+    let refreshed = LinkedIdentity {
         tokens_encrypted: b"\x09new".to_vec(),
         ..gh.clone()
     };
@@ -859,7 +859,7 @@ async fn postgres_revocations_reach_other_replicas() {
 
 #[tokio::test]
 async fn readiness_follows_the_store() {
-    use tollgate::app::ReadinessCheck;
+    use tollgate::http::ReadinessCheck;
     let dir = tempfile::tempdir().unwrap();
     let sqlite = store::SqliteStore::connect(&format!("sqlite://{}/r.db", dir.path().display()))
         .await

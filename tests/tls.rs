@@ -126,7 +126,7 @@ async fn certificate_reload_keeps_open_connections() {
     let addr = gw.gateway.https_addr.unwrap();
     let cert_path = {
         // The cert path is in the running config.
-        let rt = gw.gateway.app.runtime();
+        let rt = gw.gateway.app.generation();
         rt.config.tls.as_ref().unwrap().clone()
     };
 
@@ -184,7 +184,7 @@ async fn broken_certificate_file_keeps_the_old_one() {
     let first = self_signed("first");
     let (_up, gw) = gateway_with(&first).await;
     let addr = gw.gateway.https_addr.unwrap();
-    let paths = gw.gateway.app.runtime().config.tls.clone().unwrap();
+    let paths = gw.gateway.app.generation().config.tls.clone().unwrap();
     std::fs::write(&paths.cert, "not a certificate").unwrap();
     // Wait until the watcher has tried the broken file and refused it.
     let metrics_url = format!("{}/metrics", gw.admin);

@@ -7,7 +7,7 @@ use std::sync::OnceLock;
 use http::Method;
 use libfuzzer_sys::fuzz_target;
 use tollgate::config::{Config, RouteSpec};
-use tollgate::proxy::path::{normalize_path, route_key};
+use tollgate::http::path::{normalize_path, route_key};
 use tollgate::proxy::route::RouteTable;
 
 fn table() -> &'static RouteTable<RouteSpec> {

@@ -12,7 +12,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 
-use crate::body::{self, Body};
+use crate::http::body::{self, Body};
 
 async fn echo(req: Request<Incoming>) -> Response<Body> {
     let mut headers: BTreeMap<&str, String> = BTreeMap::new();

@@ -17,7 +17,7 @@ use http::Method;
 use crate::app::Gateway;
 use crate::config::raw::LogFormat;
 use crate::config::{Config, DEFAULT_PATH};
-use crate::proxy::path::normalize_path;
+use crate::http::path::normalize_path;
 use crate::proxy::route::RouteTable;
 use args::{Command, ConfigCommand};
 
@@ -168,7 +168,7 @@ fn route(cfg: &Config, method: &str, url: &str) -> CmdResult {
     let e = table.explain(
         host.as_deref(),
         &method,
-        &crate::proxy::path::route_key(&norm),
+        &crate::http::path::route_key(&norm),
     );
     println!(
         "request: {method} host={} path={} (normalised: {})",

@@ -12,7 +12,7 @@ use super::identity::IdentityHeaderNames;
 use super::raw::{self, AuthMode, RawConfig};
 use super::{AuthPolicy, Config, ConfigError, HostMatch, RouteSpec, TargetSpec, TokenSource};
 use super::{UpstreamSpec, UpstreamTlsSpec};
-use crate::proxy::path::normalize_path;
+use crate::http::path::normalize_path;
 
 pub(super) fn validate(
     raw: RawConfig,

@@ -16,7 +16,7 @@
 //! The dialog and the callback must therefore be served on the same host (the callback
 //! base, `connect.callback_base_url` or `tokens.issuer`).
 
-use http::{header, HeaderMap, HeaderValue};
+use http::{HeaderMap, HeaderValue};
 
 /// Cookie name for a state: a prefix of the state's hash, so it reveals nothing usable.
 pub fn cookie_name(state_hash: &str) -> String {
@@ -49,16 +49,7 @@ pub fn clear_cookie(state_hash: &str, provider: &str, secure: bool) -> HeaderVal
 
 /// The binding value the browser sent for this state, if any.
 pub fn from_request<'a>(headers: &'a HeaderMap, state_hash: &str) -> Option<&'a str> {
-    let name = cookie_name(state_hash);
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v)
-        .filter(|v| !v.is_empty())
+    crate::http::cookie::value(headers, &cookie_name(state_hash)).filter(|v| !v.is_empty())
 }
 
 /// Associated data sealing the PKCE verifier: the state's hash and the browser binding.

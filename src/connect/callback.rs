@@ -15,9 +15,9 @@ use super::exchange::ExchangeError;
 use super::provider::callback_url;
 use super::redirect::with_params;
 use super::{query_param, redirect, sha256_hex, Connect};
-use crate::body::Body;
 use crate::config::Config;
-use crate::store::{Identity, StoreError};
+use crate::http::body::Body;
+use crate::store::{LinkedIdentity, StoreError};
 
 /// Longest `state` looked up; ours are 43 characters.
 const MAX_STATE: usize = 128;
@@ -168,7 +168,7 @@ impl Connect {
             serde_json::to_string(&tokens).map_err(|_| CallbackFailure::ServerError)?,
         );
         let sealed = cipher.seal(plain.as_bytes(), &identity_aad(&provider.name, &user.id));
-        let link = Identity {
+        let link = LinkedIdentity {
             user_id: st.user_id,
             provider: provider.name.clone(),
             provider_user_id: user.id,

@@ -17,8 +17,8 @@ use super::{
     authenticate, bearer, pkce_challenge, query_param, random_token, redirect, sha256_hex,
     user_id_of, Connect,
 };
-use crate::body::Body;
 use crate::config::Config;
+use crate::http::body::Body;
 use crate::proxy::authn::Authenticator;
 use crate::store::ConnectState;
 

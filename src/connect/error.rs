@@ -5,7 +5,7 @@
 
 use http::{Response, StatusCode};
 
-use crate::body::{json_error, Body};
+use crate::http::body::{json_error, Body};
 use crate::proxy::error::GatewayError;
 use crate::store::StoreError;
 

@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use super::error::ConnectError;
 use super::{authenticate, bearer, Connect};
-use crate::body::{self, Body};
+use crate::http::body::{self, Body};
 use crate::proxy::authn::Authenticator;
 use crate::store::UserId;
 
@@ -112,7 +112,7 @@ impl Connect {
 
 /// CORS preflight for the identities API: the users API's answer, with `DELETE` allowed.
 pub fn preflight(config: &crate::config::Config, headers: &HeaderMap) -> Response<Body> {
-    let mut resp = crate::oauth::cors::preflight(headers, &config.cors.allow_origins);
+    let mut resp = crate::http::cors::preflight(headers, &config.cors.allow_origins);
     let h = resp.headers_mut();
     if h.contains_key(http::header::ACCESS_CONTROL_ALLOW_METHODS) {
         h.insert(

@@ -52,10 +52,11 @@ use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use sha2::{Digest, Sha256};
 
-use crate::app::{App, BoxFuture, Endpoint, RequestCtx};
-use crate::body::{self, Body};
+use crate::app::{App, Endpoint, RequestCtx};
 use crate::config::Config;
 use crate::crypto::{random_token, sha256_hex};
+use crate::http::body::{self, Body};
+use crate::http::BoxFuture;
 use crate::proxy::authn::{Authenticator, AuthnError, Identity};
 use crate::store::{ConnectStateStore, IdentityStore, Store, UserId, UserStore};
 use cipher::TokenCipher;
@@ -160,8 +161,8 @@ impl Connect {
         let mut resp = result.unwrap_or_else(ConnectError::into_response);
         if route_is_api {
             // The identities API is part of the users API: same CORS, never cached.
-            crate::oauth::cors::no_store(&mut resp);
-            crate::oauth::cors::apply(req.headers(), &config.cors.allow_origins, &mut resp);
+            crate::http::cors::no_store(&mut resp);
+            crate::http::cors::apply(req.headers(), &config.cors.allow_origins, &mut resp);
         }
         resp
     }
@@ -234,8 +235,8 @@ impl Endpoint for ConnectEndpoint {
         ctx: RequestCtx,
     ) -> BoxFuture<Response<Body>> {
         Box::pin(async move {
-            let config = ctx.runtime.config.clone();
-            let path = crate::proxy::path::normalize_path(req.uri().path()).unwrap_or_default();
+            let config = ctx.generation.config.clone();
+            let path = crate::http::path::normalize_path(req.uri().path()).unwrap_or_default();
             match ConnectRoute::parse(req.method(), &path, &config) {
                 Some(route) => {
                     self.connect

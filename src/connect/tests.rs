@@ -10,14 +10,14 @@ use super::redirect::{check, with_params, AllowedRedirect};
 use super::*;
 use crate::config::raw::Provider;
 use crate::proxy::authn::{AuthnFuture, Identity as Caller};
-use crate::store::{ConnectState, Identity, NewUser, StoreError, StoreFuture, User};
+use crate::store::{ConnectState, LinkedIdentity, NewUser, StoreError, StoreFuture, User};
 
 // ---------- fakes ----------
 
 #[derive(Default)]
 struct FakeStore {
     users: Mutex<Vec<User>>,
-    identities: Mutex<Vec<Identity>>,
+    identities: Mutex<Vec<LinkedIdentity>>,
     states: Mutex<HashMap<String, ConnectState>>,
 }
 
@@ -65,7 +65,7 @@ impl UserStore for FakeStore {
 }
 
 impl IdentityStore for FakeStore {
-    fn link_identity(&self, i: Identity) -> StoreFuture<'_, ()> {
+    fn link_identity(&self, i: LinkedIdentity) -> StoreFuture<'_, ()> {
         let mut all = self.identities.lock().unwrap();
         let r = if all.iter().any(|x| {
             x.provider == i.provider
@@ -80,7 +80,7 @@ impl IdentityStore for FakeStore {
         };
         Box::pin(async move { r })
     }
-    fn identities_of(&self, user: UserId) -> StoreFuture<'_, Vec<Identity>> {
+    fn identities_of(&self, user: UserId) -> StoreFuture<'_, Vec<LinkedIdentity>> {
         let v = self
             .identities
             .lock()
@@ -816,7 +816,7 @@ fn auth(token: &str) -> HeaderMap {
 }
 
 fn link(store: &FakeStore, user: i64, provider: &str) {
-    store.identities.lock().unwrap().push(Identity {
+    store.identities.lock().unwrap().push(LinkedIdentity {
         user_id: UserId(user),
         provider: provider.into(),
         provider_user_id: format!("{provider}-{user}"),

@@ -12,12 +12,14 @@ use super::metadata::{
     AS_METADATA_PATH, INTROSPECT_PATH, JWKS_PATH, OIDC_METADATA_PATH, REVOKE_PATH,
 };
 use super::throttle::client_ip;
-use super::{cors, TokenService};
-use crate::app::{App, BoxFuture, Endpoint, RequestCtx};
-use crate::body::{self, Body};
+use super::TokenService;
+use crate::app::{App, Endpoint, RequestCtx};
 use crate::config::Config;
+use crate::http::body::{self, Body};
+use crate::http::cors;
+use crate::http::path::normalize_path;
+use crate::http::BoxFuture;
 use crate::proxy::headers::X_FORWARDED_FOR;
-use crate::proxy::path::normalize_path;
 
 fn normalised(req: &Request<Incoming>) -> String {
     normalize_path(req.uri().path())
@@ -54,7 +56,7 @@ impl Endpoint for TokenEndpoint {
         ctx: RequestCtx,
     ) -> BoxFuture<Response<Body>> {
         Box::pin(async move {
-            let cfg = ctx.runtime.config.clone();
+            let cfg = ctx.generation.config.clone();
             let headers = req.headers().clone();
             if req.method() == Method::OPTIONS {
                 return cors::preflight(&headers, &cfg.cors.allow_origins);
@@ -103,7 +105,7 @@ where
     F: FnOnce(Request<Incoming>) -> Fut,
     Fut: std::future::Future<Output = Result<Response<Body>, OAuthError>>,
 {
-    let cfg = ctx.runtime.config.clone();
+    let cfg = ctx.generation.config.clone();
     let headers = req.headers().clone();
     let result = match *req.method() {
         Method::OPTIONS => return cors::preflight(&headers, &cfg.cors.allow_origins),
@@ -172,7 +174,7 @@ impl Endpoint for MetadataEndpoint {
         ctx: RequestCtx,
     ) -> BoxFuture<Response<Body>> {
         Box::pin(async move {
-            let cfg = ctx.runtime.config.clone();
+            let cfg = ctx.generation.config.clone();
             let headers = req.headers().clone();
             if req.method() == Method::OPTIONS {
                 return cors::preflight(&headers, &cfg.cors.allow_origins);

@@ -6,7 +6,7 @@
 use http::{header, HeaderValue, Response, StatusCode};
 
 use super::dialect::Dialect;
-use crate::body::{json_error, Body};
+use crate::http::body::{json_error, Body};
 use crate::store::StoreError;
 
 /// The challenge on every 401 from the token endpoints.

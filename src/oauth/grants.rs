@@ -15,9 +15,9 @@ use super::request::{client_credentials, query_grant_type, read_params, Params};
 use super::throttle::Refusal;
 use super::TokenService;
 use crate::audit::{self, Outcome};
-use crate::body::Body;
 use crate::config::Config;
 use crate::crypto::{sha256_hex, PasswordError};
+use crate::http::body::Body;
 use crate::store::{Client, TokenKind, TokenRecord, User};
 
 /// Longest `username` / `email_address` looked up.

@@ -11,8 +11,8 @@ use serde_json::{json, Map, Value};
 
 use super::error::OAuthError;
 use super::TokenService;
-use crate::body::{self, Body};
 use crate::crypto::sha256_hex;
+use crate::http::body::{self, Body};
 use crate::proxy::authn::jwt::looks_like_jwt;
 use crate::proxy::authn::{Authenticator, AuthnError};
 use crate::store::TokenKind;

@@ -7,10 +7,10 @@ use serde_json::{json, Map, Value};
 use super::dialect::Dialect;
 use super::error::OAuthError;
 use super::TokenService;
-use crate::body::{self, Body};
 use crate::config::raw::AccessFormat;
 use crate::config::Config;
 use crate::crypto::{random_token, sha256_hex};
+use crate::http::body::{self, Body};
 use crate::keys::AccessClaims;
 use crate::store::{TokenKind, TokenRecord, User};
 

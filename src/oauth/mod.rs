@@ -11,7 +11,6 @@
 //! logs or caches (no token, password or secret is logged; every answer is `no-store`).
 
 mod clients;
-pub mod cors;
 pub mod dialect;
 mod endpoints;
 pub mod error;
@@ -27,12 +26,13 @@ use std::sync::Arc;
 
 pub use endpoints::{IntrospectEndpoint, MetadataEndpoint, RevokeEndpoint, TokenEndpoint};
 
-use crate::app::{Endpoint, ReadinessCheck};
+use crate::app::Endpoint;
 use crate::config::Config;
 use crate::crypto::PasswordHasherPool;
+use crate::http::ReadinessCheck;
 use crate::keys::default_key_dir;
 use crate::keys::KeySet;
-use crate::proxy::authn::RevocationList;
+use crate::revocation::RevocationList;
 use crate::store::Store;
 use throttle::Throttle;
 

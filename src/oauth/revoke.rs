@@ -11,10 +11,10 @@ use hyper::body::Incoming;
 
 use super::error::OAuthError;
 use super::TokenService;
-use crate::body::{self, Body};
 use crate::crypto::sha256_hex;
+use crate::http::body::{self, Body};
 use crate::proxy::authn::jwt::looks_like_jwt;
-use crate::proxy::authn::RevocationEvent;
+use crate::revocation::Revoked;
 use crate::store::TokenKind;
 
 impl TokenService {
@@ -34,7 +34,7 @@ impl TokenService {
                     let exp = Utc.timestamp_opt(claims.exp, 0).single().unwrap_or(now);
                     self.store.revoke_jti(&claims.jti, exp).await?;
                     // In force on this gateway now, before the store's event comes back.
-                    self.revocations.apply(RevocationEvent::Jti {
+                    self.revocations.apply(Revoked::Jti {
                         jti: claims.jti.clone(),
                         expires_at: u64::try_from(claims.exp).unwrap_or(0),
                     });

@@ -3,7 +3,7 @@
 
 use http::{header, HeaderValue, Response, StatusCode};
 
-use crate::body::{json_error, Body};
+use crate::http::body::{json_error, Body};
 
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {

@@ -25,9 +25,9 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use super::error::GatewayError;
 use super::headers::remove_hop_by_hop;
 use super::upstream_tls::{tls_failure, UpstreamTls};
-use crate::body::{self, Body, BoxError};
 use crate::config::raw::UpstreamProtocol;
 use crate::config::{TargetSpec, UpstreamSpec, UpstreamTlsSpec};
+use crate::http::body::{self, Body, BoxError};
 
 pub type HttpClient = Client<HttpsConnector<HttpConnector>, Body>;
 
@@ -219,7 +219,7 @@ pub struct ForwardRequest {
     /// Close an upgraded connection at this instant (token expiry); `None` keeps it open.
     pub close_at: Option<tokio::time::Instant>,
     /// Close an upgraded connection when this resolves (the token was revoked).
-    pub close_on: Option<crate::proxy::authn::RevokedFuture>,
+    pub close_on: Option<crate::revocation::RevokedFuture>,
 }
 
 impl Upstream {
@@ -447,7 +447,7 @@ async fn tunnel(
     down: hyper::upgrade::OnUpgrade,
     up: hyper::upgrade::OnUpgrade,
     close_at: Option<tokio::time::Instant>,
-    close_on: Option<crate::proxy::authn::RevokedFuture>,
+    close_on: Option<crate::revocation::RevokedFuture>,
 ) {
     let (down, up) = match tokio::try_join!(down, up) {
         Ok(pair) => pair,

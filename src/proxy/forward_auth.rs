@@ -30,10 +30,12 @@ use hyper::body::Incoming;
 use super::authn::source::find_token;
 use super::authn::Identity;
 use super::error::GatewayError;
-use super::{authz, path, Runtime};
-use crate::app::{App, BoxFuture, Endpoint, RequestCtx};
-use crate::body::{self, Body};
+use super::{authz, Generation};
+use crate::app::{App, Endpoint, RequestCtx};
 use crate::config::Config;
+use crate::http::body::{self, Body};
+use crate::http::path;
+use crate::http::BoxFuture;
 
 static X_FORWARDED_METHOD: &str = "x-forwarded-method";
 static X_FORWARDED_URI: &str = "x-forwarded-uri";
@@ -63,7 +65,7 @@ impl Endpoint for ForwardAuthEndpoint {
     ) -> BoxFuture<Response<Body>> {
         Box::pin(async move {
             let prefix = ctx
-                .runtime
+                .generation
                 .config
                 .forward_auth
                 .path
@@ -74,7 +76,7 @@ impl Endpoint for ForwardAuthEndpoint {
                 uri: req.uri(),
                 prefix: &prefix,
             };
-            let result = decide(&ctx.runtime, &**app.authenticator(), req.headers(), own).await;
+            let result = decide(&ctx.generation, &**app.authenticator(), req.headers(), own).await;
             let status = match &result {
                 Ok(_) => "allow",
                 Err(_) => "deny",
@@ -159,7 +161,7 @@ impl OwnRequest<'_> {
 /// The decision for the request described by `headers` (or, failing those, by the
 /// forward-auth request's own shape).
 pub async fn decide(
-    rt: &Runtime,
+    rt: &Generation,
     authenticator: &dyn super::authn::Authenticator,
     headers: &HeaderMap,
     own: OwnRequest<'_>,

@@ -9,7 +9,7 @@ use std::time::Duration;
 use http::{header, HeaderMap, HeaderValue, Response, StatusCode};
 
 use super::error::GatewayError;
-use crate::body::{self, Body};
+use crate::http::body::{self, Body};
 
 /// Whether a request is a gRPC call (`content-type: application/grpc[+proto|;…]`).
 pub fn is_grpc(headers: &HeaderMap) -> bool {

@@ -8,7 +8,7 @@ use super::authn::Identity;
 /// The validated names live in the config (one list for strip, inject, validate and
 /// forward-auth); injection is the proxy's half of them.
 pub use crate::config::IdentityHeaderNames;
-use crate::server::client_cert::ClientCert;
+use crate::http::ClientCert;
 
 impl IdentityHeaderNames {
     /// Sets a header for each identity field that has a value. Values that are not valid

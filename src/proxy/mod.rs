@@ -19,20 +19,19 @@ pub mod forward_auth;
 pub mod grpc;
 pub mod headers;
 pub mod identity;
-pub mod path;
 pub mod ratelimit;
 pub mod route;
 pub mod upstream_tls;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use http::{header, HeaderValue, Method, Request, Response};
 use hyper::body::Incoming;
 use tracing::Instrument;
 
-use crate::body::{self, Body};
 use crate::config::{Config, RouteSpec, TokenSource};
+use crate::http::body::{self, Body};
+use crate::http::{path, ConnInfo};
 use crate::telemetry::{trace, RequestMetrics};
 use authn::{Authenticator, Identity};
 use error::GatewayError;
@@ -59,24 +58,24 @@ impl HasSpec for Route {
 /// Everything a request needs from one configuration generation. Built whole from a
 /// validated [`Config`] and swapped atomically on reload; a request holds the generation
 /// it started with until it ends.
-pub struct Runtime {
+pub struct Generation {
     pub config: Arc<Config>,
     pub routes: RouteTable<Route>,
     pub identity_headers: IdentityHeaderSet,
     pub identity_names: identity::IdentityHeaderNames,
 }
 
-impl Runtime {
-    pub fn build(config: Arc<Config>, clients: &ClientCache) -> Runtime {
-        Runtime::build_with(config, clients, &ratelimit::RateLimiters::new())
+impl Generation {
+    pub fn build(config: Arc<Config>, clients: &ClientCache) -> Generation {
+        Generation::build_with(config, clients, &ratelimit::RateLimiters::new())
     }
 
-    /// Like [`Runtime::build`], keeping the rate-limit budgets held in `limiters`.
+    /// Like [`Generation::build`], keeping the rate-limit budgets held in `limiters`.
     pub fn build_with(
         config: Arc<Config>,
         clients: &ClientCache,
         limiters: &ratelimit::RateLimiters,
-    ) -> Runtime {
+    ) -> Generation {
         let limits = limiters.for_routes(&config);
         let routes = config
             .routes
@@ -91,22 +90,13 @@ impl Runtime {
                 spec: spec.clone(),
             })
             .collect();
-        Runtime {
+        Generation {
             identity_headers: IdentityHeaderSet::new(config.identity.all()),
             identity_names: config.identity.clone(),
             routes: RouteTable::new(routes),
             config,
         }
     }
-}
-
-/// Facts about the downstream connection a request arrived on.
-#[derive(Debug, Clone)]
-pub struct ConnInfo {
-    pub peer: SocketAddr,
-    pub scheme: &'static str,
-    /// The client certificate the TLS handshake verified (`tls.client_ca`).
-    pub client_cert: Option<Arc<crate::server::client_cert::ClientCert>>,
 }
 
 /// The host a request is addressed to, without port: the URI authority (HTTP/2, absolute
@@ -149,7 +139,7 @@ pub struct Outcome {
 impl Proxy {
     pub async fn handle(
         &self,
-        rt: &Runtime,
+        rt: &Generation,
         req: Request<Incoming>,
         conn: ConnInfo,
         request_id: &HeaderValue,

@@ -11,10 +11,10 @@ use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 
 use super::ServerShared;
-use crate::app::App;
-use crate::body::{self, Body};
+use crate::http::body::{self, Body};
+use crate::http::Handler;
 
-async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
+async fn handle(app: Arc<dyn Handler>, req: Request<Incoming>) -> Response<Body> {
     let text = |status: StatusCode, s: String| {
         let mut r = Response::new(body::full(s));
         *r.status_mut() = status;
@@ -32,7 +32,7 @@ async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
     }
     match req.uri().path() {
         "/healthz" => text(StatusCode::OK, "ok\n".into()),
-        "/readyz" => match app.readiness().await {
+        "/readyz" => match app.clone().readiness().await {
             Ok(()) => text(StatusCode::OK, "ready\n".into()),
             Err(why) => text(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -51,7 +51,7 @@ async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
     }
 }
 
-pub async fn serve(listener: TcpListener, app: Arc<App>, shared: ServerShared) {
+pub async fn serve(listener: TcpListener, app: Arc<dyn Handler>, shared: ServerShared) {
     loop {
         let stream = tokio::select! {
             _ = shared.shutdown.cancelled() => break,

@@ -20,15 +20,7 @@ use rustls::{DigitallySignedStruct, DistinguishedName, RootCertStore, SignatureS
 use sha2::{Digest, Sha256};
 
 use super::tls::TlsError;
-
-/// The verified certificate a client presented, as routes and identity headers see it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ClientCert {
-    /// The subject distinguished name, RFC 4514 form (`CN=alice,O=Example`).
-    pub subject: String,
-    /// SHA-256 of the certificate's DER encoding.
-    pub sha256: [u8; 32],
-}
+pub use crate::http::ClientCert;
 
 impl ClientCert {
     /// The facts of a certificate the handshake has verified.

@@ -29,9 +29,9 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::app::App;
 use crate::config::raw::Limits;
-use crate::proxy::ConnInfo;
+use crate::http::ConnInfo;
+use crate::http::Handler;
 use activity::ActivityIo;
 
 /// Shared by every listener of one process: the shutdown signal, the connection tracker
@@ -164,7 +164,7 @@ fn classify(first: &[u8]) -> Protocol {
 pub async fn serve(
     listener: TcpListener,
     tls: Option<tls::TlsAcceptorSource>,
-    app: Arc<App>,
+    app: Arc<dyn Handler>,
     shared: ServerShared,
 ) {
     let scheme: &'static str = if tls.is_some() { "https" } else { "http" };
@@ -228,7 +228,7 @@ pub async fn serve(
 async fn serve_tls(
     stream: TcpStream,
     tls: tls::TlsAcceptorSource,
-    app: Arc<App>,
+    app: Arc<dyn Handler>,
     builders: &Builders,
     conn: ConnInfo,
     shared: &ServerShared,
@@ -314,7 +314,7 @@ async fn serve_conn<I>(
     io: TokioIo<I>,
     protocol: Protocol,
     activity: activity::Activity,
-    app: Arc<App>,
+    app: Arc<dyn Handler>,
     builders: &Builders,
     conn_info: ConnInfo,
     shared: &ServerShared,
@@ -325,10 +325,12 @@ async fn serve_conn<I>(
     let svc = service_fn(move |req| {
         let app = app.clone();
         let conn_info = conn_info.clone();
-        // Boxed per request: hyper allocates room for the in-flight future once per
-        // connection and keeps it for the connection's life, so the unboxed request future
-        // (3,448 bytes, measured) would sit in every idle keep-alive connection.
-        Box::pin(async move { Ok::<_, std::convert::Infallible>(app.handle(req, conn_info).await) })
+        // `Handler::handle` answers with a boxed future: hyper allocates room for the
+        // in-flight future once per connection and keeps it for the connection's life, so
+        // an unboxed request future (3,448 bytes, measured) would sit in every idle
+        // keep-alive connection.
+        let response = app.handle(req, conn_info);
+        async move { Ok::<_, std::convert::Infallible>(response.await) }
     });
     let mut conn = match protocol {
         Protocol::Http1 => Served::Http1(Box::pin(

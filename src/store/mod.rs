@@ -127,7 +127,7 @@ pub enum TokenKind {
 
 /// A link between a user and an external provider account.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Identity {
+pub struct LinkedIdentity {
     pub user_id: UserId,
     pub provider: String,
     pub provider_user_id: String,
@@ -225,8 +225,8 @@ impl RevocationEvent {
 
 pub trait IdentityStore: Send + Sync {
     /// Conflict when the provider account is linked to another user.
-    fn link_identity(&self, i: Identity) -> StoreFuture<'_, ()>;
-    fn identities_of(&self, user: UserId) -> StoreFuture<'_, Vec<Identity>>;
+    fn link_identity(&self, i: LinkedIdentity) -> StoreFuture<'_, ()>;
+    fn identities_of(&self, user: UserId) -> StoreFuture<'_, Vec<LinkedIdentity>>;
     fn unlink_identity(&self, user: UserId, provider: &str) -> StoreFuture<'_, bool>;
 }
 
@@ -348,8 +348,8 @@ fn spawn_purger(store: std::sync::Weak<dyn Store>) {
 /// `/readyz` is ready only while the store answers, within two seconds.
 pub struct StoreReadiness(pub std::sync::Arc<dyn Store>);
 
-impl crate::app::ReadinessCheck for StoreReadiness {
-    fn check(&self) -> crate::app::BoxFuture<Result<(), String>> {
+impl crate::http::ReadinessCheck for StoreReadiness {
+    fn check(&self) -> crate::http::BoxFuture<Result<(), String>> {
         let store = self.0.clone();
         Box::pin(async move {
             match tokio::time::timeout(std::time::Duration::from_secs(2), store.ping()).await {

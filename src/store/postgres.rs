@@ -23,7 +23,7 @@ use super::support::{
     RevocationHub, POSTGRES_MIGRATIONS,
 };
 use super::{
-    Client, ClientStore, ConnectState, ConnectStateStore, Identity, IdentityStore, NewUser,
+    Client, ClientStore, ConnectState, ConnectStateStore, IdentityStore, LinkedIdentity, NewUser,
     RevocationEvent, Store, StoreError, StoreFuture, TokenKind, TokenRecord, TokenStore, User,
     UserId, UserStore,
 };
@@ -196,8 +196,8 @@ fn token_from_row(r: &PgRow) -> Result<TokenRecord, sqlx::Error> {
     })
 }
 
-fn identity_from_row(r: &PgRow) -> Result<Identity, sqlx::Error> {
-    Ok(Identity {
+fn identity_from_row(r: &PgRow) -> Result<LinkedIdentity, sqlx::Error> {
+    Ok(LinkedIdentity {
         user_id: UserId(r.try_get("user_id")?),
         provider: r.try_get("provider")?,
         provider_user_id: r.try_get("provider_user_id")?,
@@ -539,7 +539,7 @@ impl TokenStore for PostgresStore {
 }
 
 impl IdentityStore for PostgresStore {
-    fn link_identity(&self, i: Identity) -> StoreFuture<'_, ()> {
+    fn link_identity(&self, i: LinkedIdentity) -> StoreFuture<'_, ()> {
         Box::pin(async move {
             // Re-linking the same account refreshes its tokens; an account linked to
             // another user updates nothing and is a conflict.
@@ -566,7 +566,7 @@ impl IdentityStore for PostgresStore {
         })
     }
 
-    fn identities_of(&self, user: UserId) -> StoreFuture<'_, Vec<Identity>> {
+    fn identities_of(&self, user: UserId) -> StoreFuture<'_, Vec<LinkedIdentity>> {
         Box::pin(async move {
             let rows = sqlx::query(
                 "SELECT provider, provider_user_id, user_id, email, tokens_encrypted, created_at \

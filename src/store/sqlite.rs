@@ -22,7 +22,7 @@ use super::support::{
     RevocationHub, SQLITE_MIGRATIONS,
 };
 use super::{
-    Client, ClientStore, ConnectState, ConnectStateStore, Identity, IdentityStore, NewUser,
+    Client, ClientStore, ConnectState, ConnectStateStore, IdentityStore, LinkedIdentity, NewUser,
     RevocationEvent, Store, StoreError, StoreFuture, TokenKind, TokenRecord, TokenStore, User,
     UserId, UserStore,
 };
@@ -146,8 +146,8 @@ fn token_from_row(r: &SqliteRow) -> Result<TokenRecord, sqlx::Error> {
     })
 }
 
-fn identity_from_row(r: &SqliteRow) -> Result<Identity, sqlx::Error> {
-    Ok(Identity {
+fn identity_from_row(r: &SqliteRow) -> Result<LinkedIdentity, sqlx::Error> {
+    Ok(LinkedIdentity {
         user_id: UserId(r.try_get("user_id")?),
         provider: r.try_get("provider")?,
         provider_user_id: r.try_get("provider_user_id")?,
@@ -482,7 +482,7 @@ impl TokenStore for SqliteStore {
 }
 
 impl IdentityStore for SqliteStore {
-    fn link_identity(&self, i: Identity) -> StoreFuture<'_, ()> {
+    fn link_identity(&self, i: LinkedIdentity) -> StoreFuture<'_, ()> {
         Box::pin(async move {
             // Re-linking the same account refreshes its tokens; an account linked to
             // another user updates nothing and is a conflict.
@@ -509,7 +509,7 @@ impl IdentityStore for SqliteStore {
         })
     }
 
-    fn identities_of(&self, user: UserId) -> StoreFuture<'_, Vec<Identity>> {
+    fn identities_of(&self, user: UserId) -> StoreFuture<'_, Vec<LinkedIdentity>> {
         Box::pin(async move {
             let rows = sqlx::query(
                 "SELECT provider, provider_user_id, user_id, email, tokens_encrypted, created_at \

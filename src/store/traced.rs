@@ -11,9 +11,9 @@ use chrono::{DateTime, Utc};
 use tracing::Instrument;
 
 use super::{
-    AttemptStore, Client, ClientStore, ConnectState, ConnectStateStore, Identity, IdentityStore,
-    NewUser, RevocationEvent, Store, StoreFuture, TokenKind, TokenRecord, TokenStore, User, UserId,
-    UserStore,
+    AttemptStore, Client, ClientStore, ConnectState, ConnectStateStore, IdentityStore,
+    LinkedIdentity, NewUser, RevocationEvent, Store, StoreFuture, TokenKind, TokenRecord,
+    TokenStore, User, UserId, UserStore,
 };
 
 pub struct TracedStore {
@@ -129,10 +129,10 @@ impl TokenStore for TracedStore {
 }
 
 impl IdentityStore for TracedStore {
-    fn link_identity(&self, i: Identity) -> StoreFuture<'_, ()> {
+    fn link_identity(&self, i: LinkedIdentity) -> StoreFuture<'_, ()> {
         self.traced("link_identity", self.inner.link_identity(i))
     }
-    fn identities_of(&self, user: UserId) -> StoreFuture<'_, Vec<Identity>> {
+    fn identities_of(&self, user: UserId) -> StoreFuture<'_, Vec<LinkedIdentity>> {
         self.traced("identities_of", self.inner.identities_of(user))
     }
     fn unlink_identity(&self, user: UserId, provider: &str) -> StoreFuture<'_, bool> {

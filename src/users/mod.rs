@@ -15,17 +15,19 @@ use http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode
 use hyper::body::Incoming;
 use serde_json::json;
 
-use crate::app::{App, BoxFuture, Endpoint, RequestCtx};
-use crate::body::{self, json_error, Body};
+use crate::app::{App, Endpoint, RequestCtx};
 use crate::config::raw::Registration;
 use crate::config::Config;
 use crate::crypto::PasswordError;
+use crate::http::body::{self, json_error, Body};
+use crate::http::cors;
+use crate::http::path::normalize_path;
+use crate::http::BoxFuture;
 use crate::oauth::request::read_body;
-use crate::oauth::{cors, TokenService};
+use crate::oauth::TokenService;
 use crate::proxy::authn::source::bearer;
 use crate::proxy::authn::{AuthnError, Identity};
 use crate::proxy::error::GatewayError;
-use crate::proxy::path::normalize_path;
 use crate::store::{NewUser, StoreError, UserId};
 use model::{validate, CreateUserRequest, UserView};
 
@@ -70,7 +72,7 @@ impl Endpoint for UsersEndpoint {
         ctx: RequestCtx,
     ) -> BoxFuture<Response<Body>> {
         Box::pin(async move {
-            let cfg = ctx.runtime.config.clone();
+            let cfg = ctx.generation.config.clone();
             let headers = req.headers().clone();
             if req.method() == Method::OPTIONS {
                 return cors::preflight(&headers, &cfg.cors.allow_origins);

@@ -11,7 +11,8 @@ use tollgate::app::Services;
 use tollgate::config::raw::SigningAlg;
 use tollgate::config::Config;
 use tollgate::keys::KeySet;
-use tollgate::proxy::authn::{self, AuthnParts, RevocationList};
+use tollgate::proxy::authn::{self, AuthnParts};
+use tollgate::revocation::RevocationList;
 
 use super::{complete_yaml, TestGateway};
 
@@ -76,7 +77,7 @@ impl Kit {
     }
 
     pub fn revoke(&self, jti: &str) {
-        self.revocations.apply(authn::RevocationEvent::Jti {
+        self.revocations.apply(tollgate::revocation::Revoked::Jti {
             jti: jti.into(),
             expires_at: now() + 3600,
         });

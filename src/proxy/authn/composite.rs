@@ -5,11 +5,11 @@
 
 use std::sync::Arc;
 
-use super::introspect::OpaqueAuthenticator;
 use super::jwt::{looks_like_jwt, JwtAuthenticator};
-use super::revocation::{RevocationList, RevokedFuture};
+use super::opaque::OpaqueAuthenticator;
 use super::signed::IdentitySigner;
 use super::{Authenticator, AuthnError, AuthnFuture, Identity};
+use crate::revocation::{RevocationList, RevokedFuture};
 
 pub struct CompositeAuthenticator {
     pub(super) jwt: Option<JwtAuthenticator>,

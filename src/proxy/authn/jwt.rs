@@ -22,9 +22,9 @@ use moka::sync::Cache;
 use moka::Expiry;
 
 use super::claims::now_unix;
-use super::revocation::RevocationList;
 use super::verifier::{JwtVerifier, VerifyError};
 use super::{AuthnError, Identity};
+use crate::revocation::RevocationList;
 use crate::telemetry::trace;
 
 /// Upper bound on cached validated tokens; past it the least used are dropped (and

@@ -16,8 +16,8 @@ use http::Response;
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use tokio::time::{Instant, Sleep};
 
-use super::revocation::RevokedFuture;
-use crate::body::{Body, BoxError};
+use crate::http::body::{Body, BoxError};
+use crate::revocation::RevokedFuture;
 
 /// The error a cut stream ends with.
 #[derive(Debug, thiserror::Error)]
@@ -85,7 +85,7 @@ pub fn guard(
         return resp;
     }
     resp.map(|inner| {
-        crate::body::boxed(UntilTokenEnds {
+        crate::http::body::boxed(UntilTokenEnds {
             inner,
             deadline: deadline.map(tokio::time::sleep_until),
             revoked,

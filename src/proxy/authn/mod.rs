@@ -9,24 +9,24 @@
 
 pub mod claims;
 pub mod composite;
-pub mod introspect;
 pub mod jwks;
 pub mod jwt;
 pub mod lifetime;
-pub mod local;
-pub mod revocation;
+pub mod opaque;
+pub mod self_issued;
 pub mod setup;
 pub mod signed;
 pub mod source;
 pub mod verifier;
 
 pub use composite::CompositeAuthenticator;
-pub use revocation::{RevocationEvent, RevocationList, RevokedFuture};
 pub use setup::{build, build_with_token_service, AuthnParts};
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+
+use crate::revocation::RevokedFuture;
 
 /// Who is calling, as established from a token. Injected upstream as identity headers.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

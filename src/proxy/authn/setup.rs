@@ -4,13 +4,13 @@
 use std::sync::Arc;
 
 use super::composite::CompositeAuthenticator;
-use super::introspect::{OpaqueAuthenticator, RemoteIntrospection, StoreTokens, TokenLookup};
 use super::jwks::ForeignIssuer;
 use super::jwt::{JwtAuthenticator, DEFAULT_CACHE_ENTRIES};
-use super::revocation::RevocationList;
+use super::opaque::{OpaqueAuthenticator, RemoteIntrospection, StoreTokens, TokenLookup};
 use super::signed::IdentitySigner;
 use super::verifier::JwtVerifier;
 use crate::config::Config;
+use crate::revocation::RevocationList;
 use crate::store::Store;
 
 /// What the gateway hands to bearer validation.
@@ -30,7 +30,7 @@ impl AuthnParts {
     /// Self-issued JWTs verified with `keys`, which also sign the internal identity JWT
     /// (used only when `identity_headers.signed_jwt` is set).
     pub fn with_keys(keys: Arc<crate::keys::KeySet>) -> Self {
-        let signer = super::signed::JwtIdentitySigner::new(super::local::KeySetSigner {
+        let signer = super::signed::JwtIdentitySigner::new(super::self_issued::KeySetSigner {
             keys: keys.clone(),
             audience: super::signed::INTERNAL_AUDIENCE.to_string(),
         });
@@ -45,7 +45,7 @@ impl AuthnParts {
 #[derive(Debug, thiserror::Error)]
 pub enum SetupError {
     #[error(transparent)]
-    MissingSecret(#[from] super::introspect::MissingSecret),
+    MissingSecret(#[from] super::opaque::MissingSecret),
     #[error("cannot load revocations: {0}")]
     Store(#[from] crate::store::StoreError),
     #[error("cannot build the HTTP client for token checks: {0}")]

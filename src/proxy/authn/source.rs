@@ -50,14 +50,7 @@ fn query_param<'a>(query: &'a str, name: &str) -> Option<&'a str> {
 }
 
 fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v.trim_matches('"'))
+    crate::http::cookie::value(headers, name).map(|v| v.trim_matches('"'))
 }
 
 /// The query without parameter `name`; `None` when nothing is left.

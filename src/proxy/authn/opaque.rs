@@ -24,9 +24,9 @@ use serde_json::Value;
 use tracing::Instrument;
 
 use super::claims::{cache_key, now_unix, Claims};
-use super::revocation::{RevocationEvent, RevocationList};
 use super::{AuthnError, Identity};
 use crate::config::raw::Introspection;
+use crate::revocation::{RevocationList, Revoked};
 use crate::store::{Store, TokenKind};
 use crate::telemetry::trace;
 
@@ -140,7 +140,7 @@ impl OpaqueAuthenticator {
                     Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
                 };
                 let Some(me) = weak.upgrade() else { return };
-                if let RevocationEvent::TokenHash(hash) = ev {
+                if let Revoked::TokenHash(hash) = ev {
                     let Ok(raw) = hex::decode(&hash) else {
                         continue;
                     };
@@ -150,7 +150,7 @@ impl OpaqueAuthenticator {
                     if let Some(v) = me.cache.remove(&key).await {
                         if let Some(id) = v.identity.as_ref() {
                             if let (Some(jti), Some(exp)) = (&id.token_id, id.expires_at) {
-                                me.revocations.apply(RevocationEvent::Jti {
+                                me.revocations.apply(Revoked::Jti {
                                     jti: jti.clone(),
                                     expires_at: exp,
                                 });

@@ -21,7 +21,7 @@ use moka::sync::Cache;
 use moka::Expiry;
 use tokio::sync::broadcast;
 
-use super::claims::now_unix;
+use crate::proxy::authn::claims::now_unix;
 use crate::store::{Store, StoreError};
 
 /// How often the list is re-read from the store, in case an event was missed.
@@ -29,7 +29,7 @@ pub const RELOAD_EVERY: Duration = Duration::from_secs(30);
 
 /// One revocation, as announced by the store.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RevocationEvent {
+pub enum Revoked {
     /// A JWT `jti` (or an opaque token's id) revoked until `expires_at` (UNIX seconds).
     Jti { jti: String, expires_at: u64 },
     /// An opaque token revoked by its SHA-256 hash (lower-case hex).
@@ -47,7 +47,7 @@ impl Expiry<Arc<str>, u64> for UntilExpiry {
     ) -> Option<Duration> {
         Some(Duration::from_secs(
             exp.saturating_sub(now_unix())
-                .saturating_add(super::verifier::LEEWAY_SECS),
+                .saturating_add(crate::proxy::authn::verifier::LEEWAY_SECS),
         ))
     }
 
@@ -66,7 +66,7 @@ impl Expiry<Arc<str>, u64> for UntilExpiry {
 /// The in-memory revocation list, shared by every authenticator and tunnel.
 pub struct RevocationList {
     jtis: Cache<Arc<str>, u64>,
-    events: broadcast::Sender<RevocationEvent>,
+    events: broadcast::Sender<Revoked>,
 }
 
 impl Default for RevocationList {
@@ -99,15 +99,15 @@ impl RevocationList {
 
     /// Records a revocation and tells every listener (caches holding the token, tunnels
     /// opened with it).
-    pub fn apply(&self, event: RevocationEvent) {
-        if let RevocationEvent::Jti { jti, expires_at } = &event {
+    pub fn apply(&self, event: Revoked) {
+        if let Revoked::Jti { jti, expires_at } = &event {
             self.jtis.insert(Arc::from(jti.as_str()), *expires_at);
         }
         metrics::counter!("tollgate_revocations_applied_total").increment(1);
         let _ = self.events.send(event);
     }
 
-    pub fn subscribe(&self) -> broadcast::Receiver<RevocationEvent> {
+    pub fn subscribe(&self) -> broadcast::Receiver<Revoked> {
         self.events.subscribe()
     }
 
@@ -144,13 +144,14 @@ impl RevocationList {
                         if let Some(jti) = e.jti {
                             // Revoked here already (with its real expiry): nothing new.
                             if !list.jtis.contains_key(jti.as_str()) {
-                                let expires_at =
-                                    now_unix() + max_ttl.as_secs() + super::verifier::LEEWAY_SECS;
-                                list.apply(RevocationEvent::Jti { jti, expires_at });
+                                let expires_at = now_unix()
+                                    + max_ttl.as_secs()
+                                    + crate::proxy::authn::verifier::LEEWAY_SECS;
+                                list.apply(Revoked::Jti { jti, expires_at });
                             }
                         }
                         if let Some(hash) = e.token_hash {
-                            list.apply(RevocationEvent::TokenHash(hash));
+                            list.apply(Revoked::TokenHash(hash));
                         }
                     }
                     Err(broadcast::error::RecvError::Lagged(n)) => {
@@ -204,7 +205,7 @@ impl RevocationList {
             }
             loop {
                 match rx.recv().await {
-                    Ok(RevocationEvent::Jti { jti: j, .. }) if *j == *jti => return,
+                    Ok(Revoked::Jti { jti: j, .. }) if *j == *jti => return,
                     Ok(_) => {}
                     Err(broadcast::error::RecvError::Lagged(_)) => {
                         if list.is_revoked(&jti) {
@@ -227,11 +228,11 @@ mod tests {
         let list = RevocationList::new();
         let far = now_unix() + 3600;
         let wait = list.revoked("a");
-        list.apply(RevocationEvent::Jti {
+        list.apply(Revoked::Jti {
             jti: "b".into(),
             expires_at: far,
         });
-        list.apply(RevocationEvent::Jti {
+        list.apply(Revoked::Jti {
             jti: "a".into(),
             expires_at: far,
         });

@@ -5,7 +5,7 @@
 
 use http::{header, HeaderMap, HeaderValue, Response, StatusCode};
 
-use crate::body::{self, Body};
+use crate::http::body::{self, Body};
 
 const ALLOW_METHODS: &str = "GET, POST, OPTIONS";
 const ALLOW_HEADERS: &str = "Origin, X-Requested-With, Content-Type, Accept, Authorization";
