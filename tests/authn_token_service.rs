@@ -1,5 +1,5 @@
 //! Tokens issued by the token service open proxied routes through the real
-//! `services::build` wiring: JWT and opaque access tokens, client_credentials, and
+//! `app::wiring::build` wiring: JWT and opaque access tokens, client_credentials, and
 //! revocation through `POST /oauth/revoke` taking effect at once (SQLite), even for
 //! tokens whose validation is cached.
 

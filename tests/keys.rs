@@ -17,7 +17,7 @@ async fn start(dir: &Path, tokens_yaml: &str) -> Gateway {
         dir.display()
     );
     let cfg = Config::from_yaml_with_env(&yaml, None).unwrap_or_else(|e| panic!("{e}"));
-    let services = tollgate::services::build(&cfg)
+    let services = tollgate::app::wiring::build(&cfg)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     Gateway::start(cfg, services).await.unwrap()

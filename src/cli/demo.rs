@@ -96,7 +96,7 @@ pub async fn run() -> DemoResult {
     let store = crate::store::connect(&cfg.store.url).await?;
     let secret = seed(&store, &crate::crypto::PasswordHasherPool::default()).await?;
     drop(store);
-    let services = crate::services::build(&cfg).await?;
+    let services = crate::app::wiring::build(&cfg).await?;
     let gateway = Gateway::start(cfg, services).await?;
     let base = format!("http://{}", gateway.http_addr.ok_or("no HTTP listener")?);
     print_curl_lines(&base, &secret);

@@ -89,7 +89,7 @@ async fn serve(cli: &Cli) -> CmdResult {
             .map_err(|e| format!("echo_upstream: cannot listen on {addr}: {e}"))?;
         tracing::info!(addr = %bound, "built-in echo upstream listening (echo_upstream; not for production)");
     }
-    let services = crate::services::build(&cfg).await?;
+    let services = crate::app::wiring::build(&cfg).await?;
     let gateway = Gateway::start(cfg, services).await?;
     wait_for_shutdown(&gateway).await?;
     tracing::info!(
@@ -187,7 +187,7 @@ fn route(cfg: &Config, method: &str, url: &str) -> CmdResult {
                 .find(|r| r.name == name)
                 .expect("chosen route exists");
             // The same rule the proxy forwards by.
-            let fwd = crate::proxy::forwarded_path(r, &norm);
+            let fwd = crate::proxy::forwarded_path(r, norm.to_string());
             let targets: Vec<String> = r.upstream.targets.iter().map(|t| t.to_string()).collect();
             println!(
                 "route: {name}\nauth: {:?}\nforwarded as: {} {}{fwd}\nupstream: {}",

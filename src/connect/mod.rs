@@ -52,9 +52,9 @@ use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use sha2::{Digest, Sha256};
 
-use crate::app::{App, Endpoint, RequestCtx};
 use crate::config::Config;
 use crate::crypto::{random_token, sha256_hex};
+use crate::endpoint::{Endpoint, RequestCtx};
 use crate::http::body::{self, Body};
 use crate::http::BoxFuture;
 use crate::proxy::authn::{Authenticator, AuthnError, Identity};
@@ -228,19 +228,13 @@ impl Endpoint for ConnectEndpoint {
         ConnectRoute::parse(method, path, config).is_some()
     }
 
-    fn call(
-        self: Arc<Self>,
-        app: Arc<App>,
-        req: Request<Incoming>,
-        ctx: RequestCtx,
-    ) -> BoxFuture<Response<Body>> {
+    fn call(self: Arc<Self>, req: Request<Incoming>, ctx: RequestCtx) -> BoxFuture<Response<Body>> {
         Box::pin(async move {
             let config = ctx.generation.config.clone();
-            let path = crate::http::path::normalize_path(req.uri().path()).unwrap_or_default();
-            match ConnectRoute::parse(req.method(), &path, &config) {
+            match ConnectRoute::parse(req.method(), &ctx.path, &config) {
                 Some(route) => {
                     self.connect
-                        .handle(&config, app.authenticator().as_ref(), route, &req)
+                        .handle(&config, ctx.authenticator.as_ref(), route, &req)
                         .await
                 }
                 // The config was swapped between matching and now.

@@ -13,19 +13,12 @@ use super::metadata::{
 };
 use super::throttle::client_ip;
 use super::TokenService;
-use crate::app::{App, Endpoint, RequestCtx};
 use crate::config::Config;
+use crate::endpoint::{Endpoint, RequestCtx};
 use crate::http::body::{self, Body};
 use crate::http::cors;
-use crate::http::path::normalize_path;
 use crate::http::BoxFuture;
 use crate::proxy::headers::X_FORWARDED_FOR;
-
-fn normalised(req: &Request<Incoming>) -> String {
-    normalize_path(req.uri().path())
-        .map(|p| p.into_owned())
-        .unwrap_or_default()
-}
 
 /// Finishes an answer: never cached, CORS per config.
 fn finish(resp: Response<Body>, req_headers: &HeaderMap, cfg: &Config) -> Response<Body> {
@@ -49,19 +42,14 @@ impl Endpoint for TokenEndpoint {
         dialect::is_token_path(config, path)
     }
 
-    fn call(
-        self: Arc<Self>,
-        _app: Arc<App>,
-        req: Request<Incoming>,
-        ctx: RequestCtx,
-    ) -> BoxFuture<Response<Body>> {
+    fn call(self: Arc<Self>, req: Request<Incoming>, ctx: RequestCtx) -> BoxFuture<Response<Body>> {
         Box::pin(async move {
             let cfg = ctx.generation.config.clone();
             let headers = req.headers().clone();
             if req.method() == Method::OPTIONS {
                 return cors::preflight(&headers, &cfg.cors.allow_origins);
             }
-            let dialect = dialect::find(&cfg, &normalised(&req)).unwrap_or_default();
+            let dialect = dialect::find(&cfg, &ctx.path).unwrap_or_default();
             let ip = client_ip(
                 ctx.conn.peer.ip(),
                 headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()),
@@ -127,12 +115,7 @@ impl Endpoint for RevokeEndpoint {
         path == REVOKE_PATH
     }
 
-    fn call(
-        self: Arc<Self>,
-        _app: Arc<App>,
-        req: Request<Incoming>,
-        ctx: RequestCtx,
-    ) -> BoxFuture<Response<Body>> {
+    fn call(self: Arc<Self>, req: Request<Incoming>, ctx: RequestCtx) -> BoxFuture<Response<Body>> {
         Box::pin(post_only("revoke", req, ctx, move |req| async move {
             self.0.revoke_request(req).await
         }))
@@ -147,14 +130,10 @@ impl Endpoint for IntrospectEndpoint {
         path == INTROSPECT_PATH
     }
 
-    fn call(
-        self: Arc<Self>,
-        app: Arc<App>,
-        req: Request<Incoming>,
-        ctx: RequestCtx,
-    ) -> BoxFuture<Response<Body>> {
+    fn call(self: Arc<Self>, req: Request<Incoming>, ctx: RequestCtx) -> BoxFuture<Response<Body>> {
+        let authenticator = ctx.authenticator.clone();
         Box::pin(post_only("introspect", req, ctx, move |req| async move {
-            self.0.introspect_request(&**app.authenticator(), req).await
+            self.0.introspect_request(&*authenticator, req).await
         }))
     }
 }
@@ -167,12 +146,7 @@ impl Endpoint for MetadataEndpoint {
         matches!(path, JWKS_PATH | AS_METADATA_PATH | OIDC_METADATA_PATH)
     }
 
-    fn call(
-        self: Arc<Self>,
-        _app: Arc<App>,
-        req: Request<Incoming>,
-        ctx: RequestCtx,
-    ) -> BoxFuture<Response<Body>> {
+    fn call(self: Arc<Self>, req: Request<Incoming>, ctx: RequestCtx) -> BoxFuture<Response<Body>> {
         Box::pin(async move {
             let cfg = ctx.generation.config.clone();
             let headers = req.headers().clone();
@@ -187,7 +161,7 @@ impl Endpoint for MetadataEndpoint {
                     HeaderValue::from_static("GET, HEAD, OPTIONS"),
                 );
                 r
-            } else if normalised(&req) == JWKS_PATH {
+            } else if ctx.path == JWKS_PATH {
                 body::json(StatusCode::OK, self.0.keys.jwks())
             } else {
                 body::json(StatusCode::OK, &self.0.metadata(&cfg))

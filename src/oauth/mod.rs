@@ -26,11 +26,9 @@ use std::sync::Arc;
 
 pub use endpoints::{IntrospectEndpoint, MetadataEndpoint, RevokeEndpoint, TokenEndpoint};
 
-use crate::app::Endpoint;
 use crate::config::Config;
 use crate::crypto::PasswordHasherPool;
-use crate::http::ReadinessCheck;
-use crate::keys::default_key_dir;
+use crate::endpoint::Endpoint;
 use crate::keys::KeySet;
 use crate::revocation::RevocationList;
 use crate::store::Store;
@@ -83,49 +81,4 @@ impl TokenService {
             Arc::new(MetadataEndpoint(self.clone())),
         ]
     }
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum MountError {
-    #[error("store: {0}")]
-    Store(#[from] crate::store::StoreError),
-    #[error("signing keys: {0}")]
-    Keys(#[from] crate::keys::KeyError),
-}
-
-/// The token service and users API, ready to mount: the store they opened (for other
-/// services to share), their endpoints, and the store's readiness check.
-pub struct Mounted {
-    pub service: Arc<TokenService>,
-    pub store: Arc<dyn Store>,
-    pub endpoints: Vec<Arc<dyn Endpoint>>,
-    pub readiness: Arc<dyn ReadinessCheck>,
-}
-
-/// Opens the store (migrations run there), loads or generates the signing keys, and
-/// builds every endpoint of the token service and the users API.
-pub async fn mount(config: &Config) -> Result<Mounted, MountError> {
-    let store = crate::store::connect(&config.store.url).await?;
-    let keys = Arc::new(KeySet::load(
-        &config.tokens,
-        &default_key_dir(&config.store.url),
-    )?);
-    let published: Vec<serde_json::Value> = keys.jwks()["keys"]
-        .as_array()
-        .map(|ks| ks.iter().map(|k| k["kid"].clone()).collect())
-        .unwrap_or_default();
-    crate::audit::event("signing_keys_loaded", crate::audit::Outcome::Success)
-        .field("kid", keys.kid())
-        .field("published_kids", published)
-        .emit();
-    let service =
-        TokenService::new(config, store.clone(), keys, PasswordHasherPool::default()).await?;
-    let mut endpoints = service.endpoints();
-    endpoints.push(Arc::new(crate::users::UsersEndpoint(service.clone())));
-    Ok(Mounted {
-        readiness: Arc::new(crate::store::StoreReadiness(store.clone())),
-        service,
-        store,
-        endpoints,
-    })
 }

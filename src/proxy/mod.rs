@@ -1,7 +1,7 @@
 //! The data path, in the order it runs. [`Proxy::handle`] is the whole story of a proxied
 //! request; each step is one call into a module named after what it does:
 //!
-//! 1. `path`    — normalise the path once; the result is matched AND forwarded.
+//! 1. `http::path` — the path as `App::handle` normalised it, once: matched AND forwarded.
 //! 2. `route`   — host + method + path → route (404 when nothing matches).
 //! 3. limits    — `Content-Length` over the route's body limit → 413.
 //! 4. `authn`   — find the token (`authn::source`) and validate it → identity.
@@ -15,7 +15,6 @@ pub mod authn;
 pub mod authz;
 pub mod error;
 pub mod forward;
-pub mod forward_auth;
 pub mod grpc;
 pub mod headers;
 pub mod identity;
@@ -141,12 +140,12 @@ impl Proxy {
         &self,
         rt: &Generation,
         req: Request<Incoming>,
+        norm: String,
         conn: ConnInfo,
         request_id: &HeaderValue,
         outcome: &mut Outcome,
     ) -> Result<Response<Body>, GatewayError> {
-        // 1. One normalisation, used for matching and forwarding.
-        let norm = path::normalize_path(req.uri().path()).map_err(|_| GatewayError::BadPath)?;
+        // 1. `norm` is the path normalised once (App::handle), for matching and forwarding.
         // Two Host headers are ambiguous about which site is meant (RFC 9112 §3.2).
         if req.headers().get_all(header::HOST).iter().nth(1).is_some() {
             return Err(GatewayError::BadRequest("more than one Host header"));
@@ -218,14 +217,13 @@ impl Proxy {
         };
 
         let upgrade_requested = headers::is_upgrade_request(req.headers());
-        let forward_path = forwarded_path(spec, &norm);
+        let forward_path = forwarded_path(spec, norm);
         let query = match (req.uri().query(), &query_token) {
             (Some(q), Some(name)) => authn::source::remove_query_param(q, name),
             (Some(q), None) => Some(q.to_string()),
             (None, _) => None,
         };
         let host_owned = host.map(str::to_owned);
-        drop(norm);
 
         let (mut parts, incoming) = req.into_parts();
         let upgrade = if upgrade_requested {
@@ -333,7 +331,7 @@ impl Proxy {
 
 /// The path sent upstream: the normalised path, minus the route prefix when
 /// `strip_prefix` is set (never empty: at least "/").
-pub fn forwarded_path(spec: &RouteSpec, norm: &str) -> String {
+pub fn forwarded_path(spec: &RouteSpec, norm: String) -> String {
     if spec.strip_prefix && spec.path != "/" {
         let rest = &norm[spec.path.len().min(norm.len())..];
         if rest.is_empty() {
@@ -342,7 +340,8 @@ pub fn forwarded_path(spec: &RouteSpec, norm: &str) -> String {
             rest.to_string()
         }
     } else {
-        norm.to_string()
+        // The common case reuses the normalised path's allocation.
+        norm
     }
 }
 

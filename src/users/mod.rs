@@ -15,18 +15,17 @@ use http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode
 use hyper::body::Incoming;
 use serde_json::json;
 
-use crate::app::{App, Endpoint, RequestCtx};
 use crate::config::raw::Registration;
 use crate::config::Config;
 use crate::crypto::PasswordError;
+use crate::endpoint::{Endpoint, RequestCtx};
 use crate::http::body::{self, json_error, Body};
 use crate::http::cors;
-use crate::http::path::normalize_path;
 use crate::http::BoxFuture;
 use crate::oauth::request::read_body;
 use crate::oauth::TokenService;
 use crate::proxy::authn::source::bearer;
-use crate::proxy::authn::{AuthnError, Identity};
+use crate::proxy::authn::{Authenticator, AuthnError, Identity};
 use crate::proxy::error::GatewayError;
 use crate::store::{NewUser, StoreError, UserId};
 use model::{validate, CreateUserRequest, UserView};
@@ -65,29 +64,21 @@ impl Endpoint for UsersEndpoint {
         target(path).is_some()
     }
 
-    fn call(
-        self: Arc<Self>,
-        app: Arc<App>,
-        req: Request<Incoming>,
-        ctx: RequestCtx,
-    ) -> BoxFuture<Response<Body>> {
+    fn call(self: Arc<Self>, req: Request<Incoming>, ctx: RequestCtx) -> BoxFuture<Response<Body>> {
         Box::pin(async move {
             let cfg = ctx.generation.config.clone();
             let headers = req.headers().clone();
             if req.method() == Method::OPTIONS {
                 return cors::preflight(&headers, &cfg.cors.allow_origins);
             }
-            let app = &*app;
-            let path = normalize_path(req.uri().path())
-                .map(|p| p.into_owned())
-                .unwrap_or_default();
-            let resp = match (target(&path), req.method().clone()) {
-                (Some(Target::Collection), Method::POST) => self.create(app, &cfg, req).await,
+            let authn = &*ctx.authenticator;
+            let resp = match (target(&ctx.path), req.method().clone()) {
+                (Some(Target::Collection), Method::POST) => self.create(authn, &cfg, req).await,
                 (Some(Target::Me), Method::GET | Method::HEAD) => {
-                    self.show(app, &headers, None).await
+                    self.show(authn, &headers, None).await
                 }
                 (Some(Target::Id(id)), Method::GET | Method::HEAD) => {
-                    self.show(app, &headers, Some(id)).await
+                    self.show(authn, &headers, Some(id)).await
                 }
                 (Some(Target::Collection), _) => method_not_allowed("POST, OPTIONS"),
                 _ => method_not_allowed("GET, HEAD, OPTIONS"),
@@ -138,20 +129,16 @@ impl UsersEndpoint {
     /// speak for one of its users.
     async fn caller(
         &self,
-        app: &App,
+        authn: &dyn Authenticator,
         headers: &HeaderMap,
     ) -> Result<Arc<Identity>, Response<Body>> {
         let Some(token) = bearer(headers) else {
             return Err(GatewayError::Unauthenticated.into_response());
         };
-        let id = app
-            .authenticator()
-            .authenticate(token)
-            .await
-            .map_err(|e| match e {
-                AuthnError::Invalid(why) => GatewayError::InvalidToken(why).into_response(),
-                AuthnError::Unavailable(why) => GatewayError::AuthUnavailable(why).into_response(),
-            })?;
+        let id = authn.authenticate(token).await.map_err(|e| match e {
+            AuthnError::Invalid(why) => GatewayError::InvalidToken(why).into_response(),
+            AuthnError::Unavailable(why) => GatewayError::AuthUnavailable(why).into_response(),
+        })?;
         if !id.self_issued {
             return Err(
                 GatewayError::InvalidToken("token not issued by this gateway".into())
@@ -176,11 +163,11 @@ impl UsersEndpoint {
 
     async fn show(
         &self,
-        app: &App,
+        authn: &dyn Authenticator,
         headers: &HeaderMap,
         id: Option<Option<i64>>,
     ) -> Response<Body> {
-        let caller = match self.caller(app, headers).await {
+        let caller = match self.caller(authn, headers).await {
             Ok(c) => c,
             Err(r) => return r,
         };
@@ -206,7 +193,12 @@ impl UsersEndpoint {
         }
     }
 
-    async fn create(&self, app: &App, cfg: &Config, req: Request<Incoming>) -> Response<Body> {
+    async fn create(
+        &self,
+        authn: &dyn Authenticator,
+        cfg: &Config,
+        req: Request<Incoming>,
+    ) -> Response<Body> {
         let mut actor = None;
         match cfg.users_api.registration {
             Registration::Open => {}
@@ -218,7 +210,7 @@ impl UsersEndpoint {
                 );
             }
             Registration::Admin => {
-                let caller = match self.caller(app, req.headers()).await {
+                let caller = match self.caller(authn, req.headers()).await {
                     Ok(c) => c,
                     Err(r) => return r,
                 };

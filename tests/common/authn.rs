@@ -125,7 +125,7 @@ pub fn b64(bytes: &[u8]) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
-/// Starts a gateway wired like `services::build`, but with the revocation list and the
+/// Starts a gateway wired like `app::wiring::build`, but with the revocation list and the
 /// key set in the test's hands. `yaml` gets the test `tokens:` section prepended.
 pub async fn spawn(yaml: &str) -> (TestGateway, Kit) {
     spawn_with(yaml, AuthnParts::default()).await
@@ -151,7 +151,7 @@ pub async fn spawn_with(yaml: &str, mut parts: AuthnParts) -> (TestGateway, Kit)
     services.authenticator = Arc::new(authenticator);
     services
         .endpoints
-        .push(Arc::new(tollgate::proxy::forward_auth::ForwardAuthEndpoint));
+        .push(Arc::new(tollgate::forward_auth::ForwardAuthEndpoint));
     (
         super::start(cfg, services, dir, config_path).await,
         Kit { keys, revocations },

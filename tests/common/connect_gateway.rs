@@ -1,4 +1,4 @@
-//! A gateway set up for provider connect — everything `services::build` wires (the real
+//! A gateway set up for provider connect — everything `app::wiring::build` wires (the real
 //! SQLite store, the token service's bearer validation, the connect endpoints) — with a
 //! fake provider configured as `facebook` and an integrator page on its own port.
 //!

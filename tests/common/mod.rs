@@ -67,13 +67,13 @@ pub fn complete_yaml(yaml: &str, dir: &std::path::Path) -> String {
     text
 }
 
-/// Starts a gateway with everything `services::build` wires for this config.
+/// Starts a gateway with everything `app::wiring::build` wires for this config.
 pub async fn spawn_gateway(yaml: &str) -> TestGateway {
     let dir = tempfile::tempdir().unwrap();
     let config_path = dir.path().join("tollgate.yaml");
     std::fs::write(&config_path, complete_yaml(yaml, dir.path())).unwrap();
     let cfg = Config::load(&config_path).unwrap_or_else(|e| panic!("{e}"));
-    let services = tollgate::services::build(&cfg)
+    let services = tollgate::app::wiring::build(&cfg)
         .await
         .unwrap_or_else(|e| panic!("services: {e}"));
     start(cfg, services, dir, config_path).await

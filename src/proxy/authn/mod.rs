@@ -20,7 +20,7 @@ pub mod source;
 pub mod verifier;
 
 pub use composite::CompositeAuthenticator;
-pub use setup::{build, build_with_token_service, AuthnParts};
+pub use setup::{build, AuthnParts};
 
 use std::future::Future;
 use std::pin::Pin;

@@ -113,15 +113,3 @@ pub fn build(config: &Config, parts: AuthnParts) -> Result<CompositeAuthenticato
     }
     Ok(auth)
 }
-
-/// The authenticator `tollgate serve` runs: [`build`] with the token service's key set,
-/// store and revocation list (which follows the store's revocation events).
-pub async fn build_with_token_service(
-    config: &Config,
-    tokens: &crate::oauth::Mounted,
-) -> Result<Arc<dyn super::Authenticator>, SetupError> {
-    let mut parts = AuthnParts::with_keys(tokens.service.keys.clone());
-    parts.store = Some(tokens.store.clone());
-    parts.revocations = Some(tokens.service.revocations.clone());
-    Ok(Arc::new(build(config, parts)?))
-}

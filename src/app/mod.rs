@@ -2,16 +2,19 @@
 //! live reload, and shutdown. `Gateway::start` is what `tollgate serve` and the
 //! integration tests both run.
 
+pub mod wiring;
+
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
-use http::{HeaderValue, Method, Request, Response};
+use http::{HeaderValue, Request, Response};
 use hyper::body::Incoming;
 
 use crate::config::{Config, ConfigError};
+use crate::endpoint::{Endpoint, RequestCtx};
 use crate::http::body::Body;
 use crate::http::{BoxFuture, ConnInfo, Handler, ReadinessCheck};
 use crate::proxy::authn::{Authenticator, RejectAll};
@@ -28,28 +31,6 @@ use tracing::Instrument;
 /// of requests no route matched (`-`).
 static ENDPOINT_METRICS: OnceLock<Arc<RequestMetrics>> = OnceLock::new();
 static NO_ROUTE_METRICS: OnceLock<Arc<RequestMetrics>> = OnceLock::new();
-
-/// Per-request facts handed to an [`Endpoint`].
-#[derive(Clone)]
-pub struct RequestCtx {
-    pub conn: ConnInfo,
-    pub request_id: HeaderValue,
-    pub generation: Arc<Generation>,
-}
-
-/// An endpoint Tollgate answers itself (token service, users API, JWKS, forward-auth,
-/// provider connect). Endpoints are consulted before the route table, so a catch-all
-/// route cannot shadow them.
-pub trait Endpoint: Send + Sync {
-    /// Whether this endpoint serves `path` (already normalised).
-    fn matches(&self, method: &Method, path: &str, config: &Config) -> bool;
-    fn call(
-        self: Arc<Self>,
-        app: Arc<App>,
-        req: Request<Incoming>,
-        ctx: RequestCtx,
-    ) -> BoxFuture<Response<Body>>;
-}
 
 /// A request whose body length two parsers could disagree on (RFC 9112 §6.1, §6.3):
 /// `Transfer-Encoding` together with `Content-Length`, more than one `Transfer-Encoding`
@@ -251,14 +232,16 @@ impl App {
             return resp;
         }
 
-        let endpoint = match crate::http::path::normalize_path(req.uri().path()) {
-            Ok(p) => self
-                .endpoints
+        // The one normalisation of the path: endpoints and the proxy get it handed down.
+        let norm = crate::http::path::normalize_path(req.uri().path())
+            .ok()
+            .map(std::borrow::Cow::into_owned);
+        let endpoint = norm.as_deref().and_then(|p| {
+            self.endpoints
                 .iter()
-                .find(|e| e.matches(&method, &p, &rt.config))
-                .cloned(),
-            Err(_) => None,
-        };
+                .find(|e| e.matches(&method, p, &rt.config))
+                .cloned()
+        });
         let mut resp = match endpoint {
             Some(ep) => {
                 outcome.route = Some(
@@ -284,16 +267,21 @@ impl App {
                     conn,
                     request_id: request_id.clone(),
                     generation: rt.clone(),
+                    authenticator: self.proxy.authenticator.clone(),
+                    path: norm.unwrap_or_default(),
                 };
-                let mut resp = crate::audit::scope(scope, ep.call(self.clone(), req, ctx)).await;
+                let mut resp = crate::audit::scope(scope, ep.call(req, ctx)).await;
                 challenge_every_401(&mut resp);
                 resp
             }
-            None => match self
-                .proxy
-                .handle(&rt, req, conn, &request_id, &mut outcome)
-                .await
-            {
+            None => match match norm {
+                Some(norm) => {
+                    self.proxy
+                        .handle(&rt, req, norm, conn, &request_id, &mut outcome)
+                        .await
+                }
+                None => Err(proxy::error::GatewayError::BadPath),
+            } {
                 Ok(r) => r,
                 Err(e) => {
                     // A store outage under fail_closed is logged by the limiter, once a second.

@@ -27,15 +27,15 @@ use std::time::Duration;
 use http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 
-use super::authn::source::find_token;
-use super::authn::Identity;
-use super::error::GatewayError;
-use super::{authz, Generation};
-use crate::app::{App, Endpoint, RequestCtx};
 use crate::config::Config;
+use crate::endpoint::{Endpoint, RequestCtx};
 use crate::http::body::{self, Body};
 use crate::http::path;
 use crate::http::BoxFuture;
+use crate::proxy::authn::source::find_token;
+use crate::proxy::authn::Identity;
+use crate::proxy::error::GatewayError;
+use crate::proxy::{authz, Generation};
 
 static X_FORWARDED_METHOD: &str = "x-forwarded-method";
 static X_FORWARDED_URI: &str = "x-forwarded-uri";
@@ -57,12 +57,7 @@ impl Endpoint for ForwardAuthEndpoint {
         })
     }
 
-    fn call(
-        self: Arc<Self>,
-        app: Arc<App>,
-        req: Request<Incoming>,
-        ctx: RequestCtx,
-    ) -> BoxFuture<Response<Body>> {
+    fn call(self: Arc<Self>, req: Request<Incoming>, ctx: RequestCtx) -> BoxFuture<Response<Body>> {
         Box::pin(async move {
             let prefix = ctx
                 .generation
@@ -76,7 +71,7 @@ impl Endpoint for ForwardAuthEndpoint {
                 uri: req.uri(),
                 prefix: &prefix,
             };
-            let result = decide(&ctx.generation, &**app.authenticator(), req.headers(), own).await;
+            let result = decide(&ctx.generation, &*ctx.authenticator, req.headers(), own).await;
             let status = match &result {
                 Ok(_) => "allow",
                 Err(_) => "deny",
@@ -162,7 +157,7 @@ impl OwnRequest<'_> {
 /// forward-auth request's own shape).
 pub async fn decide(
     rt: &Generation,
-    authenticator: &dyn super::authn::Authenticator,
+    authenticator: &dyn crate::proxy::authn::Authenticator,
     headers: &HeaderMap,
     own: OwnRequest<'_>,
 ) -> Result<Response<Body>, ForwardAuthError> {
@@ -183,7 +178,7 @@ pub async fn decide(
     let host = header_str(headers, X_FORWARDED_HOST)
         .or_else(|| uri.host())
         .or_else(|| header_str(headers, header::HOST.as_str()))
-        .map(super::host_name);
+        .map(crate::proxy::host_name);
     let norm = path::normalize_path(uri.path()).map_err(|_| GatewayError::BadPath)?;
     let route = rt
         .routes
@@ -208,7 +203,7 @@ pub async fn decide(
     let max_age = reuse_for(
         identity.as_deref(),
         rt.config.forward_auth.cache_ttl,
-        super::authn::claims::now_unix(),
+        crate::proxy::authn::claims::now_unix(),
     );
     // X-Accel-Expires first: nginx then skips the `private` that follows.
     resp.headers_mut()
@@ -230,7 +225,7 @@ fn reuse_for(identity: Option<&Identity>, ttl: Duration, now: u64) -> u64 {
         secs = secs.min(id.expires_at.map_or(0, |exp| exp.saturating_sub(now)));
         if id.signed_jwt.is_some() {
             // A reused internal JWT has at least half its lifetime left.
-            secs = secs.min(super::authn::signed::INTERNAL_TTL.as_secs() / 2);
+            secs = secs.min(crate::proxy::authn::signed::INTERNAL_TTL.as_secs() / 2);
         }
     }
     secs
