@@ -219,3 +219,27 @@ variants_table() {
     [ -n "$VARIANT_NOTES" ] && printf '%s\n' "$VARIANT_NOTES"
     return 0
 }
+
+# bench/upstreams.sh's public routes over HTTPS and h2c, beside the plain public route.
+transports_table() {
+    local any=0 c
+    for c in https_h1 https_h2 h2c; do [ -n "${SKIP[$c]:-}" ] || any=1; done
+    [ $any = 1 ] || return 0
+    local p_rps p_p99 p_cpu
+    p_rps=$(median 5 public); p_p99=$(median 7 public); p_cpu=$(median 8 public)
+    echo "#### The public route over other upstream transports (no token)"
+    echo
+    echo "| Configuration | req/s | × public | × nginx plain | p99 ms | p99 × public | CPU µs/req | CPU × public | CPU − public µs | CPU × nginx |"
+    echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    for c in public https_h1 https_h2 h2c; do
+        if [ -n "${SKIP[$c]:-}" ]; then
+            echo "| ${LABEL[$c]} | skipped: ${SKIP[$c]} |||||||||"
+            continue
+        fi
+        local rps p99 cpu diff
+        rps=$(median 5 "$c"); p99=$(median 7 "$c"); cpu=$(median 8 "$c")
+        diff=$(awk -v a="$cpu" -v b="$p_cpu" 'BEGIN { if (a == "-" || b == "-") print "-"; else printf "%+.2f", a - b }')
+        echo "| ${LABEL[$c]} | $rps | $(ratio "$rps" "$p_rps") | $(ratio "$rps" "$N_RPS") | $(ms "$p99") | $(ratio "$p99" "$p_p99") | $cpu | $(ratio "$cpu" "$p_cpu") | $diff | $(ratio "$cpu" "$N_CPU") |"
+    done
+    echo
+}
