@@ -1,6 +1,8 @@
 //! deploy/kubernetes/: every overlay renders with `kubectl kustomize`, passes
 //! `kubernetes-validate --strict` and yamllint, keeps the pod hardening, and carries a
-//! Tollgate config that `tollgate check` accepts; the ingress overlay copies exactly the
+//! Tollgate config that `tollgate check` accepts, with the files its upstream TLS settings
+//! name mounted from the rendered ConfigMaps and Secrets (the gateway overlay's routes go to
+//! an HTTPS upstream verified against a mounted CA); the ingress overlay copies exactly the
 //! headers (and runs exactly the Envoy bootstrap) that tests/ingress_proxies.rs runs for
 //! real. Tools that are missing skip their part with a printed reason.
 
@@ -45,27 +47,62 @@ fn lower_set<'a>(names: impl IntoIterator<Item = &'a str>) -> BTreeSet<String> {
         .collect()
 }
 
-/// Each overlay's Tollgate config file, with the Secret's database URL as the
-/// environment would carry it.
-fn overlay_configs() -> Vec<(String, PathBuf)> {
+/// Each overlay's Tollgate config file, with the directories its pod mounts (path in the
+/// container, directory in the overlay holding the same files) for the files it names.
+fn overlay_configs() -> Vec<(String, PathBuf, Vec<(&'static str, PathBuf)>)> {
     vec![
         (
             "gateway".into(),
             overlay_dir("gateway").join("tollgate.yaml"),
+            vec![(GATEWAY_CA_MOUNT, overlay_dir("gateway"))],
         ),
         (
             "sidecar".into(),
             overlay_dir("sidecar").join("tollgate.yaml"),
+            vec![],
         ),
         (
             "ingress".into(),
             overlay_dir("ingress").join("tollgate/tollgate.yaml"),
+            vec![],
         ),
         (
             "container image".into(),
             root().join("deploy/container/tollgate.yaml"),
+            vec![],
         ),
     ]
+}
+
+/// Where the gateway overlay's Deployment mounts the CA bundle of its HTTPS upstreams.
+const GATEWAY_CA_MOUNT: &str = "/etc/tollgate-ca";
+
+/// The `upstream.tls` file paths (`ca_file`, `client_cert`, `client_key`) of every route.
+fn upstream_tls_files(config: &Value) -> Vec<String> {
+    let mut files = Vec::new();
+    for route in config["routes"].as_sequence().into_iter().flatten() {
+        let tls = &route["upstream"]["tls"];
+        for key in ["ca_file", "client_cert", "client_key"] {
+            if let Some(p) = tls[key].as_str() {
+                files.push(p.to_string());
+            }
+        }
+    }
+    files
+}
+
+/// `text` with every path under a container mount point moved to the local directory that
+/// holds the same files, written to `out`.
+fn localize(text: &str, mounts: &[(String, PathBuf)], out: &Path) -> PathBuf {
+    let mut text = text.to_string();
+    for (mount, dir) in mounts {
+        text = text.replace(
+            &format!("{}/", mount.trim_end_matches('/')),
+            &format!("{}/", dir.display()),
+        );
+    }
+    std::fs::write(out, text).unwrap();
+    out.to_path_buf()
 }
 
 fn tollgate_check(config: &Path) -> std::process::Output {
@@ -84,8 +121,15 @@ fn tollgate_check(config: &Path) -> std::process::Output {
 
 #[test]
 fn every_shipped_config_passes_tollgate_check() {
-    for (name, path) in overlay_configs() {
-        let out = tollgate_check(&path);
+    let tmp = tempfile::tempdir().unwrap();
+    for (i, (name, path, mounts)) in overlay_configs().into_iter().enumerate() {
+        let text = std::fs::read_to_string(&path).unwrap();
+        let mounts: Vec<(String, PathBuf)> = mounts
+            .into_iter()
+            .map(|(m, d)| (m.to_string(), d))
+            .collect();
+        let local = localize(&text, &mounts, &tmp.path().join(format!("{i}.yaml")));
+        let out = tollgate_check(&local);
         assert!(
             out.status.success(),
             "{name} ({}): {}",
@@ -287,8 +331,92 @@ fn overlays_render_and_pass_kubernetes_validate_strict() {
             .unwrap_or_else(|| {
                 panic!("{overlay}: the pod mounts {cm_name}, which is not rendered")
             });
-        let conf = tmp.path().join(format!("{overlay}-tollgate.yaml"));
-        std::fs::write(&conf, cm["data"]["tollgate.yaml"].as_str().unwrap()).unwrap();
+        // The files its upstream TLS settings name come from the pod's volumes: each is
+        // written where the rendered ConfigMap or Secret puts it, then checked there.
+        let text = cm["data"]["tollgate.yaml"].as_str().unwrap();
+        let config: Value = serde_yaml::from_str(text).unwrap();
+        let container = pod["containers"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == "tollgate")
+            .unwrap();
+        let mut mounts: Vec<(String, PathBuf)> = Vec::new();
+        for file in upstream_tls_files(&config) {
+            let file = Path::new(&file);
+            let (dir, key) = (file.parent().unwrap(), file.file_name().unwrap());
+            let mount = container["volumeMounts"]
+                .as_sequence()
+                .unwrap()
+                .iter()
+                .find(|m| Path::new(m["mountPath"].as_str().unwrap()) == dir)
+                .unwrap_or_else(|| {
+                    panic!(
+                        "{overlay}: {} is in no volume the pod mounts",
+                        file.display()
+                    )
+                });
+            let volume = pod["volumes"]
+                .as_sequence()
+                .unwrap()
+                .iter()
+                .find(|v| v["name"] == mount["name"])
+                .unwrap();
+            let key = key.to_str().unwrap();
+            let content = if let Some(name) = volume["configMap"]["name"].as_str() {
+                let source = of_kind("ConfigMap")
+                    .into_iter()
+                    .find(|c| c["metadata"]["name"] == name)
+                    .unwrap_or_else(|| {
+                        panic!("{overlay}: the pod mounts ConfigMap {name}, which is not rendered")
+                    });
+                source["data"][key].as_str().map(str::to_string)
+            } else if let Some(name) = volume["secret"]["secretName"].as_str() {
+                let source = of_kind("Secret")
+                    .into_iter()
+                    .find(|c| c["metadata"]["name"] == name)
+                    .unwrap_or_else(|| {
+                        panic!("{overlay}: the pod mounts Secret {name}, which is not rendered")
+                    });
+                source["stringData"][key]
+                    .as_str()
+                    .map(str::to_string)
+                    .or_else(|| {
+                        source["data"][key].as_str().map(|b| {
+                            use base64::Engine;
+                            String::from_utf8(
+                                base64::engine::general_purpose::STANDARD.decode(b).unwrap(),
+                            )
+                            .unwrap()
+                        })
+                    })
+            } else {
+                None
+            };
+            let content = content.unwrap_or_else(|| {
+                panic!(
+                    "{overlay}: volume {} holds no key {key} for {}",
+                    volume["name"].as_str().unwrap(),
+                    file.display()
+                )
+            });
+            let dir = dir.display().to_string();
+            let index = mounts
+                .iter()
+                .position(|(m, _)| *m == dir)
+                .unwrap_or_else(|| {
+                    let local = tmp.path().join(format!("{overlay}-mount-{}", mounts.len()));
+                    std::fs::create_dir_all(&local).unwrap();
+                    mounts.push((dir.clone(), local));
+                    mounts.len() - 1
+                });
+            std::fs::write(mounts[index].1.join(key), content).unwrap();
+        }
+        let conf = localize(
+            text,
+            &mounts,
+            &tmp.path().join(format!("{overlay}-tollgate.yaml")),
+        );
         let out = tollgate_check(&conf);
         assert!(
             out.status.success(),
@@ -297,6 +425,68 @@ fn overlays_render_and_pass_kubernetes_validate_strict() {
         );
 
         if overlay == "gateway" {
+            // The routes reach an in-cluster HTTPS service, verified against the mounted
+            // service CA for the Service's name; `check` shows that transport.
+            let https: Vec<&Value> = config["routes"]
+                .as_sequence()
+                .unwrap()
+                .iter()
+                .filter(|r| {
+                    r["upstream"]["targets"].as_sequence().is_some_and(|t| {
+                        t.iter()
+                            .all(|t| t.as_str().unwrap().starts_with("https://"))
+                    })
+                })
+                .collect();
+            assert!(!https.is_empty(), "gateway: no route has an HTTPS upstream");
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            for route in https {
+                let name = route["name"].as_str().unwrap();
+                let tls = &route["upstream"]["tls"];
+                let ca = tls["ca_file"]
+                    .as_str()
+                    .unwrap_or_else(|| panic!("gateway: route {name}: no upstream.tls.ca_file"));
+                assert!(
+                    ca.starts_with(&format!("{GATEWAY_CA_MOUNT}/")),
+                    "gateway: route {name}: ca_file {ca} is not under {GATEWAY_CA_MOUNT}"
+                );
+                let server_name = tls["server_name"].as_str().unwrap_or_else(|| {
+                    panic!("gateway: route {name}: no upstream.tls.server_name")
+                });
+                let target = route["upstream"]["targets"][0].as_str().unwrap();
+                let host = target
+                    .trim_start_matches("https://")
+                    .split([':', '/'])
+                    .next()
+                    .unwrap();
+                assert_eq!(server_name, host, "gateway: route {name}: server_name");
+                assert!(
+                    host.ends_with(".svc.cluster.local"),
+                    "gateway: route {name}: {host} is not an in-cluster Service"
+                );
+                assert!(
+                    stdout.contains(&format!("server_name {server_name}"))
+                        && stdout.contains("tls ca_file"),
+                    "gateway: `tollgate check` does not show route {name}'s TLS: {stdout}"
+                );
+            }
+            let cas: Vec<&Value> = of_kind("ConfigMap")
+                .into_iter()
+                .filter(|c| {
+                    c["data"].as_mapping().is_some_and(|d| {
+                        d.values().any(|v| {
+                            v.as_str()
+                                .is_some_and(|v| v.contains("-----BEGIN CERTIFICATE-----"))
+                        })
+                    })
+                })
+                .collect();
+            assert_eq!(
+                cas.len(),
+                1,
+                "gateway: one ConfigMap carries the upstream CA"
+            );
+
             let replicas = with_tollgate[0]["spec"]["replicas"].as_u64().unwrap();
             assert!(replicas >= 2, "gateway: several replicas");
             assert_eq!(of_kind("PodDisruptionBudget").len(), 1, "gateway: PDB");
