@@ -47,9 +47,12 @@ fn lower_set<'a>(names: impl IntoIterator<Item = &'a str>) -> BTreeSet<String> {
         .collect()
 }
 
-/// Each overlay's Tollgate config file, with the directories its pod mounts (path in the
-/// container, directory in the overlay holding the same files) for the files it names.
-fn overlay_configs() -> Vec<(String, PathBuf, Vec<(&'static str, PathBuf)>)> {
+/// A directory a pod mounts: its path in the container, and the directory in the overlay
+/// holding the same files.
+type Mount = (&'static str, PathBuf);
+
+/// Each overlay's Tollgate config file, with the mounts of the files it names.
+fn overlay_configs() -> Vec<(String, PathBuf, Vec<Mount>)> {
     vec![
         (
             "gateway".into(),

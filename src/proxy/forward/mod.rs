@@ -1,0 +1,234 @@
+//! Forwarding to the upstream, one concern per file:
+//!
+//! - this file: the retry loop of one request (URI rewrite, connect and response
+//!   timeouts, retries for idempotent body-less requests, the upgrade hand-off);
+//! - `pool.rs`: the pooled clients, shared across reloads, one per serving worker;
+//! - `targets.rs`: target choice (round robin with passive ejection) and each target's
+//!   `Host` header;
+//! - `body_limit.rs`: the streaming request-body limit;
+//! - `tunnel.rs`: the WebSocket (upgrade) tunnel and its end with the token.
+//!
+//! Hop-by-hop and `X-Forwarded-*` handling is in `proxy/headers.rs`; the lifetime of
+//! streamed responses in `proxy/authn/lifetime.rs`.
+
+mod body_limit;
+mod pool;
+mod targets;
+mod tunnel;
+
+pub use body_limit::{BodyTooLarge, LimitedBody};
+pub use pool::{ClientCache, HttpClient, WorkerClients};
+
+use std::ops::Not;
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize};
+use std::time::Duration;
+
+use http::request::Parts;
+use http::{Method, Request, Response, StatusCode, Uri};
+use http_body::Body as HttpBody;
+
+use crate::config::{TargetSpec, UpstreamSpec};
+use crate::http::body::{self, Body};
+use crate::proxy::error::GatewayError;
+use crate::proxy::headers::remove_hop_by_hop;
+use crate::proxy::upstream_tls::tls_failure;
+use body_limit::body_too_large;
+use pool::client_for_this_thread;
+use targets::{host_header, may_be_http2, Target};
+use tunnel::tunnel;
+
+/// One route's upstream: its targets and the shared client.
+pub struct Upstream {
+    targets: Vec<Target>,
+    next: AtomicUsize,
+    clients: WorkerClients,
+    timeout: Duration,
+    retries: u32,
+    eject_after: u32,
+    eject_for: Duration,
+}
+
+/// What `forward` needs to know beyond the request itself.
+pub struct ForwardRequest {
+    pub parts: Parts,
+    pub body: Body,
+    /// The normalised path to send (after `strip_prefix`), without query.
+    pub path: String,
+    /// The query to send (after removing a query token), without `?`.
+    pub query: Option<String>,
+    /// Present when the client asked for a protocol upgrade (WebSocket).
+    pub upgrade: Option<hyper::upgrade::OnUpgrade>,
+    /// Close an upgraded connection at this instant (token expiry); `None` keeps it open.
+    pub close_at: Option<tokio::time::Instant>,
+    /// Close an upgraded connection when this resolves (the token was revoked).
+    pub close_on: Option<crate::revocation::RevokedFuture>,
+}
+
+impl Upstream {
+    pub fn new(spec: &UpstreamSpec, clients: &ClientCache) -> Self {
+        Upstream {
+            targets: spec
+                .targets
+                .iter()
+                .map(|t| Target {
+                    host: may_be_http2(spec).not().then(|| host_header(t)),
+                    spec: t.clone(),
+                    consecutive_failures: AtomicU32::new(0),
+                    ejected_until_ms: AtomicU64::new(0),
+                })
+                .collect(),
+            next: AtomicUsize::new(0),
+            clients: clients.get(spec),
+            timeout: spec.timeout,
+            retries: spec.retries,
+            eject_after: spec.eject_after,
+            eject_for: spec.eject_for,
+        }
+    }
+}
+
+impl Upstream {
+    fn uri_for(t: &TargetSpec, path: &str, query: Option<&str>) -> Result<Uri, GatewayError> {
+        let mut s = String::with_capacity(
+            t.authority.as_str().len()
+                + t.base_path.len()
+                + path.len()
+                + 16
+                + query.map_or(0, |q| q.len() + 1),
+        );
+        s.push_str(t.scheme.as_str());
+        s.push_str("://");
+        s.push_str(t.authority.as_str());
+        s.push_str(&t.base_path);
+        if t.base_path.is_empty() || path != "/" {
+            s.push_str(path);
+        }
+        if let Some(q) = query {
+            s.push('?');
+            s.push_str(q);
+        }
+        Uri::try_from(s).map_err(|_| GatewayError::BadPath)
+    }
+
+    /// Sends the request upstream and returns the upstream's response head with its body
+    /// streaming behind it.
+    pub async fn forward(&self, req: ForwardRequest) -> Result<Response<Body>, GatewayError> {
+        let ForwardRequest {
+            mut parts,
+            body,
+            path,
+            query,
+            upgrade,
+            close_at,
+            close_on,
+        } = req;
+        // Hop-by-hop request headers were removed by the pipeline before it injected its
+        // own (`proxy::handle`), so a `Connection:` list cannot name what it added; it
+        // kept `te: trailers`, which gRPC servers require.
+        parts.headers.remove(http::header::HOST);
+        parts.version = http::Version::HTTP_11;
+        // A gRPC deadline shorter than the route's timeout bounds the wait too.
+        let timeout = match super::grpc::timeout(&parts.headers) {
+            Some(t) if t < self.timeout => t,
+            _ => self.timeout,
+        };
+
+        let retryable = is_idempotent(&parts.method)
+            && HttpBody::is_end_stream(&body)
+            && upgrade.is_none()
+            && self.retries > 0;
+        let attempts = if retryable { 1 + self.retries } else { 1 };
+        let mut body = Some(body);
+        let mut last_err = GatewayError::UpstreamUnreachable("no attempt made".into());
+        for attempt in 0..attempts {
+            let target = self.pick();
+            let uri = Self::uri_for(&target.spec, &path, query.as_deref())?;
+            let mut builder = Request::builder()
+                .method(parts.method.clone())
+                .uri(uri)
+                .version(http::Version::HTTP_11);
+            let last = attempt + 1 == attempts;
+            // The last attempt moves the headers; earlier ones (body-less by construction)
+            // copy them.
+            let mut headers = if last {
+                std::mem::take(&mut parts.headers)
+            } else {
+                parts.headers.clone()
+            };
+            if let Some(host) = &target.host {
+                headers.insert(http::header::HOST, host.clone());
+            }
+            *builder.headers_mut().expect("builder ok") = headers;
+            let b = if last {
+                body.take().unwrap_or_else(body::empty)
+            } else {
+                body::empty()
+            };
+            let upstream_req = builder.body(b).map_err(|_| GatewayError::BadPath)?;
+            match tokio::time::timeout(
+                timeout,
+                client_for_this_thread(&self.clients).request(upstream_req),
+            )
+            .await
+            {
+                Ok(Ok(mut resp)) => {
+                    self.record(target, true);
+                    if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+                        if let Some(down) = upgrade {
+                            let up = hyper::upgrade::on(&mut resp);
+                            tokio::spawn(tunnel(down, up, close_at, close_on));
+                            let (mut rparts, _) = resp.into_parts();
+                            remove_hop_by_hop(&mut rparts.headers, true);
+                            return Ok(Response::from_parts(rparts, body::empty()));
+                        }
+                    }
+                    let (mut rparts, rbody) = resp.into_parts();
+                    remove_hop_by_hop(&mut rparts.headers, false);
+                    return Ok(Response::from_parts(rparts, body::boxed(rbody)));
+                }
+                Ok(Err(e)) => {
+                    if let Some(limit) = body_too_large(&e) {
+                        return Err(GatewayError::BodyTooLarge(limit));
+                    }
+                    self.record(target, false);
+                    if let Some(why) = tls_failure(&e) {
+                        tracing::warn!(target = %target.spec, attempt, error = %why, "upstream TLS handshake failed: certificate not verified or handshake refused");
+                        metrics::counter!("tollgate_upstream_errors_total", "kind" => "tls")
+                            .increment(1);
+                    } else {
+                        tracing::warn!(target = %target.spec, attempt, error = %error_chain(&e), "upstream request failed");
+                        metrics::counter!("tollgate_upstream_errors_total", "kind" => "unreachable")
+                            .increment(1);
+                    }
+                    last_err = GatewayError::UpstreamUnreachable(error_chain(&e));
+                }
+                Err(_) => {
+                    self.record(target, false);
+                    tracing::warn!(target = %target.spec, timeout_ms = timeout.as_millis() as u64, "upstream timed out");
+                    metrics::counter!("tollgate_upstream_errors_total", "kind" => "timeout")
+                        .increment(1);
+                    return Err(GatewayError::UpstreamTimeout(timeout));
+                }
+            }
+        }
+        Err(last_err)
+    }
+}
+
+fn is_idempotent(m: &Method) -> bool {
+    matches!(
+        *m,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE
+    )
+}
+
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}

@@ -1,0 +1,167 @@
+//! The upstream clients: pooled, shared across config reloads, one per serving worker.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use hyper_rustls::{
+    DefaultServerNameResolver, FixedServerNameResolver, HttpsConnector, ResolveServerName,
+};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+
+use crate::config::raw::UpstreamProtocol;
+use crate::config::{UpstreamSpec, UpstreamTlsSpec};
+use crate::http::body::Body;
+use crate::proxy::upstream_tls::UpstreamTls;
+
+pub type HttpClient = Client<HttpsConnector<HttpConnector>, Body>;
+
+/// What makes two upstreams' connections interchangeable: they share client pools when
+/// these agree.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct ClientKey {
+    connect_timeout: Duration,
+    protocol: UpstreamProtocol,
+    /// `None` for `http://` targets.
+    tls: Option<UpstreamTlsSpec>,
+}
+
+/// Upstream clients shared across config reloads, one set per [`ClientKey`] (connect
+/// timeout, protocol, TLS settings), so a reload keeps the warm connection pools. Each set
+/// has one client per serving worker plus one for every other thread: a worker's upstream
+/// connections then live on its own event loop and its pool is never contended (see
+/// `server::workers`).
+pub struct ClientCache {
+    slots: usize,
+    clients: Mutex<HashMap<ClientKey, ClientSet>>,
+}
+
+struct ClientSet {
+    clients: WorkerClients,
+    /// Re-reads the CA bundle and client certificate when their files change.
+    _watch: Option<crate::config::reload::FileWatch>,
+}
+
+/// Idle upstream connections kept per target and worker (like nginx's `keepalive 128`):
+/// a burst of concurrent requests opens as many upstream connections as it needs, but
+/// only this many stay open afterwards, so a burst does not leave thousands of idle
+/// upstream connections (and their buffers) behind.
+const MAX_IDLE_PER_TARGET: usize = 128;
+
+/// One client per serving worker; index 0 serves threads that are not workers.
+pub type WorkerClients = Arc<[HttpClient]>;
+
+impl Default for ClientCache {
+    fn default() -> Self {
+        ClientCache::new(0)
+    }
+}
+
+impl ClientCache {
+    /// A cache for `workers` serving workers.
+    pub fn new(workers: usize) -> Self {
+        ClientCache {
+            slots: workers + 1,
+            clients: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The clients for an upstream with these settings, made on first use.
+    pub fn get(&self, spec: &UpstreamSpec) -> WorkerClients {
+        let key = ClientKey {
+            connect_timeout: spec.connect_timeout,
+            protocol: spec.protocol,
+            tls: spec.tls.clone(),
+        };
+        let mut map = self.clients.lock().expect("client cache lock");
+        if let Some(set) = map.get(&key) {
+            return set.clients.clone();
+        }
+        let set = self.make(&key);
+        let clients = set.clients.clone();
+        map.insert(key, set);
+        clients
+    }
+
+    fn make(&self, key: &ClientKey) -> ClientSet {
+        let (tls_config, server_name, watch) = match &key.tls {
+            None => (UpstreamTls::unused(), None, None),
+            Some(spec) => match UpstreamTls::new(spec, key.protocol) {
+                Ok(tls) => {
+                    let tls = Arc::new(tls);
+                    let watch = watch_tls_files(spec, &tls);
+                    (tls.config.clone(), tls.server_name.clone(), watch)
+                }
+                Err(e) => {
+                    // Fail closed: this upstream's handshakes verify nothing.
+                    tracing::error!(error = %e, "upstream TLS settings not usable; its requests will fail");
+                    (UpstreamTls::unused(), None, None)
+                }
+            },
+        };
+        let h2_only = matches!(key.protocol, UpstreamProtocol::H2 | UpstreamProtocol::H2c);
+        let clients = (0..self.slots)
+            .map(|_| {
+                let mut conn = HttpConnector::new();
+                conn.set_connect_timeout(Some(key.connect_timeout));
+                conn.set_nodelay(true);
+                // The TLS layer checks the scheme: plain for http://, TLS for https://.
+                conn.enforce_http(false);
+                let resolver: Arc<dyn ResolveServerName + Send + Sync> = match &server_name {
+                    Some(n) => Arc::new(FixedServerNameResolver::new(n.clone())),
+                    None => Arc::new(DefaultServerNameResolver::default()),
+                };
+                let https =
+                    HttpsConnector::new(conn, tls_config.clone(), key.tls.is_some(), resolver);
+                let mut builder = Client::builder(TokioExecutor::new());
+                builder
+                    .pool_idle_timeout(Duration::from_secs(90))
+                    .pool_max_idle_per_host(MAX_IDLE_PER_TARGET)
+                    .pool_timer(TokioTimer::new());
+                if h2_only {
+                    builder.http2_only(true);
+                }
+                builder.build(https)
+            })
+            .collect();
+        ClientSet {
+            clients,
+            _watch: watch,
+        }
+    }
+}
+
+/// Watches an upstream's CA bundle and client certificate files, reloading them on change.
+/// Only inside a tokio runtime (`check` and `route` build none and need no reload).
+fn watch_tls_files(
+    spec: &UpstreamTlsSpec,
+    tls: &Arc<UpstreamTls>,
+) -> Option<crate::config::reload::FileWatch> {
+    let files = UpstreamTls::watched_files(spec);
+    if files.is_empty() || tokio::runtime::Handle::try_current().is_err() {
+        return None;
+    }
+    match crate::config::reload::watch_files(&files) {
+        Ok((watch, mut rx)) => {
+            let tls = tls.clone();
+            tokio::spawn(async move {
+                while rx.recv().await.is_some() {
+                    tls.reload();
+                }
+            });
+            Some(watch)
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot watch upstream TLS files; changes need a restart");
+            None
+        }
+    }
+}
+
+/// The client of the calling thread's worker.
+pub(super) fn client_for_this_thread(clients: &WorkerClients) -> &HttpClient {
+    let slot = crate::server::workers::current().map_or(0, |w| w + 1);
+    clients.get(slot).unwrap_or(&clients[0])
+}
