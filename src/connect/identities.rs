@@ -90,23 +90,16 @@ impl Connect {
             .parse::<i64>()
             .map(UserId)
             .map_err(|_| ConnectError::NotFound)?;
-        let me = super::caller_user(&caller);
-        if me == Some(target) {
-            return Ok(target);
-        }
-        let Some(me) = me else {
+        if !crate::users::access::self_or_admin(&*self.stores.users, &caller, target).await? {
             return Err(ConnectError::NotFound);
-        };
-        let is_admin = self
-            .stores
-            .users
-            .user_by_id(me)
-            .await?
-            .is_some_and(|u| u.role == crate::users::ADMIN_ROLE);
-        if is_admin && self.stores.users.user_by_id(target).await?.is_some() {
-            return Ok(target);
         }
-        Err(ConnectError::NotFound)
+        // An admin naming an account that does not exist gets the same 404.
+        if crate::users::access::caller_user(&caller) != Some(target)
+            && self.stores.users.user_by_id(target).await?.is_none()
+        {
+            return Err(ConnectError::NotFound);
+        }
+        Ok(target)
     }
 }
 

@@ -267,19 +267,8 @@ async fn authenticate(
 
 /// The caller's numeric user id; a token for a client rather than a user is refused.
 fn user_id_of(identity: &Identity) -> Result<UserId, ConnectError> {
-    caller_user(identity)
+    crate::users::access::caller_user(identity)
         .ok_or_else(|| ConnectError::InvalidToken("the token does not belong to a user".into()))
-}
-
-/// The user a token speaks for, by the users API's rule: user tokens carry an email,
-/// client_credentials tokens do not (and carry the client id as subject, so a client whose
-/// id happens to be numeric must not pass for that user).
-fn caller_user(identity: &Identity) -> Option<UserId> {
-    if identity.email.is_none() || identity.client_id.as_deref() == Some(identity.user_id.as_str())
-    {
-        return None;
-    }
-    identity.user_id.parse::<i64>().ok().map(UserId)
 }
 
 /// The `Authorization: Bearer` token, if any.

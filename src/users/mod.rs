@@ -7,6 +7,7 @@
 //! Registration never takes a role from the request. Passwords are hashed on the
 //! bounded pool and never echoed, logged or returned.
 
+pub mod access;
 pub mod model;
 
 use std::sync::Arc;
@@ -112,13 +113,6 @@ fn unavailable(detail: &dyn std::fmt::Display) -> Response<Body> {
     )
 }
 
-/// The user a self-issued token speaks for. client_credentials tokens speak for a
-/// client and carry no `email`; every user has one.
-fn user_id(caller: &Identity) -> Option<UserId> {
-    caller.email.as_ref()?;
-    caller.user_id.parse::<i64>().ok().map(UserId)
-}
-
 fn field_errors(status: StatusCode, errors: &model::FieldErrors) -> Response<Body> {
     body::json(status, &json!({ "errors": errors }))
 }
@@ -148,19 +142,6 @@ impl UsersEndpoint {
         Ok(id)
     }
 
-    /// Whether the caller's current role (from the store) is admin.
-    async fn caller_is_admin(&self, caller: &Identity) -> Result<bool, StoreError> {
-        let Some(id) = user_id(caller) else {
-            return Ok(false);
-        };
-        Ok(self
-            .0
-            .store
-            .user_by_id(id)
-            .await?
-            .is_some_and(|u| u.role == ADMIN_ROLE))
-    }
-
     async fn show(
         &self,
         authn: &dyn Authenticator,
@@ -171,7 +152,7 @@ impl UsersEndpoint {
             Ok(c) => c,
             Err(r) => return r,
         };
-        let me = user_id(&caller);
+        let me = access::caller_user(&caller);
         let wanted = match id {
             None => me,
             Some(id) => id.map(UserId),
@@ -180,7 +161,7 @@ impl UsersEndpoint {
             return not_found();
         };
         if me != Some(wanted) {
-            match self.caller_is_admin(&caller).await {
+            match access::is_admin(&*self.0.store, &caller).await {
                 Ok(true) => {}
                 Ok(false) => return not_found(),
                 Err(e) => return unavailable(&e),
@@ -214,7 +195,7 @@ impl UsersEndpoint {
                     Ok(c) => c,
                     Err(r) => return r,
                 };
-                match self.caller_is_admin(&caller).await {
+                match access::is_admin(&*self.0.store, &caller).await {
                     Ok(true) => actor = Some(caller.user_id.clone()),
                     Ok(false) => {
                         crate::audit::event("user_created", crate::audit::Outcome::Failure)
