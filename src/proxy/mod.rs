@@ -1,15 +1,20 @@
 //! The data path, in the order it runs. [`Proxy::handle`] is the whole story of a proxied
-//! request; each step is one call into a module named after what it does:
+//! request, one stage per line, each a call into a module named after what it does:
 //!
-//! 1. `http::path` — the path as `App::handle` normalised it, once: matched AND forwarded.
-//! 2. `route`   — host + method + path → route (404 when nothing matches).
-//! 3. limits    — `Content-Length` over the route's body limit → 413.
-//! 4. `authn`   — find the token (`authn::source`) and validate it → identity.
-//! 5. `authz`   — route policy: none / optional / required, scopes, roles.
-//!    Then `ratelimit`: the route's request budget, counted by who the caller is (429).
-//! 6. `headers` — strip spoofable identity headers, then inject ours; `X-Forwarded-*`.
-//! 7. `forward` — pooled upstream request, bodies streamed both ways.
-//! 8. `error`   — any failure above becomes its status in one place.
+//! 1. route     — host + method + the path `App::handle` normalised once (`http::path`)
+//!    → route (`route.rs`; 404 when nothing matches). The same path is forwarded.
+//! 2. limits    — a declared body over the route's limit (413), a missing client
+//!    certificate where the route requires one (403).
+//! 3. `authn` + `authz` — find the token (`authn::source`), validate it → identity; the
+//!    route policy: none / optional / required, scopes, roles (401/403).
+//! 4. `ratelimit` — the route's request budget, counted by who the caller is (429).
+//! 5. mutate    — hop-by-hop headers out, identity headers stripped then injected
+//!    (`headers.rs`, `identity.rs`), `X-Forwarded-*`, request id, a query token removed.
+//! 6. `forward` — pooled upstream request, bodies streamed both ways (`forward/`).
+//! 7. the answer — rate-limit headers; a streaming answer ends with its token
+//!    (`authn::lifetime`).
+//!
+//! Any failure becomes its status in one place, `error.rs`.
 
 pub mod authn;
 pub mod authz;
@@ -136,6 +141,8 @@ pub struct Outcome {
 }
 
 impl Proxy {
+    /// The data path, one stage per line; each stage is a function below (or in the
+    /// module named after it) and the first failure ends the request (`error.rs`).
     pub async fn handle(
         &self,
         rt: &Generation,
@@ -145,86 +152,83 @@ impl Proxy {
         request_id: &HeaderValue,
         outcome: &mut Outcome,
     ) -> Result<Response<Body>, GatewayError> {
-        // 1. `norm` is the path normalised once (App::handle), for matching and forwarding.
-        // Two Host headers are ambiguous about which site is meant (RFC 9112 §3.2).
-        if req.headers().get_all(header::HOST).iter().nth(1).is_some() {
-            return Err(GatewayError::BadRequest("more than one Host header"));
-        }
-        // 2. Route, judged without `;` segment parameters (as upstreams read the path).
-        let host = request_host(&req);
-        let route = rt
-            .routes
-            .find(host, req.method(), &path::route_key(&norm))
-            .ok_or(GatewayError::NoRoute)?
-            .clone();
+        // 1. Route: host + method + the path `App::handle` normalised once.
+        let route = find_route(rt, &req, &norm)?;
         outcome.route = Some(route.metrics.clone());
-        let spec = &route.spec;
-
-        // 3. Body limit known up front.
-        if let Some(len) = req
-            .headers()
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok())
-        {
-            if len > spec.max_body_bytes {
-                return Err(GatewayError::BodyTooLarge(spec.max_body_bytes));
-            }
-        }
-
-        // 3b. Client certificate, when the route insists on one.
-        if spec.require_client_cert && conn.client_cert.is_none() {
-            return Err(GatewayError::ClientCertRequired);
-        }
-
-        // 4 + 5. Authenticate and authorize per the route's policy.
+        // 2. Limits known before any work: declared body size, client certificate.
+        check_limits(&route.spec, &req, &conn)?;
+        // 3. Authenticate and authorize per the route's policy.
         let found =
-            authn::source::find_token(&spec.token_sources, req.headers(), req.uri().query());
-        let identity: Option<Arc<Identity>> = authz::decide(
-            &spec.auth,
+            authn::source::find_token(&route.spec.token_sources, req.headers(), req.uri().query());
+        let identity = authz::decide(
+            &route.spec.auth,
             found.as_ref().map(|f| f.token),
             &*self.authenticator,
         )
         .await?;
-        // 5b. Rate limit, by the authenticated caller when there is one.
-        let limit_headers = match &route.rate_limit {
-            None => None,
-            Some(limit) => {
-                let key = ratelimit::key_for(
-                    &limit.spec,
-                    identity.as_deref(),
-                    req.headers(),
-                    conn.peer.ip(),
-                    &rt.config.trusted_proxies,
-                );
-                match limit.check(&key).await {
-                    ratelimit::Verdict::Allowed(h) => Some(h),
-                    ratelimit::Verdict::Limited(headers, retry_after) => {
-                        return Err(GatewayError::RateLimited {
-                            headers,
-                            retry_after,
-                        })
-                    }
-                    ratelimit::Verdict::Unavailable => {
-                        return Err(GatewayError::RateLimitUnavailable)
-                    }
-                }
-            }
-        };
-        let query_token = match found.as_ref().map(|f| f.source) {
+        // 4. Rate limit, by the authenticated caller when there is one.
+        let limit_headers = rate_limit(rt, &route, identity.as_deref(), &req, &conn).await?;
+        // 5. Rewrite the request for the upstream (hop-by-hop, identity, forwarding
+        //    headers; a query token removed).
+        let query_token = match found.map(|f| f.source) {
             Some(TokenSource::Query(name)) => Some(name.clone()),
             _ => None,
         };
+        let outgoing = self.mutate(
+            rt,
+            &route,
+            req,
+            norm,
+            &conn,
+            identity.as_ref(),
+            query_token.as_deref(),
+            request_id,
+        );
+        let close_at = outgoing.close_at;
+        // 6. Forward (traced when tracing is on).
+        let mut resp = forward(&route, outgoing).await?;
+        // 7. The answer: rate-limit headers; a streaming response ends with its token.
+        if let Some(h) = &limit_headers {
+            h.apply(resp.headers_mut());
+        }
+        match &identity {
+            Some(id)
+                if route.spec.close_on_token_expiry && authn::lifetime::is_streaming(&resp) =>
+            {
+                Ok(authn::lifetime::guard(
+                    resp,
+                    close_at,
+                    self.authenticator.revoked(id),
+                ))
+            }
+            _ => Ok(resp),
+        }
+    }
 
+    /// Stage 5: the request as the upstream gets it. Hop-by-hop headers go first, so a
+    /// client's `Connection:` list can name only its own headers, never one Tollgate
+    /// injects below; then strip before inject: spoofed identity headers never pass, on
+    /// any route.
+    #[allow(clippy::too_many_arguments)]
+    fn mutate(
+        &self,
+        rt: &Generation,
+        route: &Route,
+        req: Request<Incoming>,
+        norm: String,
+        conn: &ConnInfo,
+        identity: Option<&Arc<Identity>>,
+        query_token: Option<&str>,
+        request_id: &HeaderValue,
+    ) -> ForwardRequest {
+        let spec = &route.spec;
         let upgrade_requested = headers::is_upgrade_request(req.headers());
-        let forward_path = forwarded_path(spec, norm);
-        let query = match (req.uri().query(), &query_token) {
+        let query = match (req.uri().query(), query_token) {
             (Some(q), Some(name)) => authn::source::remove_query_param(q, name),
             (Some(q), None) => Some(q.to_string()),
             (None, _) => None,
         };
-        let host_owned = host.map(str::to_owned);
-
+        let host = request_host(&req).map(str::to_owned);
         let (mut parts, incoming) = req.into_parts();
         let upgrade = if upgrade_requested {
             parts.extensions.remove::<hyper::upgrade::OnUpgrade>()
@@ -232,9 +236,6 @@ impl Proxy {
             None
         };
 
-        // 6. Hop-by-hop headers go first, so a client's `Connection:` list can name
-        // only its own headers, never one Tollgate injects below. Then strip before
-        // inject: spoofed identity headers never pass, on any route.
         // `te: trailers` is the one hop-by-hop value that must reach the upstream: gRPC
         // servers refuse calls without it.
         let te_trailers = parts
@@ -251,7 +252,7 @@ impl Proxy {
         if !spec.forward_authorization {
             parts.headers.remove(header::AUTHORIZATION);
         }
-        if let Some(id) = &identity {
+        if let Some(id) = identity {
             rt.identity_names.inject(&mut parts.headers, id);
         }
         if let Some(cert) = &conn.client_cert {
@@ -262,18 +263,18 @@ impl Proxy {
             &mut parts.headers,
             conn.peer.ip(),
             conn.scheme,
-            host_owned.as_deref(),
+            host.as_deref(),
             &rt.config.trusted_proxies,
         );
         parts
             .headers
             .insert(&headers::X_REQUEST_ID, request_id.clone());
 
-        let close_at = match (&identity, spec.close_on_token_expiry) {
+        let close_at = match (identity, spec.close_on_token_expiry) {
             (Some(id), true) => id.expires_at.map(deadline_from_unix),
             _ => None,
         };
-        let close_on = match (&identity, spec.close_on_token_expiry, &upgrade) {
+        let close_on = match (identity, spec.close_on_token_expiry, &upgrade) {
             (Some(id), true, Some(_)) => self.authenticator.revoked(id),
             _ => None,
         };
@@ -282,51 +283,113 @@ impl Proxy {
         } else {
             body::boxed(LimitedBody::new(incoming, spec.max_body_bytes))
         };
-
-        // 7. Forward; traced, inside a client span whose context the upstream receives.
-        let span = trace::on().then(|| {
-            let span = crate::otel_span!(
-                "upstream",
-                otel.kind = "client",
-                tollgate.route = %spec.name,
-                http.response.status_code = tracing::field::Empty,
-                otel.status_code = tracing::field::Empty,
-            );
-            trace::inject(&span, &mut parts.headers);
-            span
-        });
-        let forwarding = route.upstream.forward(ForwardRequest {
+        ForwardRequest {
             parts,
             body,
-            path: forward_path,
+            path: forwarded_path(spec, norm),
             query,
             upgrade,
             close_at,
             close_on,
-        });
-        let mut resp = match span {
-            None => forwarding.await?,
-            Some(span) => {
-                let resp = forwarding.instrument(span.clone()).await;
-                if let Ok(r) = &resp {
-                    span.record("http.response.status_code", r.status().as_u16());
-                } else {
-                    span.record("otel.status_code", "error");
-                }
-                resp?
-            }
-        };
-        if let Some(h) = &limit_headers {
-            h.apply(resp.headers_mut());
-        }
-        // A streaming response ends with its token, as a tunnel does.
-        match &identity {
-            Some(id) if spec.close_on_token_expiry && authn::lifetime::is_streaming(&resp) => Ok(
-                authn::lifetime::guard(resp, close_at, self.authenticator.revoked(id)),
-            ),
-            _ => Ok(resp),
         }
     }
+}
+
+/// Stage 1: the route for this request, judged without `;` segment parameters (as
+/// upstreams read the path). Two `Host` headers are ambiguous about which site is meant
+/// (RFC 9112 §3.2) and refused.
+fn find_route(
+    rt: &Generation,
+    req: &Request<Incoming>,
+    norm: &str,
+) -> Result<Arc<Route>, GatewayError> {
+    if req.headers().get_all(header::HOST).iter().nth(1).is_some() {
+        return Err(GatewayError::BadRequest("more than one Host header"));
+    }
+    rt.routes
+        .find(request_host(req), req.method(), &path::route_key(norm))
+        .cloned()
+        .ok_or(GatewayError::NoRoute)
+}
+
+/// Stage 2: a declared body over the route's limit (streamed bodies are counted as they
+/// go, `forward::LimitedBody`), and a missing client certificate where the route insists.
+fn check_limits(
+    spec: &RouteSpec,
+    req: &Request<Incoming>,
+    conn: &ConnInfo,
+) -> Result<(), GatewayError> {
+    if let Some(len) = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        if len > spec.max_body_bytes {
+            return Err(GatewayError::BodyTooLarge(spec.max_body_bytes));
+        }
+    }
+    if spec.require_client_cert && conn.client_cert.is_none() {
+        return Err(GatewayError::ClientCertRequired);
+    }
+    Ok(())
+}
+
+/// Stage 4: the route's request budget; the headers to add to the answer when allowed.
+async fn rate_limit(
+    rt: &Generation,
+    route: &Route,
+    identity: Option<&Identity>,
+    req: &Request<Incoming>,
+    conn: &ConnInfo,
+) -> Result<Option<ratelimit::RateLimitHeaders>, GatewayError> {
+    let Some(limit) = &route.rate_limit else {
+        return Ok(None);
+    };
+    let key = ratelimit::key_for(
+        &limit.spec,
+        identity,
+        req.headers(),
+        conn.peer.ip(),
+        &rt.config.trusted_proxies,
+    );
+    match limit.check(&key).await {
+        ratelimit::Verdict::Allowed(h) => Ok(Some(h)),
+        ratelimit::Verdict::Limited(headers, retry_after) => Err(GatewayError::RateLimited {
+            headers,
+            retry_after,
+        }),
+        ratelimit::Verdict::Unavailable => Err(GatewayError::RateLimitUnavailable),
+    }
+}
+
+/// Stage 6: the upstream call; with tracing on, inside a client span whose context the
+/// upstream receives.
+async fn forward(
+    route: &Route,
+    mut outgoing: ForwardRequest,
+) -> Result<Response<Body>, GatewayError> {
+    if !trace::on() {
+        return route.upstream.forward(outgoing).await;
+    }
+    let span = crate::otel_span!(
+        "upstream",
+        otel.kind = "client",
+        tollgate.route = %route.spec.name,
+        http.response.status_code = tracing::field::Empty,
+        otel.status_code = tracing::field::Empty,
+    );
+    trace::inject(&span, &mut outgoing.parts.headers);
+    let resp = route
+        .upstream
+        .forward(outgoing)
+        .instrument(span.clone())
+        .await;
+    match &resp {
+        Ok(r) => span.record("http.response.status_code", r.status().as_u16()),
+        Err(_) => span.record("otel.status_code", "error"),
+    };
+    resp
 }
 
 /// The path sent upstream: the normalised path, minus the route prefix when
