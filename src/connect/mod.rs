@@ -244,7 +244,7 @@ impl Endpoint for ConnectEndpoint {
     }
 }
 
-/// The endpoints `services.rs` adds to the gateway.
+/// The endpoints `app::wiring` adds to the gateway.
 pub fn endpoints(config: &Config, stores: ConnectStores) -> Vec<Arc<dyn Endpoint>> {
     vec![Arc::new(ConnectEndpoint {
         connect: Arc::new(Connect::new(config, stores)),
