@@ -291,3 +291,58 @@ async fn cache_ttl_is_configurable_and_zero_disables_reuse() {
         }
     }
 }
+
+/// A route's rate limit holds on forward-auth decisions as on proxied requests, counted by
+/// the caller; a limited route's allows are never reusable by the ingress (a cached allow
+/// would skip the count), and a refusal is 429 with `Retry-After`.
+#[tokio::test]
+async fn a_rate_limited_route_is_counted_on_each_decision_and_never_cached() {
+    let up = Upstream::start().await;
+    let yaml = format!(
+        r#"
+forward_auth:
+  path: /_auth
+  cache_ttl: 30s
+routes:
+  - {{ name: limited, path: /limited, upstream: "{u}", auth: required, rate_limit: {{ requests: 2, per: 1h, key: user }} }}
+  - {{ name: api, path: /api, upstream: "{u}", auth: required }}
+"#,
+        u = up.url()
+    );
+    let (gw, kit) = spawn(&yaml).await;
+    let ann = kit.token(json!({}));
+    for _ in 0..2 {
+        let resp = ask(&gw, "GET", "/limited/x", "api.example.com")
+            .bearer_auth(&ann)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        assert_eq!(resp.headers()["cache-control"], "private, max-age=0");
+        assert!(resp.headers().contains_key("ratelimit-policy"));
+    }
+    let resp = ask(&gw, "GET", "/limited/x", "api.example.com")
+        .bearer_auth(&ann)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 429);
+    assert!(resp.headers().contains_key("retry-after"));
+    // Another caller has a budget of their own.
+    let bob = kit.token(json!({"sub": "158"}));
+    let resp = ask(&gw, "GET", "/limited/x", "api.example.com")
+        .bearer_auth(&bob)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    // A route without a limit keeps its reusable allows.
+    let resp = ask(&gw, "GET", "/api/x", "api.example.com")
+        .bearer_auth(&ann)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_ne!(resp.headers()["cache-control"], "private, max-age=0");
+    assert!(up.requests().is_empty(), "forward-auth never proxies");
+}

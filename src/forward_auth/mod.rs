@@ -69,6 +69,7 @@ impl Endpoint for ForwardAuthEndpoint {
             let own = OwnRequest {
                 method: req.method(),
                 uri: req.uri(),
+                peer: ctx.conn.peer.ip(),
                 prefix: &prefix,
             };
             let result = decide(&ctx.generation, &*ctx.authenticator, req.headers(), own).await;
@@ -135,6 +136,8 @@ impl ForwardAuthError {
 pub struct OwnRequest<'a> {
     pub method: &'a Method,
     pub uri: &'a http::Uri,
+    /// The peer that asked (the ingress), for `key: ip` rate limits behind it.
+    pub peer: std::net::IpAddr,
     /// `forward_auth.path`.
     pub prefix: &'a str,
 }
@@ -188,6 +191,10 @@ pub async fn decide(
     let found = find_token(&spec.token_sources, headers, uri.query());
     let identity =
         authz::decide(&spec.auth, found.as_ref().map(|f| f.token), authenticator).await?;
+    // The route's rate limit holds here as on the proxy: behind an ingress, this decision
+    // is the only place a request can be counted.
+    let limit_headers =
+        crate::proxy::rate_limit(rt, route, identity.as_deref(), headers, own.peer).await?;
 
     let mut resp = Response::new(body::empty());
     // Every identity header is present, empty when there is no value: ingresses that copy
@@ -200,9 +207,19 @@ pub async fn decide(
     if let Some(id) = &identity {
         rt.identity_names.inject(resp.headers_mut(), id);
     }
+    if let Some(h) = &limit_headers {
+        h.apply(resp.headers_mut());
+    }
+    // An ingress that reused an allow would skip the count: a limited route's allows are
+    // not reusable.
+    let ttl = if route.rate_limit.is_some() {
+        Duration::ZERO
+    } else {
+        rt.config.forward_auth.cache_ttl
+    };
     let max_age = reuse_for(
         identity.as_deref(),
-        rt.config.forward_auth.cache_ttl,
+        ttl,
         crate::proxy::authn::claims::now_unix(),
     );
     // X-Accel-Expires first: nginx then skips the `private` that follows.

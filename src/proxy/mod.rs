@@ -167,7 +167,14 @@ impl Proxy {
         )
         .await?;
         // 4. Rate limit, by the authenticated caller when there is one.
-        let limit_headers = rate_limit(rt, &route, identity.as_deref(), &req, &conn).await?;
+        let limit_headers = rate_limit(
+            rt,
+            &route,
+            identity.as_deref(),
+            req.headers(),
+            conn.peer.ip(),
+        )
+        .await?;
         // 5. Rewrite the request for the upstream (hop-by-hop, identity, forwarding
         //    headers; a query token removed).
         let query_token = match found.map(|f| f.source) {
@@ -336,12 +343,13 @@ fn check_limits(
 }
 
 /// Stage 4: the route's request budget; the headers to add to the answer when allowed.
-async fn rate_limit(
+/// Forward-auth counts its decisions through the same function.
+pub(crate) async fn rate_limit(
     rt: &Generation,
     route: &Route,
     identity: Option<&Identity>,
-    req: &Request<Incoming>,
-    conn: &ConnInfo,
+    headers: &http::HeaderMap,
+    peer: std::net::IpAddr,
 ) -> Result<Option<ratelimit::RateLimitHeaders>, GatewayError> {
     let Some(limit) = &route.rate_limit else {
         return Ok(None);
@@ -349,8 +357,8 @@ async fn rate_limit(
     let key = ratelimit::key_for(
         &limit.spec,
         identity,
-        req.headers(),
-        conn.peer.ip(),
+        headers,
+        peer,
         &rt.config.trusted_proxies,
     );
     match limit.check(&key).await {
