@@ -92,6 +92,8 @@ struct State {
     token_forms: Vec<HashMap<String, String>>,
     /// Why the last `/token` call was refused, if it was.
     last_token_error: Option<String>,
+    /// (path, traceparent) of every request that carried a `traceparent`.
+    traceparents: Vec<(String, String)>,
 }
 
 #[derive(Clone)]
@@ -153,6 +155,11 @@ impl FakeProvider {
         self.state.lock().unwrap().token_forms.clone()
     }
 
+    /// (path, traceparent) of every request that carried a `traceparent`.
+    pub fn traceparents(&self) -> Vec<(String, String)> {
+        self.state.lock().unwrap().traceparents.clone()
+    }
+
     pub fn last_token_error(&self) -> Option<String> {
         self.state.lock().unwrap().last_token_error.clone()
     }
@@ -171,11 +178,17 @@ impl FakeProvider {
     async fn handle(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
         let path = req.uri().path().to_string();
         let query = req.uri().query().unwrap_or("").to_string();
-        self.state
-            .lock()
-            .unwrap()
-            .seen
-            .push(format!("{path}?{query}"));
+        {
+            let mut state = self.state.lock().unwrap();
+            state.seen.push(format!("{path}?{query}"));
+            if let Some(tp) = req
+                .headers()
+                .get("traceparent")
+                .and_then(|v| v.to_str().ok())
+            {
+                state.traceparents.push((path.clone(), tp.to_string()));
+            }
+        }
         match path.as_str() {
             "/authorize" => self.authorize(&query),
             "/token" => {
