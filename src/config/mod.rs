@@ -6,6 +6,7 @@
 //! before failing, so an operator fixes a file in one pass. A [`Config`] is never patched in
 //! place: live reload builds a new one and swaps it (see `reload.rs`).
 
+pub mod dialect;
 pub mod identity;
 pub mod rate_limit;
 pub mod raw;
@@ -59,6 +60,8 @@ pub struct Config {
     pub file: RawConfig,
     /// The identity header names, validated: the one list every stage reads.
     pub identity: IdentityHeaderNames,
+    /// Each token endpoint's path and dialect, built once.
+    pub dialects: Vec<(String, dialect::Dialect)>,
     pub source_path: Option<PathBuf>,
     pub trusted_proxies: Vec<IpNet>,
     pub routes: Vec<RouteSpec>,

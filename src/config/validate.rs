@@ -133,6 +133,7 @@ pub(super) fn validate(
 
     match identity {
         Some(identity) if problems.is_empty() => Ok(Config {
+            dialects: super::dialect::mounted(&raw),
             file: raw,
             identity,
             source_path,

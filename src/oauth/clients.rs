@@ -8,11 +8,11 @@
 
 use chrono::Utc;
 
-use super::dialect::{Dialect, GrantType};
 use super::error::OAuthError;
 use super::request::ClientCredentials;
 use super::TokenService;
 use crate::audit::{self, Outcome};
+use crate::config::dialect::{Dialect, GrantType};
 use crate::crypto::{constant_time_eq, sha256_hex, PasswordError};
 use crate::store::Client;
 

@@ -6,13 +6,13 @@ use std::sync::Arc;
 use http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 
-use super::dialect::{self, Dialect};
 use super::error::OAuthError;
 use super::metadata::{
     AS_METADATA_PATH, INTROSPECT_PATH, JWKS_PATH, OIDC_METADATA_PATH, REVOKE_PATH,
 };
 use super::throttle::client_ip;
 use super::TokenService;
+use crate::config::dialect::{self, Dialect};
 use crate::config::Config;
 use crate::endpoint::{Endpoint, RequestCtx};
 use crate::http::body::{self, Body};

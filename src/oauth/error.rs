@@ -5,7 +5,7 @@
 
 use http::{header, HeaderValue, Response, StatusCode};
 
-use super::dialect::Dialect;
+use crate::config::dialect::Dialect;
 use crate::http::body::{json_error, Body};
 use crate::store::StoreError;
 

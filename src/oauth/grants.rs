@@ -8,13 +8,13 @@ use http::{Request, Response};
 use hyper::body::Incoming;
 
 use super::clients::allows;
-use super::dialect::{Dialect, GrantType};
 use super::error::OAuthError;
 use super::issue::Grantee;
 use super::request::{client_credentials, query_grant_type, read_params, Params};
 use super::throttle::Refusal;
 use super::TokenService;
 use crate::audit::{self, Outcome};
+use crate::config::dialect::{Dialect, GrantType};
 use crate::config::Config;
 use crate::crypto::{sha256_hex, PasswordError};
 use crate::http::body::Body;

@@ -4,9 +4,9 @@ use chrono::{DateTime, Duration as ChronoDuration, Utc};
 use http::{Response, StatusCode};
 use serde_json::{json, Map, Value};
 
-use super::dialect::Dialect;
 use super::error::OAuthError;
 use super::TokenService;
+use crate::config::dialect::Dialect;
 use crate::config::raw::AccessFormat;
 use crate::config::Config;
 use crate::crypto::{random_token, sha256_hex};

@@ -11,7 +11,6 @@
 //! logs or caches (no token, password or secret is logged; every answer is `no-store`).
 
 mod clients;
-pub mod dialect;
 mod endpoints;
 pub mod error;
 mod grants;

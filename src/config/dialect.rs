@@ -1,11 +1,12 @@
 //! The options one `token_endpoints` entry adapts the token endpoint with, so each legacy
 //! client keeps its wire format: an implied grant and client, the status of bad
-//! credentials, and the spelling of `token_type`.
+//! credentials, and the spelling of `token_type`. Built once, when the configuration
+//! loads (`Config::dialects`); the token endpoint only looks them up.
 
 use http::StatusCode;
 
-use crate::config::raw::TokenEndpoint;
-use crate::config::Config;
+use super::raw::{RawConfig, TokenEndpoint};
+use super::Config;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GrantType {
@@ -83,21 +84,31 @@ fn trim_slash(p: &str) -> &str {
     }
 }
 
+/// Every mounted token endpoint (path without a trailing slash) with its dialect: the
+/// `token_endpoints` entries, or `/oauth/token` with the default dialect when the key is
+/// absent.
+pub fn mounted(raw: &RawConfig) -> Vec<(String, Dialect)> {
+    match &raw.token_endpoints {
+        Some(eps) => eps
+            .iter()
+            .map(|e| (trim_slash(&e.path).to_string(), Dialect::from_endpoint(e)))
+            .collect(),
+        None => vec![("/oauth/token".into(), Dialect::default())],
+    }
+}
+
 /// The dialect of the token endpoint mounted at `path`, if one is.
 pub fn find(config: &Config, path: &str) -> Option<Dialect> {
     let path = trim_slash(path);
     config
-        .token_endpoints()
+        .dialects
         .iter()
-        .find(|e| trim_slash(&e.path) == path)
-        .map(Dialect::from_endpoint)
+        .find(|(p, _)| p == path)
+        .map(|(_, d)| d.clone())
 }
 
 /// Whether a token endpoint is mounted at `path`.
 pub fn is_token_path(config: &Config, path: &str) -> bool {
     let path = trim_slash(path);
-    match &config.token_endpoints {
-        Some(eps) => eps.iter().any(|e| trim_slash(&e.path) == path),
-        None => path == "/oauth/token",
-    }
+    config.dialects.iter().any(|(p, _)| p == path)
 }
