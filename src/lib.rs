@@ -8,6 +8,7 @@
 pub mod app;
 pub mod audit;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod connect;
 pub mod crypto;

@@ -21,7 +21,8 @@ use moka::sync::Cache;
 use moka::Expiry;
 use tokio::sync::broadcast;
 
-use crate::proxy::authn::claims::now_unix;
+use crate::clock::now_unix;
+use crate::keys::LEEWAY_SECS;
 use crate::store::{Store, StoreError};
 
 /// How often the list is re-read from the store, in case an event was missed.
@@ -46,8 +47,7 @@ impl Expiry<Arc<str>, u64> for UntilExpiry {
         _at: std::time::Instant,
     ) -> Option<Duration> {
         Some(Duration::from_secs(
-            exp.saturating_sub(now_unix())
-                .saturating_add(crate::proxy::authn::verifier::LEEWAY_SECS),
+            exp.saturating_sub(now_unix()).saturating_add(LEEWAY_SECS),
         ))
     }
 
@@ -144,9 +144,7 @@ impl RevocationList {
                         if let Some(jti) = e.jti {
                             // Revoked here already (with its real expiry): nothing new.
                             if !list.jtis.contains_key(jti.as_str()) {
-                                let expires_at = now_unix()
-                                    + max_ttl.as_secs()
-                                    + crate::proxy::authn::verifier::LEEWAY_SECS;
+                                let expires_at = now_unix() + max_ttl.as_secs() + LEEWAY_SECS;
                                 list.apply(Revoked::Jti { jti, expires_at });
                             }
                         }

@@ -8,6 +8,7 @@
 
 pub mod dialect;
 pub mod identity;
+pub mod provider;
 pub mod rate_limit;
 pub mod raw;
 pub mod reload;
@@ -62,6 +63,9 @@ pub struct Config {
     pub identity: IdentityHeaderNames,
     /// Each token endpoint's path and dialect, built once.
     pub dialects: Vec<(String, dialect::Dialect)>,
+    /// The `providers` of account linking, resolved (preset defaults, URLs, allowed
+    /// redirects) once.
+    pub connect_providers: std::collections::BTreeMap<String, provider::ResolvedProvider>,
     pub source_path: Option<PathBuf>,
     pub trusted_proxies: Vec<IpNet>,
     pub routes: Vec<RouteSpec>,

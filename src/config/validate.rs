@@ -104,7 +104,7 @@ pub(super) fn validate(
     }
     let identity = IdentityHeaderNames::parse(&raw.identity_headers, &mut problems);
 
-    problems.extend(crate::connect::provider::validate_config(&raw));
+    problems.extend(crate::config::provider::validate_config(&raw));
     super::rate_limit::validate_globals(&raw, &mut problems);
     if raw.audit.destination != "stderr" {
         let p = std::path::Path::new(&raw.audit.destination);
@@ -134,6 +134,7 @@ pub(super) fn validate(
     match identity {
         Some(identity) if problems.is_empty() => Ok(Config {
             dialects: super::dialect::mounted(&raw),
+            connect_providers: crate::config::provider::resolve_all(&raw),
             file: raw,
             identity,
             source_path,

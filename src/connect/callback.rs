@@ -12,11 +12,11 @@ use super::binding;
 use super::dialog::resolve;
 use super::error::{CallbackFailure, ConnectError};
 use super::exchange::ExchangeError;
-use super::provider::callback_url;
-use super::redirect::with_params;
 use super::{query_param, redirect, sha256_hex, Connect};
+use crate::config::provider::callback_url;
 use crate::config::Config;
 use crate::http::body::Body;
+use crate::http::redirect::with_params;
 use crate::store::{LinkedIdentity, StoreError};
 
 /// Longest `state` looked up; ours are 43 characters.
@@ -121,7 +121,7 @@ impl Connect {
     async fn finish(
         &self,
         config: &Config,
-        provider: &super::provider::ResolvedProvider,
+        provider: &crate::config::provider::ResolvedProvider,
         st: &crate::store::ConnectState,
         browser: Option<&str>,
         code: &str,

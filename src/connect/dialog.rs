@@ -12,11 +12,11 @@ use http::{HeaderMap, Response};
 
 use super::binding;
 use super::error::ConnectError;
-use super::provider::{callback_url, ResolvedProvider};
 use super::{
     authenticate, bearer, pkce_challenge, query_param, random_token, redirect, sha256_hex,
     user_id_of, Connect,
 };
+use crate::config::provider::{callback_url, ResolvedProvider};
 use crate::config::Config;
 use crate::http::body::Body;
 use crate::proxy::authn::Authenticator;
@@ -103,10 +103,11 @@ impl Connect {
     }
 }
 
-/// The live config's provider entry, resolved. Validation ran at load, so a failure here
-/// is reported, not guessed around.
+/// The live config's provider entry, resolved when the configuration loaded.
 pub(super) fn resolve(config: &Config, name: &str) -> Result<ResolvedProvider, ConnectError> {
-    let raw = config.providers.get(name).ok_or(ConnectError::NotFound)?;
-    ResolvedProvider::resolve(name, raw)
-        .map_err(|problems| ConnectError::NotConfigured(problems.join("; ")))
+    config
+        .connect_providers
+        .get(name)
+        .cloned()
+        .ok_or(ConnectError::NotFound)
 }

@@ -14,7 +14,7 @@ use serde_json::Value;
 use tracing::Instrument;
 use zeroize::Zeroizing;
 
-use super::provider::ResolvedProvider;
+use crate::config::provider::ResolvedProvider;
 use crate::telemetry::trace;
 
 /// Largest provider response read.

@@ -42,8 +42,6 @@ pub mod dialog;
 pub mod error;
 pub mod exchange;
 pub mod identities;
-pub mod provider;
-pub mod redirect;
 
 use std::sync::Arc;
 

@@ -5,10 +5,10 @@ use http::{HeaderMap, HeaderValue, Method, StatusCode};
 use http_body_util::BodyExt;
 
 use super::cipher::{CipherError, TokenCipher};
-use super::provider::{Preset, ResolvedProvider};
-use super::redirect::{check, with_params, AllowedRedirect};
 use super::*;
+use crate::config::provider::{Preset, ResolvedProvider};
 use crate::config::raw::Provider;
+use crate::http::redirect::{check, with_params, AllowedRedirect};
 use crate::proxy::authn::{AuthnFuture, Identity as Caller};
 use crate::store::{ConnectState, LinkedIdentity, NewUser, StoreError, StoreFuture, User};
 

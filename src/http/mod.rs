@@ -8,6 +8,7 @@ pub mod body;
 pub mod cookie;
 pub mod cors;
 pub mod path;
+pub mod redirect;
 
 use std::future::Future;
 use std::net::SocketAddr;

@@ -10,6 +10,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::Identity;
+pub use crate::clock::now_unix;
 
 /// The registered and Tollgate-specific claims of an access token.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -99,14 +100,6 @@ impl Claims {
             self_issued: false,
         })
     }
-}
-
-/// Seconds since the UNIX epoch.
-pub fn now_unix() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }
 
 /// Cache key for a token: SHA-256 over the token and a context (the introspection

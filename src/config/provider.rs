@@ -6,8 +6,8 @@
 
 use url::Url;
 
-use super::redirect::AllowedRedirect;
-use crate::config::raw::{Provider, RawConfig};
+use super::raw::{Provider, RawConfig};
+use crate::http::redirect::AllowedRedirect;
 
 /// Which well-known provider a config entry adapts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -222,8 +222,16 @@ impl ResolvedProvider {
 
     /// Whether `uri` is one the integrator may be sent back to; the normalised URL when it is.
     pub fn allow_redirect(&self, uri: &str) -> Option<Url> {
-        super::redirect::check(&self.allowed_redirects, uri)
+        crate::http::redirect::check(&self.allowed_redirects, uri)
     }
+}
+
+/// Every provider resolved; called once validation found no problem with any.
+pub fn resolve_all(raw: &RawConfig) -> std::collections::BTreeMap<String, ResolvedProvider> {
+    raw.providers
+        .iter()
+        .filter_map(|(key, p)| Some((key.clone(), ResolvedProvider::resolve(key, p).ok()?)))
+        .collect()
 }
 
 /// Every problem with `providers` and `connect`, for config validation.

@@ -20,7 +20,7 @@ pub struct AllowedRedirect {
 
 impl AllowedRedirect {
     pub fn parse(text: &str) -> Result<AllowedRedirect, &'static str> {
-        let url = super::provider::parse_endpoint_url(text)?;
+        let url = crate::config::provider::parse_endpoint_url(text)?;
         Ok(AllowedRedirect {
             exact_only: url.query().is_some(),
             url,
