@@ -23,7 +23,7 @@ use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
 
 use crate::config::raw::{TlsVersion, UpstreamProtocol};
 use crate::config::UpstreamTlsSpec;
-use crate::server::tls::{load_certified_key, TlsError};
+use crate::server::tls::{load_ca_bundle, load_certified_key, TlsError};
 
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     static PROVIDER: OnceLock<Arc<rustls::crypto::CryptoProvider>> = OnceLock::new();
@@ -53,22 +53,6 @@ fn system_roots() -> Arc<RootCertStore> {
         .clone()
 }
 
-fn load_roots(ca_file: &PathBuf) -> Result<RootCertStore, TlsError> {
-    let pem = std::fs::read(ca_file).map_err(|source| TlsError::Read {
-        path: ca_file.clone(),
-        source,
-    })?;
-    let mut store = RootCertStore::empty();
-    let certs: Vec<_> = rustls_pemfile::certs(&mut pem.as_slice())
-        .filter_map(Result::ok)
-        .collect();
-    let (added, _) = store.add_parsable_certificates(certs);
-    if added == 0 {
-        return Err(TlsError::NoCert(ca_file.clone()));
-    }
-    Ok(store)
-}
-
 fn verifier_for(roots: Arc<RootCertStore>) -> Result<Arc<WebPkiServerVerifier>, TlsError> {
     WebPkiServerVerifier::builder_with_provider(roots, provider())
         .build()
@@ -86,7 +70,7 @@ impl ReloadingVerifier {
     fn load(ca_file: Option<&PathBuf>) -> Self {
         let roots = match ca_file {
             None => system_roots(),
-            Some(p) => match load_roots(p) {
+            Some(p) => match load_ca_bundle(p) {
                 Ok(r) => Arc::new(r),
                 Err(e) => {
                     // Fail closed: no trust anchor means every handshake fails.
@@ -105,7 +89,7 @@ impl ReloadingVerifier {
 
     fn reload(&self) -> Result<(), TlsError> {
         if let Some(p) = &self.ca_file {
-            let v = verifier_for(Arc::new(load_roots(p)?))?;
+            let v = verifier_for(Arc::new(load_ca_bundle(p)?))?;
             self.current.store(v);
         }
         Ok(())

@@ -16,7 +16,7 @@ use rustls::client::danger::HandshakeSignatureValid;
 use rustls::pki_types::{CertificateDer, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::WebPkiClientVerifier;
-use rustls::{DigitallySignedStruct, DistinguishedName, RootCertStore, SignatureScheme};
+use rustls::{DigitallySignedStruct, DistinguishedName, SignatureScheme};
 use sha2::{Digest, Sha256};
 
 use super::tls::TlsError;
@@ -44,26 +44,12 @@ impl ClientCert {
     }
 }
 
-fn load_roots(path: &Path) -> Result<RootCertStore, TlsError> {
-    let pem = std::fs::read(path).map_err(|source| TlsError::Read {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    let certs: Vec<_> = rustls_pemfile::certs(&mut pem.as_slice())
-        .filter_map(Result::ok)
-        .collect();
-    let mut store = RootCertStore::empty();
-    let (added, _) = store.add_parsable_certificates(certs);
-    if added == 0 {
-        return Err(TlsError::NoCert(path.to_path_buf()));
-    }
-    Ok(store)
-}
-
 fn build(path: &Path, required: bool) -> Result<Arc<dyn ClientCertVerifier>, TlsError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder =
-        WebPkiClientVerifier::builder_with_provider(Arc::new(load_roots(path)?), provider);
+    let builder = WebPkiClientVerifier::builder_with_provider(
+        Arc::new(super::tls::load_ca_bundle(path)?),
+        provider,
+    );
     let builder = if required {
         builder
     } else {

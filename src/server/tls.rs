@@ -9,6 +9,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
+use rustls::RootCertStore;
 use tokio_rustls::TlsAcceptor;
 
 use super::client_cert::ReloadingClientVerifier;
@@ -28,6 +29,25 @@ pub enum TlsError {
     BadKey { path: PathBuf, reason: String },
     #[error("TLS configuration: {0}")]
     Config(String),
+}
+
+/// A PEM bundle of CA certificates as a root store: the upstream CA bundle and the
+/// listener's `client_ca` both load through here. A file without one usable certificate
+/// is an error, never an empty (trust-nothing or trust-anything) store.
+pub fn load_ca_bundle(path: &Path) -> Result<RootCertStore, TlsError> {
+    let pem = std::fs::read(path).map_err(|source| TlsError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let certs: Vec<_> = rustls_pemfile::certs(&mut pem.as_slice())
+        .filter_map(Result::ok)
+        .collect();
+    let mut store = RootCertStore::empty();
+    let (added, _) = store.add_parsable_certificates(certs);
+    if added == 0 {
+        return Err(TlsError::NoCert(path.to_path_buf()));
+    }
+    Ok(store)
 }
 
 /// Loads a certificate chain and key from PEM files.
