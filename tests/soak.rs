@@ -99,9 +99,10 @@ async fn memory_and_descriptors_stay_flat_under_sustained_load() {
     load(&gw.http, &tokens, 4_000).await;
     let warm = rss_kib(pid);
     let mut peak = warm;
-    // Four rounds here; `bench/run --soak MINUTES` sets TOLLGATE_SOAK_SECS for the long
-    // form, which keeps going round until that time has passed.
-    let soak_for = std::env::var("TOLLGATE_SOAK_SECS")
+    // Four rounds here; `bench/run --soak MINUTES` sets BENCH_SOAK_SECS (not TOLLGATE_*,
+    // which the gateway reads as config overrides) for the long form, which keeps going
+    // round until that time has passed.
+    let soak_for = std::env::var("BENCH_SOAK_SECS")
         .ok()
         .and_then(|v| v.parse::<u64>().ok())
         .map(Duration::from_secs);
