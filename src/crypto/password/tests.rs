@@ -1,5 +1,5 @@
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::*;
 
@@ -121,28 +121,33 @@ async fn over_long_passwords_are_refused() {
     );
 }
 
-/// The dummy verification must cost about what a real one costs, so response time does
-/// not reveal whether the account exists.
+/// The dummy verification costs what a real one costs, so response time does not reveal
+/// whether the account exists: it verifies against a hash this pool made, with the same
+/// algorithm, version and parameters as every stored hash. Checked on the hashes
+/// themselves, not by timing (a timed assertion fails on a loaded machine).
 #[tokio::test]
-async fn dummy_verify_costs_the_same_as_a_real_one() {
+async fn dummy_verify_runs_the_same_argon2_work_as_a_real_one() {
     let pool = PasswordHasherPool::new(1);
-    let h = pool.hash("real-password").await.unwrap();
+    let real = pool.hash("real-password").await.unwrap();
     pool.verify_dummy("warm-up").await.unwrap();
-    let mut real = Duration::ZERO;
-    let mut dummy = Duration::ZERO;
-    for _ in 0..4 {
-        let t = Instant::now();
-        assert!(!pool.verify("wrong", &h).await.unwrap().is_match());
-        real += t.elapsed();
-        let t = Instant::now();
-        pool.verify_dummy("wrong").await.unwrap();
-        dummy += t.elapsed();
-    }
-    let ratio = dummy.as_secs_f64() / real.as_secs_f64();
-    assert!(
-        (0.5..2.0).contains(&ratio),
-        "dummy {dummy:?} vs real {real:?}"
+    let dummy = pool.inner.dummy_hash().to_owned();
+    let (real, dummy) = (
+        PasswordHash::new(&real).unwrap(),
+        PasswordHash::new(&dummy).unwrap(),
     );
+    assert_eq!(dummy.algorithm, real.algorithm);
+    assert_eq!(dummy.version, real.version);
+    assert_eq!(
+        Params::try_from(&dummy).unwrap(),
+        Params::try_from(&real).unwrap()
+    );
+    assert_eq!(
+        dummy.hash.map(|h| h.len()),
+        real.hash.map(|h| h.len()),
+        "the same output length is computed"
+    );
+    // And the dummy path really verifies (a mismatch, never a match).
+    assert!(!argon2_verify(b"wrong", &dummy).unwrap());
 }
 
 #[tokio::test]
