@@ -5,11 +5,11 @@
 
 use std::sync::Arc;
 
-use http::{HeaderValue, Method, Request, Response};
+use http::{HeaderValue, Method, Request};
 use hyper::body::Incoming;
 
 use crate::config::Config;
-use crate::http::body::Body;
+use crate::http::error::Answer;
 use crate::http::{BoxFuture, ConnInfo};
 use crate::proxy::authn::Authenticator;
 use crate::proxy::Generation;
@@ -27,9 +27,33 @@ pub struct RequestCtx {
     pub path: String,
 }
 
-/// An endpoint Tollgate answers itself.
+/// What `App::handle` wraps around every answer of an endpoint, so no endpoint repeats
+/// the preamble. The default is nothing.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Envelope {
+    /// Browser-facing: `OPTIONS` is answered as a CORS preflight allowing these methods
+    /// (the endpoint never sees it), and every answer, failures included, gets the CORS
+    /// headers `cors.allow_origins` grants.
+    pub cors_methods: Option<&'static str>,
+    /// `Cache-Control: no-store` on every answer: tokens and personal data.
+    pub no_store: bool,
+}
+
+impl Envelope {
+    /// The token service and the users API: CORS, never cached.
+    pub const API: Envelope = Envelope {
+        cors_methods: Some(crate::http::cors::ALLOW_METHODS),
+        no_store: true,
+    };
+}
+
+/// An endpoint Tollgate answers itself. A failure is returned, not rendered: `App::handle`
+/// turns it into the answer and logs it (`http::error`).
 pub trait Endpoint: Send + Sync {
     /// Whether this endpoint serves `path` (already normalised).
     fn matches(&self, method: &Method, path: &str, config: &Config) -> bool;
-    fn call(self: Arc<Self>, req: Request<Incoming>, ctx: RequestCtx) -> BoxFuture<Response<Body>>;
+    fn envelope(&self) -> Envelope {
+        Envelope::default()
+    }
+    fn call(self: Arc<Self>, req: Request<Incoming>, ctx: RequestCtx) -> BoxFuture<Answer>;
 }

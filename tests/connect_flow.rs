@@ -394,6 +394,19 @@ async fn identities_api_lists_and_unlinks_for_the_user_or_an_admin() {
     assert_eq!(resp.status(), StatusCode::OK);
     assert_eq!(resp.headers()["cache-control"], "no-store");
     assert_eq!(resp.headers()["access-control-allow-origin"], "*");
+    // The preflight of the identities API allows the DELETE that unlinks.
+    let pre = c
+        .request(reqwest::Method::OPTIONS, &list_url)
+        .header("origin", "https://app.example.com")
+        .header("access-control-request-method", "DELETE")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(pre.status(), StatusCode::NO_CONTENT);
+    assert_eq!(
+        pre.headers()["access-control-allow-methods"],
+        "GET, DELETE, OPTIONS"
+    );
     let text = resp.text().await.unwrap();
     let v: serde_json::Value = serde_json::from_str(&text).unwrap();
     assert_eq!(v["identities"][0]["provider"], "facebook");

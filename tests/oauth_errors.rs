@@ -321,6 +321,49 @@ async fn cors_preflight_and_headers_on_token_and_users_endpoints() {
     );
 }
 
+/// Failures leave through the same envelope as answers: a browser can read why.
+#[tokio::test]
+async fn failures_carry_cors_and_no_store() {
+    let gw = TokenGateway::start("cors:\n  allow_origins: [\"https://app.example.com\"]\n").await;
+    let origin = "https://app.example.com";
+    let token_failure = client()
+        .post(gw.url("/oauth/token"))
+        .header("Origin", origin)
+        .basic_auth(BASIC_CLIENT.0, Some("wrong-secret"))
+        .form(&[
+            ("grant_type", "password"),
+            ("username", "a"),
+            ("password", "b"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    let users_failure = client()
+        .get(gw.url("/api/v1/users/me"))
+        .header("Origin", origin)
+        .send()
+        .await
+        .unwrap();
+    let wrong_method = client()
+        .delete(gw.url("/oauth/revoke"))
+        .header("Origin", origin)
+        .send()
+        .await
+        .unwrap();
+    for (r, status) in [
+        (token_failure, 401),
+        (users_failure, 401),
+        (wrong_method, 405),
+    ] {
+        assert_eq!(r.status(), status);
+        assert_no_store(&r);
+        assert_eq!(r.headers()["access-control-allow-origin"], origin);
+        if status == 401 {
+            assert!(r.headers().contains_key("www-authenticate"));
+        }
+    }
+}
+
 #[tokio::test]
 async fn only_post_and_bodies_within_limits() {
     let gw = TokenGateway::start("").await;

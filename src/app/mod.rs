@@ -16,8 +16,11 @@ use hyper::body::Incoming;
 use crate::config::{Config, ConfigError};
 use crate::endpoint::{Endpoint, RequestCtx};
 use crate::http::body::Body;
+use crate::http::cors;
+use crate::http::error::ErrorResponse;
 use crate::http::{BoxFuture, ConnInfo, Handler, ReadinessCheck};
 use crate::proxy::authn::{Authenticator, RejectAll};
+use crate::proxy::error::GatewayError;
 use crate::proxy::forward::ClientCache;
 use crate::proxy::headers::{self, X_REQUEST_ID};
 use crate::proxy::ratelimit::RateLimiters;
@@ -58,6 +61,59 @@ fn ambiguous_framing(h: &http::HeaderMap) -> bool {
                     .eq_ignore_ascii_case(b"chunked")
         }
     }
+}
+
+/// An endpoint's answer inside its [`Envelope`]: the CORS preflight, failures rendered,
+/// `no-store` and the CORS headers, so no endpoint repeats them.
+async fn call_endpoint(
+    ep: Arc<dyn Endpoint>,
+    req: Request<Incoming>,
+    ctx: RequestCtx,
+) -> Response<Body> {
+    let envelope = ep.envelope();
+    let allow_origins = &ctx.generation.config.cors.allow_origins;
+    let cors_request = envelope.cors_methods.map(|methods| {
+        (
+            methods,
+            cors::RequestOrigin::of(req.headers(), allow_origins),
+        )
+    });
+    if let Some((methods, origin)) = &cors_request {
+        if req.method() == http::Method::OPTIONS {
+            return cors::preflight(origin, methods, req.headers());
+        }
+    }
+    let request_id = ctx.request_id.clone();
+    let mut resp = match ep.call(req, ctx).await {
+        Ok(r) => r,
+        Err(e) => rescue(&*e, &request_id),
+    };
+    if envelope.no_store {
+        cors::no_store(&mut resp);
+    }
+    if let Some((_, origin)) = cors_request {
+        origin.apply(&mut resp);
+    }
+    challenge_every_401(&mut resp);
+    resp
+}
+
+/// Logs a failure `App::handle` is about to answer: 5xx with the detail the client never
+/// sees, the rest at debug.
+fn log_failure(e: &dyn ErrorResponse, request_id: &HeaderValue) {
+    if e.logged() {
+        tracing::warn!(request_id = ?request_id, error = e.code(), detail = %e, "request failed");
+    } else {
+        tracing::debug!(request_id = ?request_id, error = e.code(), "request refused");
+    }
+}
+
+/// The one place a failure of any module becomes an HTTP answer.
+fn rescue(e: &dyn ErrorResponse, request_id: &HeaderValue) -> Response<Body> {
+    log_failure(e, request_id);
+    let mut resp = e.response();
+    challenge_every_401(&mut resp);
+    resp
 }
 
 /// Every 401 Tollgate answers itself names a scheme (RFC 7235 §3.1): endpoints that set
@@ -270,33 +326,27 @@ impl App {
                     authenticator: self.proxy.authenticator.clone(),
                     path: norm.unwrap_or_default(),
                 };
-                let mut resp = crate::audit::scope(scope, ep.call(req, ctx)).await;
-                challenge_every_401(&mut resp);
-                resp
+                crate::audit::scope(scope, call_endpoint(ep, req, ctx)).await
             }
-            None => match match norm {
-                Some(norm) => {
-                    self.proxy
-                        .handle(&rt, req, norm, conn, &request_id, &mut outcome)
-                        .await
-                }
-                None => Err(proxy::error::GatewayError::BadPath),
-            } {
-                Ok(r) => r,
-                Err(e) => {
-                    // A store outage under fail_closed is logged by the limiter, once a second.
-                    if e.status().is_server_error()
-                        && !matches!(e, proxy::error::GatewayError::RateLimitUnavailable)
-                    {
-                        tracing::warn!(request_id = ?request_id, error = %e, "request failed");
+            None => {
+                let result = match norm {
+                    Some(norm) => {
+                        self.proxy
+                            .handle(&rt, req, norm, conn, &request_id, &mut outcome)
+                            .await
                     }
-                    if grpc {
-                        proxy::grpc::error_response(e)
-                    } else {
-                        e.into_response()
+                    None => Err(GatewayError::BadPath),
+                };
+                match result {
+                    Ok(r) => r,
+                    // A gRPC client reads its failure from the trailers-only answer.
+                    Err(e) if grpc => {
+                        log_failure(&e, &request_id);
+                        proxy::grpc::error_response(&e)
                     }
+                    Err(e) => rescue(&e, &request_id),
                 }
-            },
+            }
         };
         resp.headers_mut().insert(&X_REQUEST_ID, request_id.clone());
 

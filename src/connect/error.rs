@@ -1,4 +1,4 @@
-//! The one place a provider-connect failure becomes an HTTP answer. Failures before
+//! How a provider-connect request fails (rendered by `App::handle`, `http::error`). Failures before
 //! Tollgate knows a safe integrator URL are JSON errors and are never redirected; failures
 //! after it (see [`CallbackFailure`]) go back to the integrator as `status=error`.
 //! 5xx bodies stay generic; details go to the log.
@@ -6,6 +6,7 @@
 use http::{Response, StatusCode};
 
 use crate::http::body::{json_error, Body};
+use crate::http::error::ErrorResponse;
 use crate::proxy::error::GatewayError;
 use crate::store::StoreError;
 
@@ -34,50 +35,85 @@ pub enum ConnectError {
 }
 
 impl ConnectError {
-    pub fn into_response(self) -> Response<Body> {
+    /// The proxy's error for the same failure, so the answers (and `WWW-Authenticate`)
+    /// are the ones a proxied route gives.
+    fn as_gateway(&self) -> Option<GatewayError> {
         match self {
-            // Same answers (and WWW-Authenticate) as the proxy gives for the same failures.
-            ConnectError::Unauthenticated => GatewayError::Unauthenticated.into_response(),
-            ConnectError::InvalidToken(why) => GatewayError::InvalidToken(why).into_response(),
-            ConnectError::AuthUnavailable(why) => GatewayError::AuthUnavailable(why).into_response(),
+            ConnectError::Unauthenticated => Some(GatewayError::Unauthenticated),
+            ConnectError::InvalidToken(why) => Some(GatewayError::InvalidToken(why.clone())),
+            ConnectError::AuthUnavailable(why) => Some(GatewayError::AuthUnavailable(why.clone())),
+            _ => None,
+        }
+    }
+}
+
+impl ErrorResponse for ConnectError {
+    fn status(&self) -> StatusCode {
+        match self {
+            ConnectError::Unauthenticated | ConnectError::InvalidToken(_) => {
+                StatusCode::UNAUTHORIZED
+            }
+            ConnectError::MissingParam(_)
+            | ConnectError::RedirectNotAllowed
+            | ConnectError::InvalidState => StatusCode::BAD_REQUEST,
+            ConnectError::NotFound | ConnectError::NoSuchIdentity => StatusCode::NOT_FOUND,
+            ConnectError::AuthUnavailable(_)
+            | ConnectError::NotConfigured(_)
+            | ConnectError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    fn code(&self) -> &'static str {
+        match self {
+            ConnectError::Unauthenticated => "unauthenticated",
+            ConnectError::InvalidToken(_) => "invalid_token",
+            ConnectError::AuthUnavailable(_) => "auth_unavailable",
+            ConnectError::MissingParam(_) => "invalid_request",
+            ConnectError::RedirectNotAllowed => "invalid_redirect_uri",
+            ConnectError::InvalidState => "invalid_state",
+            ConnectError::NotConfigured(_) => "not_configured",
+            ConnectError::NotFound => "not_found",
+            ConnectError::NoSuchIdentity => "no_such_identity",
+            ConnectError::Store(_) => "store_unavailable",
+        }
+    }
+
+    fn response(&self) -> Response<Body> {
+        if let Some(g) = self.as_gateway() {
+            return g.response();
+        }
+        let status = self.status();
+        match self {
             ConnectError::MissingParam(name) => json_error(
-                StatusCode::BAD_REQUEST,
+                status,
                 "invalid_request",
                 &format!("the `{name}` parameter is required"),
             ),
             ConnectError::RedirectNotAllowed => json_error(
-                StatusCode::BAD_REQUEST,
+                status,
                 "invalid_redirect_uri",
                 "redirect_uri is not in this provider's allowed_redirect_uris",
             ),
             ConnectError::InvalidState => json_error(
-                StatusCode::BAD_REQUEST,
+                status,
                 "invalid_state",
                 "the state parameter is unknown, expired or already used; start again from the dialog",
             ),
-            ConnectError::NotConfigured(why) => {
-                tracing::error!(reason = %why, "provider linking refused");
-                json_error(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "temporarily_unavailable",
-                    "provider linking is not configured on this server",
-                )
-            }
-            // The users API's words, so a probe cannot tell the two APIs' 404s apart.
-            ConnectError::NotFound => json_error(StatusCode::NOT_FOUND, "not_found", "No such user"),
-            ConnectError::NoSuchIdentity => json_error(
-                StatusCode::NOT_FOUND,
-                "not_found",
-                "No such linked provider",
+            ConnectError::NotConfigured(_) => json_error(
+                status,
+                "temporarily_unavailable",
+                "provider linking is not configured on this server",
             ),
-            ConnectError::Store(e) => {
-                tracing::error!(error = %e, "store failed during provider connect");
-                json_error(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "temporarily_unavailable",
-                    "the request could not be completed; try again",
-                )
+            // The users API's words, so a probe cannot tell the two APIs' 404s apart.
+            ConnectError::NotFound => json_error(status, "not_found", "No such user"),
+            ConnectError::NoSuchIdentity => {
+                json_error(status, "not_found", "No such linked provider")
             }
+            _ => json_error(
+                status,
+                "temporarily_unavailable",
+                "the request could not be completed; try again",
+            ),
         }
     }
 }

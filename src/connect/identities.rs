@@ -102,16 +102,3 @@ impl Connect {
         Ok(target)
     }
 }
-
-/// CORS preflight for the identities API: the users API's answer, with `DELETE` allowed.
-pub fn preflight(config: &crate::config::Config, headers: &HeaderMap) -> Response<Body> {
-    let mut resp = crate::http::cors::preflight(headers, &config.cors.allow_origins);
-    let h = resp.headers_mut();
-    if h.contains_key(http::header::ACCESS_CONTROL_ALLOW_METHODS) {
-        h.insert(
-            http::header::ACCESS_CONTROL_ALLOW_METHODS,
-            http::HeaderValue::from_static("GET, DELETE, OPTIONS"),
-        );
-    }
-    resp
-}

@@ -52,8 +52,9 @@ use sha2::{Digest, Sha256};
 
 use crate::config::Config;
 use crate::crypto::{random_token, sha256_hex};
-use crate::endpoint::{Endpoint, RequestCtx};
+use crate::endpoint::{Endpoint, Envelope, RequestCtx};
 use crate::http::body::{self, Body};
+use crate::http::error::Answer;
 use crate::http::BoxFuture;
 use crate::proxy::authn::{Authenticator, AuthnError, Identity};
 use crate::store::{ConnectStateStore, IdentityStore, Store, UserId, UserStore};
@@ -141,9 +142,8 @@ impl Connect {
         authn: &dyn Authenticator,
         route: ConnectRoute,
         req: &Request<B>,
-    ) -> Response<Body> {
-        let route_is_api = matches!(route, ConnectRoute::List(_) | ConnectRoute::Unlink(..));
-        let result = match route {
+    ) -> Result<Response<Body>, ConnectError> {
+        match route {
             ConnectRoute::Dialog(p) => {
                 self.dialog(config, authn, &p, req.headers(), req.uri().query())
                     .await
@@ -154,15 +154,9 @@ impl Connect {
             }
             ConnectRoute::List(id) => self.list(authn, req.headers(), &id).await,
             ConnectRoute::Unlink(id, p) => self.unlink(authn, req.headers(), &id, &p).await,
-            ConnectRoute::Preflight => return identities::preflight(config, req.headers()),
-        };
-        let mut resp = result.unwrap_or_else(ConnectError::into_response);
-        if route_is_api {
-            // The identities API is part of the users API: same CORS, never cached.
-            crate::http::cors::no_store(&mut resp);
-            crate::http::cors::apply(req.headers(), &config.cors.allow_origins, &mut resp);
+            // `App::handle` answers preflights before the endpoint is called.
+            ConnectRoute::Preflight => Err(ConnectError::NotFound),
         }
-        resp
     }
 }
 
@@ -216,37 +210,78 @@ impl ConnectRoute {
     }
 }
 
-/// The gateway endpoint serving every [`ConnectRoute`].
+/// The gateway endpoint serving the provider dialog and callback, browser navigations.
 pub struct ConnectEndpoint {
     pub connect: Arc<Connect>,
 }
 
+/// The identities API, part of the users API: same CORS, never cached.
+pub struct IdentitiesEndpoint {
+    pub connect: Arc<Connect>,
+}
+
+fn is_identities(route: &ConnectRoute) -> bool {
+    matches!(
+        route,
+        ConnectRoute::List(_) | ConnectRoute::Unlink(..) | ConnectRoute::Preflight
+    )
+}
+
+/// Both endpoints: the route parsed again against the request's configuration.
+fn call_route(
+    connect: Arc<Connect>,
+    req: Request<Incoming>,
+    ctx: RequestCtx,
+    identities: bool,
+) -> BoxFuture<Answer> {
+    Box::pin(async move {
+        let config = &ctx.generation.config;
+        match ConnectRoute::parse(req.method(), &ctx.path, config) {
+            Some(route) if is_identities(&route) == identities => Ok(connect
+                .handle(config, ctx.authenticator.as_ref(), route, &req)
+                .await?),
+            // The config was swapped between matching and now.
+            _ => Err(ConnectError::NotFound.into()),
+        }
+    })
+}
+
 impl Endpoint for ConnectEndpoint {
     fn matches(&self, method: &Method, path: &str, config: &Config) -> bool {
-        ConnectRoute::parse(method, path, config).is_some()
+        ConnectRoute::parse(method, path, config).is_some_and(|r| !is_identities(&r))
     }
 
-    fn call(self: Arc<Self>, req: Request<Incoming>, ctx: RequestCtx) -> BoxFuture<Response<Body>> {
-        Box::pin(async move {
-            let config = ctx.generation.config.clone();
-            match ConnectRoute::parse(req.method(), &ctx.path, &config) {
-                Some(route) => {
-                    self.connect
-                        .handle(&config, ctx.authenticator.as_ref(), route, &req)
-                        .await
-                }
-                // The config was swapped between matching and now.
-                None => ConnectError::NotFound.into_response(),
-            }
-        })
+    fn call(self: Arc<Self>, req: Request<Incoming>, ctx: RequestCtx) -> BoxFuture<Answer> {
+        call_route(self.connect.clone(), req, ctx, false)
+    }
+}
+
+impl Endpoint for IdentitiesEndpoint {
+    fn matches(&self, method: &Method, path: &str, config: &Config) -> bool {
+        ConnectRoute::parse(method, path, config).is_some_and(|r| is_identities(&r))
+    }
+
+    fn envelope(&self) -> Envelope {
+        Envelope {
+            cors_methods: Some("GET, DELETE, OPTIONS"),
+            no_store: true,
+        }
+    }
+
+    fn call(self: Arc<Self>, req: Request<Incoming>, ctx: RequestCtx) -> BoxFuture<Answer> {
+        call_route(self.connect.clone(), req, ctx, true)
     }
 }
 
 /// The endpoints `app::wiring` adds to the gateway.
 pub fn endpoints(config: &Config, stores: ConnectStores) -> Vec<Arc<dyn Endpoint>> {
-    vec![Arc::new(ConnectEndpoint {
-        connect: Arc::new(Connect::new(config, stores)),
-    })]
+    let connect = Arc::new(Connect::new(config, stores));
+    vec![
+        Arc::new(ConnectEndpoint {
+            connect: connect.clone(),
+        }),
+        Arc::new(IdentitiesEndpoint { connect }),
+    ]
 }
 
 /// Validates `token` and returns the caller, mapping failures to 401/503.

@@ -8,6 +8,7 @@ use super::cipher::{CipherError, TokenCipher};
 use super::*;
 use crate::config::provider::{Preset, ResolvedProvider};
 use crate::config::raw::Provider;
+use crate::http::error::ErrorResponse;
 use crate::http::redirect::{check, with_params, AllowedRedirect};
 use crate::proxy::authn::{AuthnFuture, Identity as Caller};
 use crate::store::{ConnectState, LinkedIdentity, NewUser, StoreError, StoreFuture, User};
@@ -228,13 +229,13 @@ async fn dialog(c: &Connect, provider: &str, query: &str) -> Response<Body> {
         Some(query),
     )
     .await
-    .unwrap_or_else(ConnectError::into_response)
+    .unwrap_or_else(|e| e.response())
 }
 
 async fn callback(c: &Connect, query: &str) -> Response<Body> {
     c.callback(&config(), "facebook", &HeaderMap::new(), Some(query))
         .await
-        .unwrap_or_else(ConnectError::into_response)
+        .unwrap_or_else(|e| e.response())
 }
 
 // ---------- allow-list ----------
@@ -788,7 +789,7 @@ async fn state_from_another_provider_is_refused() {
             Some(&format!("code=abc&state={state}")),
         )
         .await
-        .unwrap_or_else(ConnectError::into_response);
+        .unwrap_or_else(|e| e.response());
     assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
 }
 
@@ -838,8 +839,7 @@ async fn identities_are_listed_for_the_user_or_an_admin_without_tokens() {
         .for_each(|u| u.role = "admin".into());
     link(&store, 7, "facebook");
     let c = connect(&store, true);
-    let ok =
-        |r: Result<Response<Body>, ConnectError>| r.unwrap_or_else(ConnectError::into_response);
+    let ok = |r: Result<Response<Body>, ConnectError>| r.unwrap_or_else(|e| e.response());
 
     let resp = ok(c.list(&FakeAuthn, &auth("t7"), "7").await);
     assert_eq!(resp.status(), StatusCode::OK);
@@ -879,8 +879,7 @@ async fn unlink_removes_the_link_once() {
     let store = FakeStore::with_users(&[7, 8]);
     link(&store, 7, "facebook");
     let c = connect(&store, true);
-    let ok =
-        |r: Result<Response<Body>, ConnectError>| r.unwrap_or_else(ConnectError::into_response);
+    let ok = |r: Result<Response<Body>, ConnectError>| r.unwrap_or_else(|e| e.response());
     assert_eq!(
         ok(c.unlink(&FakeAuthn, &auth("t8"), "7", "facebook").await).status(),
         StatusCode::NOT_FOUND

@@ -30,6 +30,7 @@ use hyper::body::Incoming;
 use crate::config::Config;
 use crate::endpoint::{Endpoint, RequestCtx};
 use crate::http::body::{self, Body};
+use crate::http::error::{Answer, ErrorResponse};
 use crate::http::path;
 use crate::http::BoxFuture;
 use crate::proxy::authn::source::find_token;
@@ -57,7 +58,7 @@ impl Endpoint for ForwardAuthEndpoint {
         })
     }
 
-    fn call(self: Arc<Self>, req: Request<Incoming>, ctx: RequestCtx) -> BoxFuture<Response<Body>> {
+    fn call(self: Arc<Self>, req: Request<Incoming>, ctx: RequestCtx) -> BoxFuture<Answer> {
         Box::pin(async move {
             let prefix = ctx
                 .generation
@@ -78,18 +79,7 @@ impl Endpoint for ForwardAuthEndpoint {
                 Err(_) => "deny",
             };
             metrics::counter!("tollgate_forward_auth_total", "decision" => status).increment(1);
-            match result {
-                Ok(resp) => resp,
-                Err(e) => {
-                    if e.status().is_server_error() {
-                        tracing::warn!(error = %e, "forward-auth check failed");
-                    }
-                    let mut resp = e.into_response();
-                    resp.headers_mut()
-                        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-                    resp
-                }
-            }
+            Ok(result?)
         })
     }
 }
@@ -110,7 +100,7 @@ pub enum ForwardAuthError {
     NoRoute,
 }
 
-impl ForwardAuthError {
+impl ErrorResponse for ForwardAuthError {
     fn status(&self) -> StatusCode {
         match self {
             ForwardAuthError::Gateway(g) => g.status(),
@@ -118,14 +108,32 @@ impl ForwardAuthError {
         }
     }
 
-    fn into_response(self) -> Response<Body> {
+    fn code(&self) -> &'static str {
         match self {
-            ForwardAuthError::Gateway(g) => g.into_response(),
+            ForwardAuthError::Gateway(g) => g.code(),
+            ForwardAuthError::NoRoute => "no_route",
+        }
+    }
+
+    /// The proxy's answer for the same failure, never stored by the ingress.
+    fn response(&self) -> Response<Body> {
+        let mut resp = match self {
+            ForwardAuthError::Gateway(g) => g.response(),
             ForwardAuthError::NoRoute => body::json_error(
                 StatusCode::FORBIDDEN,
                 "access_denied",
                 "no route covers this request",
             ),
+        };
+        resp.headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        resp
+    }
+
+    fn logged(&self) -> bool {
+        match self {
+            ForwardAuthError::Gateway(g) => g.logged(),
+            ForwardAuthError::NoRoute => false,
         }
     }
 }

@@ -7,8 +7,30 @@ use http::{header, HeaderMap, HeaderValue, Response, StatusCode};
 
 use crate::http::body::{self, Body};
 
-const ALLOW_METHODS: &str = "GET, POST, OPTIONS";
+/// The methods a preflight allows on the token service, metadata and users API.
+pub const ALLOW_METHODS: &str = "GET, POST, OPTIONS";
 const ALLOW_HEADERS: &str = "Origin, X-Requested-With, Content-Type, Accept, Authorization";
+
+/// The `Access-Control-Allow-Origin` a request's `Origin` is granted, if any: worked out
+/// when the request arrives, applied to whichever answer leaves.
+pub struct RequestOrigin(Option<HeaderValue>);
+
+impl RequestOrigin {
+    pub fn of(req: &HeaderMap, allow: &[String]) -> RequestOrigin {
+        RequestOrigin(allowed_origin(req, allow))
+    }
+
+    /// Adds the CORS headers of an actual (non-preflight) response.
+    pub fn apply(&self, resp: &mut Response<Body>) {
+        if let Some(v) = &self.0 {
+            let h = resp.headers_mut();
+            if v != "*" {
+                h.append(header::VARY, HeaderValue::from_static("Origin"));
+            }
+            h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, v.clone());
+        }
+    }
+}
 
 /// The `Access-Control-Allow-Origin` value for this request, if its origin is allowed.
 fn allowed_origin(req: &HeaderMap, allow: &[String]) -> Option<HeaderValue> {
@@ -23,31 +45,17 @@ fn allowed_origin(req: &HeaderMap, allow: &[String]) -> Option<HeaderValue> {
         .then(|| origin.clone())
 }
 
-/// Adds the CORS headers of an actual (non-preflight) response.
-pub fn apply(req: &HeaderMap, allow: &[String], resp: &mut Response<Body>) {
-    if let Some(v) = allowed_origin(req, allow) {
-        let h = resp.headers_mut();
-        if v != "*" {
-            h.append(header::VARY, HeaderValue::from_static("Origin"));
-        }
-        h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, v);
-    }
-}
-
-/// Answers an `OPTIONS` preflight. A disallowed origin gets 204 without CORS headers,
-/// which the browser treats as a refusal.
-pub fn preflight(req: &HeaderMap, allow: &[String]) -> Response<Body> {
+/// Answers an `OPTIONS` preflight allowing `methods`. A disallowed origin gets 204
+/// without CORS headers, which the browser treats as a refusal.
+pub fn preflight(origin: &RequestOrigin, methods: &'static str, req: &HeaderMap) -> Response<Body> {
     let mut resp = Response::new(body::empty());
     *resp.status_mut() = StatusCode::NO_CONTENT;
-    if let Some(v) = allowed_origin(req, allow) {
+    if origin.0.is_some() {
+        origin.apply(&mut resp);
         let h = resp.headers_mut();
-        if v != "*" {
-            h.append(header::VARY, HeaderValue::from_static("Origin"));
-        }
-        h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, v);
         h.insert(
             header::ACCESS_CONTROL_ALLOW_METHODS,
-            HeaderValue::from_static(ALLOW_METHODS),
+            HeaderValue::from_static(methods),
         );
         let requested = req
             .get(header::ACCESS_CONTROL_REQUEST_HEADERS)
@@ -69,15 +77,4 @@ pub fn no_store(resp: &mut Response<Body>) {
     let h = resp.headers_mut();
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
-}
-
-/// Finishes a token-service or users-API answer: never cached, CORS per config.
-pub fn finish(
-    mut resp: Response<Body>,
-    req_headers: &HeaderMap,
-    allow_origins: &[String],
-) -> Response<Body> {
-    no_store(&mut resp);
-    apply(req_headers, allow_origins, &mut resp);
-    resp
 }

@@ -7,6 +7,7 @@
 pub mod body;
 pub mod cookie;
 pub mod cors;
+pub mod error;
 pub mod path;
 pub mod redirect;
 

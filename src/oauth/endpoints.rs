@@ -1,9 +1,9 @@
-//! The token service's [`Endpoint`]s: how each path is recognised and how every answer
-//! gets its `no-store` and CORS headers.
+//! The token service's [`Endpoint`]s: how each path is recognised, and the envelope
+//! (`no-store`, CORS) `App::handle` wraps around their answers.
 
 use std::sync::Arc;
 
-use http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
+use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 
 use super::error::OAuthError;
@@ -12,27 +12,14 @@ use super::metadata::{
 };
 use super::throttle::client_ip;
 use super::TokenService;
-use crate::config::dialect::{self, Dialect};
+use crate::config::dialect;
 use crate::config::Config;
-use crate::endpoint::{Endpoint, RequestCtx};
+use crate::endpoint::{Endpoint, Envelope, RequestCtx};
 use crate::http::body::{self, Body};
 use crate::http::cors;
+use crate::http::error::{Answer, ErrorResponse};
 use crate::http::BoxFuture;
 use crate::proxy::headers::X_FORWARDED_FOR;
-
-/// Finishes an answer: never cached, CORS per config.
-fn finish(resp: Response<Body>, req_headers: &HeaderMap, cfg: &Config) -> Response<Body> {
-    cors::finish(resp, req_headers, &cfg.cors.allow_origins)
-}
-
-fn log_failure(what: &'static str, e: &OAuthError) {
-    match e {
-        OAuthError::Server(detail) | OAuthError::Unavailable(detail) => {
-            tracing::warn!(endpoint = what, error = e.code(), detail = %detail, "request failed")
-        }
-        _ => tracing::debug!(endpoint = what, error = e.code(), "request refused"),
-    }
-}
 
 /// The token endpoint, at every `token_endpoints` path.
 pub struct TokenEndpoint(pub Arc<TokenService>);
@@ -42,17 +29,19 @@ impl Endpoint for TokenEndpoint {
         dialect::is_token_path(config, path)
     }
 
-    fn call(self: Arc<Self>, req: Request<Incoming>, ctx: RequestCtx) -> BoxFuture<Response<Body>> {
+    fn envelope(&self) -> Envelope {
+        Envelope::API
+    }
+
+    fn call(self: Arc<Self>, req: Request<Incoming>, ctx: RequestCtx) -> BoxFuture<Answer> {
         Box::pin(async move {
             let cfg = ctx.generation.config.clone();
-            let headers = req.headers().clone();
-            if req.method() == Method::OPTIONS {
-                return cors::preflight(&headers, &cfg.cors.allow_origins);
-            }
             let dialect = dialect::find(&cfg, &ctx.path).unwrap_or_default();
             let ip = client_ip(
                 ctx.conn.peer.ip(),
-                headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()),
+                req.headers()
+                    .get(&X_FORWARDED_FOR)
+                    .and_then(|v| v.to_str().ok()),
                 &cfg.trusted_proxies,
             );
             let mut grant = "unknown";
@@ -63,48 +52,29 @@ impl Endpoint for TokenEndpoint {
             } else {
                 Err(OAuthError::MethodNotAllowed)
             };
-            let resp = match result {
-                Ok(r) => {
-                    metrics::counter!("tollgate_token_requests_total", "grant" => grant, "result" => "issued")
-                        .increment(1);
-                    r
-                }
-                Err(e) => {
-                    metrics::counter!("tollgate_token_requests_total", "grant" => grant, "result" => e.code())
-                        .increment(1);
-                    log_failure("token", &e);
-                    e.into_response(&dialect)
-                }
+            let label = match &result {
+                Ok(_) => "issued",
+                Err(e) => e.code(),
             };
-            finish(resp, &headers, &cfg)
+            metrics::counter!("tollgate_token_requests_total", "grant" => grant, "result" => label)
+                .increment(1);
+            result.map_err(|e| e.in_dialect(&dialect).into())
         })
     }
 }
 
-/// Answers a POST-only endpoint in the default dialect: CORS preflight, 405 for other
-/// methods, errors logged and rendered, `no-store` and CORS on every answer.
-async fn post_only<F, Fut>(
-    what: &'static str,
+/// A POST-only endpoint in the default dialect: 405 for other methods.
+async fn post_only<Fut>(
     req: Request<Incoming>,
-    ctx: RequestCtx,
-    handle: F,
-) -> Response<Body>
+    handle: impl FnOnce(Request<Incoming>) -> Fut,
+) -> Answer
 where
-    F: FnOnce(Request<Incoming>) -> Fut,
     Fut: std::future::Future<Output = Result<Response<Body>, OAuthError>>,
 {
-    let cfg = ctx.generation.config.clone();
-    let headers = req.headers().clone();
-    let result = match *req.method() {
-        Method::OPTIONS => return cors::preflight(&headers, &cfg.cors.allow_origins),
-        Method::POST => handle(req).await,
-        _ => Err(OAuthError::MethodNotAllowed),
-    };
-    let resp = result.unwrap_or_else(|e| {
-        log_failure(what, &e);
-        e.into_response(&Dialect::default())
-    });
-    finish(resp, &headers, &cfg)
+    match *req.method() {
+        Method::POST => Ok(handle(req).await?),
+        _ => Err(OAuthError::MethodNotAllowed.into()),
+    }
 }
 
 /// `POST /oauth/revoke`.
@@ -115,8 +85,12 @@ impl Endpoint for RevokeEndpoint {
         path == REVOKE_PATH
     }
 
-    fn call(self: Arc<Self>, req: Request<Incoming>, ctx: RequestCtx) -> BoxFuture<Response<Body>> {
-        Box::pin(post_only("revoke", req, ctx, move |req| async move {
+    fn envelope(&self) -> Envelope {
+        Envelope::API
+    }
+
+    fn call(self: Arc<Self>, req: Request<Incoming>, _ctx: RequestCtx) -> BoxFuture<Answer> {
+        Box::pin(post_only(req, move |req| async move {
             self.0.revoke_request(req).await
         }))
     }
@@ -130,9 +104,13 @@ impl Endpoint for IntrospectEndpoint {
         path == INTROSPECT_PATH
     }
 
-    fn call(self: Arc<Self>, req: Request<Incoming>, ctx: RequestCtx) -> BoxFuture<Response<Body>> {
-        let authenticator = ctx.authenticator.clone();
-        Box::pin(post_only("introspect", req, ctx, move |req| async move {
+    fn envelope(&self) -> Envelope {
+        Envelope::API
+    }
+
+    fn call(self: Arc<Self>, req: Request<Incoming>, ctx: RequestCtx) -> BoxFuture<Answer> {
+        let authenticator = ctx.authenticator;
+        Box::pin(post_only(req, move |req| async move {
             self.0.introspect_request(&*authenticator, req).await
         }))
     }
@@ -146,34 +124,53 @@ impl Endpoint for MetadataEndpoint {
         matches!(path, JWKS_PATH | AS_METADATA_PATH | OIDC_METADATA_PATH)
     }
 
-    fn call(self: Arc<Self>, req: Request<Incoming>, ctx: RequestCtx) -> BoxFuture<Response<Body>> {
+    /// Public documents: CORS, but cacheable.
+    fn envelope(&self) -> Envelope {
+        Envelope {
+            cors_methods: Some(cors::ALLOW_METHODS),
+            no_store: false,
+        }
+    }
+
+    fn call(self: Arc<Self>, req: Request<Incoming>, ctx: RequestCtx) -> BoxFuture<Answer> {
         Box::pin(async move {
-            let cfg = ctx.generation.config.clone();
-            let headers = req.headers().clone();
-            if req.method() == Method::OPTIONS {
-                return cors::preflight(&headers, &cfg.cors.allow_origins);
+            if req.method() != Method::GET && req.method() != Method::HEAD {
+                return Err(MetadataError::MethodNotAllowed.into());
             }
-            let mut resp = if req.method() != Method::GET && req.method() != Method::HEAD {
-                let mut r =
-                    body::json_error(StatusCode::METHOD_NOT_ALLOWED, "invalid_request", "Use GET");
-                r.headers_mut().insert(
-                    header::ALLOW,
-                    HeaderValue::from_static("GET, HEAD, OPTIONS"),
-                );
-                r
-            } else if ctx.path == JWKS_PATH {
+            let mut resp = if ctx.path == JWKS_PATH {
                 body::json(StatusCode::OK, self.0.keys.jwks())
             } else {
-                body::json(StatusCode::OK, &self.0.metadata(&cfg))
+                body::json(StatusCode::OK, &self.0.metadata(&ctx.generation.config))
             };
-            if resp.status() == StatusCode::OK {
-                resp.headers_mut().insert(
-                    header::CACHE_CONTROL,
-                    HeaderValue::from_static("public, max-age=300"),
-                );
-            }
-            cors::apply(&headers, &cfg.cors.allow_origins, &mut resp);
-            resp
+            resp.headers_mut().insert(
+                header::CACHE_CONTROL,
+                HeaderValue::from_static("public, max-age=300"),
+            );
+            Ok(resp)
         })
+    }
+}
+
+/// The one way a metadata request fails.
+#[derive(Debug, thiserror::Error)]
+enum MetadataError {
+    #[error("method not allowed")]
+    MethodNotAllowed,
+}
+
+impl ErrorResponse for MetadataError {
+    fn status(&self) -> StatusCode {
+        StatusCode::METHOD_NOT_ALLOWED
+    }
+    fn code(&self) -> &'static str {
+        "method_not_allowed"
+    }
+    fn response(&self) -> Response<Body> {
+        let mut r = body::json_error(self.status(), "invalid_request", "Use GET");
+        r.headers_mut().insert(
+            header::ALLOW,
+            HeaderValue::from_static("GET, HEAD, OPTIONS"),
+        );
+        r
     }
 }

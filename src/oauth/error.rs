@@ -7,6 +7,7 @@ use http::{header, HeaderValue, Response, StatusCode};
 
 use crate::config::dialect::Dialect;
 use crate::http::body::{json_error, Body};
+use crate::http::error::ErrorResponse;
 use crate::store::StoreError;
 
 /// The challenge on every 401 from the token endpoints.
@@ -74,15 +75,28 @@ impl OAuthError {
         }
     }
 
-    pub fn into_response(self, dialect: &Dialect) -> Response<Body> {
-        let (status, error, description): (StatusCode, &str, &str) = match &self {
+    /// This error answered in `dialect`'s words.
+    pub fn in_dialect(self, dialect: &Dialect) -> InDialect {
+        InDialect {
+            error: self,
+            credentials_status: dialect.invalid_credentials_status,
+        }
+    }
+
+    /// Status, `error` code and description, with bad credentials answered with
+    /// `credentials_status` when a dialect sets one.
+    fn parts(
+        &self,
+        credentials_status: Option<StatusCode>,
+    ) -> (StatusCode, &'static str, &'static str) {
+        match self {
             OAuthError::InvalidRequest(d) => (StatusCode::BAD_REQUEST, "invalid_request", d),
             OAuthError::InvalidClient { .. } => (
                 StatusCode::UNAUTHORIZED,
                 "invalid_client",
                 "Client authentication failed",
             ),
-            OAuthError::BadCredentials => match dialect.invalid_credentials_status {
+            OAuthError::BadCredentials => match credentials_status {
                 Some(StatusCode::FORBIDDEN) => {
                     (StatusCode::FORBIDDEN, "access_denied", BAD_CREDENTIALS)
                 }
@@ -125,10 +139,14 @@ impl OAuthError {
                 "server_error",
                 "An unexpected error happened",
             ),
-        };
+        }
+    }
+
+    fn render(&self, credentials_status: Option<StatusCode>) -> Response<Body> {
+        let (status, error, description) = self.parts(credentials_status);
         let mut resp = json_error(status, error, description);
         let h = resp.headers_mut();
-        match self {
+        match *self {
             OAuthError::InvalidClient { basic: true } => {
                 h.insert(
                     header::WWW_AUTHENTICATE,
@@ -150,5 +168,38 @@ impl OAuthError {
                 .or_insert(HeaderValue::from_static(BASIC_CHALLENGE));
         }
         resp
+    }
+}
+
+/// Outside the token endpoint (revoke, introspect) the default dialect's words.
+impl ErrorResponse for OAuthError {
+    fn status(&self) -> StatusCode {
+        self.parts(None).0
+    }
+    fn code(&self) -> &'static str {
+        OAuthError::code(self)
+    }
+    fn response(&self) -> Response<Body> {
+        self.render(None)
+    }
+}
+
+/// An [`OAuthError`] as the token endpoint of one dialect answers it.
+#[derive(Debug, thiserror::Error)]
+#[error("{error}")]
+pub struct InDialect {
+    pub error: OAuthError,
+    credentials_status: Option<StatusCode>,
+}
+
+impl ErrorResponse for InDialect {
+    fn status(&self) -> StatusCode {
+        self.error.parts(self.credentials_status).0
+    }
+    fn code(&self) -> &'static str {
+        self.error.code()
+    }
+    fn response(&self) -> Response<Body> {
+        self.error.render(self.credentials_status)
     }
 }

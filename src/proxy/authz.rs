@@ -1,6 +1,7 @@
 //! The route policy: `none`, `optional`, `required`, plus required scopes and roles.
 //! Exactly one decision per request; errors map to 401/403 in `error.rs`.
 
+use crate::http::error::ErrorResponse;
 use std::sync::Arc;
 
 use super::authn::{Authenticator, AuthnError, Identity};
@@ -25,7 +26,7 @@ pub async fn decide(
         Ok(Some(_)) => "authenticated",
         Ok(None) if policy.mode == AuthMode::None => return result,
         Ok(None) => "anonymous",
-        Err(e) => e.kind(),
+        Err(e) => e.code(),
     };
     crate::telemetry::trace::record("tollgate.auth", outcome);
     if outcome == "authenticated" {

@@ -4,6 +4,7 @@
 use http::{header, HeaderValue, Response, StatusCode};
 
 use crate::http::body::{json_error, Body};
+use crate::http::error::ErrorResponse;
 
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {
@@ -39,8 +40,8 @@ pub enum GatewayError {
     ClientCertRequired,
 }
 
-impl GatewayError {
-    pub fn status(&self) -> StatusCode {
+impl ErrorResponse for GatewayError {
+    fn status(&self) -> StatusCode {
         match self {
             GatewayError::NoRoute => StatusCode::NOT_FOUND,
             GatewayError::BadPath | GatewayError::BadRequest(_) => StatusCode::BAD_REQUEST,
@@ -60,7 +61,7 @@ impl GatewayError {
     }
 
     /// Metric label for the kind of failure.
-    pub fn kind(&self) -> &'static str {
+    fn code(&self) -> &'static str {
         match self {
             GatewayError::NoRoute => "no_route",
             GatewayError::BadPath => "bad_path",
@@ -78,9 +79,9 @@ impl GatewayError {
         }
     }
 
-    pub fn into_response(self) -> Response<Body> {
+    fn response(&self) -> Response<Body> {
         let status = self.status();
-        let (error, description, www) = match &self {
+        let (error, description, www) = match self {
             GatewayError::NoRoute => ("not_found", "no route matches this request", None),
             GatewayError::BadPath => ("invalid_request", "the request path is malformed", None),
             GatewayError::BadRequest(why) => ("invalid_request", *why, None),
@@ -143,7 +144,7 @@ impl GatewayError {
         if let Some(w) = www {
             resp.headers_mut().insert(header::WWW_AUTHENTICATE, w);
         }
-        match &self {
+        match self {
             GatewayError::RateLimited {
                 headers,
                 retry_after,
@@ -159,5 +160,10 @@ impl GatewayError {
             _ => {}
         }
         resp
+    }
+
+    /// A store outage under `fail_closed` is logged by the limiter, once a second.
+    fn logged(&self) -> bool {
+        self.status().is_server_error() && !matches!(self, GatewayError::RateLimitUnavailable)
     }
 }

@@ -10,6 +10,7 @@ use http::{header, HeaderMap, HeaderValue, Response, StatusCode};
 
 use super::error::GatewayError;
 use crate::http::body::{self, Body};
+use crate::http::error::ErrorResponse;
 
 /// Whether a request is a gRPC call (`content-type: application/grpc[+proto|;…]`).
 pub fn is_grpc(headers: &HeaderMap) -> bool {
@@ -83,9 +84,9 @@ pub fn code(e: &GatewayError) -> Code {
 /// A gateway failure as a gRPC "trailers-only" response: HTTP 200 whose headers carry
 /// `grpc-status` and `grpc-message`, with the `WWW-Authenticate` challenge an HTTP answer
 /// would have had.
-pub fn error_response(e: GatewayError) -> Response<Body> {
-    let code = code(&e);
-    let http = e.into_response();
+pub fn error_response(e: &GatewayError) -> Response<Body> {
+    let code = code(e);
+    let http = e.response();
     let mut resp = Response::new(body::empty());
     *resp.status_mut() = StatusCode::OK;
     let h = resp.headers_mut();
@@ -158,15 +159,15 @@ mod tests {
 
     #[test]
     fn failures_become_grpc_statuses() {
-        let r = error_response(GatewayError::Unauthenticated);
+        let r = error_response(&GatewayError::Unauthenticated);
         assert_eq!(r.status(), StatusCode::OK);
         assert_eq!(r.headers()["grpc-status"], "16");
         assert!(r.headers().contains_key(header::WWW_AUTHENTICATE));
-        let r = error_response(GatewayError::InsufficientScope);
+        let r = error_response(&GatewayError::InsufficientScope);
         assert_eq!(r.headers()["grpc-status"], "7");
-        let r = error_response(GatewayError::UpstreamUnreachable("x".into()));
+        let r = error_response(&GatewayError::UpstreamUnreachable("x".into()));
         assert_eq!(r.headers()["grpc-status"], "14");
-        let r = error_response(GatewayError::UpstreamTimeout(Duration::from_secs(1)));
+        let r = error_response(&GatewayError::UpstreamTimeout(Duration::from_secs(1)));
         assert_eq!(r.headers()["grpc-status"], "4");
     }
 }
