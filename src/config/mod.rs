@@ -14,7 +14,6 @@ pub mod raw;
 pub mod reload;
 mod validate;
 
-use std::ops::Deref;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -54,11 +53,28 @@ impl ConfigError {
     }
 }
 
-/// A validated configuration. Derefs to the file's raw values for the many settings that
-/// need no further parsing; the parsed forms of the rest live in the named fields.
+/// A validated configuration. Sections that need no parsing beyond the file's own types
+/// (`listen`, `limits`, ...) are carried as read; those that do (routes, trusted proxies,
+/// identity headers, token dialects, providers) exist only in their built form, so no code
+/// past loading can read the raw value instead.
 #[derive(Debug, Clone)]
 pub struct Config {
-    pub file: RawConfig,
+    pub listen: raw::Listen,
+    pub tls: Option<raw::Tls>,
+    pub store: raw::Store,
+    pub tokens: raw::Tokens,
+    pub users_api: raw::UsersApi,
+    pub cors: raw::Cors,
+    pub connect: raw::Connect,
+    pub introspection: Vec<raw::Introspection>,
+    pub jwt_issuers: Vec<raw::JwtIssuer>,
+    pub forward_auth: raw::ForwardAuth,
+    pub limits: raw::Limits,
+    pub log: raw::Log,
+    pub echo_upstream: Option<std::net::SocketAddr>,
+    pub rate_limit_store: Option<raw::RateLimitStore>,
+    pub audit: raw::Audit,
+    pub telemetry: raw::Telemetry,
     /// The identity header names, validated: the one list every stage reads.
     pub identity: IdentityHeaderNames,
     /// Each token endpoint's path and dialect, built once.
@@ -68,14 +84,8 @@ pub struct Config {
     pub connect_providers: std::collections::BTreeMap<String, provider::ResolvedProvider>,
     pub source_path: Option<PathBuf>,
     pub trusted_proxies: Vec<IpNet>,
+    /// The routes, each with its default `rate_limit` applied.
     pub routes: Vec<RouteSpec>,
-}
-
-impl Deref for Config {
-    type Target = RawConfig;
-    fn deref(&self) -> &RawConfig {
-        &self.file
-    }
 }
 
 /// How a route's host pattern matches the request's host.
@@ -294,16 +304,6 @@ impl Config {
     /// Validates an already-built raw config (used by tests and `demo`).
     pub fn from_raw(raw: RawConfig) -> Result<Config, ConfigError> {
         validate::validate(raw, "", None)
-    }
-
-    /// The token endpoint paths in force (`/oauth/token` when the file lists none).
-    pub fn token_endpoints(&self) -> Vec<raw::TokenEndpoint> {
-        self.file.token_endpoints.clone().unwrap_or_else(|| {
-            vec![raw::TokenEndpoint {
-                path: "/oauth/token".into(),
-                ..Default::default()
-            }]
-        })
     }
 
     /// The JSON Schema of the configuration file.

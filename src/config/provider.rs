@@ -105,12 +105,19 @@ pub struct ResolvedProvider {
     pub id_fields: &'static [&'static str],
     pub email_field: &'static str,
     pub allowed_redirects: Vec<AllowedRedirect>,
+    /// Tollgate's own callback for this provider (see [`callback_url`]).
+    pub callback_url: String,
 }
 
 impl ResolvedProvider {
     /// Resolves a config entry. Config validation has already run the same checks, so an
     /// error here means the entry changed underneath (it is reported, never guessed around).
-    pub fn resolve(key: &str, p: &Provider) -> Result<ResolvedProvider, Vec<String>> {
+    /// `callback_base` is where Tollgate's callback lives ([`callback_url`]).
+    pub fn resolve(
+        key: &str,
+        p: &Provider,
+        callback_base: &str,
+    ) -> Result<ResolvedProvider, Vec<String>> {
         let mut problems = Vec::new();
         let at = format!("providers.{key}");
         if !is_path_segment(key) {
@@ -199,6 +206,7 @@ impl ResolvedProvider {
                     id_fields: d.id_fields,
                     email_field: d.email_field,
                     allowed_redirects,
+                    callback_url: callback_url(callback_base, key),
                 })
             }
             _ => Err(problems),
@@ -230,7 +238,10 @@ impl ResolvedProvider {
 pub fn resolve_all(raw: &RawConfig) -> std::collections::BTreeMap<String, ResolvedProvider> {
     raw.providers
         .iter()
-        .filter_map(|(key, p)| Some((key.clone(), ResolvedProvider::resolve(key, p).ok()?)))
+        .filter_map(|(key, p)| {
+            let resolved = ResolvedProvider::resolve(key, p, callback_base_source(raw).1).ok()?;
+            Some((key.clone(), resolved))
+        })
         .collect()
 }
 
@@ -238,7 +249,7 @@ pub fn resolve_all(raw: &RawConfig) -> std::collections::BTreeMap<String, Resolv
 pub fn validate_config(raw: &RawConfig) -> Vec<String> {
     let mut problems = Vec::new();
     for (key, p) in &raw.providers {
-        if let Err(mut more) = ResolvedProvider::resolve(key, p) {
+        if let Err(mut more) = ResolvedProvider::resolve(key, p, callback_base_source(raw).1) {
             problems.append(&mut more);
         }
     }
@@ -277,8 +288,7 @@ fn callback_base_source(raw: &RawConfig) -> (&'static str, &str) {
 /// Tollgate's own callback for `provider`: `{base}/{provider}/oauth_code`, where base is
 /// `connect.callback_base_url`, else `tokens.issuer`. Taken from configuration, never from
 /// the request's `Host`, so a forged header cannot steer where the provider sends the code.
-pub fn callback_url(raw: &RawConfig, provider: &str) -> String {
-    let (_, base) = callback_base_source(raw);
+fn callback_url(base: &str, provider: &str) -> String {
     format!("{}/{provider}/oauth_code", base.trim_end_matches('/'))
 }
 

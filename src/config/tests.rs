@@ -5,7 +5,7 @@ fn defaults_load_from_empty_file() {
     let cfg = Config::from_yaml_with_env("", None).unwrap();
     assert_eq!(cfg.listen.http.unwrap().port(), 8080);
     assert_eq!(cfg.tokens.access.ttl, Duration::from_secs(3600));
-    assert_eq!(cfg.token_endpoints()[0].path, "/oauth/token");
+    assert_eq!(cfg.dialects[0].0, "/oauth/token");
 }
 
 #[test]

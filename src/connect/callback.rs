@@ -13,7 +13,6 @@ use super::dialog::resolve;
 use super::error::{CallbackFailure, ConnectError};
 use super::exchange::ExchangeError;
 use super::{query_param, redirect, sha256_hex, Connect};
-use crate::config::provider::callback_url;
 use crate::config::Config;
 use crate::http::body::Body;
 use crate::http::redirect::with_params;
@@ -76,7 +75,7 @@ impl Connect {
                 ],
             };
             let mut resp = redirect(&with_params(&integrator, &params));
-            let secure = callback_url(config, &provider.name).starts_with("https://");
+            let secure = provider.callback_url.starts_with("https://");
             resp.headers_mut().append(
                 http::header::SET_COOKIE,
                 binding::clear_cookie(&st.state_hash, &provider.name, secure),
@@ -96,7 +95,7 @@ impl Connect {
         };
 
         let browser = binding::from_request(headers, &st.state_hash);
-        let outcome = self.finish(config, &provider, &st, browser, &code).await;
+        let outcome = self.finish(&provider, &st, browser, &code).await;
         match outcome {
             Ok(()) => {
                 crate::audit::event("provider_linked", crate::audit::Outcome::Success)
@@ -120,7 +119,6 @@ impl Connect {
     /// Code → tokens → userinfo → encrypted link.
     async fn finish(
         &self,
-        config: &Config,
         provider: &crate::config::provider::ResolvedProvider,
         st: &crate::store::ConnectState,
         browser: Option<&str>,
@@ -144,10 +142,9 @@ impl Connect {
                 );
                 CallbackFailure::BrowserMismatch
             })?;
-        let callback = callback_url(config, &provider.name);
         let tokens = self
             .client
-            .exchange_code(provider, code, &callback, &verifier)
+            .exchange_code(provider, code, &provider.callback_url, &verifier)
             .await
             .map_err(|e| {
                 tracing::warn!(provider = %provider.name, error = %e, "provider token exchange failed");

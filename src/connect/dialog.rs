@@ -16,7 +16,7 @@ use super::{
     authenticate, bearer, pkce_challenge, query_param, random_token, redirect, sha256_hex,
     user_id_of, Connect,
 };
-use crate::config::provider::{callback_url, ResolvedProvider};
+use crate::config::provider::ResolvedProvider;
 use crate::config::Config;
 use crate::http::body::Body;
 use crate::proxy::authn::Authenticator;
@@ -65,7 +65,7 @@ impl Connect {
             &browser,
             &provider.name,
             config.connect.state_ttl.as_secs(),
-            callback_url(config, &provider.name).starts_with("https://"),
+            provider.callback_url.starts_with("https://"),
         );
         let ttl = chrono::Duration::from_std(config.connect.state_ttl)
             .unwrap_or(chrono::Duration::minutes(10));
@@ -82,7 +82,7 @@ impl Connect {
             })
             .await?;
 
-        let callback = callback_url(config, &provider.name);
+        let callback = provider.callback_url.clone();
         let mut authorize = provider.authorize_url.clone();
         {
             let mut q = authorize.query_pairs_mut();

@@ -101,7 +101,7 @@ impl Connect {
         ) {
             Ok(c) => (Some(c), None),
             Err(e) => {
-                if !config.providers.is_empty() {
+                if !config.connect_providers.is_empty() {
                     tracing::error!(error = %e, "provider linking is disabled until an encryption key is configured");
                 }
                 (None, Some(e.to_string()))
@@ -184,12 +184,12 @@ impl ConnectRoute {
         let parts: [Option<&str>; 7] = std::array::from_fn(|_| segs.next());
         match (method, parts) {
             (&Method::GET, [Some(p), Some("oauth_dialog"), None, ..])
-                if config.providers.contains_key(p) =>
+                if config.connect_providers.contains_key(p) =>
             {
                 Some(ConnectRoute::Dialog(p.to_string()))
             }
             (&Method::GET, [Some(p), Some("oauth_code"), None, ..])
-                if config.providers.contains_key(p) =>
+                if config.connect_providers.contains_key(p) =>
             {
                 Some(ConnectRoute::Callback(p.to_string()))
             }

@@ -318,7 +318,7 @@ fn provider(yaml: &str) -> Provider {
 #[test]
 fn presets_fill_urls_scopes_and_fields() {
     let p = provider("client_id: x\nallowed_redirect_uris: [https://a.example.com/]");
-    let fb = ResolvedProvider::resolve("facebook", &p).unwrap();
+    let fb = ResolvedProvider::resolve("facebook", &p, "https://auth.example.com").unwrap();
     assert_eq!(fb.preset, Preset::Facebook);
     assert_eq!(
         fb.authorize_url.as_str(),
@@ -326,19 +326,19 @@ fn presets_fill_urls_scopes_and_fields() {
     );
     assert_eq!(fb.scope, vec!["public_profile", "email"]);
     assert_eq!(fb.id_fields, ["id"]);
-    let gh = ResolvedProvider::resolve("github", &p).unwrap();
+    let gh = ResolvedProvider::resolve("github", &p, "https://auth.example.com").unwrap();
     assert_eq!(
         gh.token_url.as_str(),
         "https://github.com/login/oauth/access_token"
     );
-    let g = ResolvedProvider::resolve("google", &p).unwrap();
+    let g = ResolvedProvider::resolve("google", &p, "https://auth.example.com").unwrap();
     assert_eq!(g.id_fields, ["sub"]);
     assert!(g.scope.contains(&"openid".to_string()));
     // A preset named explicitly under another key.
     let p2 =
         provider("preset: github\nclient_id: x\nallowed_redirect_uris: [https://a.example.com/]");
     assert_eq!(
-        ResolvedProvider::resolve("gh-enterprise", &p2)
+        ResolvedProvider::resolve("gh-enterprise", &p2, "https://auth.example.com")
             .unwrap()
             .preset,
         Preset::Github
@@ -350,7 +350,7 @@ fn provider_problems_are_all_reported() {
     let p = provider(
         "preset: myspace\nclient_id: ''\nauthorize_url: http://idp.example.com/a\nallowed_redirect_uris: ['ftp://x']",
     );
-    let problems = ResolvedProvider::resolve("Bad Name", &p)
+    let problems = ResolvedProvider::resolve("Bad Name", &p, "https://auth.example.com")
         .unwrap_err()
         .join("\n");
     for want in [
@@ -364,8 +364,10 @@ fn provider_problems_are_all_reported() {
         assert!(problems.contains(want), "missing {want:?} in:\n{problems}");
     }
     let none = provider("client_id: x\nallowed_redirect_uris: []");
-    assert!(ResolvedProvider::resolve("facebook", &none).unwrap_err()[0]
-        .contains("allowed_redirect_uris: empty"));
+    assert!(
+        ResolvedProvider::resolve("facebook", &none, "https://auth.example.com").unwrap_err()[0]
+            .contains("allowed_redirect_uris: empty")
+    );
 }
 
 #[test]
@@ -373,7 +375,7 @@ fn loopback_http_is_allowed_for_development() {
     let p = provider(
         "client_id: x\nauthorize_url: http://127.0.0.1:9/a\ntoken_url: http://localhost:9/t\nuserinfo_url: http://[::1]:9/u\nallowed_redirect_uris: [http://127.0.0.1:3000/]",
     );
-    assert!(ResolvedProvider::resolve("local", &p).is_ok());
+    assert!(ResolvedProvider::resolve("local", &p, "https://auth.example.com").is_ok());
 }
 
 #[test]
@@ -902,12 +904,13 @@ async fn unlink_removes_the_link_once() {
 fn userinfo_fields_per_preset() {
     use super::exchange::parse_user;
     let p = provider("client_id: x\nallowed_redirect_uris: [https://a.example.com/]");
-    let fb = ResolvedProvider::resolve("facebook", &p).unwrap();
-    let gh = ResolvedProvider::resolve("github", &p).unwrap();
-    let g = ResolvedProvider::resolve("google", &p).unwrap();
+    let fb = ResolvedProvider::resolve("facebook", &p, "https://auth.example.com").unwrap();
+    let gh = ResolvedProvider::resolve("github", &p, "https://auth.example.com").unwrap();
+    let g = ResolvedProvider::resolve("google", &p, "https://auth.example.com").unwrap();
     let generic = ResolvedProvider::resolve(
         "corp",
         &provider("client_id: x\nauthorize_url: https://i.example.com/a\ntoken_url: https://i.example.com/t\nuserinfo_url: https://i.example.com/u\nallowed_redirect_uris: [https://a.example.com/]"),
+        "https://auth.example.com",
     )
     .unwrap();
     let v = |s: &str| serde_json::from_str::<serde_json::Value>(s).unwrap();

@@ -17,13 +17,11 @@ pub const INTROSPECT_PATH: &str = "/oauth/introspect";
 impl TokenService {
     pub(super) fn metadata(&self, cfg: &Config) -> Value {
         let issuer = self.keys.issuer().trim_end_matches('/');
-        let eps = cfg.token_endpoints();
-        let token_path = eps
-            .iter()
-            .find(|e| e.path == "/oauth/token")
-            .or_else(|| eps.first())
-            .map(|e| e.path.clone())
-            .unwrap_or_else(|| "/oauth/token".into());
+        let paths = || cfg.dialects.iter().map(|(path, _)| path.as_str());
+        let token_path = paths()
+            .find(|p| *p == "/oauth/token")
+            .or_else(|| paths().next())
+            .unwrap_or("/oauth/token");
         json!({
             "issuer": self.keys.issuer(),
             "token_endpoint": format!("{issuer}{token_path}"),

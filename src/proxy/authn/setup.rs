@@ -108,7 +108,7 @@ pub fn build(config: &Config, parts: AuthnParts) -> Result<CompositeAuthenticato
     let mut auth = CompositeAuthenticator::new(revocations)
         .with_jwt(jwt)
         .with_opaque(opaque);
-    if let (Some(signer), Some(_)) = (parts.signer, &config.identity_headers.signed_jwt) {
+    if let (Some(signer), Some(_)) = (parts.signer, &config.identity.signed_jwt) {
         auth = auth.with_signer(signer);
     }
     Ok(auth)
