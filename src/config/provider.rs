@@ -7,7 +7,7 @@
 use url::Url;
 
 use super::raw::{Provider, RawConfig};
-use crate::http::redirect::AllowedRedirect;
+use crate::http::redirect::{parse_endpoint_url, AllowedRedirect};
 
 /// Which well-known provider a config entry adapts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -290,42 +290,6 @@ fn callback_base_source(raw: &RawConfig) -> (&'static str, &str) {
 /// the request's `Host`, so a forged header cannot steer where the provider sends the code.
 fn callback_url(base: &str, provider: &str) -> String {
     format!("{}/{provider}/oauth_code", base.trim_end_matches('/'))
-}
-
-/// An absolute URL Tollgate talks to or redirects through: https, or plain http only to
-/// this machine (127.0.0.1, ::1, localhost) for development and tests. No credentials in
-/// the URL, no fragment.
-pub(crate) fn parse_endpoint_url(text: &str) -> Result<Url, &'static str> {
-    let u = Url::parse(text).map_err(|_| "is not an absolute URL")?;
-    match u.scheme() {
-        "https" => {}
-        "http" if is_loopback(&u) => {}
-        "http" => {
-            return Err(
-                "must use https (plain http is allowed only for 127.0.0.1, ::1 or localhost)",
-            )
-        }
-        _ => return Err("must be an https URL"),
-    }
-    if u.host().is_none() {
-        return Err("has no host");
-    }
-    if !u.username().is_empty() || u.password().is_some() {
-        return Err("must not carry credentials");
-    }
-    if u.fragment().is_some() {
-        return Err("must not have a #fragment");
-    }
-    Ok(u)
-}
-
-fn is_loopback(u: &Url) -> bool {
-    match u.host() {
-        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
-        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-        None => false,
-    }
 }
 
 fn is_path_segment(name: &str) -> bool {

@@ -50,3 +50,26 @@ pub fn json<T: serde::Serialize + ?Sized>(status: StatusCode, value: &T) -> Resp
     );
     resp
 }
+
+/// A request body longer than an endpoint reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("request body too large or cut off")]
+pub struct TooLarge;
+
+/// The whole of an endpoint's own small request body, at most `max` bytes. A declared
+/// `Content-Length` over the cap is refused before a byte is read; a longer stream is cut
+/// off at the cap. Proxied bodies never come here: they stream.
+pub async fn read_small<B>(body: B, max: usize) -> Result<Bytes, TooLarge>
+where
+    B: http_body::Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
+    if body.size_hint().lower() > max as u64 {
+        return Err(TooLarge);
+    }
+    http_body_util::Limited::new(body, max)
+        .collect()
+        .await
+        .map(|c| c.to_bytes())
+        .map_err(|_| TooLarge)
+}

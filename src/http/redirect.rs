@@ -20,7 +20,7 @@ pub struct AllowedRedirect {
 
 impl AllowedRedirect {
     pub fn parse(text: &str) -> Result<AllowedRedirect, &'static str> {
-        let url = crate::config::provider::parse_endpoint_url(text)?;
+        let url = parse_endpoint_url(text)?;
         Ok(AllowedRedirect {
             exact_only: url.query().is_some(),
             url,
@@ -72,4 +72,40 @@ pub fn with_params(base: &Url, params: &[(&str, &str)]) -> String {
         }
     }
     u.to_string()
+}
+
+/// An absolute URL Tollgate talks to or redirects through: https, or plain http only to
+/// this machine (127.0.0.1, ::1, localhost) for development and tests. No credentials in
+/// the URL, no fragment.
+pub fn parse_endpoint_url(text: &str) -> Result<Url, &'static str> {
+    let u = Url::parse(text).map_err(|_| "is not an absolute URL")?;
+    match u.scheme() {
+        "https" => {}
+        "http" if is_loopback(&u) => {}
+        "http" => {
+            return Err(
+                "must use https (plain http is allowed only for 127.0.0.1, ::1 or localhost)",
+            )
+        }
+        _ => return Err("must be an https URL"),
+    }
+    if u.host().is_none() {
+        return Err("has no host");
+    }
+    if !u.username().is_empty() || u.password().is_some() {
+        return Err("must not carry credentials");
+    }
+    if u.fragment().is_some() {
+        return Err("must not have a #fragment");
+    }
+    Ok(u)
+}
+
+fn is_loopback(u: &Url) -> bool {
+    match u.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
 }

@@ -16,8 +16,7 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use bytes::Bytes;
 use http::{header, HeaderMap};
-use http_body_util::{BodyExt, Limited};
-use hyper::body::{Body as _, Incoming};
+use hyper::body::Incoming;
 use zeroize::Zeroizing;
 
 use super::error::OAuthError;
@@ -67,13 +66,8 @@ pub async fn read_params(headers: &HeaderMap, body: Incoming) -> Result<Params, 
 /// The body, at most [`MAX_BODY_BYTES`]. A declared `Content-Length` over the cap is
 /// refused before a byte of the body is read; a longer stream is cut off at the cap.
 pub async fn read_body(body: Incoming) -> Result<Bytes, OAuthError> {
-    if body.size_hint().lower() > MAX_BODY_BYTES as u64 {
-        return Err(OAuthError::InvalidRequest(TOO_LARGE));
-    }
-    Limited::new(body, MAX_BODY_BYTES)
-        .collect()
+    crate::http::body::read_small(body, MAX_BODY_BYTES)
         .await
-        .map(|c| c.to_bytes())
         .map_err(|_| OAuthError::InvalidRequest(TOO_LARGE))
 }
 

@@ -22,7 +22,6 @@ use crate::endpoint::{Endpoint, Envelope, RequestCtx};
 use crate::http::body::{self, Body};
 use crate::http::error::Answer;
 use crate::http::BoxFuture;
-use crate::oauth::request::read_body;
 use crate::oauth::TokenService;
 use crate::proxy::authn::source::bearer;
 use crate::proxy::authn::{Authenticator, AuthnError, Identity};
@@ -156,7 +155,7 @@ impl UsersEndpoint {
                 actor = Some(caller.user_id.clone());
             }
         }
-        let bytes = read_body(req.into_body())
+        let bytes = body::read_small(req.into_body(), crate::oauth::request::MAX_BODY_BYTES)
             .await
             .map_err(|_| UsersError::BodyTooLarge)?;
         let parsed: CreateUserRequest =
