@@ -290,6 +290,7 @@ pub trait Store:
 }
 
 pub mod postgres;
+mod rows;
 pub mod sqlite;
 mod support;
 mod traced;

@@ -13,14 +13,15 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use sqlx::postgres::{PgListener, PgPool, PgPoolOptions, PgRow};
+use sqlx::postgres::{PgListener, PgPool, PgPoolOptions};
 use sqlx::Row;
 use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 
+use super::rows;
 use super::support::{
-    email_key, join_list, kind_str, map_err, micros, migrate_err, migrator, now, split_list,
-    RevocationHub, POSTGRES_MIGRATIONS,
+    email_key, join_list, kind_str, map_err, micros, migrate_err, migrator, now, RevocationHub,
+    POSTGRES_MIGRATIONS,
 };
 use super::{
     Client, ClientStore, ConnectState, ConnectStateStore, IdentityStore, LinkedIdentity, NewUser,
@@ -159,65 +160,6 @@ const MAX_REVOKE_PASSES: usize = 64;
 const TOKEN_COLUMNS: &str =
     "token_hash, family_id, user_id, client_id, scope, alias, expires_at, created_at, rotated_at, revoked_at";
 
-fn user_from_row(r: &PgRow) -> Result<User, sqlx::Error> {
-    Ok(User {
-        id: UserId(r.try_get("id")?),
-        username: r.try_get("username")?,
-        email: r.try_get("email")?,
-        password_hash: r.try_get("password_hash")?,
-        role: r.try_get("role")?,
-        created_at: r.try_get("created_at")?,
-        updated_at: r.try_get("updated_at")?,
-    })
-}
-
-fn client_from_row(r: &PgRow) -> Result<Client, sqlx::Error> {
-    Ok(Client {
-        id: r.try_get("id")?,
-        secret_hash: r.try_get("secret_hash")?,
-        grants: split_list(r.try_get("grants")?),
-        scopes: split_list(r.try_get("scopes")?),
-        created_at: r.try_get("created_at")?,
-    })
-}
-
-fn token_from_row(r: &PgRow) -> Result<TokenRecord, sqlx::Error> {
-    Ok(TokenRecord {
-        token_hash: r.try_get("token_hash")?,
-        family_id: r.try_get("family_id")?,
-        user_id: r.try_get::<Option<i64>, _>("user_id")?.map(UserId),
-        client_id: r.try_get("client_id")?,
-        scope: r.try_get("scope")?,
-        alias: r.try_get("alias")?,
-        expires_at: r.try_get("expires_at")?,
-        created_at: r.try_get("created_at")?,
-        rotated_at: r.try_get("rotated_at")?,
-        revoked_at: r.try_get("revoked_at")?,
-    })
-}
-
-fn identity_from_row(r: &PgRow) -> Result<LinkedIdentity, sqlx::Error> {
-    Ok(LinkedIdentity {
-        user_id: UserId(r.try_get("user_id")?),
-        provider: r.try_get("provider")?,
-        provider_user_id: r.try_get("provider_user_id")?,
-        email: r.try_get("email")?,
-        tokens_encrypted: r.try_get("tokens_encrypted")?,
-        created_at: r.try_get("created_at")?,
-    })
-}
-
-fn connect_state_from_row(r: &PgRow) -> Result<ConnectState, sqlx::Error> {
-    Ok(ConnectState {
-        state_hash: r.try_get("state_hash")?,
-        user_id: UserId(r.try_get("user_id")?),
-        provider: r.try_get("provider")?,
-        redirect_uri: r.try_get("redirect_uri")?,
-        pkce_verifier: r.try_get("pkce_verifier")?,
-        expires_at: r.try_get("expires_at")?,
-    })
-}
-
 impl UserStore for PostgresStore {
     fn create_user(&self, u: NewUser) -> StoreFuture<'_, User> {
         Box::pin(async move {
@@ -235,7 +177,7 @@ impl UserStore for PostgresStore {
             .fetch_one(&self.pool)
             .await
             .map_err(map_err)?;
-            user_from_row(&row).map_err(map_err)
+            rows::user(&row).map_err(map_err)
         })
     }
 
@@ -246,7 +188,7 @@ impl UserStore for PostgresStore {
                 .fetch_optional(&self.pool)
                 .await
                 .map_err(map_err)?;
-            row.as_ref().map(user_from_row).transpose().map_err(map_err)
+            row.as_ref().map(rows::user).transpose().map_err(map_err)
         })
     }
 
@@ -260,7 +202,7 @@ impl UserStore for PostgresStore {
             .fetch_optional(&self.pool)
             .await
             .map_err(map_err)?;
-            row.as_ref().map(user_from_row).transpose().map_err(map_err)
+            row.as_ref().map(rows::user).transpose().map_err(map_err)
         })
     }
 
@@ -274,7 +216,7 @@ impl UserStore for PostgresStore {
             .fetch_optional(&self.pool)
             .await
             .map_err(map_err)?;
-            row.as_ref().map(user_from_row).transpose().map_err(map_err)
+            row.as_ref().map(rows::user).transpose().map_err(map_err)
         })
     }
 
@@ -327,10 +269,7 @@ impl ClientStore for PostgresStore {
             .fetch_optional(&self.pool)
             .await
             .map_err(map_err)?;
-            row.as_ref()
-                .map(client_from_row)
-                .transpose()
-                .map_err(map_err)
+            row.as_ref().map(rows::client).transpose().map_err(map_err)
         })
     }
 }
@@ -407,10 +346,7 @@ impl TokenStore for PostgresStore {
             .fetch_optional(&self.pool)
             .await
             .map_err(map_err)?;
-            row.as_ref()
-                .map(token_from_row)
-                .transpose()
-                .map_err(map_err)
+            row.as_ref().map(rows::token).transpose().map_err(map_err)
         })
     }
 
@@ -577,7 +513,7 @@ impl IdentityStore for PostgresStore {
             .await
             .map_err(map_err)?;
             rows.iter()
-                .map(identity_from_row)
+                .map(rows::identity)
                 .collect::<Result<_, _>>()
                 .map_err(map_err)
         })
@@ -635,7 +571,7 @@ impl ConnectStateStore for PostgresStore {
             .map_err(map_err)?;
             let state = row
                 .as_ref()
-                .map(connect_state_from_row)
+                .map(rows::connect_state)
                 .transpose()
                 .map_err(map_err)?;
             Ok(state.filter(|s| s.expires_at > Utc::now()))

@@ -11,15 +11,15 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
-    SqliteSynchronous,
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 use sqlx::Row;
 use tokio::sync::broadcast;
 
+use super::rows;
 use super::support::{
-    email_key, join_list, kind_str, map_err, micros, migrate_err, migrator, now, split_list,
-    RevocationHub, SQLITE_MIGRATIONS,
+    email_key, join_list, kind_str, map_err, micros, migrate_err, migrator, now, RevocationHub,
+    SQLITE_MIGRATIONS,
 };
 use super::{
     Client, ClientStore, ConnectState, ConnectStateStore, IdentityStore, LinkedIdentity, NewUser,
@@ -38,10 +38,6 @@ fn ts(t: DateTime<Utc>) -> i64 {
 
 fn from_ts(v: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_micros(v).unwrap_or_default()
-}
-
-fn opt_ts(v: Option<i64>) -> Option<DateTime<Utc>> {
-    v.map(from_ts)
 }
 
 /// The file path in a `sqlite:` URL, or `None` for an in-memory database.
@@ -109,65 +105,6 @@ const USER_COLUMNS: &str = "id, username, email, password_hash, role, created_at
 const TOKEN_COLUMNS: &str =
     "token_hash, family_id, user_id, client_id, scope, alias, expires_at, created_at, rotated_at, revoked_at";
 
-fn user_from_row(r: &SqliteRow) -> Result<User, sqlx::Error> {
-    Ok(User {
-        id: UserId(r.try_get("id")?),
-        username: r.try_get("username")?,
-        email: r.try_get("email")?,
-        password_hash: r.try_get("password_hash")?,
-        role: r.try_get("role")?,
-        created_at: from_ts(r.try_get("created_at")?),
-        updated_at: from_ts(r.try_get("updated_at")?),
-    })
-}
-
-fn client_from_row(r: &SqliteRow) -> Result<Client, sqlx::Error> {
-    Ok(Client {
-        id: r.try_get("id")?,
-        secret_hash: r.try_get("secret_hash")?,
-        grants: split_list(r.try_get("grants")?),
-        scopes: split_list(r.try_get("scopes")?),
-        created_at: from_ts(r.try_get("created_at")?),
-    })
-}
-
-fn token_from_row(r: &SqliteRow) -> Result<TokenRecord, sqlx::Error> {
-    Ok(TokenRecord {
-        token_hash: r.try_get("token_hash")?,
-        family_id: r.try_get("family_id")?,
-        user_id: r.try_get::<Option<i64>, _>("user_id")?.map(UserId),
-        client_id: r.try_get("client_id")?,
-        scope: r.try_get("scope")?,
-        alias: r.try_get("alias")?,
-        expires_at: from_ts(r.try_get("expires_at")?),
-        created_at: from_ts(r.try_get("created_at")?),
-        rotated_at: opt_ts(r.try_get("rotated_at")?),
-        revoked_at: opt_ts(r.try_get("revoked_at")?),
-    })
-}
-
-fn identity_from_row(r: &SqliteRow) -> Result<LinkedIdentity, sqlx::Error> {
-    Ok(LinkedIdentity {
-        user_id: UserId(r.try_get("user_id")?),
-        provider: r.try_get("provider")?,
-        provider_user_id: r.try_get("provider_user_id")?,
-        email: r.try_get("email")?,
-        tokens_encrypted: r.try_get("tokens_encrypted")?,
-        created_at: from_ts(r.try_get("created_at")?),
-    })
-}
-
-fn connect_state_from_row(r: &SqliteRow) -> Result<ConnectState, sqlx::Error> {
-    Ok(ConnectState {
-        state_hash: r.try_get("state_hash")?,
-        user_id: UserId(r.try_get("user_id")?),
-        provider: r.try_get("provider")?,
-        redirect_uri: r.try_get("redirect_uri")?,
-        pkce_verifier: r.try_get("pkce_verifier")?,
-        expires_at: from_ts(r.try_get("expires_at")?),
-    })
-}
-
 impl UserStore for SqliteStore {
     fn create_user(&self, u: NewUser) -> StoreFuture<'_, User> {
         Box::pin(async move {
@@ -186,7 +123,7 @@ impl UserStore for SqliteStore {
             .fetch_one(&self.pool)
             .await
             .map_err(map_err)?;
-            user_from_row(&row).map_err(map_err)
+            rows::user(&row).map_err(map_err)
         })
     }
 
@@ -197,7 +134,7 @@ impl UserStore for SqliteStore {
                 .fetch_optional(&self.pool)
                 .await
                 .map_err(map_err)?;
-            row.as_ref().map(user_from_row).transpose().map_err(map_err)
+            row.as_ref().map(rows::user).transpose().map_err(map_err)
         })
     }
 
@@ -211,7 +148,7 @@ impl UserStore for SqliteStore {
             .fetch_optional(&self.pool)
             .await
             .map_err(map_err)?;
-            row.as_ref().map(user_from_row).transpose().map_err(map_err)
+            row.as_ref().map(rows::user).transpose().map_err(map_err)
         })
     }
 
@@ -225,7 +162,7 @@ impl UserStore for SqliteStore {
             .fetch_optional(&self.pool)
             .await
             .map_err(map_err)?;
-            row.as_ref().map(user_from_row).transpose().map_err(map_err)
+            row.as_ref().map(rows::user).transpose().map_err(map_err)
         })
     }
 
@@ -278,10 +215,7 @@ impl ClientStore for SqliteStore {
             .fetch_optional(&self.pool)
             .await
             .map_err(map_err)?;
-            row.as_ref()
-                .map(client_from_row)
-                .transpose()
-                .map_err(map_err)
+            row.as_ref().map(rows::client).transpose().map_err(map_err)
         })
     }
 }
@@ -358,10 +292,7 @@ impl TokenStore for SqliteStore {
             .fetch_optional(&self.pool)
             .await
             .map_err(map_err)?;
-            row.as_ref()
-                .map(token_from_row)
-                .transpose()
-                .map_err(map_err)
+            row.as_ref().map(rows::token).transpose().map_err(map_err)
         })
     }
 
@@ -520,7 +451,7 @@ impl IdentityStore for SqliteStore {
             .await
             .map_err(map_err)?;
             rows.iter()
-                .map(identity_from_row)
+                .map(rows::identity)
                 .collect::<Result<_, _>>()
                 .map_err(map_err)
         })
@@ -578,7 +509,7 @@ impl ConnectStateStore for SqliteStore {
             .map_err(map_err)?;
             let state = row
                 .as_ref()
-                .map(connect_state_from_row)
+                .map(rows::connect_state)
                 .transpose()
                 .map_err(map_err)?;
             Ok(state.filter(|s| s.expires_at > Utc::now()))
