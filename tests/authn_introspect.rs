@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use common::authn::{now, spawn, Kit};
 use common::idp::{Idp, Mode, CLIENT_ID, CLIENT_SECRET};
-use common::{client, wait_until, TestGateway, Upstream};
+use common::{bearer_status, client, wait_until, TestGateway, Upstream};
 use serde_json::json;
 
 async fn setup(name: &str, extra: &str) -> (TestGateway, Kit, Upstream, Idp) {
@@ -48,28 +48,23 @@ fn active(sub: &str, scope: &str) -> serde_json::Value {
     json!({"active": true, "sub": sub, "scope": scope, "client_id": "web", "exp": now() + 600, "jti": uuid::Uuid::new_v4().to_string()})
 }
 
-async fn status(gw: &TestGateway, path: &str, token: &str) -> u16 {
-    client()
-        .get(gw.url(path))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap()
-        .status()
-        .as_u16()
-}
-
 #[tokio::test]
 async fn active_token_is_introspected_once_then_cached() {
     let (gw, _kit, up, idp) = setup("cached", "").await;
     idp.add_token("opaque-aaa", active("42", "orders:read"));
-    assert_eq!(status(&gw, "/api/orders", "opaque-aaa").await, 200);
+    assert_eq!(
+        bearer_status(&gw.url("/api/orders"), "opaque-aaa").await,
+        200
+    );
     let seen = up.last();
     assert_eq!(seen.header("x-user-id"), Some("42"));
     assert_eq!(seen.header("x-user-scopes"), Some("orders:read"));
     assert_eq!(seen.header("x-client-id"), Some("web"));
     for _ in 0..5 {
-        assert_eq!(status(&gw, "/api/orders", "opaque-aaa").await, 200);
+        assert_eq!(
+            bearer_status(&gw.url("/api/orders"), "opaque-aaa").await,
+            200
+        );
     }
     assert_eq!(idp.calls(), 1);
 }
@@ -102,8 +97,14 @@ async fn concurrent_misses_cause_exactly_one_introspection() {
 #[tokio::test]
 async fn inactive_token_is_401_and_negatively_cached_briefly() {
     let (gw, _kit, up, idp) = setup("negative", "").await;
-    assert_eq!(status(&gw, "/api/x", "opaque-unknown").await, 401);
-    assert_eq!(status(&gw, "/api/x", "opaque-unknown").await, 401);
+    assert_eq!(
+        bearer_status(&gw.url("/api/x"), "opaque-unknown").await,
+        401
+    );
+    assert_eq!(
+        bearer_status(&gw.url("/api/x"), "opaque-unknown").await,
+        401
+    );
     assert_eq!(idp.calls(), 1, "the negative answer is cached");
     // The negative cache is short: once it lapses the token is asked about again, and a
     // token that became active meanwhile works.
@@ -111,7 +112,7 @@ async fn inactive_token_is_401_and_negatively_cached_briefly() {
     wait_until(
         Duration::from_secs(5),
         "negative cache to lapse",
-        || async { status(&gw, "/api/x", "opaque-unknown").await == 200 },
+        || async { bearer_status(&gw.url("/api/x"), "opaque-unknown").await == 200 },
     )
     .await;
     assert!(up.requests().len() == 1);
@@ -125,15 +126,18 @@ async fn scope_exp_and_revocation_are_rechecked_on_every_hit() {
     answer["jti"] = json!(jti);
     answer["exp"] = json!(now() + 2);
     idp.add_token("opaque-short", answer);
-    assert_eq!(status(&gw, "/api/x", "opaque-short").await, 200);
+    assert_eq!(bearer_status(&gw.url("/api/x"), "opaque-short").await, 200);
     // Cached, but this route needs a scope the token lacks.
-    assert_eq!(status(&gw, "/api/orders", "opaque-short").await, 403);
+    assert_eq!(
+        bearer_status(&gw.url("/api/orders"), "opaque-short").await,
+        403
+    );
     assert_eq!(idp.calls(), 1);
     // The cache never outlives the token's exp.
     wait_until(
         Duration::from_secs(6),
         "token expiry to be enforced",
-        || async { status(&gw, "/api/x", "opaque-short").await == 401 },
+        || async { bearer_status(&gw.url("/api/x"), "opaque-short").await == 401 },
     )
     .await;
 
@@ -141,9 +145,15 @@ async fn scope_exp_and_revocation_are_rechecked_on_every_hit() {
     let jti = uuid::Uuid::new_v4().to_string();
     answer["jti"] = json!(jti);
     idp.add_token("opaque-revoked", answer);
-    assert_eq!(status(&gw, "/api/x", "opaque-revoked").await, 200);
+    assert_eq!(
+        bearer_status(&gw.url("/api/x"), "opaque-revoked").await,
+        200
+    );
     kit.revoke(&jti);
-    assert_eq!(status(&gw, "/api/x", "opaque-revoked").await, 401);
+    assert_eq!(
+        bearer_status(&gw.url("/api/x"), "opaque-revoked").await,
+        401
+    );
 }
 
 #[tokio::test]
@@ -172,8 +182,8 @@ routes:
     let mut theirs = active("2", "");
     theirs["aud"] = json!("other-api");
     idp.add_token("opaque-theirs", theirs);
-    assert_eq!(status(&gw, "/api/x", "opaque-mine").await, 200);
-    assert_eq!(status(&gw, "/api/x", "opaque-theirs").await, 401);
+    assert_eq!(bearer_status(&gw.url("/api/x"), "opaque-mine").await, 200);
+    assert_eq!(bearer_status(&gw.url("/api/x"), "opaque-theirs").await, 401);
 }
 
 #[tokio::test]
@@ -181,7 +191,7 @@ async fn introspection_down_is_503_for_new_tokens_while_cached_ones_keep_working
     let (gw, _kit, up, idp) = setup("down", "").await;
     idp.add_token("opaque-known", active("11", ""));
     idp.add_token("opaque-new", active("12", ""));
-    assert_eq!(status(&gw, "/api/x", "opaque-known").await, 200);
+    assert_eq!(bearer_status(&gw.url("/api/x"), "opaque-known").await, 200);
     let before = up.requests().len();
 
     idp.set_mode(Mode::Failing);
@@ -196,19 +206,19 @@ async fn introspection_down_is_503_for_new_tokens_while_cached_ones_keep_working
     assert_eq!(body["error"], "temporarily_unavailable");
     // Errors are not cached: the next request asks again (and fails again).
     let calls = idp.calls();
-    assert_eq!(status(&gw, "/api/x", "opaque-new").await, 503);
+    assert_eq!(bearer_status(&gw.url("/api/x"), "opaque-new").await, 503);
     assert_eq!(idp.calls(), calls + 1);
 
     idp.set_mode(Mode::Slow);
     let started = std::time::Instant::now();
-    assert_eq!(status(&gw, "/api/x", "opaque-new").await, 503);
+    assert_eq!(bearer_status(&gw.url("/api/x"), "opaque-new").await, 503);
     assert!(
         started.elapsed() < Duration::from_secs(3),
         "the configured timeout applies"
     );
 
     // The cached positive result keeps serving throughout.
-    assert_eq!(status(&gw, "/api/x", "opaque-known").await, 200);
+    assert_eq!(bearer_status(&gw.url("/api/x"), "opaque-known").await, 200);
     assert_eq!(
         up.requests().len(),
         before + 1,
@@ -216,7 +226,7 @@ async fn introspection_down_is_503_for_new_tokens_while_cached_ones_keep_working
     );
 
     idp.set_mode(Mode::Up);
-    assert_eq!(status(&gw, "/api/x", "opaque-new").await, 200);
+    assert_eq!(bearer_status(&gw.url("/api/x"), "opaque-new").await, 200);
 }
 
 #[tokio::test]
@@ -235,7 +245,10 @@ routes:
         u = up.url()
     );
     let (gw, _kit) = spawn(&yaml).await;
-    assert_eq!(status(&gw, "/api/x", "opaque-anything").await, 503);
+    assert_eq!(
+        bearer_status(&gw.url("/api/x"), "opaque-anything").await,
+        503
+    );
     assert!(up.requests().is_empty());
 }
 
@@ -243,19 +256,19 @@ routes:
 async fn cache_metrics_are_exported() {
     let (gw, _kit, _up, idp) = setup("metrics", "").await;
     idp.add_token("opaque-m", active("3", ""));
-    assert_eq!(status(&gw, "/api/x", "opaque-m").await, 200);
-    assert_eq!(status(&gw, "/api/x", "opaque-m").await, 200);
-    let hits = common::authn::metric(
+    assert_eq!(bearer_status(&gw.url("/api/x"), "opaque-m").await, 200);
+    assert_eq!(bearer_status(&gw.url("/api/x"), "opaque-m").await, 200);
+    let hits = common::metric(
         &gw.admin,
         r#"tollgate_introspection_cache_total{result="hit"}"#,
     )
     .await;
-    let misses = common::authn::metric(
+    let misses = common::metric(
         &gw.admin,
         r#"tollgate_introspection_cache_total{result="miss"}"#,
     )
     .await;
-    let outcomes = common::authn::metric(
+    let outcomes = common::metric(
         &gw.admin,
         r#"tollgate_auth_outcomes_total{outcome="authenticated"}"#,
     )

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use common::authn::{claims, now, other_rsa_pair, sign, spawn};
 use common::idp::Idp;
-use common::{client, wait_until, TestGateway, Upstream};
+use common::{bearer_status, wait_until, TestGateway, Upstream};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use rsa::pkcs8::DecodePublicKey;
 use rsa::traits::PublicKeyParts;
@@ -60,23 +60,18 @@ routes:
     (gw, up, idp)
 }
 
-async fn status(gw: &TestGateway, token: &str) -> u16 {
-    client()
-        .get(gw.url("/api/x"))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap()
-        .status()
-        .as_u16()
-}
-
 #[tokio::test]
 async fn foreign_token_verified_against_fetched_jwks() {
     let (gw, up, idp) = setup("30s").await;
-    assert_eq!(status(&gw, &foreign_token("k1", json!({}))).await, 200);
+    assert_eq!(
+        bearer_status(&gw.url("/api/x"), &foreign_token("k1", json!({}))).await,
+        200
+    );
     assert_eq!(up.last().header("x-user-id"), Some("ext-1"));
-    assert_eq!(status(&gw, &foreign_token("k1", json!({}))).await, 200);
+    assert_eq!(
+        bearer_status(&gw.url("/api/x"), &foreign_token("k1", json!({}))).await,
+        200
+    );
     assert_eq!(
         idp.jwks_fetches.load(Ordering::SeqCst),
         1,
@@ -84,11 +79,19 @@ async fn foreign_token_verified_against_fetched_jwks() {
     );
     // The foreign issuer's audience and expiry are enforced.
     assert_eq!(
-        status(&gw, &foreign_token("k1", json!({"aud": "tollgate"}))).await,
+        bearer_status(
+            &gw.url("/api/x"),
+            &foreign_token("k1", json!({"aud": "tollgate"}))
+        )
+        .await,
         401
     );
     assert_eq!(
-        status(&gw, &foreign_token("k1", json!({"exp": now() - 120}))).await,
+        bearer_status(
+            &gw.url("/api/x"),
+            &foreign_token("k1", json!({"exp": now() - 120}))
+        )
+        .await,
         401
     );
     // A token claiming our own issuer but signed by the foreign key is refused.
@@ -99,20 +102,27 @@ async fn foreign_token_verified_against_fetched_jwks() {
         &claims(json!({})),
         &EncodingKey::from_rsa_pem(other_rsa_pair().0.as_bytes()).unwrap(),
     );
-    assert_eq!(status(&gw, &spoof).await, 401);
+    assert_eq!(bearer_status(&gw.url("/api/x"), &spoof).await, 401);
 }
 
 #[tokio::test]
 async fn unknown_kid_refetches_at_most_once_per_interval() {
     let (gw, _up, idp) = setup("1s").await;
-    assert_eq!(status(&gw, &foreign_token("k1", json!({}))).await, 200);
+    assert_eq!(
+        bearer_status(&gw.url("/api/x"), &foreign_token("k1", json!({}))).await,
+        200
+    );
     assert_eq!(idp.jwks_fetches.load(Ordering::SeqCst), 1);
     // The issuer rotates to k2. Within the interval, unknown kids do not refetch, however
     // many arrive.
     *idp.jwks.lock().unwrap() = json!({"keys": [jwk("k1"), jwk("k2")]});
     for i in 0..20 {
         assert_eq!(
-            status(&gw, &foreign_token(&format!("random-{i}"), json!({}))).await,
+            bearer_status(
+                &gw.url("/api/x"),
+                &foreign_token(&format!("random-{i}"), json!({}))
+            )
+            .await,
             401
         );
     }
@@ -121,7 +131,7 @@ async fn unknown_kid_refetches_at_most_once_per_interval() {
     wait_until(
         Duration::from_secs(5),
         "k2 to be accepted after a refetch",
-        || async { status(&gw, &foreign_token("k2", json!({}))).await == 200 },
+        || async { bearer_status(&gw.url("/api/x"), &foreign_token("k2", json!({}))).await == 200 },
     )
     .await;
     assert_eq!(idp.jwks_fetches.load(Ordering::SeqCst), 2);
@@ -143,8 +153,14 @@ routes:
         u = up.url()
     );
     let (gw, _kit) = spawn(&yaml).await;
-    assert_eq!(status(&gw, &foreign_token("k1", json!({}))).await, 503);
+    assert_eq!(
+        bearer_status(&gw.url("/api/x"), &foreign_token("k1", json!({}))).await,
+        503
+    );
     // Within the refetch interval the keys are still unknown: 503 again, not 401.
-    assert_eq!(status(&gw, &foreign_token("k1", json!({}))).await, 503);
+    assert_eq!(
+        bearer_status(&gw.url("/api/x"), &foreign_token("k1", json!({}))).await,
+        503
+    );
     assert!(up.requests().is_empty());
 }

@@ -308,11 +308,11 @@ async fn signature_is_checked_once_per_token() {
     let (gw, kit, _up) = setup().await;
     let token = kit.token(json!({}));
     let hits = r#"tollgate_token_cache_total{cache="jwt",result="hit"}"#;
-    let before = common::authn::metric(&gw.admin, hits).await;
+    let before = common::metric(&gw.admin, hits).await;
     for _ in 0..5 {
         assert_eq!(get(&gw, "/api/x", Some(&token)).await.status(), 200);
     }
-    let after = common::authn::metric(&gw.admin, hits).await;
+    let after = common::metric(&gw.admin, hits).await;
     // Other tests in this binary run concurrently, so at least 4 hits were added.
     assert!(after - before >= 4.0, "hits went {before} -> {after}");
 }

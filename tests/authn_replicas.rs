@@ -7,23 +7,10 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::process::GatewayProcess;
-use common::{client, Upstream};
+use common::{bearer_status, client, Upstream};
 use tollgate::config::raw::SigningAlg;
-use tollgate::crypto::{sha256_hex, PasswordHasherPool};
-use tollgate::store::{Client, NewUser};
 
 const CLIENT: (&str, &str) = ("replica-client", "replica-secret-0123456789abcdef");
-
-async fn status(base: &str, token: &str) -> u16 {
-    client()
-        .get(format!("{base}/api/x"))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap()
-        .status()
-        .as_u16()
-}
 
 async fn token(base: &str) -> String {
     let resp = client()
@@ -57,7 +44,7 @@ async fn revoke(base: &str, token: &str) {
 async fn refused_after(base: &str, token: &str) -> Duration {
     let started = Instant::now();
     while started.elapsed() < Duration::from_secs(5) {
-        if status(base, token).await == 401 {
+        if bearer_status(&format!("{}/api/x", base), token).await == 401 {
             return started.elapsed();
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -92,41 +79,23 @@ routes:
 
     let a = GatewayProcess::start(&config, &[]);
     let store = tollgate::store::connect(&url).await.unwrap();
-    store
-        .create_user(NewUser {
-            username: Some("replica-user".into()),
-            email: "replica@example.com".into(),
-            password_hash: PasswordHasherPool::new(1)
-                .hash("replica-password")
-                .await
-                .unwrap(),
-            role: "default".into(),
-        })
-        .await
-        .unwrap();
-    store
-        .create_client(Client {
-            id: CLIENT.0.into(),
-            secret_hash: Some(sha256_hex(CLIENT.1)),
-            grants: vec!["password".into(), "refresh_token".into()],
-            scopes: vec![],
-            created_at: chrono::Utc::now(),
-        })
-        .await
-        .unwrap();
+    let (user, email) = ("replica-user", "replica@example.com");
+    common::seed::user(&*store, Some(user), email, "replica-password", "default").await;
+    let grants = ["password", "refresh_token"];
+    common::seed::client(&*store, CLIENT.0, Some(CLIENT.1), &grants, &[]).await;
     let b = GatewayProcess::start(&config, &[]);
 
     let t = token(&a.http).await;
     for base in [&a.http, &b.http, &a.http, &b.http] {
         assert_eq!(
-            status(base, &t).await,
+            bearer_status(&format!("{}/api/x", base), &t).await,
             200,
             "{base} accepts the token (and caches it)"
         );
     }
     revoke(&a.http, &t).await;
     assert_eq!(
-        status(&a.http, &t).await,
+        bearer_status(&format!("{}/api/x", &a.http), &t).await,
         401,
         "the revoking replica refuses at once"
     );
@@ -137,8 +106,8 @@ routes:
     );
     // A fresh token still works on both.
     let t2 = token(&b.http).await;
-    assert_eq!(status(&a.http, &t2).await, 200);
-    assert_eq!(status(&b.http, &t2).await, 200);
+    assert_eq!(bearer_status(&format!("{}/api/x", &a.http), &t2).await, 200);
+    assert_eq!(bearer_status(&format!("{}/api/x", &b.http), &t2).await, 200);
 }
 
 /// Runs the scenario in a database of its own.

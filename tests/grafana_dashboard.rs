@@ -205,18 +205,10 @@ routes:
 
     let admin = gw.admin.clone();
     common::wait_until(Duration::from_secs(10), "every queried series", || {
-        let c = c.clone();
         let admin = admin.clone();
         let dash = dashboard();
         async move {
-            let text = c
-                .get(format!("{admin}/metrics"))
-                .send()
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap();
+            let text = common::scrape(&admin).await;
             let have = exported(&text);
             let mut all = Vec::new();
             exprs(&dash, &mut all);

@@ -14,7 +14,7 @@ use common::idp::{Idp, JwksAnswer, Mode, CLIENT_ID, CLIENT_SECRET};
 use common::oauth::TokenGateway;
 use common::process::GatewayProcess;
 use common::relay::Relay;
-use common::{client, spawn_proxy_only, wait_until, TestGateway, Upstream};
+use common::{bearer_status, client, spawn_proxy_only, wait_until, TestGateway, Upstream};
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -111,17 +111,6 @@ impl<F: std::future::Future<Output = u16> + Send + 'static> ThenSome200 for F {
     }
 }
 
-async fn status_with(gw: &TestGateway, path: &str, token: &str) -> u16 {
-    client()
-        .get(gw.url(path))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap()
-        .status()
-        .as_u16()
-}
-
 /// Introspection answering garbage: a body that is not JSON, JSON of the wrong shape,
 /// `active` as a string, an active answer without a subject. None of them lets the token
 /// through, and none is cached as a success.
@@ -163,10 +152,10 @@ routes:
     {
         idp.set_raw(&body);
         let token = format!("opaque-garbage-{i}");
-        let s = status_with(&gw, "/api/x", &token).await;
+        let s = bearer_status(&gw.url("/api/x"), &token).await;
         assert!(s == 401 || s == 503, "answer {body:?} gave {s}");
         // Not cached as a success: asked again, refused again.
-        let s = status_with(&gw, "/api/x", &token).await;
+        let s = bearer_status(&gw.url("/api/x"), &token).await;
         assert!(
             s == 401 || s == 503,
             "answer {body:?} gave {s} the second time"
@@ -174,14 +163,17 @@ routes:
     }
     assert!(up.requests().is_empty(), "nothing reached the upstream");
     // Self-issued JWTs are verified locally and keep serving.
-    assert_eq!(status_with(&gw, "/api/x", &kit.token(json!({}))).await, 200);
+    assert_eq!(
+        bearer_status(&gw.url("/api/x"), &kit.token(json!({}))).await,
+        200
+    );
     // A well-formed answer works again.
     idp.set_mode(Mode::Up);
     idp.add_token(
         "opaque-good",
         json!({"active": true, "sub": "u1", "exp": exp}),
     );
-    assert_eq!(status_with(&gw, "/api/x", "opaque-good").await, 200);
+    assert_eq!(bearer_status(&gw.url("/api/x"), "opaque-good").await, 200);
 }
 
 const FOREIGN: &str = "https://idp.example.test/";
@@ -234,8 +226,14 @@ async fn jwks_down_or_garbage_fails_closed_for_foreign_jwts_only() {
     let dead = closed.local_addr().unwrap();
     drop(closed);
     let (gw, kit) = jwks_gateway(&format!("http://{dead}/jwks.json"), &up).await;
-    assert_eq!(status_with(&gw, "/api/x", &foreign_token("k1")).await, 503);
-    assert_eq!(status_with(&gw, "/api/x", &kit.token(json!({}))).await, 200);
+    assert_eq!(
+        bearer_status(&gw.url("/api/x"), &foreign_token("k1")).await,
+        503
+    );
+    assert_eq!(
+        bearer_status(&gw.url("/api/x"), &kit.token(json!({}))).await,
+        200
+    );
     drop(gw);
 
     let idp = Idp::start().await;
@@ -254,10 +252,10 @@ async fn jwks_down_or_garbage_fails_closed_for_foreign_jwts_only() {
         JwksAnswer::Body(json!({"keys": [{"kty": "RSA", "kid": "k1", "alg": "RS256", "n": common::authn::b64(&[0xc5; 256]), "e": "AQAB"}]}).to_string()),
     ] {
         idp.set_jwks_answer(answer.clone());
-        let s = status_with(&gw, "/api/x", &foreign_token("k1")).await;
+        let s = bearer_status(&gw.url("/api/x"), &foreign_token("k1")).await;
         assert!(s == 503 || s == 401, "JWKS answer {answer:?} gave {s}");
         assert_eq!(
-            status_with(&gw, "/api/x", &kit.token(json!({}))).await,
+            bearer_status(&gw.url("/api/x"), &kit.token(json!({}))).await,
             200,
             "self-issued tokens keep serving while the JWKS answers {answer:?}"
         );
@@ -271,10 +269,19 @@ async fn jwks_down_or_garbage_fails_closed_for_foreign_jwts_only() {
     // stay refused until a refetch, which a token with a new `kid` brings once the JWKS
     // is sound again.
     idp.set_jwks_answer(JwksAnswer::Keys);
-    assert_eq!(status_with(&gw, "/api/x", &foreign_token("k1")).await, 401);
+    assert_eq!(
+        bearer_status(&gw.url("/api/x"), &foreign_token("k1")).await,
+        401
+    );
     *idp.jwks.lock().unwrap() = json!({"keys": [foreign_jwk("k1"), foreign_jwk("k2")]});
-    assert_eq!(status_with(&gw, "/api/x", &foreign_token("k2")).await, 200);
-    assert_eq!(status_with(&gw, "/api/x", &foreign_token("k1")).await, 200);
+    assert_eq!(
+        bearer_status(&gw.url("/api/x"), &foreign_token("k2")).await,
+        200
+    );
+    assert_eq!(
+        bearer_status(&gw.url("/api/x"), &foreign_token("k1")).await,
+        200
+    );
 }
 
 /// Keys fetched once keep verifying while a later refetch (a token with a new `kid`)
@@ -286,16 +293,19 @@ async fn a_garbage_refetch_does_not_drop_the_keys_already_known() {
     let idp = Idp::start().await;
     *idp.jwks.lock().unwrap() = json!({"keys": [foreign_jwk("k1")]});
     let (gw, _kit) = jwks_gateway(&idp.jwks_url(), &up).await;
-    assert_eq!(status_with(&gw, "/api/x", &foreign_token("k1")).await, 200);
+    assert_eq!(
+        bearer_status(&gw.url("/api/x"), &foreign_token("k1")).await,
+        200
+    );
     for garbage in ["{}", "{\"keys\": []}", "{\"keys\": [{\"kty\": \"none\"}]}"] {
         idp.set_jwks_answer(JwksAnswer::Body(garbage.into()));
         let fetches = idp.jwks_fetches.load(std::sync::atomic::Ordering::SeqCst);
         // An unknown kid makes the gateway refetch, and the refetch brings nothing usable.
-        let s = status_with(&gw, "/api/x", &foreign_token("k-new")).await;
+        let s = bearer_status(&gw.url("/api/x"), &foreign_token("k-new")).await;
         assert!(s == 401 || s == 503, "{garbage}: {s}");
         assert!(idp.jwks_fetches.load(std::sync::atomic::Ordering::SeqCst) > fetches);
         assert_eq!(
-            status_with(&gw, "/api/x", &foreign_token("k1")).await,
+            bearer_status(&gw.url("/api/x"), &foreign_token("k1")).await,
             200,
             "{garbage}: the known key still verifies"
         );
@@ -319,14 +329,17 @@ async fn a_hanging_jwks_server_is_503_for_foreign_tokens_and_blocks_nothing_else
     let gw2 = gw.clone();
     let started = Instant::now();
     let foreign =
-        tokio::spawn(async move { status_with(&gw2, "/api/x", &foreign_token("k1")).await });
+        tokio::spawn(async move { bearer_status(&gw2.url("/api/x"), &foreign_token("k1")).await });
     wait_until(
         Duration::from_secs(10),
         "the JWKS fetch is pending",
         || async { relay.accepted() > 0 },
     )
     .await;
-    assert_eq!(status_with(&gw, "/api/x", &kit.token(json!({}))).await, 200);
+    assert_eq!(
+        bearer_status(&gw.url("/api/x"), &kit.token(json!({}))).await,
+        200
+    );
     assert!(
         !foreign.is_finished(),
         "the foreign token waits on the fetch"

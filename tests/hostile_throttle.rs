@@ -5,8 +5,6 @@
 mod common;
 
 use common::{client, spawn_gateway};
-use tollgate::crypto::{sha256_hex, PasswordHasherPool};
-use tollgate::store::{Client, NewUser};
 
 const CLIENT: (&str, &str) = ("throttle-client", "throttle-secret-0123456789abcdef");
 
@@ -34,26 +32,9 @@ fn config(url: &str, per_account: u32, per_ip: u32) -> String {
 
 async fn seed(url: &str) {
     let store = tollgate::store::connect(url).await.unwrap();
-    let hasher = PasswordHasherPool::new(1);
-    store
-        .create_user(NewUser {
-            username: Some("victim".into()),
-            email: "victim@example.com".into(),
-            password_hash: hasher.hash("the-real-password").await.unwrap(),
-            role: "default".into(),
-        })
-        .await
-        .unwrap();
-    store
-        .create_client(Client {
-            id: CLIENT.0.into(),
-            secret_hash: Some(sha256_hex(CLIENT.1)),
-            grants: vec!["password".into()],
-            scopes: vec![],
-            created_at: chrono::Utc::now(),
-        })
-        .await
-        .unwrap();
+    let (user, email) = ("victim", "victim@example.com");
+    common::seed::user(&*store, Some(user), email, "the-real-password", "default").await;
+    common::seed::client(&*store, CLIENT.0, Some(CLIENT.1), &["password"], &[]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -907,14 +907,7 @@ async fn answer(resp: reqwest::Response) -> Answer {
 
 /// `tollgate_password_verifications_total` by `against` label, from `/metrics`.
 async fn verifications(admin: &str) -> (u64, u64) {
-    let text = client()
-        .get(format!("{admin}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = common::scrape(admin).await;
     let read = |label: &str| -> u64 {
         text.lines()
             .find(|l| {
@@ -951,26 +944,10 @@ async fn unknown_users_and_wrong_passwords_are_indistinguishable() {
     .unwrap();
     {
         let store = tollgate::store::connect(&db).await.unwrap();
-        let hasher = tollgate::crypto::PasswordHasherPool::new(1);
-        store
-            .create_user(tollgate::store::NewUser {
-                username: Some("john_doe".into()),
-                email: "john_doe@domain.com".into(),
-                password_hash: hasher.hash("john_doe_secret").await.unwrap(),
-                role: "default".into(),
-            })
-            .await
-            .unwrap();
-        store
-            .create_client(tollgate::store::Client {
-                id: BASIC_CLIENT.0.into(),
-                secret_hash: Some(sha256_hex(BASIC_CLIENT.1)),
-                grants: vec!["password".into(), "refresh_token".into()],
-                scopes: vec![],
-                created_at: chrono::Utc::now(),
-            })
-            .await
-            .unwrap();
+        let (user, email) = ("john_doe", "john_doe@domain.com");
+        common::seed::user(&*store, Some(user), email, "john_doe_secret", "default").await;
+        let grants = ["password", "refresh_token"];
+        common::seed::client(&*store, BASIC_CLIENT.0, Some(BASIC_CLIENT.1), &grants, &[]).await;
     }
     let gw = common::process::GatewayProcess::start(&config, &[]);
     let long = "x".repeat(2000);

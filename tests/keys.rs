@@ -119,26 +119,15 @@ async fn previous_key_files_keep_validating_and_stay_published() {
     let store = tollgate::store::connect(&format!("sqlite://{}/tollgate.db", dir.path().display()))
         .await
         .unwrap();
-    let hasher = tollgate::crypto::PasswordHasherPool::new(1);
-    store
-        .create_user(tollgate::store::NewUser {
-            username: Some("rot".into()),
-            email: "rot@example.com".into(),
-            password_hash: hasher.hash("rot-password").await.unwrap(),
-            role: "default".into(),
-        })
-        .await
-        .unwrap();
-    store
-        .create_client(tollgate::store::Client {
-            id: "pub".into(),
-            secret_hash: None,
-            grants: vec!["password".into()],
-            scopes: vec![],
-            created_at: chrono::Utc::now(),
-        })
-        .await
-        .unwrap();
+    common::seed::user(
+        &*store,
+        Some("rot"),
+        "rot@example.com",
+        "rot-password",
+        "default",
+    )
+    .await;
+    common::seed::client(&*store, "pub", None, &["password"], &[]).await;
     let token_url = format!("http://{}/oauth/token", gw.http_addr.unwrap());
     let body: Value = client()
         .post(&token_url)

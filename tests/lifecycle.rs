@@ -191,14 +191,7 @@ async fn admin_port_health_readiness_and_metrics() {
             .status(),
         502
     );
-    let m = c
-        .get(format!("{}/metrics", gw.admin))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let m = common::scrape(&gw.admin).await;
     assert!(
         m.contains(r#"tollgate_requests_total{route="api",method="read",status="200"} 1"#),
         "{m}"

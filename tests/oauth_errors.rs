@@ -223,14 +223,7 @@ async fn throttled_attempts_get_429_with_retry_after_and_are_counted() {
     )
     .await;
     assert_eq!(r.status(), 200);
-    let metrics = client()
-        .get(format!("{}/metrics", gw.admin))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = common::scrape(&gw.admin).await;
     assert!(
         metrics
             .lines()

@@ -210,14 +210,7 @@ routes:
         assert_eq!(c.get(gw.url("/ej")).send().await.unwrap().status(), 200);
     }
     assert_eq!(a.requests().len() - before, 10);
-    let metrics = c
-        .get(format!("{}/metrics", gw.admin))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = common::scrape(&gw.admin).await;
     assert!(
         metrics.contains("tollgate_upstream_ejections_total"),
         "{metrics}"

@@ -79,12 +79,12 @@ async fn local_limit_answers_429_with_retry_after_and_ietf_headers() {
         assert!(!r.headers().contains_key("ratelimit"));
     }
 
-    let allowed = authn::metric(
+    let allowed = common::metric(
         &gw.admin,
         "tollgate_rate_limit_decisions_total{route=\"limited\",decision=\"allowed\"}",
     )
     .await;
-    let limited = authn::metric(
+    let limited = common::metric(
         &gw.admin,
         "tollgate_rate_limit_decisions_total{route=\"limited\",decision=\"limited\"}",
     )
@@ -222,7 +222,7 @@ async fn two_gateways_sharing_redis_share_one_budget() {
     assert!(total >= burst - 2 * budget, "admitted {admitted:?}");
     assert!(admitted[0] > 0 && admitted[1] > 0, "admitted {admitted:?}");
     assert_eq!(
-        authn::metric(
+        common::metric(
             &a.admin,
             "tollgate_rate_limit_store_errors_total{route=\"shared\"}"
         )
@@ -324,7 +324,7 @@ async fn redis_killed_mid_test_follows_on_error() {
         assert_eq!(get(&open, "/r", &[]).await.status(), 200);
     }
     assert!(
-        authn::metric(
+        common::metric(
             &open.admin,
             "tollgate_rate_limit_store_errors_total{route=\"r\"}"
         )
@@ -356,7 +356,7 @@ async fn unreachable_redis_at_start_does_not_stop_the_gateway() {
     for _ in 0..3 {
         assert_eq!(get(&gw, "/r", &[]).await.status(), 200);
     }
-    let errors = authn::metric(
+    let errors = common::metric(
         &gw.admin,
         "tollgate_rate_limit_store_errors_total{route=\"unreachable\"}",
     )

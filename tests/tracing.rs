@@ -214,26 +214,10 @@ fn hex(b: &[u8]) -> String {
 /// Seeds a user and a public client into the SQLite file the gateway will open.
 async fn seed(db: &str) {
     let store = tollgate::store::connect(db).await.unwrap();
-    let hasher = tollgate::crypto::PasswordHasherPool::new(1);
-    store
-        .create_user(tollgate::store::NewUser {
-            username: Some("tracy".into()),
-            email: "tracy@example.com".into(),
-            password_hash: hasher.hash(PASSWORD).await.unwrap(),
-            role: "default".into(),
-        })
-        .await
-        .unwrap();
-    store
-        .create_client(tollgate::store::Client {
-            id: CLIENT.into(),
-            secret_hash: None,
-            grants: vec!["password".into(), "refresh_token".into()],
-            scopes: vec![],
-            created_at: chrono::Utc::now(),
-        })
-        .await
-        .unwrap();
+    let (user, email) = ("tracy", "tracy@example.com");
+    common::seed::user(&*store, Some(user), email, PASSWORD, "default").await;
+    let grants = ["password", "refresh_token"];
+    common::seed::client(&*store, CLIENT, None, &grants, &[]).await;
 }
 
 struct Setup {
@@ -626,14 +610,7 @@ async fn an_unreachable_collector_costs_only_the_dropped_counter() {
     wait_until(Duration::from_secs(30), "dropped spans counted", || {
         let admin = admin.clone();
         async move {
-            let text = client()
-                .get(format!("{admin}/metrics"))
-                .send()
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap();
+            let text = common::scrape(&admin).await;
             metric(
                 &text,
                 "tollgate_trace_spans_dropped_total{reason=\"export_failed\"}",

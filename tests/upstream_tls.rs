@@ -79,7 +79,7 @@ async fn a_certificate_from_another_ca_is_a_502_and_nothing_is_sent() {
         "no request may reach an unverified upstream"
     );
     let tls_errors =
-        common::authn::metric(&gw.admin, "tollgate_upstream_errors_total{kind=\"tls\"}").await;
+        common::metric(&gw.admin, "tollgate_upstream_errors_total{kind=\"tls\"}").await;
     assert!(
         tls_errors >= 1.0,
         "TLS failures are counted apart: {tls_errors}"

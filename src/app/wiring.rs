@@ -31,18 +31,26 @@ pub async fn build(config: &Config) -> Result<Services, WiringError> {
     // Bearer validation on proxied routes and forward-auth (proxy/authn): self-issued
     // tokens with the token service's keys and store, foreign ones per `jwt_issuers` and
     // `introspection`; revocations followed from the store's events.
-    let authenticator = authenticator_with_token_service(config, &tokens)?;
-    let mut endpoints = tokens.endpoints;
-    endpoints.push(Arc::new(crate::forward_auth::ForwardAuthEndpoint));
+    let mut services = proxy_with(config, token_service_parts(&tokens))?;
+    // The token service's and users API's endpoints are asked first.
+    services.endpoints.splice(0..0, tokens.endpoints);
     // Provider connect: dialog, callback and the identities API, on the same store.
-    endpoints.extend(crate::connect::endpoints(
+    services.endpoints.extend(crate::connect::endpoints(
         config,
         crate::connect::ConnectStores::from_store(tokens.store.clone()),
     ));
+    services.readiness.push(tokens.readiness);
+    Ok(services)
+}
+
+/// The proxy and forward-auth with bearer validation built from `parts`, and no token
+/// service: the seam for tests that hold the key set and the revocation list themselves.
+/// [`build`] adds the rest to it.
+pub fn proxy_with(config: &Config, parts: AuthnParts) -> Result<Services, WiringError> {
     Ok(Services {
-        endpoints,
-        authenticator,
-        readiness: vec![tokens.readiness],
+        endpoints: vec![Arc::new(crate::forward_auth::ForwardAuthEndpoint)],
+        authenticator: Arc::new(authn::build(config, parts)?),
+        readiness: Vec::new(),
     })
 }
 
@@ -83,14 +91,11 @@ pub async fn mount_token_service(config: &Config) -> Result<Mounted, WiringError
     })
 }
 
-/// The authenticator `tollgate serve` runs: [`build`] with the token service's key set,
-/// store and revocation list (which follows the store's revocation events).
-pub fn authenticator_with_token_service(
-    config: &Config,
-    tokens: &Mounted,
-) -> Result<Arc<dyn authn::Authenticator>, authn::setup::SetupError> {
+/// What bearer validation takes from the token service: its key set, its store, and its
+/// revocation list (which follows the store's revocation events).
+fn token_service_parts(tokens: &Mounted) -> AuthnParts {
     let mut parts = AuthnParts::with_keys(tokens.service.keys.clone());
     parts.store = Some(tokens.store.clone());
     parts.revocations = Some(tokens.service.revocations.clone());
-    Ok(Arc::new(authn::build(config, parts)?))
+    parts
 }

@@ -7,11 +7,10 @@ use std::sync::{Arc, OnceLock};
 use base64::Engine;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
-use tollgate::app::Services;
 use tollgate::config::raw::SigningAlg;
 use tollgate::config::Config;
 use tollgate::keys::KeySet;
-use tollgate::proxy::authn::{self, AuthnParts};
+use tollgate::proxy::authn::AuthnParts;
 use tollgate::revocation::RevocationList;
 
 use super::{complete_yaml, TestGateway};
@@ -125,8 +124,8 @@ pub fn b64(bytes: &[u8]) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
-/// Starts a gateway wired like `app::wiring::build`, but with the revocation list and the
-/// key set in the test's hands. `yaml` gets the test `tokens:` section prepended.
+/// Starts a gateway through `app::wiring::proxy_with` (the proxy and forward-auth, no token
+/// service), with the revocation list and the key set in the test's hands. `yaml` gets the test `tokens:` section prepended.
 pub async fn spawn(yaml: &str) -> (TestGateway, Kit) {
     spawn_with(yaml, AuthnParts::default()).await
 }
@@ -146,30 +145,9 @@ pub async fn spawn_with(yaml: &str, mut parts: AuthnParts) -> (TestGateway, Kit)
         parts.signer = with_keys.signer;
     }
     parts.revocations = Some(revocations.clone());
-    let authenticator = authn::build(&cfg, parts).unwrap();
-    let mut services = Services::proxy_only();
-    services.authenticator = Arc::new(authenticator);
-    services
-        .endpoints
-        .push(Arc::new(tollgate::forward_auth::ForwardAuthEndpoint));
+    let services = tollgate::app::wiring::proxy_with(&cfg, parts).unwrap();
     (
         super::start(cfg, services, dir, config_path).await,
         Kit { keys, revocations },
     )
-}
-
-/// The value of a Prometheus counter line that starts with `prefix` (0 when absent).
-pub async fn metric(admin: &str, prefix: &str) -> f64 {
-    let text = super::client()
-        .get(format!("{admin}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .filter(|l| l.starts_with(prefix))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
 }

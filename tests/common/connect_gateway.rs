@@ -9,10 +9,11 @@
 use std::sync::Arc;
 
 use tollgate::connect::callback::identity_aad;
-use tollgate::crypto::{random_token, sha256_hex};
-use tollgate::store::{NewUser, Store, TokenKind, TokenRecord, UserId};
+
+use tollgate::store::{Store, UserId};
 
 use super::fake_provider::{FakeProvider, Integrator};
+use super::seed;
 use super::TestGateway;
 
 /// Environment variable holding the provider-token key in these tests (one value for all).
@@ -109,64 +110,25 @@ pub async fn start() -> ConnectEnv {
 impl ConnectEnv {
     /// A user and a valid opaque access token for them, as the token service would store it.
     pub async fn user(&self, email: &str, role: &str) -> (UserId, String) {
-        let user = self
-            .store
-            .create_user(NewUser {
-                username: None,
-                email: email.into(),
-                password_hash: "$argon2id$unused".into(),
-                role: role.into(),
-            })
-            .await
-            .unwrap();
-        let token = random_token();
-        let now = chrono::Utc::now();
-        self.store
-            .insert_token(
-                TokenKind::OpaqueAccess,
-                TokenRecord {
-                    token_hash: sha256_hex(&token),
-                    family_id: random_token(),
-                    user_id: Some(user.id),
-                    client_id: Some("web".into()),
-                    scope: String::new(),
-                    alias: None,
-                    expires_at: now + chrono::Duration::hours(1),
-                    created_at: now,
-                    rotated_at: None,
-                    revoked_at: None,
-                },
-            )
-            .await
-            .unwrap();
+        let user = seed::user(&*self.store, None, email, "unused-password", role).await;
+        let token = seed::opaque_access_token(&*self.store, user.id, "web").await;
         (user.id, token)
     }
 
     /// A user who signs in through the token service (password grant, form + Basic) and
     /// the JWT access token it issues them: the path real integrators take.
     pub async fn signed_in_user(&self, username: &str, password: &str) -> (UserId, String) {
-        let hasher = tollgate::crypto::PasswordHasherPool::new(1);
-        let user = self
-            .store
-            .create_user(NewUser {
-                username: Some(username.into()),
-                email: format!("{username}@example.com"),
-                password_hash: hasher.hash(password).await.unwrap(),
-                role: "default".into(),
-            })
-            .await
-            .unwrap();
+        let email = format!("{username}@example.com");
+        let user = seed::user(&*self.store, Some(username), &email, password, "default").await;
         let client_id = format!("app-{username}");
-        self.store
-            .create_client(tollgate::store::Client {
-                id: client_id.clone(),
-                secret_hash: Some(sha256_hex("app-secret")),
-                grants: vec!["password".into()],
-                scopes: Vec::new(),
-                created_at: chrono::Utc::now(),
-            })
-            .await
-            .unwrap();
+        seed::client(
+            &*self.store,
+            &client_id,
+            Some("app-secret"),
+            &["password"],
+            &[],
+        )
+        .await;
         let resp = super::client()
             .post(self.gw.url("/oauth/token"))
             .basic_auth(&client_id, Some("app-secret"))

@@ -13,6 +13,7 @@ pub mod pg;
 pub mod pki;
 pub mod process;
 pub mod relay;
+pub mod seed;
 pub mod upstream;
 
 use std::path::PathBuf;
@@ -135,4 +136,38 @@ where
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// The status of `GET url` with `Authorization: Bearer token`.
+pub async fn bearer_status(url: &str, token: &str) -> u16 {
+    client()
+        .get(url)
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+/// The admin port's `/metrics` text.
+pub async fn scrape(admin: &str) -> String {
+    client()
+        .get(format!("{admin}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+/// The sum of the Prometheus samples whose line starts with `prefix` (0 when none).
+pub async fn metric(admin: &str, prefix: &str) -> f64 {
+    scrape(admin)
+        .await
+        .lines()
+        .filter(|l| l.starts_with(prefix))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
 }

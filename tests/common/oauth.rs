@@ -4,8 +4,8 @@
 use std::sync::Arc;
 
 use serde_json::Value;
-use tollgate::crypto::{sha256_hex, PasswordHasherPool};
-use tollgate::store::{Client, NewUser, Store, User};
+use tollgate::crypto::PasswordHasherPool;
+use tollgate::store::{Store, User};
 
 use super::{spawn_gateway, TestGateway};
 
@@ -145,28 +145,11 @@ impl TokenGateway {
     }
 
     pub async fn user(&self, username: &str, email: &str, password: &str, role: &str) -> User {
-        self.store
-            .create_user(NewUser {
-                username: Some(username.into()),
-                email: email.into(),
-                password_hash: self.hasher.hash(password).await.unwrap(),
-                role: role.into(),
-            })
-            .await
-            .unwrap()
+        super::seed::user(&*self.store, Some(username), email, password, role).await
     }
 
     pub async fn client(&self, id: &str, secret: Option<&str>, grants: &[&str], scopes: &[&str]) {
-        self.store
-            .create_client(Client {
-                id: id.into(),
-                secret_hash: secret.map(sha256_hex),
-                grants: strings(grants),
-                scopes: strings(scopes),
-                created_at: chrono::Utc::now(),
-            })
-            .await
-            .unwrap();
+        super::seed::client(&*self.store, id, secret, grants, scopes).await
     }
 
     /// A password grant by form + Basic; returns the token response.
