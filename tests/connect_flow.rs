@@ -7,18 +7,9 @@ mod common;
 
 use std::sync::atomic::Ordering;
 
-use common::connect_gateway::{self, ConnectEnv};
+use common::connect_gateway::{self, binding_cookie, location, ConnectEnv};
 use common::fake_provider::Mode;
 use http::StatusCode;
-
-fn location(resp: &reqwest::Response) -> String {
-    resp.headers()
-        .get("location")
-        .unwrap_or_else(|| panic!("no Location on {}", resp.status()))
-        .to_str()
-        .unwrap()
-        .to_string()
-}
 
 fn param(url: &str, name: &str) -> Option<String> {
     url::Url::parse(url)
@@ -26,22 +17,6 @@ fn param(url: &str, name: &str) -> Option<String> {
         .query_pairs()
         .find(|(k, _)| k == name)
         .map(|(_, v)| v.into_owned())
-}
-
-/// The `name=value` of the browser-binding cookie a dialog response sets.
-fn binding_cookie(resp: &reqwest::Response) -> String {
-    let set = resp
-        .headers()
-        .get("set-cookie")
-        .expect("the dialog sets its binding cookie")
-        .to_str()
-        .unwrap();
-    assert!(
-        set.contains("HttpOnly") && set.contains("SameSite=Lax"),
-        "{set}"
-    );
-    assert!(set.contains("Path=/facebook/oauth_code"), "{set}");
-    set.split(';').next().unwrap().to_string()
 }
 
 /// Dialog → provider authorize → Tollgate callback, as one browser (the binding cookie
@@ -65,29 +40,7 @@ async fn run_flow_with_cookie(env: &ConnectEnv, token: &str) -> (String, String,
 
 async fn run_flow_full(env: &ConnectEnv, token: &str) -> (String, String, String, String) {
     let c = common::client();
-    let dialog = c
-        .get(env.dialog_url(&env.integrator.url("/done"), token))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(dialog.status(), StatusCode::FOUND, "dialog");
-    let cookie = binding_cookie(&dialog);
-    let authorize = location(&dialog);
-    assert!(
-        authorize.starts_with(&env.provider.url("/authorize")),
-        "{authorize}"
-    );
-    let at_provider = c.get(&authorize).send().await.unwrap();
-    assert_eq!(
-        at_provider.status(),
-        StatusCode::FOUND,
-        "provider authorize"
-    );
-    let callback = location(&at_provider);
-    assert!(
-        callback.starts_with(&env.gw.url("/facebook/oauth_code?")),
-        "{callback}"
-    );
+    let (callback, cookie) = env.to_callback(token).await;
     let done = c
         .get(&callback)
         .header("cookie", &cookie)

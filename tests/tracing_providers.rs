@@ -24,26 +24,8 @@ async fn the_code_exchange_and_userinfo_call_carry_the_callback_trace() {
 
     let env = connect_gateway::start().await;
     let (_user, token) = env.user("traced@example.com", "default").await;
+    let (callback, cookie) = env.to_callback(&token).await;
     let c = common::client();
-    let dialog = c
-        .get(env.dialog_url(&env.integrator.url("/done"), &token))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(dialog.status(), 302);
-    let cookie = dialog
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .filter_map(|v| v.to_str().ok()?.split(';').next().map(str::to_owned))
-        .collect::<Vec<_>>()
-        .join("; ");
-    let authorize = dialog.headers()["location"].to_str().unwrap().to_string();
-    let at_provider = c.get(&authorize).send().await.unwrap();
-    let callback = at_provider.headers()["location"]
-        .to_str()
-        .unwrap()
-        .to_string();
     // The callback request arrives with a trace of the caller's choosing; from an
     // untrusted peer it is not continued, so the provider calls carry Tollgate's own.
     let foreign = "4bf92f3577b34da6a3ce929d0e0e4736";

@@ -147,6 +147,33 @@ impl ConnectEnv {
         (user.id, token)
     }
 
+    /// The browser's way to the callback: the dialog (which sets the binding cookie) and
+    /// the provider's authorize page, which redirects to Tollgate's callback. Returns the
+    /// callback URL and the cookie to send with it.
+    pub async fn to_callback(&self, token: &str) -> (String, String) {
+        let c = super::client();
+        let dialog = c
+            .get(self.dialog_url(&self.integrator.url("/done"), token))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(dialog.status(), 302, "dialog");
+        let cookie = binding_cookie(&dialog);
+        let authorize = location(&dialog);
+        assert!(
+            authorize.starts_with(&self.provider.url("/authorize")),
+            "{authorize}"
+        );
+        let at_provider = c.get(&authorize).send().await.unwrap();
+        assert_eq!(at_provider.status(), 302, "provider authorize");
+        let callback = location(&at_provider);
+        assert!(
+            callback.starts_with(&self.gw.url("/facebook/oauth_code?")),
+            "{callback}"
+        );
+        (callback, cookie)
+    }
+
     /// `/facebook/oauth_dialog?redirect_uri=…&oauth_token=…`
     pub fn dialog_url(&self, redirect_uri: &str, token: &str) -> String {
         let q = form_urlencoded::Serializer::new(String::new())
@@ -168,4 +195,30 @@ impl ConnectEnv {
         let aad = identity_aad(provider, provider_user_id);
         serde_json::from_slice(&cipher.open(sealed, &aad).expect("stored tokens decrypt")).unwrap()
     }
+}
+
+/// The `Location` of a redirect.
+pub fn location(resp: &reqwest::Response) -> String {
+    resp.headers()
+        .get("location")
+        .unwrap_or_else(|| panic!("no Location on {}", resp.status()))
+        .to_str()
+        .unwrap()
+        .to_string()
+}
+
+/// The binding cookie the dialog sets, as a `Cookie` value, after checking its flags.
+pub fn binding_cookie(resp: &reqwest::Response) -> String {
+    let set = resp
+        .headers()
+        .get("set-cookie")
+        .expect("the dialog sets its binding cookie")
+        .to_str()
+        .unwrap();
+    assert!(
+        set.contains("HttpOnly") && set.contains("SameSite=Lax"),
+        "{set}"
+    );
+    assert!(set.contains("Path=/facebook/oauth_code"), "{set}");
+    set.split(';').next().unwrap().to_string()
 }
