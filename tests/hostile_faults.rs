@@ -18,10 +18,20 @@ use common::{bearer_status, client, spawn_proxy_only, wait_until, TestGateway, U
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_hanging_store_is_reported_not_waited_on() {
-    common::pg::with_database("faults_hang", |url| async move {
-        let mut parsed = url::Url::parse(&url).unwrap();
+/// A token gateway whose PostgreSQL connections go through a relay the test can freeze or
+/// cut, a required route in front of an upstream, and a signed-in user's access token.
+struct StoreBehindRelay {
+    relay: Relay,
+    up: Upstream,
+    gw: TokenGateway,
+    /// The password grant's answer, and its access token.
+    token: serde_json::Value,
+    access: String,
+}
+
+impl StoreBehindRelay {
+    async fn start(url: &str) -> StoreBehindRelay {
+        let mut parsed = url::Url::parse(url).unwrap();
         let target = format!(
             "{}:{}",
             parsed.host_str().unwrap(),
@@ -41,6 +51,26 @@ async fn a_hanging_store_is_reported_not_waited_on() {
         .await;
         let token = gw.password_token("john_doe", "john_doe_secret").await;
         let access = token["access_token"].as_str().unwrap().to_string();
+        StoreBehindRelay {
+            relay,
+            up,
+            gw,
+            token,
+            access,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hanging_store_is_reported_not_waited_on() {
+    common::pg::with_database("faults_hang", |url| async move {
+        let StoreBehindRelay {
+            relay,
+            up: _up,
+            gw,
+            access,
+            ..
+        } = StoreBehindRelay::start(&url).await;
         let c = client();
         let ready = |c: reqwest::Client, url: String| async move {
             c.get(url).send().await.unwrap().status().as_u16()
@@ -548,26 +578,13 @@ async fn sigterm_under_load_finishes_every_in_flight_request_and_refuses_new_one
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_store_is_a_clear_503_and_jwt_routes_keep_serving() {
     common::pg::with_database("faults_down", |url| async move {
-        let mut parsed = url::Url::parse(&url).unwrap();
-        let target = format!(
-            "{}:{}",
-            parsed.host_str().unwrap(),
-            parsed.port().unwrap_or(5432)
-        );
-        let relay = Relay::start(target.parse().unwrap()).await;
-        parsed.set_port(Some(relay.addr.port())).unwrap();
-        let up = Upstream::start().await;
-        let gw = TokenGateway::start_on(
-            Some(parsed.as_str()),
-            "",
-            &format!(
-                "routes:\n  - {{ name: api, path: /api, upstream: \"{}\", auth: required }}\n",
-                up.url()
-            ),
-        )
-        .await;
-        let token = gw.password_token("john_doe", "john_doe_secret").await;
-        let access = token["access_token"].as_str().unwrap().to_string();
+        let StoreBehindRelay {
+            relay,
+            up: _up,
+            gw,
+            token,
+            access,
+        } = StoreBehindRelay::start(&url).await;
         let c = client();
         let password_grant = || {
             c.post(gw.url("/oauth/token"))
