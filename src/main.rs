@@ -5,10 +5,10 @@ use std::process::ExitCode;
 use clap::Parser;
 use tollgate::cli::Cli;
 
-/// jemalloc instead of glibc's malloc, measured with bench/run (BENCHMARKS.md): ~4% less
-/// CPU per proxied request, and 10,000 idle keep-alive connections take ~110 MiB instead
-/// of ~145 MiB, because hyper's 8 KiB per-connection buffers sit in slabs whose untouched
-/// pages stay unmapped. It also returns freed memory to the system after a burst (a
+/// jemalloc instead of glibc's malloc (measured in BENCHMARKS.md, "Profile", second
+/// round): less CPU per proxied request, and less memory for idle keep-alive connections,
+/// because hyper's per-connection buffers sit in slabs whose untouched pages stay
+/// unmapped. It also returns freed memory to the system after a burst (a
 /// login flood's password hashes). Its options are set at build time in
 /// `.cargo/config.toml`.
 #[global_allocator]

@@ -36,8 +36,8 @@ static HOP_BY_HOP: [&HeaderName; 8] = [
 /// `keep_upgrade` is set (a WebSocket handshake), `Connection: upgrade` and `Upgrade` stay.
 pub fn remove_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     // One pass over the names present, then remove only what is there: cheaper than eight
-    // hashed removals per head, twice per request (the profile had this at ~5% of the
-    // proxy's instructions). Most request heads carry none of these.
+    // hashed removals per head, twice per request (a large share of the proxy's own
+    // instructions in the profile, BENCHMARKS.md "Profile"). Most heads carry none.
     let mut present = [false; HOP_BY_HOP.len()];
     for k in headers.keys() {
         if let Some(i) = HOP_BY_HOP.iter().position(|h| **h == *k) {
@@ -188,8 +188,8 @@ pub fn set_forwarded(
     }
 }
 
-/// `ip.to_string()`, without the formatting machinery for IPv4 (the common case): the
-/// profile had `Display for IpAddr` at ~1,400 instructions of every proxied request.
+/// `ip.to_string()`, without the formatting machinery for IPv4 (the common case), which
+/// the profile showed on every proxied request (BENCHMARKS.md, "Profile").
 fn ip_string(ip: IpAddr) -> String {
     match ip {
         IpAddr::V4(v4) => {
@@ -225,8 +225,8 @@ pub fn request_id(headers: &HeaderMap) -> HeaderValue {
             return v.clone();
         }
     }
-    // A v4 UUID from the thread-local CSPRNG: `Uuid::new_v4` asks the kernel (one
-    // `getrandom` syscall per request, 1 of 5 syscalls per proxied request in the profile).
+    // A v4 UUID from the thread-local CSPRNG: `Uuid::new_v4` asks the kernel, one
+    // `getrandom` syscall per request (BENCHMARKS.md, "Profile").
     let id = uuid::Builder::from_random_bytes(rand::random()).into_uuid();
     let mut buf = uuid::Uuid::encode_buffer();
     HeaderValue::from_str(id.hyphenated().encode_lower(&mut buf)).expect("uuid is ascii")

@@ -327,8 +327,8 @@ async fn serve_conn<I>(
         let conn_info = conn_info.clone();
         // `Handler::handle` answers with a boxed future: hyper allocates room for the
         // in-flight future once per connection and keeps it for the connection's life, so
-        // an unboxed request future (3,448 bytes, measured) would sit in every idle
-        // keep-alive connection.
+        // an unboxed request future (several KiB, BENCHMARKS.md "Profile") would sit in
+        // every idle keep-alive connection.
         let response = app.handle(req, conn_info);
         async move { Ok::<_, std::convert::Infallible>(response.await) }
     });

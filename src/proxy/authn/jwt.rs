@@ -147,7 +147,7 @@ impl JwtAuthenticator {
             .ok_or_else(|| AuthnError::Invalid("malformed token".into()))?;
         // An expired token is refused before its signature is checked: clients retrying
         // with a stale token are common, and each would otherwise cost a full signature
-        // verification (~27 µs for RS256). Refusing on unverified data is safe; accepting
+        // verification (the dearest step of a check, BENCHMARKS.md "Micro-benchmarks"). Refusing on unverified data is safe; accepting
         // never is, and the verifier below checks everything again.
         if unverified.exp.is_some_and(|exp| exp <= now_unix()) {
             return Err(AuthnError::Invalid("token expired".into()));
