@@ -67,13 +67,14 @@ fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("header_rewrite");
     for (label, spoofed) in [("clean", false), ("spoofed", true)] {
         g.bench_function(label, |b| {
+            let host = http::HeaderValue::from_static("api.example.com");
             b.iter_batched_ref(
                 || request_head(spoofed),
                 |h| {
                     let rid = request_id(h);
                     set.strip(h);
                     names.inject(h, black_box(&id));
-                    set_forwarded(h, peer, "https", Some("api.example.com"), &[]);
+                    set_forwarded(h, peer, "https", Some(host.clone()), &[]);
                     h.insert("x-request-id", rid);
                     remove_hop_by_hop(h, false);
                 },

@@ -65,7 +65,9 @@ impl Expiry<Arc<str>, u64> for UntilExpiry {
 
 /// The in-memory revocation list, shared by every authenticator and tunnel.
 pub struct RevocationList {
-    jtis: Cache<Arc<str>, u64>,
+    /// Read on every authenticated request; filled only by revocations, so SipHash's
+    /// flood resistance buys nothing over a seeded fast hash.
+    jtis: Cache<Arc<str>, u64, foldhash::fast::RandomState>,
     events: broadcast::Sender<Revoked>,
 }
 
@@ -73,7 +75,9 @@ impl Default for RevocationList {
     fn default() -> Self {
         RevocationList {
             // Unbounded on purpose: evicting a live revocation would un-revoke a token.
-            jtis: Cache::builder().expire_after(UntilExpiry).build(),
+            jtis: Cache::builder()
+                .expire_after(UntilExpiry)
+                .build_with_hasher(foldhash::fast::RandomState::default()),
             events: broadcast::channel(1024).0,
         }
     }

@@ -258,6 +258,114 @@ async fn non_idempotent_requests_are_not_retried() {
     assert_eq!(a.requests().len(), 2);
 }
 
+/// A raw HTTP/1.1 upstream: answers each request on a connection with `ok`, keep-alive,
+/// and, when `close_after_answer`, closes the connection right after the answer (as an
+/// upstream whose keep-alive timeout just ran out does). Counts connections and requests.
+async fn raw_upstream(
+    close_after_answer: bool,
+) -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) {
+    use std::sync::atomic::Ordering;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let conns = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let reqs = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (c2, r2) = (conns.clone(), reqs.clone());
+    tokio::spawn(async move {
+        loop {
+            let (mut s, _) = l.accept().await.unwrap();
+            c2.fetch_add(1, Ordering::SeqCst);
+            let r2 = r2.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    // One request: the head, then `Content-Length` bytes of body.
+                    let head_end = loop {
+                        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            break i + 4;
+                        }
+                        match s.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    };
+                    let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
+                    let len: usize = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length:"))
+                        .map_or(0, |v| v.trim().parse().unwrap());
+                    while buf.len() < head_end + len {
+                        match s.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    }
+                    buf.drain(..head_end + len);
+                    r2.fetch_add(1, Ordering::SeqCst);
+                    let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                    if s.write_all(answer).await.is_err() {
+                        return;
+                    }
+                    if close_after_answer {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (addr, conns, reqs)
+}
+
+/// Sequential requests reuse one upstream connection.
+#[tokio::test]
+async fn upstream_connections_are_reused() {
+    use std::sync::atomic::Ordering;
+    let (addr, conns, reqs) = raw_upstream(false).await;
+    let gw = spawn_proxy_only(&format!(
+        "routes:\n  - {{ name: r, path: /r, upstream: \"http://{addr}\" }}\n"
+    ))
+    .await;
+    let c = client();
+    for _ in 0..20 {
+        let resp = c.get(gw.url("/r")).send().await.unwrap();
+        assert_eq!(resp.status(), 200);
+        assert_eq!(resp.text().await.unwrap(), "ok");
+    }
+    assert_eq!(reqs.load(Ordering::SeqCst), 20);
+    // One per serving worker at most (each worker keeps its own idle connections).
+    assert!(conns.load(Ordering::SeqCst) <= 2, "{conns:?}");
+}
+
+/// An idle upstream connection that the upstream closed is not where a request is lost:
+/// a request it never carried goes out on a new connection, even a POST, which the retry
+/// loop never repeats. Each request reaches the upstream exactly once.
+#[tokio::test]
+async fn a_request_never_sent_on_a_closed_idle_connection_is_sent_on_another() {
+    use std::sync::atomic::Ordering;
+    let (addr, conns, reqs) = raw_upstream(true).await;
+    let gw = spawn_proxy_only(&format!(
+        "routes:\n  - {{ name: r, path: /r, upstream: \"http://{addr}\" }}\n"
+    ))
+    .await;
+    let c = client();
+    for i in 0..30 {
+        let resp = c
+            .post(gw.url("/r"))
+            .body(format!("request {i}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200, "request {i}");
+    }
+    assert_eq!(reqs.load(Ordering::SeqCst), 30, "each POST exactly once");
+    assert_eq!(conns.load(Ordering::SeqCst), 30, "one connection per request");
+}
+
 #[tokio::test]
 async fn body_limit_413_for_declared_and_streamed_bodies() {
     let up = Upstream::start().await;

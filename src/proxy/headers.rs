@@ -144,7 +144,7 @@ pub fn set_forwarded(
     headers: &mut HeaderMap,
     peer: IpAddr,
     scheme: &'static str,
-    host: Option<&str>,
+    host: Option<HeaderValue>,
     trusted: &[IpNet],
 ) {
     let trusted_peer = trusted.iter().any(|n| n.contains(&peer));
@@ -160,24 +160,24 @@ pub fn set_forwarded(
         } else {
             format!("{}, {peer_str}", prior.join(", "))
         };
-        if let Ok(v) = HeaderValue::from_str(&value) {
+        if let Some(v) = owned_value(value) {
             headers.insert(&X_FORWARDED_FOR, v);
         }
         if !headers.contains_key(&X_FORWARDED_PROTO) {
             headers.insert(&X_FORWARDED_PROTO, HeaderValue::from_static(scheme));
         }
         if !headers.contains_key(&X_FORWARDED_HOST) {
-            if let Some(v) = host.and_then(|h| HeaderValue::from_str(h).ok()) {
+            if let Some(v) = host {
                 headers.insert(&X_FORWARDED_HOST, v);
             }
         }
     } else {
         headers.remove(&FORWARDED);
-        if let Ok(v) = HeaderValue::from_str(&peer_str) {
+        if let Some(v) = owned_value(peer_str) {
             headers.insert(&X_FORWARDED_FOR, v);
         }
         headers.insert(&X_FORWARDED_PROTO, HeaderValue::from_static(scheme));
-        match host.and_then(|h| HeaderValue::from_str(h).ok()) {
+        match host {
             Some(v) => {
                 headers.insert(&X_FORWARDED_HOST, v);
             }
@@ -186,6 +186,11 @@ pub fn set_forwarded(
             }
         }
     }
+}
+
+/// A header value made from a string without copying it.
+fn owned_value(s: String) -> Option<HeaderValue> {
+    HeaderValue::from_maybe_shared(bytes::Bytes::from(s)).ok()
 }
 
 /// `ip.to_string()`, without the formatting machinery for IPv4 (the common case), which
@@ -334,7 +339,13 @@ mod tests {
         h.insert("x-forwarded-for", HeaderValue::from_static("6.6.6.6"));
         h.insert("x-forwarded-proto", HeaderValue::from_static("https"));
         let peer: IpAddr = "127.0.0.1".parse().unwrap();
-        set_forwarded(&mut h, peer, "http", Some("a.example"), &[]);
+        set_forwarded(
+            &mut h,
+            peer,
+            "http",
+            Some(HeaderValue::from_static("a.example")),
+            &[],
+        );
         assert_eq!(h["x-forwarded-for"], "127.0.0.1");
         assert_eq!(h["x-forwarded-proto"], "http");
         assert_eq!(h["x-forwarded-host"], "a.example");
@@ -346,7 +357,7 @@ mod tests {
             &mut h,
             peer,
             "http",
-            Some("a.example"),
+            Some(HeaderValue::from_static("a.example")),
             &["127.0.0.0/8".parse().unwrap()],
         );
         assert_eq!(h["x-forwarded-for"], "6.6.6.6, 127.0.0.1");

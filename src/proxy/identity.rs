@@ -14,18 +14,64 @@ impl IdentityHeaderNames {
     /// Sets a header for each identity field that has a value. Values that are not valid
     /// header values (control characters) are skipped rather than forwarded mangled.
     pub fn inject(&self, headers: &mut HeaderMap, id: &Identity) {
-        set(headers, &self.user_id, Some(&id.user_id));
-        set(headers, &self.email, id.email.as_deref());
-        set(headers, &self.role, id.role.as_deref());
-        if !id.scopes.is_empty() {
-            set(headers, &self.scopes, Some(&id.scopes.join(" ")));
+        let v = id.header_values.0.get_or_init(|| HeaderValues::of(id));
+        let pairs = [
+            (Some(&self.user_id), &v.user_id),
+            (Some(&self.email), &v.email),
+            (Some(&self.role), &v.role),
+            (Some(&self.scopes), &v.scopes),
+            (Some(&self.client_id), &v.client_id),
+            (Some(&self.alias), &v.alias),
+            (self.signed_jwt.as_ref(), &v.signed_jwt),
+        ];
+        for (name, value) in pairs {
+            if let (Some(name), Some(value)) = (name, value) {
+                headers.insert(name.clone(), value.clone());
+            }
         }
-        set(headers, &self.client_id, id.client_id.as_deref());
-        set(headers, &self.alias, id.alias.as_deref());
-        if let Some(name) = &self.signed_jwt {
+    }
+}
+
+/// An identity's header values, made once. Derived from the identity's other fields, so
+/// it never makes two identities differ.
+#[derive(Debug, Clone, Default)]
+pub struct CachedValues(std::sync::OnceLock<HeaderValues>);
+
+impl PartialEq for CachedValues {
+    fn eq(&self, _: &CachedValues) -> bool {
+        true
+    }
+}
+
+impl Eq for CachedValues {}
+
+/// An identity's header values, each valid and within its limit (or absent).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HeaderValues {
+    user_id: Option<HeaderValue>,
+    email: Option<HeaderValue>,
+    role: Option<HeaderValue>,
+    scopes: Option<HeaderValue>,
+    client_id: Option<HeaderValue>,
+    alias: Option<HeaderValue>,
+    signed_jwt: Option<HeaderValue>,
+}
+
+impl HeaderValues {
+    fn of(id: &Identity) -> HeaderValues {
+        let value = |v: Option<&str>| limited(v, MAX_IDENTITY_VALUE_BYTES);
+        HeaderValues {
+            user_id: value(Some(&id.user_id)),
+            email: value(id.email.as_deref()),
+            role: value(id.role.as_deref()),
+            scopes: (!id.scopes.is_empty())
+                .then(|| id.scopes.join(" "))
+                .and_then(|s| value(Some(&s))),
+            client_id: value(id.client_id.as_deref()),
+            alias: value(id.alias.as_deref()),
             // Tollgate's own token: bounded by the claims it carries, which are bounded
             // above; its limit is the head limit upstreams commonly use.
-            set_limited(headers, name, id.signed_jwt.as_deref(), 16 * 1024);
+            signed_jwt: limited(id.signed_jwt.as_deref(), 16 * 1024),
         }
     }
 }
@@ -50,14 +96,14 @@ impl IdentityHeaderNames {
 }
 
 fn set(headers: &mut HeaderMap, name: &HeaderName, value: Option<&str>) {
-    set_limited(headers, name, value, MAX_IDENTITY_VALUE_BYTES)
-}
-
-fn set_limited(headers: &mut HeaderMap, name: &HeaderName, value: Option<&str>, max: usize) {
-    if let Some(v) = value
-        .filter(|v| v.len() <= max)
-        .and_then(|v| HeaderValue::from_str(v).ok())
-    {
+    if let Some(v) = limited(value, MAX_IDENTITY_VALUE_BYTES) {
         headers.insert(name.clone(), v);
     }
+}
+
+/// `value` as a header value when it is one and no longer than `max` bytes.
+fn limited(value: Option<&str>, max: usize) -> Option<HeaderValue> {
+    value
+        .filter(|v| v.len() <= max)
+        .and_then(|v| HeaderValue::from_str(v).ok())
 }

@@ -113,6 +113,16 @@ pub fn request_host<B>(req: &Request<B>) -> Option<&str> {
     Some(host_name(raw))
 }
 
+/// The `X-Forwarded-Host` value: the `Host` header itself when it is the bare host (a
+/// reference to the parsed head, no copy), else the host made into a value.
+fn forwarded_host<B>(req: &Request<B>) -> Option<HeaderValue> {
+    let host = request_host(req)?;
+    match req.headers().get(header::HOST) {
+        Some(v) if v.as_bytes() == host.as_bytes() => Some(v.clone()),
+        _ => HeaderValue::from_str(host).ok(),
+    }
+}
+
 /// A host as routes compare it: no port, no trailing dot (`Admin.example.com.:8080` and
 /// `admin.example.com` are one host; case is ignored by the matcher).
 pub fn host_name(h: &str) -> &str {
@@ -235,7 +245,7 @@ impl Proxy {
             (Some(q), None) => Some(q.to_string()),
             (None, _) => None,
         };
-        let host = request_host(&req).map(str::to_owned);
+        let host = forwarded_host(&req);
         let (mut parts, incoming) = req.into_parts();
         let upgrade = if upgrade_requested {
             parts.extensions.remove::<hyper::upgrade::OnUpgrade>()
@@ -270,7 +280,7 @@ impl Proxy {
             &mut parts.headers,
             conn.peer.ip(),
             conn.scheme,
-            host.as_deref(),
+            host,
             &rt.config.trusted_proxies,
         );
         parts

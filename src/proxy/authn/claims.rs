@@ -98,6 +98,7 @@ impl Claims {
             token_id: self.jti,
             signed_jwt: None,
             self_issued: false,
+            header_values: Default::default(),
         })
     }
 }

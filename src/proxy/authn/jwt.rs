@@ -58,7 +58,8 @@ pub struct JwtAuthenticator {
     issuers: Vec<(String, Arc<dyn JwtVerifier>)>,
     /// The gateway's own issuer, whose tokens are marked [`Identity::self_issued`].
     local_issuer: Option<String>,
-    cache: Cache<u64, Arc<Verified>>,
+    /// Keyed by a seeded hash already, so the map's own hash is the cheap one.
+    cache: Cache<u64, Arc<Verified>, foldhash::fast::RandomState>,
     /// The cache key's hash function, with this authenticator's random seed.
     key_hasher: foldhash::quality::RandomState,
     revocations: Arc<RevocationList>,
@@ -72,7 +73,7 @@ impl JwtAuthenticator {
             cache: Cache::builder()
                 .max_capacity(max_entries)
                 .expire_after(UntilTokenExpiry)
-                .build(),
+                .build_with_hasher(foldhash::fast::RandomState::default()),
             key_hasher: foldhash::quality::RandomState::default(),
             revocations,
         }
@@ -118,28 +119,34 @@ impl JwtAuthenticator {
         Ok(())
     }
 
-    pub async fn authenticate(&self, token: &str) -> Result<Arc<Identity>, AuthnError> {
+    /// The answer for a token in the cache (still checked for expiry and revocation);
+    /// `None` when it is not cached.
+    pub fn cached(&self, token: &str) -> Option<Result<Arc<Identity>, AuthnError>> {
         let key = self.key_hasher.hash_one(token.as_bytes());
         // Not a secret comparison: the keyed hash already matched, which an attacker
         // without the seed cannot arrange, and a mismatch only means "verify it".
-        if let Some(id) = self
+        let id = self
             .cache
             .get(&key)
             .filter(|v| *v.token == *token)
-            .map(|v| v.id.clone())
-        {
-            // The hit counter is on every authenticated request: its handle is kept.
-            static HIT: std::sync::OnceLock<metrics::Counter> = std::sync::OnceLock::new();
-            HIT.get_or_init(|| {
-                crate::telemetry::metrics(); // the recorder exists before the handle is kept
-                metrics::counter!("tollgate_token_cache_total", "cache" => "jwt", "result" => "hit")
-            })
-            .increment(1);
-            trace::record("tollgate.cache", "hit");
-            trace::record("tollgate.token_kind", token_kind(&id));
-            self.still_valid(&id)?;
-            return Ok(id);
+            .map(|v| v.id.clone())?;
+        // The hit counter is on every authenticated request: its handle is kept.
+        static HIT: std::sync::OnceLock<metrics::Counter> = std::sync::OnceLock::new();
+        HIT.get_or_init(|| {
+            crate::telemetry::metrics(); // the recorder exists before the handle is kept
+            metrics::counter!("tollgate_token_cache_total", "cache" => "jwt", "result" => "hit")
+        })
+        .increment(1);
+        trace::record("tollgate.cache", "hit");
+        trace::record("tollgate.token_kind", token_kind(&id));
+        Some(self.still_valid(&id).map(|()| id))
+    }
+
+    pub async fn authenticate(&self, token: &str) -> Result<Arc<Identity>, AuthnError> {
+        if let Some(answer) = self.cached(token) {
+            return answer;
         }
+        let key = self.key_hasher.hash_one(token.as_bytes());
         trace::record("tollgate.cache", "miss");
         metrics::counter!("tollgate_token_cache_total", "cache" => "jwt", "result" => "miss")
             .increment(1);
@@ -147,8 +154,9 @@ impl JwtAuthenticator {
             .ok_or_else(|| AuthnError::Invalid("malformed token".into()))?;
         // An expired token is refused before its signature is checked: clients retrying
         // with a stale token are common, and each would otherwise cost a full signature
-        // verification (the dearest step of a check, BENCHMARKS.md "Micro-benchmarks"). Refusing on unverified data is safe; accepting
-        // never is, and the verifier below checks everything again.
+        // verification (the dearest step of a check, BENCHMARKS.md "Micro-benchmarks").
+        // Refusing on unverified data is safe; accepting never is, and the verifier
+        // below checks everything again.
         if unverified.exp.is_some_and(|exp| exp <= now_unix()) {
             return Err(AuthnError::Invalid("token expired".into()));
         }
@@ -306,6 +314,7 @@ mod tests {
             token_id: None,
             signed_jwt: None,
             self_issued: false,
+            header_values: Default::default(),
         });
         // Someone else's verified token, stored under the presented token's key.
         auth.cache.insert(

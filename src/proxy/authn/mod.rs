@@ -47,6 +47,9 @@ pub struct Identity {
     /// Issued by this gateway (its signing keys or its store), so `user_id` names one of
     /// its own users; a foreign issuer's `sub` must never be read as one.
     pub self_issued: bool,
+    /// The identity headers' values, made on the first request that injects them and
+    /// kept with the (cached) identity: later requests copy a reference, not the text.
+    pub header_values: crate::proxy::identity::CachedValues,
 }
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -65,6 +68,13 @@ pub type AuthnFuture<'a> =
 /// Validates a bearer token.
 pub trait Authenticator: Send + Sync {
     fn authenticate<'a>(&'a self, token: &'a str) -> AuthnFuture<'a>;
+
+    /// The answer when it needs no waiting (a cached token), so the caller can skip the
+    /// future of [`Self::authenticate`]; `None` means "call `authenticate`". Must agree
+    /// with what `authenticate` would answer.
+    fn authenticate_now(&self, _token: &str) -> Option<Result<Arc<Identity>, AuthnError>> {
+        None
+    }
 
     /// A future that resolves when the token behind `identity` is revoked, so a
     /// long-lived connection opened with it can be closed. `None`: revocation is not

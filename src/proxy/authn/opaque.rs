@@ -97,7 +97,8 @@ impl Expiry<[u8; 32], Arc<Introspected>> for CacheTtl {
 /// token as active wins.
 pub struct OpaqueAuthenticator {
     lookups: Vec<Arc<dyn TokenLookup>>,
-    cache: Cache<[u8; 32], Arc<Introspected>>,
+    /// Keyed by SHA-256 digests (uniform), so the map's own hash is a seeded fast one.
+    cache: Cache<[u8; 32], Arc<Introspected>, foldhash::fast::RandomState>,
     revocations: Arc<RevocationList>,
 }
 
@@ -112,7 +113,7 @@ impl OpaqueAuthenticator {
             cache: Cache::builder()
                 .max_capacity(max_entries)
                 .expire_after(CacheTtl)
-                .build(),
+                .build_with_hasher(foldhash::fast::RandomState::default()),
             revocations,
         });
         me.clone().follow_revocations();
@@ -307,6 +308,7 @@ impl TokenLookup for StoreTokens {
                 token_id: Some(rec.family_id),
                 signed_jwt: None,
                 self_issued: true,
+                header_values: Default::default(),
             };
             if identity.user_id.is_empty() {
                 return Ok(Introspected::inactive(self.negative_ttl));

@@ -135,6 +135,8 @@ impl IdentitySigner for JwtIdentitySigner {
         })?;
         let mut with = (*id).clone();
         with.signed_jwt = Some(Arc::from(jwt));
+        // The header values are made again, with the signed token among them.
+        with.header_values = Default::default();
         let with = Arc::new(with);
         self.signed.insert(key, with.clone());
         Ok(with)

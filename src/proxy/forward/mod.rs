@@ -12,6 +12,7 @@
 //! streamed responses in `proxy/authn/lifetime.rs`.
 
 mod body_limit;
+mod h1pool;
 mod pool;
 mod targets;
 mod tunnel;
@@ -33,7 +34,6 @@ use crate::proxy::error::GatewayError;
 use crate::proxy::headers::remove_hop_by_hop;
 use crate::proxy::upstream_tls::tls_failure;
 use body_limit::body_too_large;
-use pool::client_for_this_thread;
 use targets::{host_header, may_be_http2, Target};
 use tunnel::tunnel;
 
@@ -88,7 +88,14 @@ impl Upstream {
 }
 
 impl Upstream {
-    fn uri_for(t: &TargetSpec, path: &str, query: Option<&str>) -> Result<Uri, GatewayError> {
+    /// The request URI: absolute, or in origin form (path and query) for a client that
+    /// takes the target from elsewhere.
+    fn uri_for(
+        t: &TargetSpec,
+        path: &str,
+        query: Option<&str>,
+        origin_form: bool,
+    ) -> Result<Uri, GatewayError> {
         let mut s = String::with_capacity(
             t.authority.as_str().len()
                 + t.base_path.len()
@@ -96,9 +103,11 @@ impl Upstream {
                 + 16
                 + query.map_or(0, |q| q.len() + 1),
         );
-        s.push_str(t.scheme.as_str());
-        s.push_str("://");
-        s.push_str(t.authority.as_str());
+        if !origin_form {
+            s.push_str(t.scheme.as_str());
+            s.push_str("://");
+            s.push_str(t.authority.as_str());
+        }
         s.push_str(&t.base_path);
         if t.base_path.is_empty() || path != "/" {
             s.push_str(path);
@@ -142,7 +151,12 @@ impl Upstream {
         let mut last_err = GatewayError::UpstreamUnreachable("no attempt made".into());
         for attempt in 0..attempts {
             let target = self.pick();
-            let uri = Self::uri_for(&target.spec, &path, query.as_deref())?;
+            let uri = Self::uri_for(
+                &target.spec,
+                &path,
+                query.as_deref(),
+                self.clients.origin_form(),
+            )?;
             let mut builder = Request::builder()
                 .method(parts.method.clone())
                 .uri(uri)
@@ -167,7 +181,7 @@ impl Upstream {
             let upstream_req = builder.body(b).map_err(|_| GatewayError::BadPath)?;
             match tokio::time::timeout(
                 timeout,
-                client_for_this_thread(&self.clients).request(upstream_req),
+                self.clients.send(&target.spec.authority, upstream_req),
             )
             .await
             {
@@ -184,23 +198,24 @@ impl Upstream {
                     }
                     let (mut rparts, rbody) = resp.into_parts();
                     remove_hop_by_hop(&mut rparts.headers, false);
-                    return Ok(Response::from_parts(rparts, body::boxed(rbody)));
+                    return Ok(Response::from_parts(rparts, rbody));
                 }
                 Ok(Err(e)) => {
-                    if let Some(limit) = body_too_large(&e) {
+                    let e: &(dyn std::error::Error + 'static) = &*e;
+                    if let Some(limit) = body_too_large(e) {
                         return Err(GatewayError::BodyTooLarge(limit));
                     }
                     self.record(target, false);
-                    if let Some(why) = tls_failure(&e) {
+                    if let Some(why) = tls_failure(e) {
                         tracing::warn!(target = %target.spec, attempt, error = %why, "upstream TLS handshake failed: certificate not verified or handshake refused");
                         metrics::counter!("tollgate_upstream_errors_total", "kind" => "tls")
                             .increment(1);
                     } else {
-                        tracing::warn!(target = %target.spec, attempt, error = %error_chain(&e), "upstream request failed");
+                        tracing::warn!(target = %target.spec, attempt, error = %error_chain(e), "upstream request failed");
                         metrics::counter!("tollgate_upstream_errors_total", "kind" => "unreachable")
                             .increment(1);
                     }
-                    last_err = GatewayError::UpstreamUnreachable(error_chain(&e));
+                    last_err = GatewayError::UpstreamUnreachable(error_chain(e));
                 }
                 Err(_) => {
                     self.record(target, false);

@@ -13,8 +13,10 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use crate::config::raw::UpstreamProtocol;
 use crate::config::{UpstreamSpec, UpstreamTlsSpec};
-use crate::http::body::Body;
+use crate::http::body::{Body, BoxError};
 use crate::proxy::upstream_tls::UpstreamTls;
+
+use super::h1pool::H1Pool;
 
 pub type HttpClient = Client<HttpsConnector<HttpConnector>, Body>;
 
@@ -50,8 +52,46 @@ struct ClientSet {
 /// upstream connections (and their buffers) behind.
 const MAX_IDLE_PER_TARGET: usize = 128;
 
-/// One client per serving worker; index 0 serves threads that are not workers.
-pub type WorkerClients = Arc<[HttpClient]>;
+/// One client per serving worker; index 0 serves threads that are not workers. Plain
+/// `http://` upstreams that never speak HTTP/2 get the leaner per-worker HTTP/1.1 pool
+/// (`h1pool.rs`); the rest hyper-util's pooled client.
+#[derive(Clone)]
+pub enum WorkerClients {
+    Pooled(Arc<[HttpClient]>),
+    Http1(Arc<[Arc<H1Pool>]>),
+}
+
+impl WorkerClients {
+    /// Whether requests carry an origin-form URI (path and query) rather than an
+    /// absolute one.
+    pub(super) fn origin_form(&self) -> bool {
+        matches!(self, WorkerClients::Http1(_))
+    }
+
+    /// Sends `req` to `authority` on the calling worker's connections.
+    pub(super) async fn send(
+        &self,
+        authority: &http::uri::Authority,
+        req: http::Request<Body>,
+    ) -> Result<http::Response<Body>, BoxError> {
+        let slot = crate::server::workers::current().map_or(0, |w| w + 1);
+        match self {
+            WorkerClients::Pooled(c) => {
+                let client = c.get(slot).unwrap_or(&c[0]);
+                match client.request(req).await {
+                    Ok(resp) => Ok(resp.map(crate::http::body::boxed)),
+                    Err(e) => Err(Box::new(e)),
+                }
+            }
+            WorkerClients::Http1(p) => {
+                let pool = p.get(slot).unwrap_or(&p[0]);
+                pool.send(authority, req)
+                    .await
+                    .map_err(|e| Box::new(e) as BoxError)
+            }
+        }
+    }
+}
 
 impl Default for ClientCache {
     fn default() -> Self {
@@ -102,6 +142,15 @@ impl ClientCache {
             },
         };
         let h2_only = matches!(key.protocol, UpstreamProtocol::H2 | UpstreamProtocol::H2c);
+        if key.tls.is_none() && !h2_only {
+            let pools = (0..self.slots)
+                .map(|_| H1Pool::new(key.connect_timeout, MAX_IDLE_PER_TARGET))
+                .collect();
+            return ClientSet {
+                clients: WorkerClients::Http1(pools),
+                _watch: watch,
+            };
+        }
         let clients = (0..self.slots)
             .map(|_| {
                 let mut conn = HttpConnector::new();
@@ -127,7 +176,7 @@ impl ClientCache {
             })
             .collect();
         ClientSet {
-            clients,
+            clients: WorkerClients::Pooled(clients),
             _watch: watch,
         }
     }
@@ -158,10 +207,4 @@ fn watch_tls_files(
             None
         }
     }
-}
-
-/// The client of the calling thread's worker.
-pub(super) fn client_for_this_thread(clients: &WorkerClients) -> &HttpClient {
-    let slot = crate::server::workers::current().map_or(0, |w| w + 1);
-    clients.get(slot).unwrap_or(&clients[0])
 }

@@ -1,0 +1,225 @@
+//! Plain-HTTP/1.1 upstream connections over hyper's low-level `client::conn::http1`,
+//! pooled per serving worker, for `http://` targets that never speak HTTP/2.
+//!
+//! hyper-util's pooled client does the same job for every kind of upstream, and pays for
+//! its generality on each request: a checkout through a shared pool with waiters, a
+//! oneshot channel, an absolute URI rewritten to origin form, a spawned task per new
+//! connection checked through an executor. Here a worker takes an idle connection from
+//! its own list (newest first), sends, and the connection goes back when the response body
+//! has been read to its end. What the pooled client guarantees is kept: a request that a
+//! closing connection never sent is sent again on another connection, idle connections
+//! are bounded per target and not used after [`IDLE_TIMEOUT`] (they are closed when the
+//! pool next touches that target's list, or by the upstream's own keep-alive timeout,
+//! whichever comes first), and upgrades (WebSocket) work.
+
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, Weak};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body::{Body as HttpBody, Frame, SizeHint};
+use hyper::body::Incoming;
+use hyper::client::conn::http1::{self, SendRequest};
+use hyper_util::rt::TokioIo;
+
+use crate::http::body::{Body, BoxError};
+
+/// How long an idle connection is kept (hyper-util's pooled client's default too).
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// Why a request could not be sent.
+#[derive(Debug, thiserror::Error)]
+pub enum H1Error {
+    #[error("connect: {0}")]
+    Connect(#[source] std::io::Error),
+    #[error("connect timed out after {0:?}")]
+    ConnectTimeout(Duration),
+    #[error(transparent)]
+    Http(#[from] hyper::Error),
+}
+
+struct Idle {
+    sender: SendRequest<Body>,
+    since: Instant,
+}
+
+/// One worker's idle connections, per target authority.
+pub struct H1Pool {
+    connect_timeout: Duration,
+    max_idle: usize,
+    idle: Mutex<HashMap<http::uri::Authority, Vec<Idle>>>,
+}
+
+impl H1Pool {
+    pub fn new(connect_timeout: Duration, max_idle: usize) -> Arc<H1Pool> {
+        Arc::new(H1Pool {
+            connect_timeout,
+            max_idle,
+            idle: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Sends `req` (origin-form URI, `Host` set) to `authority`.
+    pub async fn send(
+        self: &Arc<Self>,
+        authority: &http::uri::Authority,
+        mut req: Request<Body>,
+    ) -> Result<Response<Body>, H1Error> {
+        // Idle connections first; one the upstream closed meanwhile hands the request
+        // back unsent, and the next one is tried.
+        while let Some(mut sender) = self.take(authority) {
+            if sender.ready().await.is_err() {
+                continue;
+            }
+            match sender.try_send_request(req).await {
+                Ok(resp) => return Ok(self.finish(authority, sender, resp)),
+                Err(mut e) => match e.take_message() {
+                    Some(unsent) => req = unsent,
+                    None => return Err(e.into_error().into()),
+                },
+            }
+        }
+        let mut sender = self.connect(authority).await?;
+        let resp = sender.send_request(req).await?;
+        Ok(self.finish(authority, sender, resp))
+    }
+
+    fn take(&self, authority: &http::uri::Authority) -> Option<SendRequest<Body>> {
+        let mut idle = self.idle.lock().expect("pool lock");
+        let list = idle.get_mut(authority)?;
+        while let Some(i) = list.pop() {
+            if !i.sender.is_closed() && i.since.elapsed() < IDLE_TIMEOUT {
+                return Some(i.sender);
+            }
+        }
+        None
+    }
+
+    fn put(&self, authority: http::uri::Authority, sender: SendRequest<Body>) {
+        if sender.is_closed() {
+            return;
+        }
+        let mut idle = self.idle.lock().expect("pool lock");
+        let list = idle.entry(authority).or_default();
+        // The oldest go first: they are the likeliest to be closed by the upstream.
+        list.retain(|i| !i.sender.is_closed() && i.since.elapsed() < IDLE_TIMEOUT);
+        if list.len() < self.max_idle {
+            list.push(Idle {
+                sender,
+                since: Instant::now(),
+            });
+        }
+    }
+
+    async fn connect(
+        &self,
+        authority: &http::uri::Authority,
+    ) -> Result<SendRequest<Body>, H1Error> {
+        let port = authority.port_u16().unwrap_or(80);
+        let host = authority
+            .host()
+            .trim_start_matches('[')
+            .trim_end_matches(']');
+        let stream = match tokio::time::timeout(
+            self.connect_timeout,
+            tokio::net::TcpStream::connect((host, port)),
+        )
+        .await
+        {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => return Err(H1Error::Connect(e)),
+            Err(_) => return Err(H1Error::ConnectTimeout(self.connect_timeout)),
+        };
+        let _ = stream.set_nodelay(true);
+        let (sender, conn) = http1::Builder::new()
+            .handshake(TokioIo::new(stream))
+            .await?;
+        // On a serving worker this runs on the worker's own event loop.
+        tokio::spawn(async move {
+            if let Err(e) = conn.with_upgrades().await {
+                tracing::debug!(error = %e, "upstream connection ended with error");
+            }
+        });
+        Ok(sender)
+    }
+
+    /// The response, its body returning the connection to the pool once read to its end.
+    fn finish(
+        self: &Arc<Self>,
+        authority: &http::uri::Authority,
+        sender: SendRequest<Body>,
+        resp: Response<Incoming>,
+    ) -> Response<Body> {
+        let (parts, body) = resp.into_parts();
+        if parts.status == http::StatusCode::SWITCHING_PROTOCOLS {
+            // The connection now belongs to the tunnel.
+            return Response::from_parts(parts, crate::http::body::boxed(body));
+        }
+        let body = Returning {
+            inner: body,
+            back: Some((Arc::downgrade(self), authority.clone(), sender)),
+            ended: false,
+        };
+        Response::from_parts(parts, crate::http::body::boxed(body))
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A response body that hands its connection back when it has been read to its end
+    /// (also when it is dropped already ended, as an empty body often is).
+    struct Returning {
+        #[pin]
+        inner: Incoming,
+        back: Option<(Weak<H1Pool>, http::uri::Authority, SendRequest<Body>)>,
+        ended: bool,
+    }
+
+    impl PinnedDrop for Returning {
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            if *this.ended || this.inner.is_end_stream() {
+                if let Some((pool, authority, sender)) = this.back.take() {
+                    if let Some(pool) = pool.upgrade() {
+                        pool.put(authority, sender);
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl HttpBody for Returning {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.project();
+        match this.inner.poll_frame(cx) {
+            Poll::Ready(Some(Err(e))) => {
+                // A broken body leaves the connection unusable.
+                this.back.take();
+                Poll::Ready(Some(Err(e.into())))
+            }
+            Poll::Ready(Some(Ok(f))) => Poll::Ready(Some(Ok(f))),
+            Poll::Ready(None) => {
+                *this.ended = true;
+                Poll::Ready(None)
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
