@@ -363,7 +363,11 @@ async fn a_request_never_sent_on_a_closed_idle_connection_is_sent_on_another() {
         assert_eq!(resp.status(), 200, "request {i}");
     }
     assert_eq!(reqs.load(Ordering::SeqCst), 30, "each POST exactly once");
-    assert_eq!(conns.load(Ordering::SeqCst), 30, "one connection per request");
+    assert_eq!(
+        conns.load(Ordering::SeqCst),
+        30,
+        "one connection per request"
+    );
 }
 
 #[tokio::test]
