@@ -13,6 +13,7 @@ pub mod config;
 pub mod connect;
 pub mod crypto;
 pub mod endpoint;
+pub mod ext_authz;
 pub mod forward_auth;
 pub mod http;
 pub mod keys;

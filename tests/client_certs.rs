@@ -19,6 +19,11 @@ struct Setup {
 }
 
 async fn setup(client_auth: &str) -> Setup {
+    setup_with(client_auth, "").await
+}
+
+/// `extra` is more top-level YAML (forward-auth, trusted proxies).
+async fn setup_with(client_auth: &str, extra: &str) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let server_ca = Ca::new("gateway CA");
     let clients = Ca::new("clients CA");
@@ -30,7 +35,7 @@ async fn setup(client_auth: &str) -> Setup {
          tls:\n  cert: {}\n  key: {}\n  client_ca: {}\n  client_auth: {client_auth}\n\
          identity_headers:\n  client_cert_subject: X-Client-Cert-Subject\n  client_cert_sha256: X-Client-Cert-Sha256\n\
          routes:\n  - name: mtls\n    path: /mtls\n    upstream: {}\n    require_client_cert: true\n\
-         \x20 - name: open\n    path: /\n    upstream: {}\n",
+         \x20 - name: open\n    path: /\n    upstream: {}\n{extra}",
         cert.display(),
         key.display(),
         client_ca.display(),
@@ -154,4 +159,170 @@ async fn requiring_a_client_certificate_without_a_client_ca_is_a_config_error() 
     .unwrap_err()
     .to_string();
     assert!(err.contains("require_client_cert"), "{err}");
+}
+
+fn percent(s: &str) -> String {
+    percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
+}
+
+fn ask_about_mtls(s: &Setup) -> reqwest::RequestBuilder {
+    common::client()
+        .get(s.gw.url("/_auth"))
+        .header("X-Forwarded-Method", "GET")
+        .header("X-Forwarded-Uri", "/mtls/orders")
+}
+
+/// The regression: forward-auth once skipped `require_client_cert` and allowed a route
+/// that requires a certificate to a caller with none. It is the proxy's one admission
+/// decision now, so it answers 403, and a certificate header from a peer that is not a
+/// trusted proxy is not a certificate.
+#[tokio::test]
+async fn forward_auth_refuses_a_route_that_requires_a_certificate_when_there_is_none() {
+    let s = setup_with(
+        "optional",
+        "forward_auth:\n  path: /_auth\n  client_cert_header: x-forwarded-client-cert\ntrusted_proxies: [10.0.0.0/8]\n",
+    )
+    .await;
+    let resp = ask_about_mtls(&s).send().await.unwrap();
+    assert_eq!(resp.status(), 403);
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(body["error"], "access_denied");
+    // Envoy's path-prefix shape too.
+    let resp = common::client()
+        .get(s.gw.url("/_auth/mtls/orders"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 403);
+
+    // 127.0.0.1 is not a trusted proxy: whatever certificate it reports is ignored.
+    let alice = s.clients.client("alice");
+    let hash = hex::encode(Sha256::digest(alice.der.as_ref()));
+    for (name, value) in [
+        ("x-forwarded-client-cert", format!("Hash={hash}")),
+        ("ssl-client-cert", percent(&alice.cert_pem)),
+        ("x-forwarded-tls-client-cert", percent(&alice.cert_pem)),
+    ] {
+        let resp = ask_about_mtls(&s).header(name, value).send().await.unwrap();
+        assert_eq!(resp.status(), 403, "{name} from an untrusted peer");
+    }
+    // Routes without the requirement still answer.
+    let resp = common::client()
+        .get(s.gw.url("/_auth"))
+        .header("X-Forwarded-Uri", "/other")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+}
+
+/// Behind a trusted proxy, the certificate it reports in the header the operator named
+/// (`forward_auth.client_cert_header`: Envoy `Hash=`/`Cert=`, nginx's escaped PEM,
+/// Traefik's base64 DER) satisfies the route and is answered as identity headers; one it
+/// cannot read is no certificate, and another header, which that proxy would pass through
+/// from the client, is never read.
+#[tokio::test]
+async fn forward_auth_believes_only_the_named_header_of_a_trusted_proxy() {
+    let alice_ca = Ca::new("any CA");
+    let alice = alice_ca.client("alice");
+    let hash = hex::encode(Sha256::digest(alice.der.as_ref()));
+    let bare: String = alice
+        .cert_pem
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .collect();
+    let xfcc_hash = format!("Hash={hash};Subject=\"CN=alice\"");
+    let xfcc_cert = format!("Hash={hash};Cert=\"{}\"", percent(&alice.cert_pem));
+    let cases = [
+        ("x-forwarded-client-cert", vec![xfcc_hash, xfcc_cert]),
+        ("ssl-client-cert", vec![percent(&alice.cert_pem)]),
+        ("x-forwarded-tls-client-cert", vec![percent(&bare)]),
+    ];
+    for (header, values) in cases {
+        let s = setup_with(
+            "optional",
+            &format!(
+                "forward_auth:\n  path: /_auth\n  client_cert_header: {header}\ntrusted_proxies: [127.0.0.1/32]\n"
+            ),
+        )
+        .await;
+        for value in &values {
+            let resp = ask_about_mtls(&s)
+                .header(header, value)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), 200, "{header}: {value}");
+            assert_eq!(resp.headers()["x-client-cert-sha256"], hash.as_str());
+            let got = resp.headers()["x-client-cert-subject"].to_str().unwrap();
+            assert!(got.contains("CN=alice"), "{header}: {got}");
+        }
+        // The other forms are a client's, passed through by this proxy.
+        for (other, other_values) in &cases_values(&hash, &alice.cert_pem, &bare) {
+            if *other == header {
+                continue;
+            }
+            let resp = ask_about_mtls(&s)
+                .header(*other, &other_values[0])
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), 403, "{other} read while {header} is named");
+        }
+        for garbage in [
+            "Hash=00",
+            "Cert=\"-----BEGIN%20CERTIFICATE-----\"",
+            "By=x",
+            "%%%",
+        ] {
+            let resp = ask_about_mtls(&s)
+                .header(header, garbage)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), 403, "{header}: {garbage}");
+        }
+    }
+}
+
+fn cases_values(hash: &str, pem: &str, bare: &str) -> Vec<(&'static str, Vec<String>)> {
+    vec![
+        ("x-forwarded-client-cert", vec![format!("Hash={hash}")]),
+        ("ssl-client-cert", vec![percent(pem)]),
+        ("x-forwarded-tls-client-cert", vec![percent(bare)]),
+    ]
+}
+
+/// On the proxy the certificate is the handshake's: a client's certificate headers never
+/// reach the upstream, even from a trusted proxy's address.
+#[tokio::test]
+async fn the_proxy_strips_certificate_headers_from_clients() {
+    let s = setup_with("optional", "trusted_proxies: [127.0.0.1/32]\n").await;
+    let resp = common::client()
+        .get(s.gw.url("/other"))
+        .header("x-forwarded-client-cert", "Hash=00")
+        .header("ssl-client-cert", "x")
+        .header("X-Forwarded-Tls-Client-Cert", "x")
+        .header("X_Forwarded_Client_Cert", "x")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let seen = s.up.last();
+    for h in [
+        "x-forwarded-client-cert",
+        "ssl-client-cert",
+        "x-forwarded-tls-client-cert",
+        "x_forwarded_client_cert",
+    ] {
+        assert!(!seen.headers.contains_key(h), "{h}: {:?}", seen.headers);
+    }
+    // And a trusted proxy's report does not satisfy a proxied route: only a handshake does.
+    let resp = common::client()
+        .get(s.gw.url("/mtls"))
+        .header("x-forwarded-client-cert", "Hash=00")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 403);
 }

@@ -12,10 +12,14 @@ use std::time::{Duration, Instant};
 
 use common::authn::{spawn, tokens_yaml, Kit};
 use common::ingress::{
-    snippet_with, start_caddy, start_envoy, start_nginx, start_nginx_cached, start_traefik, Proc,
+    snippet_with, start_caddy, start_envoy, start_envoy_with, start_nginx, start_nginx_cached,
+    start_traefik, Proc,
 };
 use common::{client, complete_yaml, TestGateway, Upstream};
+use futures_util::{SinkExt, StreamExt};
 use serde_json::json;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::Message;
 
 /// Routes here only carry policy: the ingress does the proxying.
 fn routes_yaml(up: &Upstream) -> String {
@@ -24,6 +28,7 @@ fn routes_yaml(up: &Upstream) -> String {
 routes:
   - {{ name: public, path: /public, upstream: "{u}" }}
   - {{ name: orders, path: /api/orders, upstream: "{u}", auth: {{ mode: required, scopes: ["orders:read"] }} }}
+  - {{ name: limited, path: /limited, upstream: "{u}", auth: required, rate_limit: {{ requests: 2, per: 1h, key: user }} }}
   - {{ name: api, path: /api, upstream: "{u}", auth: required }}
 "#,
         u = up.url()
@@ -192,6 +197,139 @@ async fn envoy_ext_authz_with_the_documented_config() {
         return;
     };
     exercise(&envoy, &kit, &up, "envoy").await;
+    exercise_envoy(&envoy, &kit, &up, "envoy http").await;
+}
+
+/// Envoy with `ext_authz` `grpc_service` asking Tollgate's `listen.ext_authz` port
+/// (docs/ingress/envoy-grpc.yaml).
+#[tokio::test]
+async fn envoy_ext_authz_grpc_with_the_documented_config() {
+    let up = Upstream::start().await;
+    let yaml = format!(
+        "listen:\n  http: 127.0.0.1:0\n  admin: 127.0.0.1:0\n  ext_authz: 127.0.0.1:0\n{}",
+        routes_yaml(&up)
+    );
+    let (gw, kit) = spawn(&yaml).await;
+    let tollgate = gw.gateway.ext_authz_addr.unwrap().to_string();
+    let upstream = up.addr.to_string();
+    let Some(envoy) = tokio::task::spawn_blocking(move || {
+        start_envoy_with("envoy-grpc.yaml", &tollgate, &upstream, PROBE)
+    })
+    .await
+    .unwrap() else {
+        return;
+    };
+    exercise(&envoy, &kit, &up, "envoy grpc").await;
+    exercise_envoy(&envoy, &kit, &up, "envoy grpc").await;
+}
+
+/// What Envoy in front adds to [`exercise`]: a body passes through untouched, a rate limit
+/// answers 429, a WebSocket is decided once (on its upgrade).
+async fn exercise_envoy(envoy: &Proc, kit: &Kit, up: &Upstream, name: &str) {
+    let c = client();
+    let token = kit.token(json!({"sub": format!("body-{name}")}));
+    let body: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+    let resp = c
+        .post(envoy.url("/api/upload"))
+        .bearer_auth(&token)
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200, "{name}");
+    let seen = up.last();
+    assert_eq!(seen.method, "POST", "{name}");
+    assert_eq!(
+        seen.body_len,
+        body.len() as u64,
+        "{name}: the body arrived whole"
+    );
+
+    // The rate limit, counted by the caller on each decision.
+    let ann = kit.token(json!({"sub": format!("limit-{name}")}));
+    for _ in 0..2 {
+        let resp = c
+            .get(envoy.url("/limited/x"))
+            .bearer_auth(&ann)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200, "{name}");
+    }
+    let before = up.requests().len();
+    let resp = c
+        .get(envoy.url("/limited/x"))
+        .bearer_auth(&ann)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 429, "{name}");
+    assert!(resp.headers().contains_key("retry-after"), "{name}");
+    assert_eq!(
+        up.requests().len(),
+        before,
+        "{name}: a limited request never passes"
+    );
+
+    // A WebSocket: the upgrade is the one decision; messages then flow. The route's
+    // budget of two is spent by one upgrade each, not by messages.
+    let ws_token = kit.token(json!({"sub": format!("ws-{name}")}));
+    let url = envoy.url("/limited/ws").replace("http://", "ws://");
+    for _ in 0..2 {
+        let mut req = url.as_str().into_client_request().unwrap();
+        req.headers_mut().insert(
+            "authorization",
+            format!("Bearer {ws_token}").parse().unwrap(),
+        );
+        let (mut ws, resp) = tokio_tungstenite::connect_async(req).await.unwrap();
+        assert_eq!(resp.status(), 101, "{name}");
+        for i in 0..3 {
+            ws.send(Message::Text(format!("m{i}"))).await.unwrap();
+            let back = ws.next().await.unwrap().unwrap();
+            assert_eq!(back.into_text().unwrap(), format!("m{i}"), "{name}");
+        }
+        ws.close(None).await.unwrap();
+    }
+    let mut req = url.as_str().into_client_request().unwrap();
+    req.headers_mut().insert(
+        "authorization",
+        format!("Bearer {ws_token}").parse().unwrap(),
+    );
+    match tokio_tungstenite::connect_async(req).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
+            assert_eq!(resp.status(), 429, "{name}")
+        }
+        other => panic!("{name}: a third upgrade must be refused: {other:?}"),
+    }
+}
+
+/// Tollgate's port down: Envoy refuses (`failure_mode_allow: false`), for both services.
+#[tokio::test]
+async fn envoy_denies_when_tollgate_cannot_be_asked() {
+    let up = Upstream::start().await;
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead = closed.local_addr().unwrap().to_string();
+    drop(closed);
+    for file in ["envoy.yaml", "envoy-grpc.yaml"] {
+        let (dead, upstream) = (dead.clone(), up.addr.to_string());
+        let Some(envoy) =
+            tokio::task::spawn_blocking(move || start_envoy_with(file, &dead, &upstream, PROBE))
+                .await
+                .unwrap()
+        else {
+            return;
+        };
+        for path in ["/api/x", "/public/x"] {
+            let resp = client()
+                .get(envoy.url(path))
+                .bearer_auth("anything")
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), 403, "{file} {path}");
+        }
+        assert!(up.requests().is_empty(), "{file}: nothing passed");
+    }
 }
 
 /// The response headers each documented config tells its proxy to copy onto the request.

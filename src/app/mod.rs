@@ -137,10 +137,11 @@ pub struct Services {
 }
 
 impl Services {
-    /// Only the proxy: every token is refused, so `required` routes fail closed.
+    /// Only the proxy and forward-auth: every token is refused, so `required` routes
+    /// fail closed.
     pub fn proxy_only() -> Self {
         Services {
-            endpoints: Vec::new(),
+            endpoints: vec![Arc::new(crate::forward_auth::ForwardAuthEndpoint)],
             authenticator: Arc::new(RejectAll),
             readiness: Vec::new(),
         }
@@ -387,6 +388,17 @@ impl App {
     }
 }
 
+/// What a gRPC ext_authz check reads from the gateway.
+impl crate::ext_authz::Decider for App {
+    fn generation(&self) -> Arc<Generation> {
+        App::generation(self)
+    }
+
+    fn authenticator(&self) -> Arc<dyn Authenticator> {
+        self.proxy.authenticator.clone()
+    }
+}
+
 /// The server's view of the gateway.
 impl Handler for App {
     fn handle(
@@ -419,12 +431,57 @@ pub enum StartError {
     Workers(std::io::Error),
 }
 
+/// The TLS acceptor of `tls`, its certificate and client CA re-read when their files
+/// change (a bad new file keeps the old one, logged and counted).
+fn start_tls(
+    tls_cfg: &crate::config::raw::Tls,
+    watches: &mut Vec<crate::config::reload::FileWatch>,
+) -> Result<tls::TlsAcceptorSource, StartError> {
+    let cert = tls::ReloadingCert::load(&tls_cfg.cert, &tls_cfg.key)?;
+    // Client certificates: required unless the operator chose optional.
+    let client_ca = match &tls_cfg.client_ca {
+        Some(ca) => Some(server::client_cert::ReloadingClientVerifier::load(
+            ca,
+            tls_cfg.client_auth != Some(crate::config::raw::ClientAuth::Optional),
+        )?),
+        None => None,
+    };
+    let source = tls::TlsAcceptorSource::new(cert.clone(), client_ca.clone())?;
+    let mut files: Vec<_> = cert.paths().map(|p| p.to_path_buf()).to_vec();
+    files.extend(client_ca.iter().map(|v| v.path().to_path_buf()));
+    let (watch, mut rx) = crate::config::reload::watch_files(&files)?;
+    watches.push(watch);
+    tokio::spawn(async move {
+        while rx.recv().await.is_some() {
+            if let Some(v) = &client_ca {
+                if let Err(e) = v.reload() {
+                    tracing::error!(error = %e, "client CA reload failed; the previous bundle stays");
+                }
+            }
+            match cert.reload() {
+                Ok(()) => {
+                    metrics::counter!("tollgate_tls_reloads_total", "result" => "success")
+                        .increment(1);
+                    tracing::info!("TLS certificate reloaded");
+                }
+                Err(e) => {
+                    metrics::counter!("tollgate_tls_reloads_total", "result" => "failure")
+                        .increment(1);
+                    tracing::error!(error = %e, "TLS certificate reload failed; the previous certificate stays");
+                }
+            }
+        }
+    });
+    Ok(source)
+}
+
 /// A running gateway: its bound addresses and the handle to stop it.
 pub struct Gateway {
     pub app: Arc<App>,
     pub http_addr: Option<SocketAddr>,
     pub https_addr: Option<SocketAddr>,
     pub admin_addr: Option<SocketAddr>,
+    pub ext_authz_addr: Option<SocketAddr>,
     shared: ServerShared,
     _watches: Vec<crate::config::reload::FileWatch>,
     /// Declared last so the serving threads stop after everything above is dropped.
@@ -457,7 +514,8 @@ impl Gateway {
         let workers = Workers::start(worker_count).map_err(StartError::Workers)?;
         // Every worker accepts on its own duplicate of the listening socket.
         let serve_on_workers = |l: tokio::net::TcpListener,
-                                tls: Option<tls::TlsAcceptorSource>|
+                                tls: Option<tls::TlsAcceptorSource>,
+                                handler: Arc<dyn crate::http::Handler>|
          -> Result<(), StartError> {
             let addr = l.local_addr().map_err(StartError::Workers)?;
             let std = l.into_std().map_err(StartError::Workers)?;
@@ -470,10 +528,10 @@ impl Gateway {
             }
             workers.spawn_each(|i| {
                 let std = copies[i].take().expect("one copy per worker");
-                let (app, shared, tls) = (app.clone(), shared.clone(), tls.clone());
+                let (handler, shared, tls) = (handler.clone(), shared.clone(), tls.clone());
                 async move {
                     match tokio::net::TcpListener::from_std(std) {
-                        Ok(l) => server::serve(l, tls, app, shared).await,
+                        Ok(l) => server::serve(l, tls, handler, shared).await,
                         Err(e) => tracing::error!(error = %e, "worker cannot use the listener"),
                     }
                 }
@@ -490,48 +548,32 @@ impl Gateway {
         if let Some(addr) = config.listen.http {
             let l = bind(addr).await?;
             http_addr = l.local_addr().ok();
-            serve_on_workers(l, None)?;
+            serve_on_workers(l, None, app.clone())?;
         }
+        // One TLS acceptor (certificate, client CA, both reloaded when their files change)
+        // for every listener that speaks TLS: `https`, and `ext_authz` when `tls` is set.
+        let tls_source = match &config.tls {
+            Some(tls_cfg) if config.listen.https.is_some() || config.listen.ext_authz.is_some() => {
+                Some(start_tls(tls_cfg, &mut watches)?)
+            }
+            _ => None,
+        };
         let mut https_addr = None;
-        if let (Some(addr), Some(tls_cfg)) = (config.listen.https, &config.tls) {
-            let cert = tls::ReloadingCert::load(&tls_cfg.cert, &tls_cfg.key)?;
-            // Client certificates: required unless the operator chose optional.
-            let client_ca = match &tls_cfg.client_ca {
-                Some(ca) => Some(server::client_cert::ReloadingClientVerifier::load(
-                    ca,
-                    tls_cfg.client_auth != Some(crate::config::raw::ClientAuth::Optional),
-                )?),
-                None => None,
-            };
-            let source = tls::TlsAcceptorSource::new(cert.clone(), client_ca.clone())?;
+        if let (Some(addr), Some(source)) = (config.listen.https, &tls_source) {
             let l = bind(addr).await?;
             https_addr = l.local_addr().ok();
-            serve_on_workers(l, Some(source))?;
-            let mut files: Vec<_> = cert.paths().map(|p| p.to_path_buf()).to_vec();
-            files.extend(client_ca.iter().map(|v| v.path().to_path_buf()));
-            let (watch, mut rx) = crate::config::reload::watch_files(&files)?;
-            watches.push(watch);
-            tokio::spawn(async move {
-                while rx.recv().await.is_some() {
-                    if let Some(v) = &client_ca {
-                        if let Err(e) = v.reload() {
-                            tracing::error!(error = %e, "client CA reload failed; the previous bundle stays");
-                        }
-                    }
-                    match cert.reload() {
-                        Ok(()) => {
-                            metrics::counter!("tollgate_tls_reloads_total", "result" => "success")
-                                .increment(1);
-                            tracing::info!("TLS certificate reloaded");
-                        }
-                        Err(e) => {
-                            metrics::counter!("tollgate_tls_reloads_total", "result" => "failure")
-                                .increment(1);
-                            tracing::error!(error = %e, "TLS certificate reload failed; the previous certificate stays");
-                        }
-                    }
-                }
-            });
+            serve_on_workers(l, Some(source.clone()), app.clone())?;
+        }
+        // Envoy's ext_authz: TLS as above when the `tls` section is there, h2c otherwise.
+        let mut ext_authz_addr = None;
+        if let Some(addr) = config.listen.ext_authz {
+            let l = bind(addr).await?;
+            ext_authz_addr = l.local_addr().ok();
+            serve_on_workers(
+                l,
+                tls_source.clone(),
+                crate::ext_authz::ExtAuthzHandler::new(app.clone()),
+            )?;
         }
         let mut admin_addr = None;
         if let Some(addr) = config.listen.admin {
@@ -554,6 +596,7 @@ impl Gateway {
             http = show(http_addr),
             https = show(https_addr),
             admin = show(admin_addr),
+            ext_authz = show(ext_authz_addr),
             routes = config.routes.len(),
             "listening"
         );
@@ -562,6 +605,7 @@ impl Gateway {
             http_addr,
             https_addr,
             admin_addr,
+            ext_authz_addr,
             shared,
             _watches: watches,
             _workers: workers,

@@ -67,6 +67,10 @@ pub struct Listen {
     /// Admin port: /healthz /readyz /metrics. Never on the public port.
     #[schemars(with = "Option<String>")]
     pub admin: Option<SocketAddr>,
+    /// Envoy ext_authz v3 gRPC (`envoy.service.auth.v3.Authorization/Check`), h2c, or TLS
+    /// with the `tls` section when there is one. Off when absent.
+    #[schemars(with = "Option<String>")]
+    pub ext_authz: Option<SocketAddr>,
     /// Serving threads for `http` and `https`, each with its own event loop; 0 (the
     /// default) is one per CPU core.
     pub workers: usize,
@@ -78,6 +82,7 @@ impl Default for Listen {
             http: Some(([0, 0, 0, 0], 8080).into()),
             https: None,
             admin: Some(([127, 0, 0, 1], 9090).into()),
+            ext_authz: None,
             workers: 0,
         }
     }
@@ -439,6 +444,24 @@ pub struct ForwardAuth {
     #[serde(with = "humantime_serde")]
     #[schemars(with = "String")]
     pub cache_ttl: Duration,
+    /// The header in which the TLS-terminating proxy in front reports the client's
+    /// certificate, read only from `trusted_proxies`; absent: no certificate is believed.
+    /// Name the one your proxy overwrites: the other forms pass a client's copy through.
+    pub client_cert_header: Option<ClientCertHeader>,
+}
+
+/// A proxy's client-certificate header (`forward_auth.client_cert_header`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+pub enum ClientCertHeader {
+    /// Envoy (`forward_client_cert_details: SANITIZE_SET`): `Hash=`/`Cert=`/`Subject=`.
+    #[serde(rename = "x-forwarded-client-cert")]
+    Xfcc,
+    /// Traefik `passTLSClientCert: {pem: true}`: the base64 DER.
+    #[serde(rename = "x-forwarded-tls-client-cert")]
+    Traefik,
+    /// nginx `proxy_set_header ssl-client-cert $ssl_client_escaped_cert`: the escaped PEM.
+    #[serde(rename = "ssl-client-cert")]
+    Nginx,
 }
 
 impl Default for ForwardAuth {
@@ -446,6 +469,7 @@ impl Default for ForwardAuth {
         ForwardAuth {
             path: Some("/auth/verify".into()),
             cache_ttl: Duration::from_secs(5),
+            client_cert_header: None,
         }
     }
 }

@@ -118,3 +118,52 @@ routes:
         "{err}"
     );
 }
+
+#[test]
+fn ext_authz_listens_on_its_own_port() {
+    let cfg = Config::from_yaml_with_env("listen:\n  ext_authz: 127.0.0.1:9191\n", None).unwrap();
+    assert_eq!(cfg.listen.ext_authz.unwrap().port(), 9191);
+    // Off by default.
+    assert!(Config::from_yaml_with_env("", None)
+        .unwrap()
+        .listen
+        .ext_authz
+        .is_none());
+    let err = Config::from_yaml_with_env("listen:\n  ext_authz: 0.0.0.0:8080\n", None)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("listen.ext_authz"), "{err}");
+    assert!(err.contains("listen.http"), "{err}");
+    let err = Config::from_yaml_with_env("listen:\n  ext_authz: not-an-address\n", None)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("ext_authz"), "{err}");
+    // ext_authz alone serves something.
+    Config::from_yaml_with_env("listen:\n  http: null\n  ext_authz: 127.0.0.1:9191\n", None)
+        .unwrap();
+}
+
+#[test]
+fn require_client_cert_needs_a_way_to_see_a_certificate() {
+    let route = "routes:\n  - { name: m, path: /m, upstream: \"http://127.0.0.1:1\", require_client_cert: true }\n";
+    let err = Config::from_yaml_with_env(route, None)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("require_client_cert"), "{err}");
+    // Envoy reports certificates over ext_authz; a trusted proxy over forward-auth.
+    Config::from_yaml_with_env(
+        &format!("listen:\n  ext_authz: 127.0.0.1:9191\n{route}"),
+        None,
+    )
+    .unwrap();
+    Config::from_yaml_with_env(
+        &format!("forward_auth:\n  path: /auth\n  client_cert_header: ssl-client-cert\ntrusted_proxies: [10.0.0.0/8]\n{route}"),
+        None,
+    )
+    .unwrap();
+    // Forward-auth without a trusted proxy could never be told of one.
+    assert!(
+        Config::from_yaml_with_env(&format!("forward_auth:\n  path: /auth\n{route}"), None)
+            .is_err()
+    );
+}

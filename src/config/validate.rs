@@ -59,8 +59,36 @@ pub(super) fn validate(
             raw.listen.workers
         ));
     }
-    if raw.listen.http.is_none() && raw.listen.https.is_none() {
-        problems.push("listen: neither `http` nor `https` is set; nothing would be served".into());
+    if raw.listen.http.is_none() && raw.listen.https.is_none() && raw.listen.ext_authz.is_none() {
+        problems.push(
+            "listen: none of `http`, `https` and `ext_authz` is set; nothing would be served"
+                .into(),
+        );
+    }
+    // Two listeners on one address: the second could not bind, so `serve` would fail
+    // after `check` passed. Port 0 (any free port) never collides.
+    let listeners = [
+        ("http", raw.listen.http),
+        ("https", raw.listen.https),
+        ("admin", raw.listen.admin),
+        ("ext_authz", raw.listen.ext_authz),
+    ];
+    for (i, (name, addr)) in listeners.iter().enumerate() {
+        let Some(addr) = addr.filter(|a| a.port() != 0) else {
+            continue;
+        };
+        if let Some((other, _)) = listeners[..i].iter().find(|(_, o)| {
+            o.is_some_and(|o| {
+                o.port() == addr.port()
+                    && (o.ip() == addr.ip()
+                        || o.ip().is_unspecified()
+                        || addr.ip().is_unspecified())
+            })
+        }) {
+            problems.push(format!(
+                "listen.{name}: {addr} is also listen.{other}; each listener needs its own port"
+            ));
+        }
     }
     let store = &raw.store.url;
     if !(store.starts_with("sqlite:")
@@ -312,15 +340,20 @@ fn validate_route(
     };
 
     let rate_limit = super::rate_limit::route_limit(&key, r, raw, problems);
-    if r.require_client_cert
-        && raw
-            .tls
-            .as_ref()
-            .and_then(|t| t.client_ca.as_ref())
-            .is_none()
-    {
+    // A certificate comes from this listener's handshake (`tls.client_ca`), or, where an
+    // ingress asks (forward-auth, ext_authz), from what a trusted proxy or Envoy reports.
+    let handshake = raw
+        .tls
+        .as_ref()
+        .and_then(|t| t.client_ca.as_ref())
+        .is_some();
+    let reported = raw.listen.ext_authz.is_some()
+        || (raw.forward_auth.path.is_some()
+            && raw.forward_auth.client_cert_header.is_some()
+            && !raw.trusted_proxies.is_empty());
+    if r.require_client_cert && !handshake && !reported {
         problems.push(format!(
-            "{key}.require_client_cert: set, but tls.client_ca is not, so no request could pass{line}"
+            "{key}.require_client_cert: set, but no client certificate could ever be seen (no tls.client_ca, no listen.ext_authz, no forward_auth.client_cert_header with trusted_proxies), so no request could pass{line}"
         ));
     }
 

@@ -31,16 +31,17 @@ use crate::config::Config;
 use crate::endpoint::{Endpoint, RequestCtx};
 use crate::http::body::{self, Body};
 use crate::http::error::{Answer, ErrorResponse};
-use crate::http::path;
 use crate::http::BoxFuture;
-use crate::proxy::authn::source::find_token;
+use crate::http::{forwarded_cert, path};
+use crate::proxy::admission::{self, RequestView, RouteBy};
 use crate::proxy::authn::Identity;
 use crate::proxy::error::GatewayError;
-use crate::proxy::{authz, Generation};
+use crate::proxy::Generation;
 
 static X_FORWARDED_METHOD: &str = "x-forwarded-method";
 static X_FORWARDED_URI: &str = "x-forwarded-uri";
 static X_FORWARDED_HOST: &str = "x-forwarded-host";
+static X_FORWARDED_PROTO: &str = "x-forwarded-proto";
 static X_ORIGINAL_METHOD: &str = "x-original-method";
 static X_ORIGINAL_URI: &str = "x-original-uri";
 static X_ORIGINAL_URL: &str = "x-original-url";
@@ -144,65 +145,123 @@ impl ErrorResponse for ForwardAuthError {
 pub struct OwnRequest<'a> {
     pub method: &'a Method,
     pub uri: &'a http::Uri,
-    /// The peer that asked (the ingress), for `key: ip` rate limits behind it.
+    /// The peer that asked (the ingress): whether its certificate and forwarding headers
+    /// are believed (`trusted_proxies`), and the address `key: ip` limits count behind it.
     pub peer: std::net::IpAddr,
     /// `forward_auth.path`.
     pub prefix: &'a str,
 }
 
 impl OwnRequest<'_> {
-    /// The original path and query when this request is `prefix` + the original.
-    fn suffix(&self) -> Option<String> {
+    /// The original path when this request is `prefix` + the original.
+    fn suffix(&self) -> Option<&str> {
         let rest = self.uri.path().strip_prefix(self.prefix)?;
-        if !rest.starts_with('/') {
-            return None;
-        }
-        Some(match self.uri.query() {
-            Some(q) => format!("{rest}?{q}"),
-            None => rest.to_string(),
-        })
+        rest.starts_with('/').then_some(rest)
     }
 }
 
-/// The decision for the request described by `headers` (or, failing those, by the
-/// forward-auth request's own shape).
+/// Which ingress convention described the request; it decides how the allow is written.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Shape {
+    /// Envoy `http_service` / Gateway API `ExternalAuth` HTTP: the request's own method,
+    /// `prefix` + the original path and query, the original `Host`.
+    Envoy,
+    /// nginx, Traefik, Caddy: `X-Forwarded-*` / `X-Original-*` on a request to `prefix`.
+    Headers,
+}
+
+/// The original request as an ingress described it.
+struct Described<'a> {
+    shape: Shape,
+    method: Method,
+    uri: http::Uri,
+    host: Option<&'a str>,
+    scheme: &'static str,
+}
+
+/// Reads the described request. In the Envoy shape the request's own method, path and
+/// `Host` are the truth and `X-Forwarded-*`/`X-Original-*` are ignored: Envoy passes
+/// client headers through to this request, so a client could otherwise name another path
+/// than the one it is asking for.
+fn describe<'a>(
+    headers: &'a HeaderMap,
+    own: &'a OwnRequest<'a>,
+) -> Result<Described<'a>, GatewayError> {
+    let scheme = match header_str(headers, X_FORWARDED_PROTO) {
+        Some(p) if p.eq_ignore_ascii_case("https") => "https",
+        _ => "http",
+    };
+    if let Some(path) = own.suffix() {
+        let text = match own.uri.query() {
+            Some(q) => format!("{path}?{q}"),
+            None => path.to_owned(),
+        };
+        return Ok(Described {
+            shape: Shape::Envoy,
+            method: own.method.clone(),
+            uri: text.parse().map_err(|_| GatewayError::BadPath)?,
+            host: header_str(headers, header::HOST.as_str()),
+            scheme,
+        });
+    }
+    let method = header_str(headers, X_FORWARDED_METHOD)
+        .or_else(|| header_str(headers, X_ORIGINAL_METHOD))
+        .map(|m| Method::from_bytes(m.as_bytes()).map_err(|_| GatewayError::BadPath))
+        .transpose()?
+        .unwrap_or_else(|| own.method.clone());
+    let text = header_str(headers, X_FORWARDED_URI)
+        .or_else(|| header_str(headers, X_ORIGINAL_URI))
+        .or_else(|| header_str(headers, X_ORIGINAL_URL))
+        .ok_or(GatewayError::BadPath)?;
+    // Absolute form is allowed (X-Original-URL); only host, path and query matter.
+    let uri: http::Uri = text.parse().map_err(|_| GatewayError::BadPath)?;
+    Ok(Described {
+        shape: Shape::Headers,
+        method,
+        uri,
+        host: header_str(headers, X_FORWARDED_HOST),
+        scheme,
+    })
+}
+
+/// The decision for the request described by `headers` (or by the forward-auth request's
+/// own shape): the one admission decision (`proxy::admission`), written as an answer the
+/// ingress understands.
 pub async fn decide(
     rt: &Generation,
     authenticator: &dyn crate::proxy::authn::Authenticator,
     headers: &HeaderMap,
     own: OwnRequest<'_>,
 ) -> Result<Response<Body>, ForwardAuthError> {
-    let method = header_str(headers, X_FORWARDED_METHOD)
-        .or_else(|| header_str(headers, X_ORIGINAL_METHOD))
-        .map(|m| Method::from_bytes(m.as_bytes()).map_err(|_| GatewayError::BadPath))
-        .transpose()?
-        .unwrap_or_else(|| own.method.clone());
-    let described = header_str(headers, X_FORWARDED_URI)
-        .or_else(|| header_str(headers, X_ORIGINAL_URI))
-        .or_else(|| header_str(headers, X_ORIGINAL_URL))
-        .map(str::to_owned);
-    let uri = described
-        .or_else(|| own.suffix())
-        .ok_or(GatewayError::BadPath)?;
-    // Absolute form is allowed (X-Original-URL); only host, path and query matter.
-    let uri: http::Uri = uri.parse().map_err(|_| GatewayError::BadPath)?;
-    let host = header_str(headers, X_FORWARDED_HOST)
-        .or_else(|| uri.host())
+    let described = describe(headers, &own)?;
+    let host = described
+        .host
+        .or_else(|| described.uri.host())
         .or_else(|| header_str(headers, header::HOST.as_str()))
         .map(crate::proxy::host_name);
-    let norm = path::normalize_path(uri.path()).map_err(|_| GatewayError::BadPath)?;
-    let route = rt
-        .routes
-        .find(host, &method, &path::route_key(&norm))
-        .ok_or(ForwardAuthError::NoRoute)?;
-    let spec = &route.spec;
-    let found = find_token(&spec.token_sources, headers, uri.query());
-    let identity =
-        authz::decide(&spec.auth, found.as_ref().map(|f| f.token), authenticator).await?;
-    // The route's rate limit holds here as on the proxy: behind an ingress, this decision
-    // is the only place a request can be counted.
-    let limit_headers =
-        crate::proxy::rate_limit(rt, route, identity.as_deref(), headers, own.peer).await?;
+    let norm = path::normalize_path(described.uri.path()).map_err(|_| GatewayError::BadPath)?;
+    // Behind an ingress, a client certificate is what the trusted proxy that terminated
+    // TLS reports; from anyone else such a header is ignored.
+    let client_cert = rt.config.forward_auth.client_cert_header.and_then(|h| {
+        forwarded_cert::from_trusted_proxy(headers, h, own.peer, &rt.config.trusted_proxies)
+    });
+    let view = RequestView {
+        method: &described.method,
+        scheme: described.scheme,
+        host,
+        path: &norm,
+        query: described.uri.query(),
+        headers,
+        peer: own.peer,
+        client_cert: client_cert.as_ref(),
+    };
+    let admitted = admission::admit(rt, authenticator, &view, RouteBy::Match)
+        .await
+        .map_err(|r| match r.error {
+            GatewayError::NoRoute => ForwardAuthError::NoRoute,
+            e => ForwardAuthError::Gateway(e),
+        })?;
+    let identity = admitted.identity.as_deref();
 
     let mut resp = Response::new(body::empty());
     // Every identity header is present, empty when there is no value: ingresses that copy
@@ -212,24 +271,30 @@ pub async fn decide(
         resp.headers_mut()
             .insert(name.clone(), HeaderValue::from_static(""));
     }
-    if let Some(id) = &identity {
+    if let Some(id) = identity {
         rt.identity_names.inject(resp.headers_mut(), id);
     }
-    if let Some(h) = &limit_headers {
+    if let Some(cert) = &client_cert {
+        rt.identity_names
+            .inject_client_cert(resp.headers_mut(), cert);
+    }
+    // Gateway API copies every header of an allow upstream when `allowedResponseHeaders`
+    // is empty, and Envoy never caches a decision: an Envoy-shaped allow carries the
+    // identity headers and nothing else.
+    if described.shape == Shape::Envoy {
+        return Ok(resp);
+    }
+    if let Some(h) = &admitted.limit_headers {
         h.apply(resp.headers_mut());
     }
     // An ingress that reused an allow would skip the count: a limited route's allows are
     // not reusable.
-    let ttl = if route.rate_limit.is_some() {
+    let ttl = if admitted.route.rate_limit.is_some() {
         Duration::ZERO
     } else {
         rt.config.forward_auth.cache_ttl
     };
-    let max_age = reuse_for(
-        identity.as_deref(),
-        ttl,
-        crate::proxy::authn::claims::now_unix(),
-    );
+    let max_age = reuse_for(identity, ttl, crate::proxy::authn::claims::now_unix());
     // X-Accel-Expires first: nginx then skips the `private` that follows.
     resp.headers_mut()
         .insert(X_ACCEL_EXPIRES, HeaderValue::from(max_age));

@@ -8,6 +8,7 @@ pub mod body;
 pub mod cookie;
 pub mod cors;
 pub mod error;
+pub mod forwarded_cert;
 pub mod path;
 pub mod redirect;
 

@@ -114,7 +114,8 @@ impl IdentityHeaderSet {
         }
     }
 
-    fn is_identity(&self, name: &HeaderName) -> bool {
+    /// Whether `name` folds to one of the set's names.
+    pub fn is_identity(&self, name: &HeaderName) -> bool {
         let n = name.as_str().as_bytes();
         self.folded
             .iter()

@@ -1,13 +1,11 @@
 //! The data path, in the order it runs. [`Proxy::handle`] is the whole story of a proxied
 //! request, one stage per line, each a call into a module named after what it does:
 //!
-//! 1. route     — host + method + the path `App::handle` normalised once (`http::path`)
-//!    → route (`route.rs`; 404 when nothing matches). The same path is forwarded.
-//! 2. limits    — a declared body over the route's limit (413), a missing client
-//!    certificate where the route requires one (403).
-//! 3. `authn` + `authz` — find the token (`authn::source`), validate it → identity; the
-//!    route policy: none / optional / required, scopes, roles (401/403).
-//! 4. `ratelimit` — the route's request budget, counted by who the caller is (429).
+//! 1–4. admission — the one decision forward-auth and ext_authz make too
+//!    (`admission.rs`): route by host + method + the path `App::handle` normalised once
+//!    (`route.rs`; 404), limits (413; 403 without a required client certificate), token →
+//!    identity → policy (`authn`, `authz`: 401/403), the route's rate limit (`ratelimit`:
+//!    429). The same normalised path is forwarded.
 //! 5. mutate    — hop-by-hop headers out, identity headers stripped then injected
 //!    (`headers.rs`, `identity.rs`), `X-Forwarded-*`, request id, a query token removed.
 //! 6. `forward` — pooled upstream request, bodies streamed both ways (`forward/`).
@@ -16,6 +14,7 @@
 //!
 //! Any failure becomes its status in one place, `error.rs`.
 
+pub mod admission;
 pub mod authn;
 pub mod authz;
 pub mod error;
@@ -33,10 +32,11 @@ use http::{header, HeaderValue, Method, Request, Response};
 use hyper::body::Incoming;
 use tracing::Instrument;
 
-use crate::config::{Config, RouteSpec, TokenSource};
+use crate::config::{Config, RouteSpec};
 use crate::http::body::{self, Body};
-use crate::http::{path, ConnInfo};
+use crate::http::ConnInfo;
 use crate::telemetry::{trace, RequestMetrics};
+use admission::RouteBy;
 use authn::{Authenticator, Identity};
 use error::GatewayError;
 use forward::{ClientCache, ForwardRequest, LimitedBody, Upstream};
@@ -95,7 +95,14 @@ impl Generation {
             })
             .collect();
         Generation {
-            identity_headers: IdentityHeaderSet::new(config.identity.all()),
+            // A proxy's report of a client certificate is as much a claim of identity as
+            // the identity headers: no client's copy reaches an upstream.
+            identity_headers: IdentityHeaderSet::new(
+                config
+                    .identity
+                    .all()
+                    .chain(crate::http::forwarded_cert::NAMES.iter().copied()),
+            ),
             identity_names: config.identity.clone(),
             routes: RouteTable::new(routes),
             config,
@@ -162,48 +169,46 @@ impl Proxy {
         request_id: &HeaderValue,
         outcome: &mut Outcome,
     ) -> Result<Response<Body>, GatewayError> {
-        // 1. Route: host + method + the path `App::handle` normalised once.
-        let route = find_route(rt, &req, &norm)?;
+        // 1–4. Route, limits, token and policy, rate limit: the one admission decision
+        //      that forward-auth and ext_authz make too (`admission.rs`).
+        check_host(&req)?;
+        let view = admission::RequestView {
+            method: req.method(),
+            scheme: conn.scheme,
+            host: request_host(&req),
+            path: &norm,
+            query: req.uri().query(),
+            headers: req.headers(),
+            peer: conn.peer.ip(),
+            client_cert: conn.client_cert.as_deref(),
+        };
+        let admitted = match admission::admit(rt, &*self.authenticator, &view, RouteBy::Match).await
+        {
+            Ok(a) => a,
+            Err(refusal) => {
+                outcome.route = refusal.route.map(|r| r.metrics.clone());
+                return Err(refusal.error);
+            }
+        };
+        let route = admitted.route;
         outcome.route = Some(route.metrics.clone());
-        // 2. Limits known before any work: declared body size, client certificate.
-        check_limits(&route.spec, &req, &conn)?;
-        // 3. Authenticate and authorize per the route's policy.
-        let found =
-            authn::source::find_token(&route.spec.token_sources, req.headers(), req.uri().query());
-        let identity = authz::decide(
-            &route.spec.auth,
-            found.as_ref().map(|f| f.token),
-            &*self.authenticator,
-        )
-        .await?;
-        // 4. Rate limit, by the authenticated caller when there is one.
-        let limit_headers = rate_limit(
-            rt,
-            &route,
-            identity.as_deref(),
-            req.headers(),
-            conn.peer.ip(),
-        )
-        .await?;
+        let identity = admitted.identity;
+        let limit_headers = admitted.limit_headers;
         // 5. Rewrite the request for the upstream (hop-by-hop, identity, forwarding
         //    headers; a query token removed).
-        let query_token = match found.map(|f| f.source) {
-            Some(TokenSource::Query(name)) => Some(name.clone()),
-            _ => None,
-        };
         let outgoing = self.mutate(
             rt,
-            &route,
+            route,
             req,
             norm,
             &conn,
             identity.as_ref(),
-            query_token.as_deref(),
+            admitted.query_token,
             request_id,
         );
         let close_at = outgoing.close_at;
         // 6. Forward (traced when tracing is on).
-        let mut resp = forward(&route, outgoing).await?;
+        let mut resp = forward(route, outgoing).await?;
         // 7. The answer: rate-limit headers; a streaming response ends with its token.
         if let Some(h) = &limit_headers {
             h.apply(resp.headers_mut());
@@ -312,48 +317,16 @@ impl Proxy {
     }
 }
 
-/// Stage 1: the route for this request, judged without `;` segment parameters (as
-/// upstreams read the path). Two `Host` headers are ambiguous about which site is meant
-/// (RFC 9112 §3.2) and refused.
-fn find_route(
-    rt: &Generation,
-    req: &Request<Incoming>,
-    norm: &str,
-) -> Result<Arc<Route>, GatewayError> {
+/// Two `Host` headers are ambiguous about which site is meant (RFC 9112 §3.2) and refused
+/// before any route is chosen.
+fn check_host(req: &Request<Incoming>) -> Result<(), GatewayError> {
     if req.headers().get_all(header::HOST).iter().nth(1).is_some() {
         return Err(GatewayError::BadRequest("more than one Host header"));
-    }
-    rt.routes
-        .find(request_host(req), req.method(), &path::route_key(norm))
-        .cloned()
-        .ok_or(GatewayError::NoRoute)
-}
-
-/// Stage 2: a declared body over the route's limit (streamed bodies are counted as they
-/// go, `forward::LimitedBody`), and a missing client certificate where the route insists.
-fn check_limits(
-    spec: &RouteSpec,
-    req: &Request<Incoming>,
-    conn: &ConnInfo,
-) -> Result<(), GatewayError> {
-    if let Some(len) = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok())
-    {
-        if len > spec.max_body_bytes {
-            return Err(GatewayError::BodyTooLarge(spec.max_body_bytes));
-        }
-    }
-    if spec.require_client_cert && conn.client_cert.is_none() {
-        return Err(GatewayError::ClientCertRequired);
     }
     Ok(())
 }
 
 /// Stage 4: the route's request budget; the headers to add to the answer when allowed.
-/// Forward-auth counts its decisions through the same function.
 pub(crate) async fn rate_limit(
     rt: &Generation,
     route: &Route,

@@ -25,16 +25,12 @@ pub use crate::http::ClientCert;
 impl ClientCert {
     /// The facts of a certificate the handshake has verified.
     pub fn from_verified(der: &CertificateDer<'_>) -> ClientCert {
-        use x509_cert::der::Decode;
-        let subject = x509_cert::Certificate::from_der(der.as_ref())
-            .map(|c| c.tbs_certificate.subject.to_string())
+        ClientCert::from_der(der.as_ref()).unwrap_or_else(|| ClientCert {
             // rustls has parsed and verified it, so this does not happen; an empty subject
             // still leaves the thumbprint, which is what pins a certificate.
-            .unwrap_or_default();
-        ClientCert {
-            subject,
+            subject: String::new(),
             sha256: Sha256::digest(der.as_ref()).into(),
-        }
+        })
     }
 
     /// The thumbprint as lower-case hex (what `openssl x509 -fingerprint -sha256` prints,

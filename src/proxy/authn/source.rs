@@ -8,17 +8,18 @@ use crate::config::TokenSource;
 
 /// A token found in a request, and which source it came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FoundToken<'a> {
-    pub token: &'a str,
-    pub source: &'a TokenSource,
+pub struct FoundToken<'s, 'r> {
+    pub token: &'r str,
+    /// The route's source it came from (borrowed from the route, not the request).
+    pub source: &'s TokenSource,
 }
 
 /// Returns the first token found by the route's sources, in order.
-pub fn find_token<'a>(
-    sources: &'a [TokenSource],
-    headers: &'a HeaderMap,
-    query: Option<&'a str>,
-) -> Option<FoundToken<'a>> {
+pub fn find_token<'s, 'r>(
+    sources: &'s [TokenSource],
+    headers: &'r HeaderMap,
+    query: Option<&'r str>,
+) -> Option<FoundToken<'s, 'r>> {
     for source in sources {
         let token = match source {
             TokenSource::Header => bearer(headers),
