@@ -21,6 +21,7 @@ pub mod oauth;
 pub mod proxy;
 pub mod revocation;
 pub mod server;
+pub mod signin;
 pub mod store;
 pub mod telemetry;
 pub mod users;

@@ -504,26 +504,106 @@ async fn clients_create_confidential_and_public() {
         .unwrap()
         .is_match());
 
-    let v = stdout_json(&e.run(&["clients", "create", "--id", "spa", "--public"], None));
+    let v = stdout_json(&e.run(
+        &[
+            "clients",
+            "create",
+            "--id",
+            "spa",
+            "--public",
+            "--redirect-uri",
+            "https://app.example.com/cb",
+            "--redirect-uri",
+            "http://127.0.0.1:7777/cb",
+            "--post-logout-redirect-uri",
+            "https://app.example.com/",
+        ],
+        None,
+    ));
     assert_eq!(v["public"], true);
     assert_eq!(
         v["grants"],
-        serde_json::json!(["password", "refresh_token"]),
-        "default grants"
+        serde_json::json!(["authorization_code", "refresh_token"]),
+        "default grants: the password grant only when named"
     );
     assert_eq!(v["scopes"], serde_json::json!([]));
+    assert_eq!(v["first_party"], true);
+    let spa = s.client_by_id("spa").await.unwrap().unwrap();
+    assert_eq!(spa.secret_hash, None);
     assert_eq!(
-        s.client_by_id("spa").await.unwrap().unwrap().secret_hash,
-        None
+        spa.redirect_uris,
+        vec!["https://app.example.com/cb", "http://127.0.0.1:7777/cb"]
+    );
+    assert_eq!(
+        spa.post_logout_redirect_uris,
+        vec!["https://app.example.com/"]
+    );
+
+    let v = stdout_json(&e.run(
+        &[
+            "clients",
+            "create",
+            "--id",
+            "partner",
+            "--auth-method",
+            "none",
+            "--third-party",
+            "--redirect-uri",
+            "https://partner.example.net/cb",
+        ],
+        None,
+    ));
+    assert_eq!(v["public"], true);
+    assert_eq!(v["first_party"], false);
+}
+
+#[tokio::test]
+async fn clients_create_refuses_redirect_uris_it_would_never_follow() {
+    let e = env();
+    for bad in [
+        "http://app.example.com/cb",
+        "https://app.example.com/cb#frag",
+        "javascript:alert(1)",
+        "https://user:pw@app.example.com/cb",
+        "/relative",
+        "https://app.example.com/*",
+    ] {
+        let o = e.run(
+            &[
+                "clients",
+                "create",
+                "--id",
+                "x",
+                "--public",
+                "--redirect-uri",
+                bad,
+            ],
+            None,
+        );
+        assert_user_error(&o, "--redirect-uri");
+    }
+    assert_user_error(
+        &e.run(&["clients", "create", "--id", "x", "--public"], None),
+        "needs at least one --redirect-uri",
     );
 }
 
 #[tokio::test]
 async fn clients_create_refuses_bad_input_with_one_line() {
     let e = env();
-    stdout_json(&e.run(&["clients", "create", "--id", "web", "--public"], None));
+    stdout_json(&e.run(
+        &[
+            "clients", "create", "--id", "web", "--public", "--grants", "password",
+        ],
+        None,
+    ));
     assert_user_error(
-        &e.run(&["clients", "create", "--id", "web", "--public"], None),
+        &e.run(
+            &[
+                "clients", "create", "--id", "web", "--public", "--grants", "password",
+            ],
+            None,
+        ),
         "client `web` already exists",
     );
     assert_user_error(
@@ -556,7 +636,15 @@ async fn clients_create_refuses_bad_input_with_one_line() {
     );
     assert_user_error(
         &e.run(
-            &["clients", "create", "--id", "x", "--secret-stdin"],
+            &[
+                "clients",
+                "create",
+                "--id",
+                "x",
+                "--secret-stdin",
+                "--grants",
+                "client_credentials",
+            ],
             Some("short\n"),
         ),
         "at least 16 characters",

@@ -434,7 +434,7 @@ async fn unknown_grant_types_are_unsupported_in_every_dialect() {
         "%20password",
         "password%0A",
         "refresh_token%2Cpassword",
-        "authorization_code",
+        "authorization_code%20",
         "implicit",
         "token",
         "urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer",

@@ -44,12 +44,7 @@ async fn invalid_request_for_missing_both_or_neither_identifier() {
 #[tokio::test]
 async fn unsupported_grant_type() {
     let gw = TokenGateway::start("").await;
-    let r = form(
-        &gw,
-        Some(BASIC_CLIENT),
-        "grant_type=authorization_code&code=x",
-    )
-    .await;
+    let r = form(&gw, Some(BASIC_CLIENT), "grant_type=implicit&code=x").await;
     assert_eq!(error_of(r).await, (400, "unsupported_grant_type".into()));
     // The query and the body disagree.
     let r = client()
@@ -411,6 +406,7 @@ async fn argon2_hashed_client_secrets_verify() {
             grants: vec!["password".into()],
             scopes: vec![],
             created_at: chrono::Utc::now(),
+            ..Default::default()
         })
         .await
         .unwrap();

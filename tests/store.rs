@@ -247,6 +247,7 @@ async fn clients_create_and_look_up(f: Fixture) {
         grants: vec!["client_credentials".into(), "password".into()],
         scopes: vec!["read".into(), "write".into()],
         created_at: Utc::now(),
+        ..Default::default()
     };
     let stored = f.store.create_client(confidential.clone()).await.unwrap();
     assert_eq!(stored.created_at, confidential.created_at.trunc_subsecs(6));
@@ -257,6 +258,7 @@ async fn clients_create_and_look_up(f: Fixture) {
         grants: vec!["password".into()],
         scopes: vec![],
         created_at: now(),
+        ..Default::default()
     };
     f.store.create_client(public.clone()).await.unwrap();
     assert_eq!(f.store.client_by_id("spa").await.unwrap(), Some(public));
@@ -270,6 +272,7 @@ async fn client_id_is_unique(f: Fixture) {
         grants: vec![],
         scopes: vec![],
         created_at: now(),
+        ..Default::default()
     };
     f.store.create_client(c.clone()).await.unwrap();
     let err = f.store.create_client(c).await.unwrap_err();

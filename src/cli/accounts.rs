@@ -21,7 +21,12 @@ use crate::store::{self, Client, NewUser, Store, StoreError, Unique};
 use crate::users::model::{self, is_plausible_email, is_valid_username, NewUserFields, UserView};
 
 /// The grants a client may be given.
-const KNOWN_GRANTS: &[&str] = &["password", "refresh_token", "client_credentials"];
+const KNOWN_GRANTS: &[&str] = &[
+    "authorization_code",
+    "password",
+    "refresh_token",
+    "client_credentials",
+];
 
 pub async fn users(cli: &Cli, cmd: &UsersCommand) -> CmdResult {
     match cmd {
@@ -358,6 +363,19 @@ fn check_client_id(id: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Redirect URIs as registered: each one a valid target (`signin::redirect`), no repeats.
+fn checked_uris(flag: &str, uris: &[String]) -> Result<Vec<String>, String> {
+    let mut out: Vec<String> = Vec::new();
+    for u in uris {
+        crate::signin::redirect::check_registrable(u)
+            .map_err(|why| format!("{flag} `{u}`: {why}"))?;
+        if !out.contains(u) {
+            out.push(u.clone());
+        }
+    }
+    Ok(out)
+}
+
 async fn create_client(cli: &Cli, args: &ClientsCreate) -> CmdResult {
     check_client_id(&args.id)?;
     let mut grants: Vec<String> = Vec::new();
@@ -379,7 +397,28 @@ async fn create_client(cli: &Cli, args: &ClientsCreate) -> CmdResult {
     if grants.is_empty() {
         return Err("--grants must name at least one grant".into());
     }
-    if args.public && grants.iter().any(|g| g == "client_credentials") {
+    let public = match args.auth_method.as_deref() {
+        Some("none") => true,
+        Some("tls_client_auth" | "self_signed_tls_client_auth") => {
+            return Err("--auth-method: certificate-bound client authentication is not available yet; use client_secret_basic, client_secret_post or none".into())
+        }
+        Some(_) if args.public => {
+            return Err("--auth-method: a secret method contradicts --public".into())
+        }
+        _ => args.public,
+    };
+    if public == args.secret_stdin {
+        return Err("choose --public or --secret-stdin".into());
+    }
+    let redirect_uris = checked_uris("--redirect-uri", &args.redirect_uris)?;
+    let post_logout_redirect_uris = checked_uris(
+        "--post-logout-redirect-uri",
+        &args.post_logout_redirect_uris,
+    )?;
+    if grants.iter().any(|g| g == "authorization_code") && redirect_uris.is_empty() {
+        return Err("the authorization_code grant needs at least one --redirect-uri".into());
+    }
+    if public && grants.iter().any(|g| g == "client_credentials") {
         return Err("a public client cannot use the client_credentials grant".into());
     }
     let scopes: Vec<String> = args.scopes.split_whitespace().map(str::to_owned).collect();
@@ -389,7 +428,7 @@ async fn create_client(cli: &Cli, args: &ClientsCreate) -> CmdResult {
     {
         return Err(format!("invalid scope `{bad}`").into());
     }
-    let secret = match (args.public, args.secret_stdin) {
+    let secret = match (public, args.secret_stdin) {
         (true, false) => None,
         (false, true) => {
             let s = secret_from_stdin("client secret")?;
@@ -416,6 +455,9 @@ async fn create_client(cli: &Cli, args: &ClientsCreate) -> CmdResult {
         grants,
         scopes,
         created_at: Utc::now(),
+        redirect_uris,
+        post_logout_redirect_uris,
+        first_party: !args.third_party,
     };
     let client = match store.create_client(client).await {
         Ok(c) => c,
@@ -435,6 +477,9 @@ async fn create_client(cli: &Cli, args: &ClientsCreate) -> CmdResult {
             "public": client.secret_hash.is_none(),
             "grants": client.grants,
             "scopes": client.scopes,
+            "redirect_uris": client.redirect_uris,
+            "post_logout_redirect_uris": client.post_logout_redirect_uris,
+            "first_party": client.first_party,
             "created_at": model::timestamp(&client.created_at),
         })
     );

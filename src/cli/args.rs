@@ -97,12 +97,34 @@ pub struct ClientsCreate {
     /// Read the client secret from standard input.
     #[arg(long)]
     pub secret_stdin: bool,
-    /// Comma-separated grants.
-    #[arg(long, value_delimiter = ',', default_value = "password,refresh_token")]
+    /// Comma-separated grants. The password grant is a legacy switch (RFC 9700): a client
+    /// gets it only when it is named here.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "authorization_code,refresh_token"
+    )]
     pub grants: Vec<String>,
     /// Space-separated scopes.
     #[arg(long, default_value = "")]
     pub scopes: String,
+    /// An exact redirect URI for the authorization code flow (repeatable): https, or
+    /// http on a loopback address for native apps.
+    #[arg(long = "redirect-uri")]
+    pub redirect_uris: Vec<String>,
+    /// An exact URI `GET /oauth/logout` may send the browser to afterwards (repeatable).
+    #[arg(long = "post-logout-redirect-uri")]
+    pub post_logout_redirect_uris: Vec<String>,
+    /// The operator's own app: no consent screen (the default).
+    #[arg(long, conflicts_with = "third_party")]
+    pub first_party: bool,
+    /// Someone else's app: the user is asked to consent before it gets a code.
+    #[arg(long)]
+    pub third_party: bool,
+    /// How the client authenticates at the token endpoint: `none` is a public client
+    /// (same as --public); the secret methods need --secret-stdin.
+    #[arg(long, value_parser = ["client_secret_basic", "client_secret_post", "none", "tls_client_auth", "self_signed_tls_client_auth"])]
+    pub auth_method: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -72,6 +72,7 @@ pub async fn seed(
             grants: all(&["password", "refresh_token", "client_credentials"]),
             scopes: all(&["read", "write"]),
             created_at: chrono::Utc::now(),
+            ..Default::default()
         })
         .await?;
     store
@@ -81,6 +82,7 @@ pub async fn seed(
             grants: all(&["password", "refresh_token"]),
             scopes: Vec::new(),
             created_at: chrono::Utc::now(),
+            ..Default::default()
         })
         .await?;
     Ok(secret)

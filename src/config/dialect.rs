@@ -13,6 +13,7 @@ pub enum GrantType {
     Password,
     RefreshToken,
     ClientCredentials,
+    AuthorizationCode,
 }
 
 impl GrantType {
@@ -21,6 +22,7 @@ impl GrantType {
             "password" => Some(GrantType::Password),
             "refresh_token" => Some(GrantType::RefreshToken),
             "client_credentials" => Some(GrantType::ClientCredentials),
+            "authorization_code" => Some(GrantType::AuthorizationCode),
             _ => None,
         }
     }
@@ -30,6 +32,7 @@ impl GrantType {
             GrantType::Password => "password",
             GrantType::RefreshToken => "refresh_token",
             GrantType::ClientCredentials => "client_credentials",
+            GrantType::AuthorizationCode => "authorization_code",
         }
     }
 }
@@ -44,6 +47,8 @@ pub struct Dialect {
     pub invalid_credentials_status: Option<StatusCode>,
     /// `token_type` as this dialect spells it.
     pub token_type: String,
+    /// The endpoint's path: the dialect as metrics and audit events name it.
+    pub name: String,
 }
 
 impl Default for Dialect {
@@ -53,6 +58,7 @@ impl Default for Dialect {
             implied_client: None,
             invalid_credentials_status: None,
             token_type: "bearer".into(),
+            name: "/oauth/token".into(),
         }
     }
 }
@@ -67,6 +73,7 @@ impl Dialect {
                 .invalid_credentials_status
                 .and_then(|s| StatusCode::from_u16(s).ok()),
             token_type: e.token_type.clone().unwrap_or_else(|| "bearer".into()),
+            name: trim_slash(&e.path).to_string(),
         }
     }
 

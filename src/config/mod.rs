@@ -64,6 +64,7 @@ pub struct Config {
     pub store: raw::Store,
     pub tokens: raw::Tokens,
     pub users_api: raw::UsersApi,
+    pub login: raw::Login,
     pub cors: raw::Cors,
     pub connect: raw::Connect,
     pub introspection: Vec<raw::Introspection>,

@@ -24,6 +24,8 @@ pub struct RawConfig {
     /// Each path serves the OAuth 2.0 token endpoint; options adapt one legacy dialect.
     pub token_endpoints: Option<Vec<TokenEndpoint>>,
     pub users_api: UsersApi,
+    /// The hosted sign-in page of `GET /oauth/authorize` and the browser session.
+    pub login: Login,
     pub cors: Cors,
     /// External OAuth 2.0 / OIDC providers for account linking.
     pub providers: BTreeMap<String, Provider>,
@@ -275,6 +277,58 @@ pub enum Registration {
 #[serde(deny_unknown_fields, default)]
 pub struct UsersApi {
     pub registration: Registration,
+}
+
+/// The hosted sign-in page (`login`).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct Login {
+    /// The page's title and heading.
+    pub title: String,
+    /// An image shown above the form (https URL); none when absent.
+    pub logo_url: Option<String>,
+    /// A CSS file served with the page and linked from it; none when absent.
+    pub css_file: Option<PathBuf>,
+    pub session: LoginSession,
+    /// How long an authorization code may wait to be redeemed.
+    #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub code_ttl: Duration,
+}
+
+impl Default for Login {
+    fn default() -> Self {
+        Login {
+            title: "Sign in".into(),
+            logo_url: None,
+            css_file: None,
+            session: LoginSession::default(),
+            code_ttl: Duration::from_secs(60),
+        }
+    }
+}
+
+/// The browser session (single sign-on) the hosted page starts.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct LoginSession {
+    /// Ended after this long without use.
+    #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub idle: Duration,
+    /// Ended this long after sign-in, however used.
+    #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub absolute: Duration,
+}
+
+impl Default for LoginSession {
+    fn default() -> Self {
+        LoginSession {
+            idle: Duration::from_secs(8 * 3600),
+            absolute: Duration::from_secs(7 * 24 * 3600),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]

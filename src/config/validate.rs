@@ -53,6 +53,25 @@ pub(super) fn validate(
             (None, None) => {}
         }
     }
+    if let Some(css) = &raw.login.css_file {
+        if std::fs::read_to_string(css).is_err() {
+            problems.push(format!("login.css_file: {} cannot be read", css.display()));
+        }
+    }
+    if let Some(logo) = &raw.login.logo_url {
+        if !(logo.starts_with("https://") || logo.starts_with("/")) || logo.contains('"') {
+            problems
+                .push("login.logo_url: must be an https:// URL or a path on this gateway".into());
+        }
+    }
+    if raw.login.code_ttl.is_zero() || raw.login.code_ttl > std::time::Duration::from_secs(600) {
+        problems.push("login.code_ttl: must be between 1s and 10m (RFC 6749 §4.1.2)".into());
+    }
+    if raw.login.session.idle.is_zero() || raw.login.session.idle > raw.login.session.absolute {
+        problems.push(
+            "login.session.idle: must be more than 0s and at most login.session.absolute".into(),
+        );
+    }
     if raw.listen.workers > MAX_WORKERS {
         problems.push(format!(
             "listen.workers: {} is more than {MAX_WORKERS}; use 0 for one per CPU core",
@@ -168,6 +187,7 @@ pub(super) fn validate(
             store: raw.store,
             tokens: raw.tokens,
             users_api: raw.users_api,
+            login: raw.login,
             cors: raw.cors,
             connect: raw.connect,
             introspection: raw.introspection,

@@ -220,6 +220,19 @@ impl KeySet {
         encode(&header, claims, key).map_err(|e| KeyError::Sign(e.to_string()))
     }
 
+    /// Signs any JSON claims (an ID token) with the active key, with header `typ`.
+    pub fn sign_json(&self, claims: &Value, typ: &str) -> Result<String, KeyError> {
+        let mut header = Header::new(jwt_alg(self.active.alg));
+        header.kid = Some(self.active.kid.clone());
+        header.typ = Some(typ.into());
+        let key = self
+            .active
+            .encoding
+            .as_ref()
+            .ok_or(KeyError::Sign("no private key".into()))?;
+        encode(&header, claims, key).map_err(|e| KeyError::Sign(e.to_string()))
+    }
+
     /// The one verification entry point for access tokens we issued: algorithm pinned by
     /// the key the `kid` names, signature, `typ`, `exp` (required), `iss`, `aud`.
     /// Revocation is not checked here; callers consult the revoked-`jti` set.

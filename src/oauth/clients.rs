@@ -65,6 +65,7 @@ impl TokenService {
                     ],
                     scopes: Vec::new(),
                     created_at: Utc::now(),
+                    ..Default::default()
                 }
             }
             None => return Err(refused("unknown_client", Some(id))),

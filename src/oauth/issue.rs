@@ -21,6 +21,10 @@ pub(super) struct Grantee<'a> {
     pub client_id: &'a str,
     pub scope: String,
     pub alias: Option<String>,
+    /// With `openid` in the scope (authorization code flow only): the ID token's `nonce`
+    /// and the sign-in time it reports.
+    pub nonce: Option<String>,
+    pub auth_time: Option<i64>,
 }
 
 /// Tokens just issued.
@@ -31,6 +35,10 @@ pub(super) struct Issued {
     pub scope: String,
     pub created_at: DateTime<Utc>,
     pub user_id: Option<i64>,
+    /// The access token's `jti` (revoked when its code is replayed).
+    pub jti: String,
+    /// OpenID Connect: present when the grant asked for `openid`.
+    pub id_token: Option<String>,
 }
 
 fn chrono_dur(d: std::time::Duration) -> ChronoDuration {
@@ -70,7 +78,7 @@ impl TokenService {
         refresh_family: Option<&str>,
     ) -> Result<Issued, OAuthError> {
         let now = Utc::now();
-        let access_token = self.mint_access(cfg, g, now).await?;
+        let (access_token, jti) = self.mint_access(cfg, g, now).await?;
         let refresh_token = match refresh_family {
             Some(family) => {
                 let (token, record) = refresh_record(cfg, g, family, now);
@@ -79,7 +87,14 @@ impl TokenService {
             }
             None => None,
         };
-        Ok(Issued::new(cfg, g, access_token, refresh_token, now))
+        let mut issued = Issued::new(cfg, g, access_token, refresh_token, now, jti);
+        if g.user.is_some() && g.scope.split(' ').any(|s| s == "openid") {
+            issued.id_token = Some(
+                self.mint_id_token(cfg, g, &issued.access_token, now)
+                    .await?,
+            );
+        }
+        Ok(issued)
     }
 
     /// Issues the tokens of one refresh: an access token, and a refresh token that
@@ -95,7 +110,7 @@ impl TokenService {
         rotated_since: Option<DateTime<Utc>>,
     ) -> Result<Option<Issued>, OAuthError> {
         let now = Utc::now();
-        let access_token = self.mint_access(cfg, g, now).await?;
+        let (access_token, jti) = self.mint_access(cfg, g, now).await?;
         let (token, record) = refresh_record(cfg, g, family, now);
         if !self
             .store
@@ -104,7 +119,14 @@ impl TokenService {
         {
             return Ok(None);
         }
-        Ok(Some(Issued::new(cfg, g, access_token, Some(token), now)))
+        Ok(Some(Issued::new(
+            cfg,
+            g,
+            access_token,
+            Some(token),
+            now,
+            jti,
+        )))
     }
 
     /// A new access token: a signed JWT, or an opaque token whose hash is stored.
@@ -113,10 +135,10 @@ impl TokenService {
         cfg: &Config,
         g: &Grantee<'_>,
         now: DateTime<Utc>,
-    ) -> Result<String, OAuthError> {
+    ) -> Result<(String, String), OAuthError> {
         let exp = now + chrono_dur(cfg.tokens.access.ttl);
         let jti = uuid::Uuid::new_v4().to_string();
-        Ok(match cfg.tokens.access.format {
+        let token = match cfg.tokens.access.format {
             AccessFormat::Jwt => {
                 let claims = AccessClaims {
                     sub: match g.user {
@@ -128,7 +150,7 @@ impl TokenService {
                     exp: exp.timestamp(),
                     iat: now.timestamp(),
                     nbf: None,
-                    jti,
+                    jti: jti.clone(),
                     scope: g.scope.clone(),
                     client_id: Some(g.client_id.to_string()),
                     email: g.user.map(|u| u.email.clone()),
@@ -153,7 +175,7 @@ impl TokenService {
                         TokenKind::OpaqueAccess,
                         TokenRecord {
                             token_hash: sha256_hex(&token),
-                            family_id: jti,
+                            family_id: jti.clone(),
                             user_id: g.user.map(|u| u.id),
                             client_id: Some(g.client_id.to_string()),
                             scope: g.scope.clone(),
@@ -167,7 +189,56 @@ impl TokenService {
                     .await?;
                 token
             }
-        })
+        };
+        Ok((token, jti))
+    }
+
+    /// The OpenID Connect ID token (Core §2): who signed in, for which client, when and
+    /// how, bound to the request's `nonce` and to the access token (`at_hash`).
+    async fn mint_id_token(
+        &self,
+        cfg: &Config,
+        g: &Grantee<'_>,
+        access_token: &str,
+        now: DateTime<Utc>,
+    ) -> Result<String, OAuthError> {
+        use base64::Engine;
+        use sha2::Digest;
+        let user = g
+            .user
+            .ok_or(OAuthError::Server("an ID token needs a user".into()))?;
+        // at_hash: the left half of the access token's hash (SHA-256 for RS256, ES256 and
+        // EdDSA alike: each signs with a 256-bit hash here).
+        let digest = sha2::Sha256::digest(access_token.as_bytes());
+        let at_hash = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&digest[..16]);
+        let mut claims = json!({
+            "iss": self.keys.issuer(),
+            "sub": user.id.to_string(),
+            "aud": g.client_id,
+            "azp": g.client_id,
+            "exp": (now + chrono_dur(cfg.tokens.access.ttl)).timestamp(),
+            "iat": now.timestamp(),
+            "auth_time": g.auth_time.unwrap_or(now.timestamp()),
+            "at_hash": at_hash,
+            "amr": ["pwd"],
+        });
+        if let Some(n) = &g.nonce {
+            claims["nonce"] = json!(n);
+        }
+        if g.scope.split(' ').any(|s| s == "email") {
+            claims["email"] = json!(user.email);
+            claims["email_verified"] = json!(false);
+        }
+        if g.scope.split(' ').any(|s| s == "profile") {
+            if let Some(u) = &user.username {
+                claims["preferred_username"] = json!(u);
+            }
+        }
+        let keys = self.keys.clone();
+        tokio::task::spawn_blocking(move || keys.sign_json(&claims, "JWT"))
+            .await
+            .map_err(|e| OAuthError::Server(format!("signing task failed: {e}")))?
+            .map_err(|e| OAuthError::Server(e.to_string()))
     }
 }
 
@@ -178,6 +249,7 @@ impl Issued {
         access_token: String,
         refresh_token: Option<String>,
         now: DateTime<Utc>,
+        jti: String,
     ) -> Issued {
         Issued {
             access_token,
@@ -186,6 +258,8 @@ impl Issued {
             scope: g.scope.clone(),
             created_at: now,
             user_id: g.user.map(|u| u.id.0),
+            jti,
+            id_token: None,
         }
     }
 
@@ -199,6 +273,9 @@ impl Issued {
         m.insert("expires_in".into(), json!(self.expires_in));
         if let Some(r) = self.refresh_token {
             m.insert("refresh_token".into(), json!(r));
+        }
+        if let Some(t) = self.id_token {
+            m.insert("id_token".into(), json!(t));
         }
         if !self.scope.is_empty() || dialect.always_names_scope() {
             m.insert("scope".into(), json!(self.scope));

@@ -11,6 +11,7 @@
 //! logs or caches (no token, password or secret is logged; every answer is `no-store`).
 
 mod clients;
+pub mod code;
 mod endpoints;
 pub mod error;
 mod grants;
@@ -24,6 +25,7 @@ pub mod throttle;
 use std::sync::Arc;
 
 pub use endpoints::{IntrospectEndpoint, MetadataEndpoint, RevokeEndpoint, TokenEndpoint};
+pub(crate) use grants::resolve_scope as grants_scope;
 
 use crate::config::Config;
 use crate::crypto::PasswordHasherPool;
@@ -74,6 +76,9 @@ impl TokenService {
     /// The endpoints this service answers, to mount before the route table.
     pub fn endpoints(self: &Arc<Self>) -> Vec<Arc<dyn Endpoint>> {
         vec![
+            // Before the token endpoints: `GET /oauth/authorize` is the code flow, while
+            // `POST /oauth/authorize` stays a token endpoint (the draft-10 dialect).
+            Arc::new(crate::signin::SignInEndpoint(self.clone())),
             Arc::new(TokenEndpoint(self.clone())),
             Arc::new(RevokeEndpoint(self.clone())),
             Arc::new(IntrospectEndpoint(self.clone())),

@@ -98,6 +98,27 @@ pub struct Client {
     pub grants: Vec<String>,
     pub scopes: Vec<String>,
     pub created_at: DateTime<Utc>,
+    /// Where `GET /oauth/authorize` may send this client's codes: exact strings.
+    pub redirect_uris: Vec<String>,
+    /// Where `GET /oauth/logout` may send the browser afterwards: exact strings.
+    pub post_logout_redirect_uris: Vec<String>,
+    /// The operator's own app: signs in without a consent screen.
+    pub first_party: bool,
+}
+
+impl Default for Client {
+    fn default() -> Self {
+        Client {
+            id: String::new(),
+            secret_hash: None,
+            grants: Vec::new(),
+            scopes: Vec::new(),
+            created_at: Utc::now(),
+            redirect_uris: Vec::new(),
+            post_logout_redirect_uris: Vec::new(),
+            first_party: true,
+        }
+    }
 }
 
 /// A refresh token or opaque access token row; the token itself is only ever a hash.
@@ -276,8 +297,51 @@ pub(crate) fn attempt_wait(
     std::time::Duration::from_micros(wait.max(1) as u64)
 }
 
+/// What sign-in keeps between requests (`signin/`): authorization codes and browser
+/// sessions, each by the SHA-256 of its value, with the module's JSON payload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignInKind {
+    Code,
+    Session,
+}
+
+impl SignInKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SignInKind::Code => "code",
+            SignInKind::Session => "session",
+        }
+    }
+}
+
+/// A stored code or session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignInRecord {
+    pub payload: String,
+    pub expires_at: DateTime<Utc>,
+    /// A redeemed code, an ended session.
+    pub used_at: Option<DateTime<Utc>>,
+}
+
+pub trait SignInStore: Send + Sync {
+    /// Stores a record, replacing one with the same hash (a session's new payload).
+    fn put_signin(&self, kind: SignInKind, hash: &str, record: SignInRecord)
+        -> StoreFuture<'_, ()>;
+    fn signin_by_hash(&self, kind: SignInKind, hash: &str)
+        -> StoreFuture<'_, Option<SignInRecord>>;
+    /// Marks the record used at `at` if it was not: `true` for the one caller that did
+    /// (single use without locks, as for refresh rotation).
+    fn use_signin(&self, kind: SignInKind, hash: &str, at: DateTime<Utc>) -> StoreFuture<'_, bool>;
+}
+
 pub trait Store:
-    UserStore + ClientStore + TokenStore + IdentityStore + ConnectStateStore + AttemptStore
+    UserStore
+    + ClientStore
+    + TokenStore
+    + IdentityStore
+    + ConnectStateStore
+    + AttemptStore
+    + SignInStore
 {
     fn ping(&self) -> StoreFuture<'_, ()>;
     /// Deletes what can no longer matter: tokens and revoked `jti`s that expired before

@@ -246,15 +246,20 @@ impl ClientStore for PostgresStore {
                 created_at: micros(c.created_at),
                 ..c
             };
-            sqlx::query("INSERT INTO clients (id, secret_hash, grants, scopes, created_at) VALUES ($1, $2, $3, $4, $5)")
-                .bind(&c.id)
-                .bind(&c.secret_hash)
-                .bind(join_list(&c.grants))
-                .bind(join_list(&c.scopes))
-                .bind(c.created_at)
-                .execute(&self.pool)
-                .await
-                .map_err(map_err)?;
+            sqlx::query(&format!(
+                "INSERT INTO clients ({CLIENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+            ))
+            .bind(&c.id)
+            .bind(&c.secret_hash)
+            .bind(join_list(&c.grants))
+            .bind(join_list(&c.scopes))
+            .bind(c.created_at)
+            .bind(join_list(&c.redirect_uris))
+            .bind(join_list(&c.post_logout_redirect_uris))
+            .bind(c.first_party)
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
             Ok(c)
         })
     }
@@ -262,9 +267,9 @@ impl ClientStore for PostgresStore {
     fn client_by_id(&self, id: &str) -> StoreFuture<'_, Option<Client>> {
         let id = id.to_owned();
         Box::pin(async move {
-            let row = sqlx::query(
-                "SELECT id, secret_hash, grants, scopes, created_at FROM clients WHERE id = $1",
-            )
+            let row = sqlx::query(&format!(
+                "SELECT {CLIENT_COLUMNS} FROM clients WHERE id = $1"
+            ))
             .bind(id)
             .fetch_optional(&self.pool)
             .await
@@ -622,6 +627,75 @@ impl super::AttemptStore for PostgresStore {
     }
 }
 
+const CLIENT_COLUMNS: &str = "id, secret_hash, grants, scopes, created_at, redirect_uris, post_logout_redirect_uris, first_party";
+
+impl super::SignInStore for PostgresStore {
+    fn put_signin(
+        &self,
+        kind: super::SignInKind,
+        hash: &str,
+        r: super::SignInRecord,
+    ) -> StoreFuture<'_, ()> {
+        let hash = hash.to_owned();
+        Box::pin(async move {
+            sqlx::query(
+                "INSERT INTO signin_state (kind, value_hash, payload, expires_at, used_at) \
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (kind, value_hash) DO UPDATE SET \
+                 payload = excluded.payload, expires_at = excluded.expires_at, used_at = excluded.used_at",
+            )
+            .bind(kind.as_str())
+            .bind(hash)
+            .bind(&r.payload)
+            .bind(micros(r.expires_at))
+            .bind(r.used_at.map(micros))
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+            Ok(())
+        })
+    }
+
+    fn signin_by_hash(
+        &self,
+        kind: super::SignInKind,
+        hash: &str,
+    ) -> StoreFuture<'_, Option<super::SignInRecord>> {
+        let hash = hash.to_owned();
+        Box::pin(async move {
+            let row = sqlx::query(
+                "SELECT payload, expires_at, used_at FROM signin_state WHERE kind = $1 AND value_hash = $2",
+            )
+            .bind(kind.as_str())
+            .bind(hash)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?;
+            row.as_ref().map(rows::signin).transpose().map_err(map_err)
+        })
+    }
+
+    fn use_signin(
+        &self,
+        kind: super::SignInKind,
+        hash: &str,
+        at: DateTime<Utc>,
+    ) -> StoreFuture<'_, bool> {
+        let hash = hash.to_owned();
+        Box::pin(async move {
+            let done = sqlx::query(
+                "UPDATE signin_state SET used_at = $1 WHERE kind = $2 AND value_hash = $3 AND used_at IS NULL",
+            )
+            .bind(micros(at))
+            .bind(kind.as_str())
+            .bind(hash)
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+            Ok(done.rows_affected() == 1)
+        })
+    }
+}
+
 impl Store for PostgresStore {
     fn purge_expired(&self, before: DateTime<Utc>) -> StoreFuture<'_, u64> {
         Box::pin(async move {
@@ -636,6 +710,7 @@ impl Store for PostgresStore {
             for sql in [
                 "DELETE FROM tokens WHERE expires_at < $1",
                 "DELETE FROM revoked_jtis WHERE expires_at < $1",
+                "DELETE FROM signin_state WHERE expires_at < $1",
             ] {
                 let done = sqlx::query(sql)
                     .bind(micros(before))

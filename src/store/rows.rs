@@ -22,6 +22,8 @@ pub(crate) trait StoreRow {
     fn bytes(&self, col: &str) -> Result<Vec<u8>>;
     fn time(&self, col: &str) -> Result<DateTime<Utc>>;
     fn opt_time(&self, col: &str) -> Result<Option<DateTime<Utc>>>;
+    /// A boolean: INTEGER 0/1 in SQLite, BOOLEAN in PostgreSQL.
+    fn flag(&self, col: &str) -> Result<bool>;
 }
 
 /// The columns both drivers decode the same way.
@@ -54,6 +56,9 @@ impl StoreRow for SqliteRow {
         let v: Option<i64> = self.try_get(col)?;
         Ok(v.map(|v| DateTime::from_timestamp_micros(v).unwrap_or_default()))
     }
+    fn flag(&self, col: &str) -> Result<bool> {
+        Ok(self.try_get::<i64, _>(col)? != 0)
+    }
 }
 
 impl StoreRow for PgRow {
@@ -62,6 +67,9 @@ impl StoreRow for PgRow {
         self.try_get(col)
     }
     fn opt_time(&self, col: &str) -> Result<Option<DateTime<Utc>>> {
+        self.try_get(col)
+    }
+    fn flag(&self, col: &str) -> Result<bool> {
         self.try_get(col)
     }
 }
@@ -85,6 +93,17 @@ pub(crate) fn client<R: StoreRow>(r: &R) -> Result<Client> {
         grants: split_list(&r.text("grants")?),
         scopes: split_list(&r.text("scopes")?),
         created_at: r.time("created_at")?,
+        redirect_uris: split_list(&r.text("redirect_uris")?),
+        post_logout_redirect_uris: split_list(&r.text("post_logout_redirect_uris")?),
+        first_party: r.flag("first_party")?,
+    })
+}
+
+pub(crate) fn signin<R: StoreRow>(r: &R) -> Result<super::SignInRecord> {
+    Ok(super::SignInRecord {
+        payload: r.text("payload")?,
+        expires_at: r.time("expires_at")?,
+        used_at: r.opt_time("used_at")?,
     })
 }
 

@@ -192,15 +192,20 @@ impl ClientStore for SqliteStore {
                 created_at: micros(c.created_at),
                 ..c
             };
-            sqlx::query("INSERT INTO clients (id, secret_hash, grants, scopes, created_at) VALUES (?, ?, ?, ?, ?)")
-                .bind(&c.id)
-                .bind(&c.secret_hash)
-                .bind(join_list(&c.grants))
-                .bind(join_list(&c.scopes))
-                .bind(ts(c.created_at))
-                .execute(&self.pool)
-                .await
-                .map_err(map_err)?;
+            sqlx::query(&format!(
+                "INSERT INTO clients ({CLIENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+            ))
+            .bind(&c.id)
+            .bind(&c.secret_hash)
+            .bind(join_list(&c.grants))
+            .bind(join_list(&c.scopes))
+            .bind(ts(c.created_at))
+            .bind(join_list(&c.redirect_uris))
+            .bind(join_list(&c.post_logout_redirect_uris))
+            .bind(i64::from(c.first_party))
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
             Ok(c)
         })
     }
@@ -208,9 +213,9 @@ impl ClientStore for SqliteStore {
     fn client_by_id(&self, id: &str) -> StoreFuture<'_, Option<Client>> {
         let id = id.to_owned();
         Box::pin(async move {
-            let row = sqlx::query(
-                "SELECT id, secret_hash, grants, scopes, created_at FROM clients WHERE id = ?",
-            )
+            let row = sqlx::query(&format!(
+                "SELECT {CLIENT_COLUMNS} FROM clients WHERE id = ?"
+            ))
             .bind(id)
             .fetch_optional(&self.pool)
             .await
@@ -560,6 +565,75 @@ impl super::AttemptStore for SqliteStore {
     }
 }
 
+const CLIENT_COLUMNS: &str = "id, secret_hash, grants, scopes, created_at, redirect_uris, post_logout_redirect_uris, first_party";
+
+impl super::SignInStore for SqliteStore {
+    fn put_signin(
+        &self,
+        kind: super::SignInKind,
+        hash: &str,
+        r: super::SignInRecord,
+    ) -> StoreFuture<'_, ()> {
+        let hash = hash.to_owned();
+        Box::pin(async move {
+            sqlx::query(
+                "INSERT INTO signin_state (kind, value_hash, payload, expires_at, used_at) \
+                 VALUES (?, ?, ?, ?, ?) ON CONFLICT (kind, value_hash) DO UPDATE SET \
+                 payload = excluded.payload, expires_at = excluded.expires_at, used_at = excluded.used_at",
+            )
+            .bind(kind.as_str())
+            .bind(hash)
+            .bind(&r.payload)
+            .bind(ts(r.expires_at))
+            .bind(r.used_at.map(ts))
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+            Ok(())
+        })
+    }
+
+    fn signin_by_hash(
+        &self,
+        kind: super::SignInKind,
+        hash: &str,
+    ) -> StoreFuture<'_, Option<super::SignInRecord>> {
+        let hash = hash.to_owned();
+        Box::pin(async move {
+            let row = sqlx::query(
+                "SELECT payload, expires_at, used_at FROM signin_state WHERE kind = ? AND value_hash = ?",
+            )
+            .bind(kind.as_str())
+            .bind(hash)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?;
+            row.as_ref().map(rows::signin).transpose().map_err(map_err)
+        })
+    }
+
+    fn use_signin(
+        &self,
+        kind: super::SignInKind,
+        hash: &str,
+        at: DateTime<Utc>,
+    ) -> StoreFuture<'_, bool> {
+        let hash = hash.to_owned();
+        Box::pin(async move {
+            let done = sqlx::query(
+                "UPDATE signin_state SET used_at = ? WHERE kind = ? AND value_hash = ? AND used_at IS NULL",
+            )
+            .bind(ts(at))
+            .bind(kind.as_str())
+            .bind(hash)
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+            Ok(done.rows_affected() == 1)
+        })
+    }
+}
+
 impl Store for SqliteStore {
     fn purge_expired(&self, before: DateTime<Utc>) -> StoreFuture<'_, u64> {
         Box::pin(async move {
@@ -574,6 +648,7 @@ impl Store for SqliteStore {
             for sql in [
                 "DELETE FROM tokens WHERE expires_at < ?",
                 "DELETE FROM revoked_jtis WHERE expires_at < ?",
+                "DELETE FROM signin_state WHERE expires_at < ?",
             ] {
                 let done = sqlx::query(sql)
                     .bind(ts(before))

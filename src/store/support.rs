@@ -25,6 +25,11 @@ pub(crate) const SQLITE_MIGRATIONS: &[EmbeddedMigration] = &[
         "login_attempts",
         include_str!("../../migrations/sqlite/0002_login_attempts.sql"),
     ),
+    (
+        3,
+        "signin",
+        include_str!("../../migrations/sqlite/0003_signin.sql"),
+    ),
 ];
 
 pub(crate) const POSTGRES_MIGRATIONS: &[EmbeddedMigration] = &[
@@ -37,6 +42,11 @@ pub(crate) const POSTGRES_MIGRATIONS: &[EmbeddedMigration] = &[
         2,
         "login_attempts",
         include_str!("../../migrations/postgres/0002_login_attempts.sql"),
+    ),
+    (
+        3,
+        "signin",
+        include_str!("../../migrations/postgres/0003_signin.sql"),
     ),
 ];
 

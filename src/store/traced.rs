@@ -166,6 +166,32 @@ impl AttemptStore for TracedStore {
     }
 }
 
+impl super::SignInStore for TracedStore {
+    fn put_signin(
+        &self,
+        kind: super::SignInKind,
+        hash: &str,
+        r: super::SignInRecord,
+    ) -> StoreFuture<'_, ()> {
+        self.traced("put_signin", self.inner.put_signin(kind, hash, r))
+    }
+    fn signin_by_hash(
+        &self,
+        kind: super::SignInKind,
+        hash: &str,
+    ) -> StoreFuture<'_, Option<super::SignInRecord>> {
+        self.traced("signin_by_hash", self.inner.signin_by_hash(kind, hash))
+    }
+    fn use_signin(
+        &self,
+        kind: super::SignInKind,
+        hash: &str,
+        at: DateTime<Utc>,
+    ) -> StoreFuture<'_, bool> {
+        self.traced("use_signin", self.inner.use_signin(kind, hash, at))
+    }
+}
+
 impl Store for TracedStore {
     fn ping(&self) -> StoreFuture<'_, ()> {
         self.inner.ping()

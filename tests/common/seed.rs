@@ -41,6 +41,7 @@ pub async fn client(
             grants: strings(grants),
             scopes: strings(scopes),
             created_at: chrono::Utc::now(),
+            ..Default::default()
         })
         .await
         .unwrap();
