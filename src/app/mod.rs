@@ -237,8 +237,19 @@ impl App {
     /// metrics and access log on the way out.
     pub async fn handle(self: Arc<Self>, req: Request<Incoming>, conn: ConnInfo) -> Response<Body> {
         let request_id = headers::request_id(req.headers());
+        let rt = self.generation.load_full();
+        // The one client address (`http::client_addr`) that the login throttle, the audit
+        // events, the access log and the request span name; rate limits and
+        // `X-Forwarded-For` decide it by the same function from the same head.
+        let client = crate::http::client_addr::client_addr(
+            req.headers(),
+            conn.peer.ip(),
+            &rt.config.trusted_proxies,
+        );
         if !trace::on() {
-            return self.handle_traced(req, conn, request_id, None).await;
+            return self
+                .handle_traced(req, conn, rt, client, request_id, None)
+                .await;
         }
         // The request's span; everything below runs inside it.
         let span = trace::request_span(
@@ -246,25 +257,28 @@ impl App {
             req.uri().path(),
             req.headers(),
             conn.peer.ip(),
-            &self.generation.load().config.trusted_proxies,
+            client,
+            &rt.config.trusted_proxies,
             request_id.to_str().unwrap_or("-"),
         );
         let trace_id = trace::trace_id(&span);
-        self.handle_traced(req, conn, request_id, trace_id)
+        self.handle_traced(req, conn, rt, client, request_id, trace_id)
             .instrument(span)
             .await
     }
 
-    /// [`App::handle`] inside the request's span (`trace_id` is set when tracing is on).
+    /// [`App::handle`] inside the request's span (`trace_id` is set when tracing is on),
+    /// with the generation the request keeps to its end.
     async fn handle_traced(
         self: Arc<Self>,
         req: Request<Incoming>,
         conn: ConnInfo,
+        rt: Arc<Generation>,
+        client: std::net::IpAddr,
         request_id: HeaderValue,
         trace_id: Option<String>,
     ) -> Response<Body> {
         let started = Instant::now();
-        let rt = self.generation.load_full();
         let method = req.method().clone();
         let log_path = rt
             .config
@@ -312,16 +326,13 @@ impl App {
                 );
                 // Endpoints are where security events happen: they belong to this request.
                 let scope = crate::audit::RequestScope {
-                    peer_ip: proxy::ratelimit::client_ip(
-                        req.headers(),
-                        conn.peer.ip(),
-                        &rt.config.trusted_proxies,
-                    ),
+                    peer_ip: client,
                     request_id: request_id.to_str().unwrap_or("-").to_owned(),
                     trace_id: trace_id.clone(),
                 };
                 let ctx = RequestCtx {
                     conn,
+                    client,
                     request_id: request_id.clone(),
                     generation: rt.clone(),
                     authenticator: self.proxy.authenticator.clone(),
@@ -381,6 +392,7 @@ impl App {
                 duration_ms = elapsed.as_secs_f64() * 1000.0,
                 request_id = request_id.to_str().unwrap_or("-"),
                 trace_id = trace_id.as_deref(),
+                client = %client,
                 peer = %peer,
             );
         }
