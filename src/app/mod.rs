@@ -307,14 +307,18 @@ impl App {
         let norm = crate::http::path::normalize_path(req.uri().path())
             .ok()
             .map(std::borrow::Cow::into_owned);
-        let endpoint = norm.as_deref().and_then(|p| {
+        // Which site is meant (RFC 9112 §3.2) is settled before an endpoint or a route
+        // is chosen: an HTTP/1.1 request without `Host`, or any with two, goes no further.
+        let host = crate::http::host::check(&req);
+        let endpoint = norm.as_deref().filter(|_| host.is_ok()).and_then(|p| {
             self.endpoints
                 .iter()
                 .find(|e| e.matches(&method, p, &rt.config))
                 .cloned()
         });
-        let mut resp = match endpoint {
-            Some(ep) => {
+        let mut resp = match (host, endpoint) {
+            (Err(e), _) => rescue(&GatewayError::BadRequest(e.0), &request_id),
+            (Ok(()), Some(ep)) => {
                 outcome.route = Some(
                     ENDPOINT_METRICS
                         .get_or_init(|| {
@@ -340,7 +344,7 @@ impl App {
                 };
                 crate::audit::scope(scope, call_endpoint(ep, req, ctx)).await
             }
-            None => {
+            (Ok(()), None) => {
                 let result = match norm {
                     Some(norm) => {
                         self.proxy

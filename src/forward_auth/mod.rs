@@ -238,7 +238,7 @@ pub async fn decide(
         .host
         .or_else(|| described.uri.host())
         .or_else(|| header_str(headers, header::HOST.as_str()))
-        .map(crate::proxy::host_name);
+        .map(crate::http::host::host_name);
     let norm = path::normalize_path(described.uri.path()).map_err(|_| GatewayError::BadPath)?;
     // Behind an ingress, a client certificate is what the trusted proxy that terminated
     // TLS reports; from anyone else such a header is ignored.
