@@ -207,7 +207,14 @@ impl Upstream {
                     }
                     self.record(target, false);
                     if let Some(why) = tls_failure(e) {
-                        tracing::warn!(target = %target.spec, attempt, error = %why, "upstream TLS handshake failed: certificate not verified or handshake refused");
+                        tracing::warn!(
+                            target = %target.spec,
+                            attempt,
+                            problem = why.problem,
+                            error = %why.detail,
+                            "upstream TLS handshake failed: {}",
+                            why.advice
+                        );
                         metrics::counter!("tollgate_upstream_errors_total", "kind" => "tls")
                             .increment(1);
                     } else {
