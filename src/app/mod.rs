@@ -35,6 +35,40 @@ use tracing::Instrument;
 static ENDPOINT_METRICS: OnceLock<Arc<RequestMetrics>> = OnceLock::new();
 static NO_ROUTE_METRICS: OnceLock<Arc<RequestMetrics>> = OnceLock::new();
 
+fn endpoint_metrics() -> &'static Arc<RequestMetrics> {
+    ENDPOINT_METRICS.get_or_init(|| {
+        Arc::new(RequestMetrics::new(metrics::SharedString::const_str(
+            "tollgate",
+        )))
+    })
+}
+
+fn no_route_metrics() -> &'static Arc<RequestMetrics> {
+    NO_ROUTE_METRICS
+        .get_or_init(|| Arc::new(RequestMetrics::new(metrics::SharedString::const_str("-"))))
+}
+
+/// The metrics of the gateway's own parts, at 0 before their first event (see
+/// `telemetry::at_zero` for why). Parts built elsewhere register their own where they are
+/// built: each route and rate limit in `Generation::build_with`, the upstream counters
+/// with the `ClientCache`, the connection counters with the server, authenticators,
+/// the token service, users API, provider connect and ext_authz with themselves.
+fn register_metrics() {
+    crate::telemetry::at_zero(|| {
+        crate::telemetry::RELOAD_RESULTS.into_iter().flat_map(|r| {
+            [
+                metrics::counter!("tollgate_config_reloads_total", "result" => r),
+                metrics::counter!("tollgate_tls_reloads_total", "result" => r),
+            ]
+        })
+    });
+    endpoint_metrics();
+    no_route_metrics();
+    crate::proxy::authz::register_metrics();
+    crate::forward_auth::register_metrics();
+    crate::audit::register_metrics();
+}
+
 /// A request whose body length two parsers could disagree on (RFC 9112 §6.1, §6.3):
 /// `Transfer-Encoding` together with `Content-Length`, more than one `Transfer-Encoding`
 /// or `Content-Length` field, a length that is not plain digits, or any coding but a lone
@@ -319,15 +353,7 @@ impl App {
         let mut resp = match (host, endpoint) {
             (Err(e), _) => rescue(&GatewayError::BadRequest(e.0), &request_id),
             (Ok(()), Some(ep)) => {
-                outcome.route = Some(
-                    ENDPOINT_METRICS
-                        .get_or_init(|| {
-                            Arc::new(RequestMetrics::new(metrics::SharedString::const_str(
-                                "tollgate",
-                            )))
-                        })
-                        .clone(),
-                );
+                outcome.route = Some(endpoint_metrics().clone());
                 // Endpoints are where security events happen: they belong to this request.
                 let scope = crate::audit::RequestScope {
                     peer_ip: client,
@@ -368,13 +394,7 @@ impl App {
 
         let status = resp.status().as_u16();
         let elapsed = started.elapsed();
-        let route = outcome.route.unwrap_or_else(|| {
-            NO_ROUTE_METRICS
-                .get_or_init(|| {
-                    Arc::new(RequestMetrics::new(metrics::SharedString::const_str("-")))
-                })
-                .clone()
-        });
+        let route = outcome.route.unwrap_or_else(|| no_route_metrics().clone());
         route.record(proxy::method_class(&method), status, elapsed);
         if trace_id.is_some() {
             let span = tracing::Span::current();
@@ -508,7 +528,7 @@ impl Gateway {
     /// Binds every listener, starts serving, and watches the config (and TLS files) for
     /// changes.
     pub async fn start(config: Config, services: Services) -> Result<Gateway, StartError> {
-        crate::telemetry::metrics();
+        register_metrics();
         let config = Arc::new(config);
         let worker_count = workers::resolve(config.listen.workers);
         let clients = ClientCache::new(worker_count);

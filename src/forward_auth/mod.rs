@@ -139,6 +139,16 @@ impl ErrorResponse for ForwardAuthError {
     }
 }
 
+/// The `decision` values of `tollgate_forward_auth_total`.
+const DECISIONS: [&str; 2] = ["allow", "deny"];
+
+/// Both decisions' counters, at 0 from the start.
+pub fn register_metrics() {
+    crate::telemetry::at_zero(|| {
+        DECISIONS.map(|d| metrics::counter!("tollgate_forward_auth_total", "decision" => d))
+    });
+}
+
 /// The forward-auth request itself, for ingresses that describe the original request by
 /// its own shape (Envoy: same method, `path_prefix` + original path, original Host).
 #[derive(Clone, Copy)]

@@ -74,6 +74,15 @@ impl Throttled {
         d.as_secs() + u64::from(d.subsec_nanos() > 0)
     }
 
+    /// Every limit's label.
+    pub fn labels() -> [&'static str; 2] {
+        [
+            Throttled::Account(Duration::ZERO),
+            Throttled::Ip(Duration::ZERO),
+        ]
+        .map(Throttled::label)
+    }
+
     pub fn label(self) -> &'static str {
         match self {
             Throttled::Account(_) => "account",
