@@ -180,6 +180,11 @@ impl Sink {
     }
 }
 
+/// `tollgate_audit_write_errors_total` at 0 from the start.
+pub fn register_metrics() {
+    crate::telemetry::at_zero(|| [metrics::counter!("tollgate_audit_write_errors_total")]);
+}
+
 /// Installs the destination of `cfg` for the whole process (`serve` and the CLI call
 /// this once the config is loaded; a reload that changes `audit` calls it again).
 pub fn install(cfg: &AuditConfig) -> io::Result<()> {

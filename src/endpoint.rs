@@ -18,6 +18,9 @@ use crate::proxy::Generation;
 #[derive(Clone)]
 pub struct RequestCtx {
     pub conn: ConnInfo,
+    /// The client's address (`http::client_addr`), decided once in `App::handle`: what
+    /// the login throttle counts, and what the request's audit events and access log name.
+    pub client: std::net::IpAddr,
     pub request_id: HeaderValue,
     /// The configuration generation the request started with.
     pub generation: Arc<Generation>,

@@ -87,6 +87,7 @@ pub type RevokedFuture = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
 
 impl RevocationList {
     pub fn new() -> Arc<Self> {
+        crate::telemetry::at_zero(|| [metrics::counter!("tollgate_revocations_applied_total")]);
         Arc::new(Self::default())
     }
 

@@ -1,17 +1,16 @@
-//! deploy/grafana/tollgate.json queries only what a running gateway exports: a gateway
-//! with a token service, introspection, a dead and a slow upstream and a login throttle
-//! gets traffic that makes every series appear, then every metric name and label that a
-//! panel's PromQL names must be in its /metrics.
+//! deploy/grafana/tollgate.json queries only what a running gateway exports, and a counter
+//! exists before its first event: a fresh `tollgate serve` (a token service, introspection,
+//! a foreign JWT issuer, a provider, routes with a rate limit, ext_authz, tracing) that has
+//! served nothing must already export every metric name and label a panel's PromQL names,
+//! and every metric the docs name. A series that appeared only with its first event would
+//! hide that event from `rate()` and `increase()`.
 
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::Duration;
 
-use common::idp::{Idp, Mode, CLIENT_ID, CLIENT_SECRET};
-use common::oauth::TokenGateway;
-use common::{client, Upstream};
-use serde_json::{json, Value};
+use common::process::GatewayProcess;
+use serde_json::Value;
 
 fn dashboard() -> Value {
     let path =
@@ -87,155 +86,149 @@ fn exported(text: &str) -> BTreeMap<String, BTreeSet<String>> {
     out
 }
 
-#[tokio::test]
-async fn every_metric_and_label_the_dashboard_queries_is_exported() {
-    let up = Upstream::start().await;
-    let idp = Idp::start().await;
-    idp.add_token(
-        "opaque-ok",
-        json!({"active": true, "sub": "u-9", "scope": "orders:read", "exp": common::authn::now() + 600}),
-    );
-    std::env::set_var("GRAFANA_TEST_INTROSPECT_SECRET", CLIENT_SECRET);
-    // Two closed ports: a target is only ejected while another one is left.
-    let closed: Vec<_> = (0..2)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
-        .collect();
-    let dead: Vec<String> = closed
-        .iter()
-        .map(|l| format!("\"http://{}\"", l.local_addr().unwrap()))
-        .collect();
-    drop(closed);
-    let extra = format!(
-        r#"
-limits:
-  max_connections: 4
+/// Every `tollgate_…` metric name the operator docs mention (histograms by their base
+/// name), with the file that names it.
+fn documented() -> BTreeMap<String, String> {
+    let docs = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs");
+    let mut out = BTreeMap::new();
+    for entry in std::fs::read_dir(&docs).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "md") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        for (i, _) in text.match_indices("tollgate_") {
+            let name: String = text[i..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            let metric = ["_total", "_seconds", "_active"]
+                .iter()
+                .any(|s| name.ends_with(s));
+            if metric {
+                out.entry(name)
+                    .or_insert_with(|| path.file_name().unwrap().to_string_lossy().into_owned());
+            }
+        }
+    }
+    out
+}
+
+/// A closed port on 127.0.0.1: whatever is configured there is never reached.
+fn closed_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A `tollgate serve` with every feature that brings metrics of its own, started and
+/// never sent a request.
+fn fresh_gateway(dir: &std::path::Path) -> GatewayProcess {
+    let nowhere = format!("http://127.0.0.1:{}", closed_port());
+    let yaml = format!(
+        r#"listen:
+  http: 127.0.0.1:0
+  admin: 127.0.0.1:0
+  ext_authz: 127.0.0.1:0
+store:
+  url: sqlite://{db}/t.db
+{tokens}  login_throttle:
+    per_account: 5
+token_endpoints:
+  - path: /oauth/token
 introspection:
   - name: corp
-    url: {idp}
-    client_id: {CLIENT_ID}
-    client_secret_env: GRAFANA_TEST_INTROSPECT_SECRET
-    timeout: 500ms
+    url: {nowhere}/introspect
+    client_id: gateway
+    client_secret_env: DASHBOARD_TEST_SECRET
+jwt_issuers:
+  - issuer: https://idp.example
+    jwks_url: {nowhere}/jwks
+    audience: my-api
+connect:
+  encryption_key_env: DASHBOARD_TEST_KEY
+  callback_base_url: http://127.0.0.1:8080
+providers:
+  facebook:
+    client_id: fb-client
+    client_secret_env: DASHBOARD_TEST_SECRET
+    authorize_url: {nowhere}/authorize
+    token_url: {nowhere}/token
+    userinfo_url: {nowhere}/userinfo
+    allowed_redirect_uris: ["http://127.0.0.1:8080/done"]
+telemetry:
+  tracing:
+    otlp_endpoint: {nowhere}
 routes:
-  - {{ name: api, path: /api, upstream: "{u}", auth: required }}
-  - {{ name: dead, path: /dead, upstream: {{ targets: [{dead}], eject_after: 1, retries: 0 }} }}
-  - {{ name: slow, path: /slow, upstream: {{ targets: ["{u}"], timeout: 100ms }} }}
+  - {{ name: api, path: /api, upstream: "{nowhere}", auth: required, rate_limit: {{ requests: 10, per: 1m, key: ip }} }}
+  - {{ name: open, path: /open, upstream: "{nowhere}" }}
 "#,
-        idp = idp.introspect_url(),
-        u = up.url(),
-        dead = dead.join(", ")
+        db = dir.display(),
+        tokens = common::authn::tokens_yaml(dir),
     );
-    let tg = TokenGateway::start_with("  login_throttle:\n    per_account: 2\n", &extra).await;
-    let gw = &tg.gw;
-    let c = client();
+    let path = dir.join("tollgate.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    GatewayProcess::start(
+        &path,
+        &[
+            ("DASHBOARD_TEST_SECRET", "a-secret-of-sixteen-or-more"),
+            (
+                "DASHBOARD_TEST_KEY",
+                "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f",
+            ),
+        ],
+    )
+}
 
-    // Requests, auth outcomes, the JWT cache (miss then hit).
-    assert_eq!(c.get(gw.url("/api/x")).send().await.unwrap().status(), 401);
-    let token = tg.password_token("user_1", "password").await["access_token"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    for _ in 0..2 {
-        let resp = c
-            .get(gw.url("/api/x"))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), 200);
-    }
-    // Introspection: a call, a cache hit, then an error.
-    for _ in 0..2 {
-        let resp = c
-            .get(gw.url("/api/x"))
-            .bearer_auth("opaque-ok")
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), 200);
-    }
-    idp.set_mode(Mode::Failing);
-    let resp = c
-        .get(gw.url("/api/x"))
-        .bearer_auth("opaque-new")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 503);
-    // Upstream errors: unreachable (and ejected), timeout.
-    assert_eq!(c.get(gw.url("/dead/x")).send().await.unwrap().status(), 502);
-    assert_eq!(
-        c.get(gw.url("/slow/delay/1000"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        504
-    );
-    // Failed passwords, then the per-account throttle.
-    let mut throttled = false;
-    for _ in 0..5 {
-        let resp = c
-            .post(gw.url("/oauth/token"))
-            .form(&[
-                ("grant_type", "password"),
-                ("username", "user_1"),
-                ("password", "wrong"),
-                ("client_id", common::oauth::DRAFT10_CLIENT),
-            ])
-            .send()
-            .await
-            .unwrap();
-        throttled |= resp.status() == 429;
-    }
-    assert!(throttled, "the login throttle answered 429");
-    // A forward-auth decision and a config reload.
-    let resp = c
-        .get(gw.url("/auth/verify"))
-        .header("X-Forwarded-Uri", "/api/x")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 401);
-    gw.gateway.app.reload().unwrap();
-    // Over limits.max_connections: new connections are closed at once and counted.
-    let http = gw.base.trim_start_matches("http://").to_string();
-    let held: Vec<_> = (0..8)
-        .map(|_| std::net::TcpStream::connect(&http).unwrap())
-        .collect();
+#[tokio::test]
+async fn a_fresh_gateway_exports_every_series_the_dashboard_and_the_docs_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let gw = fresh_gateway(dir.path());
+    // The admin port is up once the process says it listens; /metrics is not a request the
+    // request metrics count.
+    let text = common::scrape(&gw.admin).await;
+    let have = exported(&text);
 
-    let admin = gw.admin.clone();
-    common::wait_until(Duration::from_secs(10), "every queried series", || {
-        let admin = admin.clone();
-        let dash = dashboard();
-        async move {
-            let text = common::scrape(&admin).await;
-            let have = exported(&text);
-            let mut all = Vec::new();
-            exprs(&dash, &mut all);
-            assert!(all.len() >= 15, "the dashboard has its queries");
-            let mut missing = Vec::new();
-            for e in &all {
-                let (metrics, labels) = refs(e);
-                for m in &metrics {
-                    if !have.contains_key(m) {
-                        missing.push(format!("metric {m} (in {e})"));
-                    }
-                }
-                for l in &labels {
-                    if !metrics
-                        .iter()
-                        .any(|m| have.get(m).is_some_and(|ls| ls.contains(l)))
-                    {
-                        missing.push(format!("label {l} (in {e})"));
-                    }
-                }
+    let mut missing = Vec::new();
+    let mut all = Vec::new();
+    exprs(&dashboard(), &mut all);
+    assert!(all.len() >= 15, "the dashboard has its queries");
+    for e in &all {
+        let (metrics, labels) = refs(e);
+        for m in &metrics {
+            if !have.contains_key(m) {
+                missing.push(format!("metric {m} (in {e})"));
             }
-            if !missing.is_empty() {
-                eprintln!("not yet exported: {missing:#?}");
-            }
-            missing.is_empty()
         }
-    })
-    .await;
-    drop(held);
+        for l in &labels {
+            if !metrics
+                .iter()
+                .any(|m| have.get(m).is_some_and(|ls| ls.contains(l)))
+            {
+                missing.push(format!("label {l} (in {e})"));
+            }
+        }
+    }
+    let docs = documented();
+    assert!(docs.len() >= 30, "the docs name their metrics: {docs:?}");
+    for (name, file) in &docs {
+        // A histogram is exported as its _bucket, _sum and _count series.
+        let exported = have.contains_key(name) || have.contains_key(&format!("{name}_count"));
+        if !exported {
+            missing.push(format!("metric {name} (in docs/{file})"));
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "a gateway that has served nothing must export these: {missing:#?}\n{text}"
+    );
+    // Nothing was served: every request counter is at 0.
+    for line in text
+        .lines()
+        .filter(|l| l.starts_with("tollgate_requests_total"))
+    {
+        assert!(line.ends_with(" 0"), "{line}");
+    }
 }

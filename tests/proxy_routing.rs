@@ -167,3 +167,83 @@ async fn required_route_without_validation_fails_closed() {
         .contains(r#"error="invalid_token""#));
     assert!(admin.requests().is_empty());
 }
+
+/// Sends `head` as it is and returns (status, upstream-bound answer text).
+async fn raw(gw: &common::TestGateway, head: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(gw.gateway.http_addr.unwrap())
+        .await
+        .unwrap();
+    s.write_all(head.as_bytes()).await.unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    let status = out[9..12].parse().unwrap();
+    (status, out)
+}
+
+#[tokio::test]
+async fn host_rules_of_rfc_9112() {
+    let (public, admin, gw) = setup().await;
+    // HTTP/1.1 without Host: refused, nothing forwarded.
+    let (status, out) = raw(&gw, "GET /public/x HTTP/1.1\r\nConnection: close\r\n\r\n").await;
+    assert_eq!(status, 400, "{out}");
+    let (status, _) = raw(
+        &gw,
+        "GET http://api.example.com/public/x HTTP/1.1\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(status, 400, "absolute form needs its Host too");
+    let (status, _) = raw(
+        &gw,
+        "GET /public/x HTTP/1.1\r\nHost: gw.test\r\nHost: api.example.com\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(status, 400, "two Host headers");
+    assert!(public.requests().is_empty() && admin.requests().is_empty());
+    // HTTP/1.0 predates Host: routed as host-less.
+    let (status, out) = raw(&gw, "GET /public/x HTTP/1.0\r\n\r\n").await;
+    assert_eq!(status, 200, "{out}");
+    assert_eq!(public.requests().len(), 1);
+
+    // Absolute form: the authority wins over Host, for the route and for the
+    // X-Forwarded-Host the upstream gets.
+    let (status, _) = raw(
+        &gw,
+        "GET http://api.example.com/public/a HTTP/1.1\r\nHost: other.test\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(status, 200);
+    let seen = admin.last();
+    assert_eq!(seen.path, "/public/a");
+    assert_eq!(seen.header("x-forwarded-host"), Some("api.example.com"));
+    let (status, _) = raw(
+        &gw,
+        "GET http://other.test:8080/public/b HTTP/1.1\r\nHost: api.example.com\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(status, 200);
+    let seen = public.last();
+    assert_eq!(seen.path, "/public/b");
+    assert_eq!(seen.header("x-forwarded-host"), Some("other.test"));
+
+    // A port, a trailing dot and upper case all name the route's host.
+    for host in [
+        "api.example.com:8080",
+        "api.example.com.",
+        "api.example.com.:8080",
+        "API.Example.COM",
+    ] {
+        let before = admin.requests().len();
+        let (status, _) = raw(
+            &gw,
+            &format!("GET /public/h HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"),
+        )
+        .await;
+        assert_eq!(status, 200, "{host}");
+        assert_eq!(
+            admin.requests().len(),
+            before + 1,
+            "{host} is the host route's"
+        );
+    }
+}

@@ -1,12 +1,15 @@
 //! HTTPS upstreams: the upstream's certificate is verified against the route's CA bundle,
-//! for the target's host or `tls.server_name`; a wrong CA, an expired certificate or an
-//! upstream that wants a client certificate Tollgate does not have each fail closed (502);
-//! the client certificate is re-read when its files change.
+//! for the target's host or `tls.server_name`; a wrong CA, an expired certificate, a name
+//! the certificate does not carry, a CA certificate served as the server's, or an upstream
+//! that wants a client certificate Tollgate does not have each fail closed (502) with a log
+//! line that says which and what to do; the client certificate is re-read when its files
+//! change.
 
 mod common;
 
 use std::time::Duration;
 
+use common::logs::{self, Logs};
 use common::pki::{self, Ca};
 use common::{spawn_proxy_only, wait_until, Upstream};
 
@@ -22,6 +25,21 @@ fn route(target: &str, tls: &str) -> String {
     format!(
         "routes:\n  - name: api\n    path: /\n    upstream:\n      targets: [{target}]\n      retries: 0\n      tls: {{ {tls} }}\n"
     )
+}
+
+/// The one `upstream TLS handshake failed` line about `up`, which must name `problem` and
+/// say each of `words`.
+fn assert_logged(logs: &Logs, up: &Upstream, problem: &str, words: &[&str]) {
+    let lines = logs.lines_with(&up.url());
+    let line = match &lines[..] {
+        [line] => line,
+        _ => panic!("one log line about {}: {lines:#?}", up.url()),
+    };
+    assert!(line.contains("upstream TLS handshake failed: "), "{line}");
+    assert!(line.contains(&format!("problem=\"{problem}\"")), "{line}");
+    for w in words {
+        assert!(line.contains(w), "{w:?} not in: {line}");
+    }
 }
 
 async fn status(gw: &common::TestGateway, path: &str) -> u16 {
@@ -60,6 +78,7 @@ async fn the_right_ca_verifies_the_upstream_and_the_request_goes_through() {
 
 #[tokio::test]
 async fn a_certificate_from_another_ca_is_a_502_and_nothing_is_sent() {
+    let logs = logs::capture();
     let dir = tempfile::tempdir().unwrap();
     let ca = Ca::new("upstream CA");
     let other = Ca::new("some other CA");
@@ -84,10 +103,17 @@ async fn a_certificate_from_another_ca_is_a_502_and_nothing_is_sent() {
         tls_errors >= 1.0,
         "TLS failures are counted apart: {tls_errors}"
     );
+    assert_logged(
+        &logs,
+        &up,
+        "certificate_unknown_issuer",
+        &["not signed by a CA Tollgate trusts", "tls.ca_file"],
+    );
 }
 
 #[tokio::test]
 async fn an_expired_upstream_certificate_is_a_502() {
+    let logs = logs::capture();
     let dir = tempfile::tempdir().unwrap();
     let ca = Ca::new("upstream CA");
     let up = tls_upstream(&ca.expired_server(), None).await;
@@ -99,10 +125,47 @@ async fn an_expired_upstream_certificate_is_a_502() {
     .await;
     assert_eq!(status(&gw, "/x").await, 502);
     assert!(up.requests().is_empty());
+    assert_logged(
+        &logs,
+        &up,
+        "certificate_expired",
+        &[
+            "expired at 2021-01-01T00:00:00Z",
+            "renew it on the upstream",
+        ],
+    );
+}
+
+#[tokio::test]
+async fn a_ca_certificate_served_as_the_upstreams_own_is_a_502_that_says_so() {
+    let logs = logs::capture();
+    let dir = tempfile::tempdir().unwrap();
+    // The operator made a CA, trusted it, and served the CA certificate itself.
+    let served = pki::ca_as_server();
+    let up = tls_upstream(&served, None).await;
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, &served.cert_pem).unwrap();
+    let gw = spawn_proxy_only(&route(
+        &up.url(),
+        &format!("ca_file: {}", ca_file.display()),
+    ))
+    .await;
+    assert_eq!(status(&gw, "/x").await, 502);
+    assert!(up.requests().is_empty());
+    assert_logged(
+        &logs,
+        &up,
+        "ca_certificate_as_server_certificate",
+        &[
+            "the upstream's certificate is a CA certificate (basicConstraints CA:TRUE)",
+            "issue a leaf certificate",
+        ],
+    );
 }
 
 #[tokio::test]
 async fn server_name_replaces_the_target_host_for_sni_and_verification() {
+    let logs = logs::capture();
     let dir = tempfile::tempdir().unwrap();
     let ca = Ca::new("upstream CA");
     let up = tls_upstream(&ca.server(), None).await;
@@ -114,6 +177,15 @@ async fn server_name_replaces_the_target_host_for_sni_and_verification() {
     ))
     .await;
     assert_eq!(status(&gw, "/x").await, 502);
+    assert_logged(
+        &logs,
+        &up,
+        "certificate_name_mismatch",
+        &[
+            "not valid for api.internal (it names localhost, 127.0.0.1)",
+            "server_name",
+        ],
+    );
     let gw = spawn_proxy_only(&route(
         &up.url(),
         &format!("ca_file: {}, server_name: localhost", ca_file.display()),

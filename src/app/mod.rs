@@ -35,6 +35,40 @@ use tracing::Instrument;
 static ENDPOINT_METRICS: OnceLock<Arc<RequestMetrics>> = OnceLock::new();
 static NO_ROUTE_METRICS: OnceLock<Arc<RequestMetrics>> = OnceLock::new();
 
+fn endpoint_metrics() -> &'static Arc<RequestMetrics> {
+    ENDPOINT_METRICS.get_or_init(|| {
+        Arc::new(RequestMetrics::new(metrics::SharedString::const_str(
+            "tollgate",
+        )))
+    })
+}
+
+fn no_route_metrics() -> &'static Arc<RequestMetrics> {
+    NO_ROUTE_METRICS
+        .get_or_init(|| Arc::new(RequestMetrics::new(metrics::SharedString::const_str("-"))))
+}
+
+/// The metrics of the gateway's own parts, at 0 before their first event (see
+/// `telemetry::at_zero` for why). Parts built elsewhere register their own where they are
+/// built: each route and rate limit in `Generation::build_with`, the upstream counters
+/// with the `ClientCache`, the connection counters with the server, authenticators,
+/// the token service, users API, provider connect and ext_authz with themselves.
+fn register_metrics() {
+    crate::telemetry::at_zero(|| {
+        crate::telemetry::RELOAD_RESULTS.into_iter().flat_map(|r| {
+            [
+                metrics::counter!("tollgate_config_reloads_total", "result" => r),
+                metrics::counter!("tollgate_tls_reloads_total", "result" => r),
+            ]
+        })
+    });
+    endpoint_metrics();
+    no_route_metrics();
+    crate::proxy::authz::register_metrics();
+    crate::forward_auth::register_metrics();
+    crate::audit::register_metrics();
+}
+
 /// A request whose body length two parsers could disagree on (RFC 9112 §6.1, §6.3):
 /// `Transfer-Encoding` together with `Content-Length`, more than one `Transfer-Encoding`
 /// or `Content-Length` field, a length that is not plain digits, or any coding but a lone
@@ -237,8 +271,19 @@ impl App {
     /// metrics and access log on the way out.
     pub async fn handle(self: Arc<Self>, req: Request<Incoming>, conn: ConnInfo) -> Response<Body> {
         let request_id = headers::request_id(req.headers());
+        let rt = self.generation.load_full();
+        // The one client address (`http::client_addr`) that the login throttle, the audit
+        // events, the access log and the request span name; rate limits and
+        // `X-Forwarded-For` decide it by the same function from the same head.
+        let client = crate::http::client_addr::client_addr(
+            req.headers(),
+            conn.peer.ip(),
+            &rt.config.trusted_proxies,
+        );
         if !trace::on() {
-            return self.handle_traced(req, conn, request_id, None).await;
+            return self
+                .handle_traced(req, conn, rt, client, request_id, None)
+                .await;
         }
         // The request's span; everything below runs inside it.
         let span = trace::request_span(
@@ -246,25 +291,28 @@ impl App {
             req.uri().path(),
             req.headers(),
             conn.peer.ip(),
-            &self.generation.load().config.trusted_proxies,
+            client,
+            &rt.config.trusted_proxies,
             request_id.to_str().unwrap_or("-"),
         );
         let trace_id = trace::trace_id(&span);
-        self.handle_traced(req, conn, request_id, trace_id)
+        self.handle_traced(req, conn, rt, client, request_id, trace_id)
             .instrument(span)
             .await
     }
 
-    /// [`App::handle`] inside the request's span (`trace_id` is set when tracing is on).
+    /// [`App::handle`] inside the request's span (`trace_id` is set when tracing is on),
+    /// with the generation the request keeps to its end.
     async fn handle_traced(
         self: Arc<Self>,
         req: Request<Incoming>,
         conn: ConnInfo,
+        rt: Arc<Generation>,
+        client: std::net::IpAddr,
         request_id: HeaderValue,
         trace_id: Option<String>,
     ) -> Response<Body> {
         let started = Instant::now();
-        let rt = self.generation.load_full();
         let method = req.method().clone();
         let log_path = rt
             .config
@@ -293,35 +341,28 @@ impl App {
         let norm = crate::http::path::normalize_path(req.uri().path())
             .ok()
             .map(std::borrow::Cow::into_owned);
-        let endpoint = norm.as_deref().and_then(|p| {
+        // Which site is meant (RFC 9112 §3.2) is settled before an endpoint or a route
+        // is chosen: an HTTP/1.1 request without `Host`, or any with two, goes no further.
+        let host = crate::http::host::check(&req);
+        let endpoint = norm.as_deref().filter(|_| host.is_ok()).and_then(|p| {
             self.endpoints
                 .iter()
                 .find(|e| e.matches(&method, p, &rt.config))
                 .cloned()
         });
-        let mut resp = match endpoint {
-            Some(ep) => {
-                outcome.route = Some(
-                    ENDPOINT_METRICS
-                        .get_or_init(|| {
-                            Arc::new(RequestMetrics::new(metrics::SharedString::const_str(
-                                "tollgate",
-                            )))
-                        })
-                        .clone(),
-                );
+        let mut resp = match (host, endpoint) {
+            (Err(e), _) => rescue(&GatewayError::BadRequest(e.0), &request_id),
+            (Ok(()), Some(ep)) => {
+                outcome.route = Some(endpoint_metrics().clone());
                 // Endpoints are where security events happen: they belong to this request.
                 let scope = crate::audit::RequestScope {
-                    peer_ip: proxy::ratelimit::client_ip(
-                        req.headers(),
-                        conn.peer.ip(),
-                        &rt.config.trusted_proxies,
-                    ),
+                    peer_ip: client,
                     request_id: request_id.to_str().unwrap_or("-").to_owned(),
                     trace_id: trace_id.clone(),
                 };
                 let ctx = RequestCtx {
                     conn,
+                    client,
                     request_id: request_id.clone(),
                     generation: rt.clone(),
                     authenticator: self.proxy.authenticator.clone(),
@@ -329,7 +370,7 @@ impl App {
                 };
                 crate::audit::scope(scope, call_endpoint(ep, req, ctx)).await
             }
-            None => {
+            (Ok(()), None) => {
                 let result = match norm {
                     Some(norm) => {
                         self.proxy
@@ -353,13 +394,7 @@ impl App {
 
         let status = resp.status().as_u16();
         let elapsed = started.elapsed();
-        let route = outcome.route.unwrap_or_else(|| {
-            NO_ROUTE_METRICS
-                .get_or_init(|| {
-                    Arc::new(RequestMetrics::new(metrics::SharedString::const_str("-")))
-                })
-                .clone()
-        });
+        let route = outcome.route.unwrap_or_else(|| no_route_metrics().clone());
         route.record(proxy::method_class(&method), status, elapsed);
         if trace_id.is_some() {
             let span = tracing::Span::current();
@@ -381,6 +416,7 @@ impl App {
                 duration_ms = elapsed.as_secs_f64() * 1000.0,
                 request_id = request_id.to_str().unwrap_or("-"),
                 trace_id = trace_id.as_deref(),
+                client = %client,
                 peer = %peer,
             );
         }
@@ -492,7 +528,7 @@ impl Gateway {
     /// Binds every listener, starts serving, and watches the config (and TLS files) for
     /// changes.
     pub async fn start(config: Config, services: Services) -> Result<Gateway, StartError> {
-        crate::telemetry::metrics();
+        register_metrics();
         let config = Arc::new(config);
         let worker_count = workers::resolve(config.listen.workers);
         let clients = ClientCache::new(worker_count);

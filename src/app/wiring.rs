@@ -83,6 +83,7 @@ pub async fn mount_token_service(config: &Config) -> Result<Mounted, WiringError
         TokenService::new(config, store.clone(), keys, PasswordHasherPool::default()).await?;
     let mut endpoints = service.endpoints();
     endpoints.push(Arc::new(crate::users::UsersEndpoint(service.clone())));
+    crate::users::register_metrics();
     Ok(Mounted {
         readiness: Arc::new(crate::store::StoreReadiness(store.clone())),
         service,

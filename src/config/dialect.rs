@@ -17,6 +17,12 @@ pub enum GrantType {
 }
 
 impl GrantType {
+    pub const ALL: [GrantType; 3] = [
+        GrantType::Password,
+        GrantType::RefreshToken,
+        GrantType::ClientCredentials,
+    ];
+
     pub fn parse(s: &str) -> Option<GrantType> {
         match s {
             "password" => Some(GrantType::Password),

@@ -91,11 +91,26 @@ pub struct Connect {
     client: ProviderClient,
 }
 
+/// Each configured provider's `connected` count at 0 from the start; failures appear by
+/// their code with the first one.
+fn register_metrics(config: &Config) {
+    crate::telemetry::at_zero(|| {
+        config
+            .connect_providers
+            .values()
+            .map(|p| {
+                metrics::counter!("tollgate_provider_connect_total", "provider" => p.name.clone(), "outcome" => "connected")
+            })
+            .collect::<Vec<_>>()
+    });
+}
+
 impl Connect {
     /// Reads the encryption key named by `connect.encryption_key_env`. A missing or bad key
     /// is logged (when providers are configured) and turns linking off rather than storing
     /// plaintext; listing and unlinking keep working.
     pub fn new(config: &Config, stores: ConnectStores) -> Connect {
+        register_metrics(config);
         let (cipher, cipher_problem) = match TokenCipher::from_env(
             config.connect.encryption_key_env.as_deref(),
         ) {
@@ -117,6 +132,7 @@ impl Connect {
 
     /// With an explicit key (tests, embedding).
     pub fn with_cipher(config: &Config, stores: ConnectStores, cipher: TokenCipher) -> Connect {
+        register_metrics(config);
         Connect {
             stores,
             cipher: Some(cipher),

@@ -359,6 +359,11 @@ impl PasswordHasherPool {
     }
 
     pub fn with_limits(workers: usize, max_pending: usize) -> Self {
+        crate::telemetry::at_zero(|| {
+            ["stored", "dummy"].map(|against| {
+                metrics::counter!("tollgate_password_verifications_total", "against" => against)
+            })
+        });
         let params = Params::new(ARGON2_M_COST_KIB, ARGON2_T_COST, ARGON2_P_COST, None)
             .expect("OWASP argon2 parameters are valid");
         PasswordHasherPool {

@@ -72,10 +72,11 @@ impl Outcome {
 
 /// Every outcome's counter exists at 0 from the start.
 pub fn register_metrics() {
-    for o in Outcome::ALL {
-        metrics::counter!("tollgate_ext_authz_decisions_total", "outcome" => o.label())
-            .increment(0);
-    }
+    crate::telemetry::at_zero(|| {
+        Outcome::ALL.map(
+            |o| metrics::counter!("tollgate_ext_authz_decisions_total", "outcome" => o.label()),
+        )
+    });
 }
 
 /// Decides one check.

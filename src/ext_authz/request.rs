@@ -55,7 +55,7 @@ impl<'a> Described<'a> {
                     .get(http::header::HOST)
                     .and_then(|v| v.to_str().ok())
             })
-            .map(|h| crate::proxy::host_name(h).to_owned());
+            .map(|h| crate::http::host::host_name(h).to_owned());
         let scheme = if http.scheme.eq_ignore_ascii_case("https") {
             "https"
         } else {

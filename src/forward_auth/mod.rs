@@ -139,6 +139,16 @@ impl ErrorResponse for ForwardAuthError {
     }
 }
 
+/// The `decision` values of `tollgate_forward_auth_total`.
+const DECISIONS: [&str; 2] = ["allow", "deny"];
+
+/// Both decisions' counters, at 0 from the start.
+pub fn register_metrics() {
+    crate::telemetry::at_zero(|| {
+        DECISIONS.map(|d| metrics::counter!("tollgate_forward_auth_total", "decision" => d))
+    });
+}
+
 /// The forward-auth request itself, for ingresses that describe the original request by
 /// its own shape (Envoy: same method, `path_prefix` + original path, original Host).
 #[derive(Clone, Copy)]
@@ -238,7 +248,7 @@ pub async fn decide(
         .host
         .or_else(|| described.uri.host())
         .or_else(|| header_str(headers, header::HOST.as_str()))
-        .map(crate::proxy::host_name);
+        .map(crate::http::host::host_name);
     let norm = path::normalize_path(described.uri.path()).map_err(|_| GatewayError::BadPath)?;
     // Behind an ingress, a client certificate is what the trusted proxy that terminated
     // TLS reports; from anyone else such a header is ignored.

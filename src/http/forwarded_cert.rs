@@ -73,7 +73,7 @@ pub fn from_trusted_proxy(
     peer: IpAddr,
     trusted: &[IpNet],
 ) -> Option<ClientCert> {
-    if !trusted.iter().any(|n| n.contains(&peer)) {
+    if !super::client_addr::is_trusted(peer, trusted) {
         return None;
     }
     match header {

@@ -1,14 +1,16 @@
 //! HTTP plumbing every feature shares and none owns: body helpers, path normalisation,
-//! CORS, cookies, the facts of the connection a request came on, and the two contracts the
+//! the client's address behind trusted proxies, CORS, cookies, the facts of the connection a request came on, and the two contracts the
 //! server needs from whatever it serves ([`Handler`], and the readiness it reports).
 //! Nothing here knows about routes, tokens or users; the server (`server/`) depends on
 //! this module and on nothing above it.
 
 pub mod body;
+pub mod client_addr;
 pub mod cookie;
 pub mod cors;
 pub mod error;
 pub mod forwarded_cert;
+pub mod host;
 pub mod path;
 pub mod redirect;
 

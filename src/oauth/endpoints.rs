@@ -10,7 +10,6 @@ use super::error::OAuthError;
 use super::metadata::{
     AS_METADATA_PATH, INTROSPECT_PATH, JWKS_PATH, OIDC_METADATA_PATH, REVOKE_PATH,
 };
-use super::throttle::client_ip;
 use super::TokenService;
 use crate::config::dialect;
 use crate::config::Config;
@@ -19,7 +18,6 @@ use crate::http::body::{self, Body};
 use crate::http::cors;
 use crate::http::error::{Answer, ErrorResponse};
 use crate::http::BoxFuture;
-use crate::proxy::headers::X_FORWARDED_FOR;
 
 /// The token endpoint, at every `token_endpoints` path.
 pub struct TokenEndpoint(pub Arc<TokenService>);
@@ -37,13 +35,8 @@ impl Endpoint for TokenEndpoint {
         Box::pin(async move {
             let cfg = ctx.generation.config.clone();
             let dialect = dialect::find(&cfg, &ctx.path).unwrap_or_default();
-            let ip = client_ip(
-                ctx.conn.peer.ip(),
-                req.headers()
-                    .get(&X_FORWARDED_FOR)
-                    .and_then(|v| v.to_str().ok()),
-                &cfg.trusted_proxies,
-            );
+            // The address the request's audit events name too.
+            let ip = ctx.client;
             let mut grant = "unknown";
             let result = if req.method() == Method::POST {
                 self.0

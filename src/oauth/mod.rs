@@ -47,6 +47,33 @@ pub struct TokenService {
     pub revocations: Arc<RevocationList>,
 }
 
+/// The token service's counters at 0 from the start: each grant's `issued`, sign-in
+/// failures and both throttle limits, refresh-token reuse, revocations and introspections
+/// by result. Failed token requests appear by their error code with the first one.
+fn register_metrics() {
+    use crate::config::dialect::GrantType;
+    crate::telemetry::at_zero(|| {
+        GrantType::ALL
+            .map(|g| {
+                metrics::counter!("tollgate_token_requests_total", "grant" => g.as_str(), "result" => "issued")
+            })
+            .into_iter()
+            .chain(throttle::Throttled::labels().map(|limit| {
+                metrics::counter!("tollgate_login_throttled_total", "limit" => limit)
+            }))
+            .chain(["revoked", "ignored"].map(|result| {
+                metrics::counter!("tollgate_token_revocations_total", "result" => result)
+            }))
+            .chain(["true", "false"].map(|active| {
+                metrics::counter!("tollgate_token_introspections_total", "active" => active)
+            }))
+            .chain([
+                metrics::counter!("tollgate_login_failures_total"),
+                metrics::counter!("tollgate_refresh_reuse_total"),
+            ])
+    });
+}
+
 impl TokenService {
     /// Builds the service; loads the revoked `jti`s from the store and follows its
     /// revocation events.
@@ -56,6 +83,7 @@ impl TokenService {
         keys: Arc<KeySet>,
         hasher: PasswordHasherPool,
     ) -> Result<Arc<TokenService>, crate::store::StoreError> {
+        register_metrics();
         let revocations = RevocationList::new();
         revocations
             .follow_store(store.clone(), config.tokens.access.ttl)

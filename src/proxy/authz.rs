@@ -9,6 +9,24 @@ use super::error::GatewayError;
 use crate::config::raw::AuthMode;
 use crate::config::AuthPolicy;
 
+/// Every outcome `decide` counts in `tollgate_auth_outcomes_total`, at 0 from the start:
+/// the two passes and the code of each refusal `decide_inner` and `authorize` can make.
+pub fn register_metrics() {
+    let refusals = [
+        GatewayError::Unauthenticated,
+        GatewayError::InvalidToken(String::new()),
+        GatewayError::InsufficientScope,
+        GatewayError::AuthUnavailable(String::new()),
+    ];
+    crate::telemetry::at_zero(|| {
+        ["authenticated", "anonymous"]
+            .into_iter()
+            .chain(refusals.iter().map(|e| e.code()))
+            .map(|outcome| metrics::counter!("tollgate_auth_outcomes_total", "outcome" => outcome))
+            .collect::<Vec<_>>()
+    });
+}
+
 /// Applies `policy` to the token the request carried (if any).
 ///
 /// - `none`: the token is not looked at; no identity.

@@ -9,11 +9,12 @@
 use std::net::IpAddr;
 
 use crate::config::identity::fold;
+use crate::http::client_addr;
+pub use crate::http::client_addr::X_FORWARDED_FOR;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use ipnet::IpNet;
 
 pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
-pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 pub static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 pub static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 static FORWARDED: HeaderName = HeaderName::from_static("forwarded");
@@ -138,9 +139,11 @@ impl IdentityHeaderSet {
     }
 }
 
-/// Sets `X-Forwarded-For/-Proto/-Host`. Inbound values are kept (and appended to) only when
-/// the peer is inside `trusted`; from anyone else they are replaced. `Forwarded` from an
-/// untrusted peer is dropped for the same reason.
+/// Sets `X-Forwarded-For/-Proto/-Host`. `X-Forwarded-For` is the chain Tollgate
+/// believes (`http::client_addr::forwarded_for`: the client, the trusted hops after it,
+/// the peer). Inbound `-Proto` and `-Host` are kept only when the peer is inside
+/// `trusted`; from anyone else they are replaced, and `Forwarded` is dropped for the same
+/// reason.
 pub fn set_forwarded(
     headers: &mut HeaderMap,
     peer: IpAddr,
@@ -148,22 +151,9 @@ pub fn set_forwarded(
     host: Option<HeaderValue>,
     trusted: &[IpNet],
 ) {
-    let trusted_peer = trusted.iter().any(|n| n.contains(&peer));
-    let peer_str = ip_string(peer);
-    if trusted_peer {
-        let prior: Vec<String> = headers
-            .get_all(&X_FORWARDED_FOR)
-            .iter()
-            .filter_map(|v| v.to_str().ok().map(str::to_owned))
-            .collect();
-        let value = if prior.is_empty() {
-            peer_str
-        } else {
-            format!("{}, {peer_str}", prior.join(", "))
-        };
-        if let Some(v) = owned_value(value) {
-            headers.insert(&X_FORWARDED_FOR, v);
-        }
+    let chain = client_addr::forwarded_for(headers, peer, trusted);
+    headers.insert(&X_FORWARDED_FOR, chain);
+    if client_addr::is_trusted(peer, trusted) {
         if !headers.contains_key(&X_FORWARDED_PROTO) {
             headers.insert(&X_FORWARDED_PROTO, HeaderValue::from_static(scheme));
         }
@@ -174,9 +164,6 @@ pub fn set_forwarded(
         }
     } else {
         headers.remove(&FORWARDED);
-        if let Some(v) = owned_value(peer_str) {
-            headers.insert(&X_FORWARDED_FOR, v);
-        }
         headers.insert(&X_FORWARDED_PROTO, HeaderValue::from_static(scheme));
         match host {
             Some(v) => {
@@ -186,35 +173,6 @@ pub fn set_forwarded(
                 headers.remove(&X_FORWARDED_HOST);
             }
         }
-    }
-}
-
-/// A header value made from a string without copying it.
-fn owned_value(s: String) -> Option<HeaderValue> {
-    HeaderValue::from_maybe_shared(bytes::Bytes::from(s)).ok()
-}
-
-/// `ip.to_string()`, without the formatting machinery for IPv4 (the common case), which
-/// the profile showed on every proxied request (BENCHMARKS.md, "Profile").
-fn ip_string(ip: IpAddr) -> String {
-    match ip {
-        IpAddr::V4(v4) => {
-            let mut s = String::with_capacity(15);
-            for (i, octet) in v4.octets().into_iter().enumerate() {
-                if i > 0 {
-                    s.push('.');
-                }
-                if octet >= 100 {
-                    s.push(char::from(b'0' + octet / 100));
-                }
-                if octet >= 10 {
-                    s.push(char::from(b'0' + octet / 10 % 10));
-                }
-                s.push(char::from(b'0' + octet % 10));
-            }
-            s
-        }
-        IpAddr::V6(_) => ip.to_string(),
     }
 }
 
@@ -317,24 +275,6 @@ mod tests {
     }
 
     #[test]
-    fn ip_string_is_display() {
-        for ip in [
-            "0.0.0.0",
-            "127.0.0.1",
-            "10.0.100.7",
-            "192.168.1.255",
-            "255.255.255.255",
-            "9.99.100.101",
-            "::1",
-            "::ffff:10.0.0.1",
-            "2001:db8::8a2e:370:7334",
-        ] {
-            let ip: IpAddr = ip.parse().unwrap();
-            assert_eq!(ip_string(ip), ip.to_string());
-        }
-    }
-
-    #[test]
     fn forwarded_replaced_unless_trusted() {
         let mut h = HeaderMap::new();
         h.insert("x-forwarded-for", HeaderValue::from_static("6.6.6.6"));
@@ -363,6 +303,21 @@ mod tests {
         );
         assert_eq!(h["x-forwarded-for"], "6.6.6.6, 127.0.0.1");
         assert_eq!(h["x-forwarded-proto"], "https");
+
+        // Behind a trusted proxy, what the client wrote left of its own address is not
+        // passed on, whichever line it is on.
+        let mut h = HeaderMap::new();
+        h.append("x-forwarded-for", HeaderValue::from_static("1.1.1.1"));
+        h.append("x-forwarded-for", HeaderValue::from_static("6.6.6.6"));
+        set_forwarded(
+            &mut h,
+            peer,
+            "http",
+            None,
+            &["127.0.0.0/8".parse().unwrap()],
+        );
+        assert_eq!(h.get_all("x-forwarded-for").iter().count(), 1);
+        assert_eq!(h["x-forwarded-for"], "6.6.6.6, 127.0.0.1");
     }
 
     #[test]

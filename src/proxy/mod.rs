@@ -34,6 +34,7 @@ use tracing::Instrument;
 
 use crate::config::{Config, RouteSpec};
 use crate::http::body::{self, Body};
+use crate::http::host::request_host;
 use crate::http::ConnInfo;
 use crate::telemetry::{trace, RequestMetrics};
 use admission::RouteBy;
@@ -110,40 +111,14 @@ impl Generation {
     }
 }
 
-/// The host a request is addressed to, without port: the URI authority (HTTP/2, absolute
-/// form) or the `Host` header.
-pub fn request_host<B>(req: &Request<B>) -> Option<&str> {
-    let raw = match req.uri().host() {
-        Some(h) => h,
-        None => req.headers().get(header::HOST)?.to_str().ok()?,
-    };
-    Some(host_name(raw))
-}
-
-/// The `X-Forwarded-Host` value: the `Host` header itself when it is the bare host (a
-/// reference to the parsed head, no copy), else the host made into a value.
+/// The `X-Forwarded-Host` value: the host the request is addressed to (the authority
+/// wins over `Host`, `http::host`), as the `Host` header itself when that is the bare
+/// host (a reference to the parsed head, no copy), else made into a value.
 fn forwarded_host<B>(req: &Request<B>) -> Option<HeaderValue> {
     let host = request_host(req)?;
     match req.headers().get(header::HOST) {
         Some(v) if v.as_bytes() == host.as_bytes() => Some(v.clone()),
         _ => HeaderValue::from_str(host).ok(),
-    }
-}
-
-/// A host as routes compare it: no port, no trailing dot (`Admin.example.com.:8080` and
-/// `admin.example.com` are one host; case is ignored by the matcher).
-pub fn host_name(h: &str) -> &str {
-    let h = strip_port(h);
-    h.strip_suffix('.').unwrap_or(h)
-}
-
-fn strip_port(h: &str) -> &str {
-    if h.starts_with('[') {
-        return h.split(']').next().map(|s| &s[1..]).unwrap_or(h);
-    }
-    match h.rsplit_once(':') {
-        Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) => host,
-        _ => h,
     }
 }
 
@@ -170,8 +145,8 @@ impl Proxy {
         outcome: &mut Outcome,
     ) -> Result<Response<Body>, GatewayError> {
         // 1–4. Route, limits, token and policy, rate limit: the one admission decision
-        //      that forward-auth and ext_authz make too (`admission.rs`).
-        check_host(&req)?;
+        //      that forward-auth and ext_authz make too (`admission.rs`). `App::handle`
+        //      has refused a request whose host is ambiguous (`http::host::check`).
         let view = admission::RequestView {
             method: req.method(),
             scheme: conn.scheme,
@@ -315,15 +290,6 @@ impl Proxy {
             close_on,
         }
     }
-}
-
-/// Two `Host` headers are ambiguous about which site is meant (RFC 9112 §3.2) and refused
-/// before any route is chosen.
-fn check_host(req: &Request<Incoming>) -> Result<(), GatewayError> {
-    if req.headers().get_all(header::HOST).iter().nth(1).is_some() {
-        return Err(GatewayError::BadRequest("more than one Host header"));
-    }
-    Ok(())
 }
 
 /// Stage 4: the route's request budget; the headers to add to the answer when allowed.

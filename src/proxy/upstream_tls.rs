@@ -308,26 +308,205 @@ impl UpstreamTls {
     }
 }
 
-/// Whether `e` (a client error and its sources) is a TLS failure, and its description:
-/// a certificate the upstream presented that does not verify, or a handshake the upstream
+/// An upstream TLS failure as an operator can act on it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFailure {
+    /// A short stable name for the log's `problem` field.
+    pub problem: &'static str,
+    /// What went wrong and what to do, in plain words.
+    pub advice: String,
+    /// rustls's own description.
+    pub detail: String,
+}
+
+/// Whether `e` (a client error and its sources) is a TLS failure, and what it means: a
+/// certificate the upstream presented that does not verify, or a handshake the upstream
 /// refused (e.g. it wanted a client certificate).
-pub fn tls_failure(e: &(dyn std::error::Error + 'static)) -> Option<String> {
+pub fn tls_failure(e: &(dyn std::error::Error + 'static)) -> Option<TlsFailure> {
     let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(c) = cur {
         if let Some(r) = c.downcast_ref::<rustls::Error>() {
-            return Some(r.to_string());
+            return Some(explain(r));
         }
         // An `io::Error` hides what it wraps from `source()`; the connector nests two.
         let mut io = c.downcast_ref::<std::io::Error>();
         while let Some(inner) = io.and_then(|e| e.get_ref()) {
             if let Some(r) = inner.downcast_ref::<rustls::Error>() {
-                return Some(r.to_string());
+                return Some(explain(r));
             }
             io = inner.downcast_ref::<std::io::Error>();
         }
         cur = c.source();
     }
     None
+}
+
+/// A UNIX time as an operator reads it.
+fn when(t: UnixTime) -> String {
+    i64::try_from(t.as_secs())
+        .ok()
+        .and_then(|s| chrono::DateTime::from_timestamp(s, 0))
+        .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+        .unwrap_or_else(|| format!("{} (UNIX seconds)", t.as_secs()))
+}
+
+/// A subject name as webpki reports it (`DnsName("api.internal")`, `IpAddress(10.0.0.7)`)
+/// as an operator writes it.
+fn plain_name(n: &str) -> &str {
+    n.strip_prefix("DnsName(\"")
+        .and_then(|r| r.strip_suffix("\")"))
+        .or_else(|| {
+            n.strip_prefix("IpAddress(")
+                .and_then(|r| r.strip_suffix(')'))
+        })
+        .unwrap_or(n)
+}
+
+/// The plain-words reading of a rustls error met while connecting to an upstream.
+pub fn explain(e: &rustls::Error) -> TlsFailure {
+    use rustls::{AlertDescription, CertificateError};
+    let (problem, advice) = match e {
+        rustls::Error::InvalidCertificate(c) => match c {
+            CertificateError::Other(o)
+                if matches!(
+                    o.0.downcast_ref::<webpki::Error>(),
+                    Some(webpki::Error::CaUsedAsEndEntity)
+                ) =>
+            {
+                (
+                    "ca_certificate_as_server_certificate",
+                    "the upstream's certificate is a CA certificate (basicConstraints CA:TRUE), \
+                     not a server certificate; issue a leaf certificate (CA:FALSE, the \
+                     upstream's name in subjectAltName) signed by that CA and serve it with \
+                     its chain"
+                        .to_owned(),
+                )
+            }
+            CertificateError::Expired => (
+                "certificate_expired",
+                "the upstream's certificate (or one in its chain) has expired; renew it on \
+                 the upstream"
+                    .to_owned(),
+            ),
+            CertificateError::ExpiredContext { time, not_after } => (
+                "certificate_expired",
+                format!(
+                    "the upstream's certificate (or one in its chain) expired at {} (it is now \
+                     {}); renew it on the upstream",
+                    when(*not_after),
+                    when(*time)
+                ),
+            ),
+            CertificateError::NotValidYet => (
+                "certificate_not_yet_valid",
+                "the upstream's certificate is not valid yet; check the clock of this host \
+                 and the certificate's notBefore"
+                    .to_owned(),
+            ),
+            CertificateError::NotValidYetContext { time, not_before } => (
+                "certificate_not_yet_valid",
+                format!(
+                    "the upstream's certificate is valid only from {} (it is now {}); check \
+                     the clock of this host and the certificate's notBefore",
+                    when(*not_before),
+                    when(*time)
+                ),
+            ),
+            CertificateError::NotValidForName => (
+                "certificate_name_mismatch",
+                "the upstream's certificate does not name the host Tollgate connects to; add \
+                 that name to its subjectAltName, or set the route's upstream.tls.server_name \
+                 to a name it carries"
+                    .to_owned(),
+            ),
+            CertificateError::NotValidForNameContext {
+                expected,
+                presented,
+            } => (
+                "certificate_name_mismatch",
+                format!(
+                    "the upstream's certificate is not valid for {} (it names {}); add that \
+                     name to its subjectAltName, or set the route's upstream.tls.server_name \
+                     to a name it carries",
+                    expected.to_str(),
+                    if presented.is_empty() {
+                        "no DNS or IP name".to_owned()
+                    } else {
+                        presented
+                            .iter()
+                            .map(|n| plain_name(n))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    }
+                ),
+            ),
+            CertificateError::UnknownIssuer => (
+                "certificate_unknown_issuer",
+                "the upstream's certificate is not signed by a CA Tollgate trusts; set the \
+                 route's upstream.tls.ca_file to the CA that issued it (or the system CA \
+                 store must hold it), and have the upstream send its intermediate \
+                 certificates too"
+                    .to_owned(),
+            ),
+            CertificateError::BadSignature => (
+                "certificate_bad_signature",
+                "a signature in the upstream's certificate chain does not verify: the chain \
+                 is not what its issuer signed; reinstall the certificate and its chain on \
+                 the upstream"
+                    .to_owned(),
+            ),
+            CertificateError::InvalidPurpose | CertificateError::InvalidPurposeContext { .. } => (
+                "certificate_wrong_purpose",
+                "the upstream's certificate is not for TLS servers (its extendedKeyUsage lacks \
+                 serverAuth); issue one with extendedKeyUsage=serverAuth"
+                    .to_owned(),
+            ),
+            CertificateError::Revoked => (
+                "certificate_revoked",
+                "the upstream's certificate has been revoked; issue it a new one".to_owned(),
+            ),
+            _ => (
+                "certificate_invalid",
+                "the upstream's certificate did not verify; check it with `openssl s_client \
+                 -connect HOST:PORT -showcerts` against the route's CA"
+                    .to_owned(),
+            ),
+        },
+        rustls::Error::AlertReceived(
+            AlertDescription::CertificateRequired | AlertDescription::BadCertificate,
+        ) => (
+            "upstream_wants_client_certificate",
+            "the upstream refused the handshake for want of an acceptable client \
+             certificate; set the route's upstream.tls.client_cert and client_key to one \
+             its CA issued"
+                .to_owned(),
+        ),
+        rustls::Error::AlertReceived(AlertDescription::HandshakeFailure) => (
+            "handshake_refused",
+            "the upstream refused the handshake: it may want a client certificate (set the \
+             route's upstream.tls.client_cert and client_key) or share no cipher suite with \
+             Tollgate (TLS 1.2 and 1.3, modern suites only)"
+                .to_owned(),
+        ),
+        rustls::Error::AlertReceived(AlertDescription::ProtocolVersion)
+        | rustls::Error::PeerIncompatible(_) => (
+            "no_common_tls_parameters",
+            "the upstream and Tollgate share no TLS version or cipher suite (Tollgate speaks \
+             TLS 1.2 and 1.3 with modern suites only); enable TLS 1.2 or 1.3 on the upstream"
+                .to_owned(),
+        ),
+        _ => (
+            "handshake_failed",
+            "the TLS handshake with the upstream failed; check that the target really \
+             speaks TLS on that port"
+                .to_owned(),
+        ),
+    };
+    TlsFailure {
+        problem,
+        advice,
+        detail: e.to_string(),
+    }
 }
 
 #[cfg(test)]
@@ -351,5 +530,113 @@ mod tests {
         assert!(v
             .verify_server_cert(cert.der(), &[], &name, &[], UnixTime::now())
             .is_err());
+    }
+
+    /// The error the verifier gives for `ee` (with the CA `anchor` trusted) for `name`.
+    fn refusal(anchor: &rcgen::Certificate, ee: &rcgen::Certificate, name: &str) -> rustls::Error {
+        let mut roots = RootCertStore::empty();
+        roots.add(anchor.der().clone()).unwrap();
+        let v = verifier_for(Arc::new(roots)).unwrap();
+        let name = ServerName::try_from(name.to_owned()).unwrap();
+        v.verify_server_cert(ee.der(), &[], &name, &[], UnixTime::now())
+            .unwrap_err()
+    }
+
+    fn ca(cn: &str, names: Vec<String>) -> (rcgen::Certificate, rcgen::KeyPair) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut p = rcgen::CertificateParams::new(names).unwrap();
+        p.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        p.distinguished_name.push(rcgen::DnType::CommonName, cn);
+        (p.self_signed(&key).unwrap(), key)
+    }
+
+    fn leaf(
+        issuer: &(rcgen::Certificate, rcgen::KeyPair),
+        names: &[&str],
+        expired: bool,
+    ) -> rcgen::Certificate {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut p =
+            rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+                .unwrap();
+        p.is_ca = rcgen::IsCa::ExplicitNoCa;
+        if expired {
+            p.not_before = rcgen::date_time_ymd(2020, 1, 1);
+            p.not_after = rcgen::date_time_ymd(2021, 1, 1);
+        }
+        p.signed_by(&key, &issuer.0, &issuer.1).unwrap()
+    }
+
+    #[test]
+    fn each_certificate_fault_is_named_with_what_to_do() {
+        let issuer = ca("upstream CA", vec![]);
+        // A CA certificate served as the server's own (its own anchor, right name).
+        let self_ca = ca("localhost", vec!["localhost".into()]);
+        let f = explain(&refusal(&self_ca.0, &self_ca.0, "localhost"));
+        assert_eq!(f.problem, "ca_certificate_as_server_certificate", "{f:?}");
+        assert!(f
+            .advice
+            .contains("is a CA certificate (basicConstraints CA:TRUE)"));
+        assert!(f.advice.contains("issue a leaf certificate"));
+
+        let f = explain(&refusal(
+            &issuer.0,
+            &leaf(&issuer, &["localhost"], true),
+            "localhost",
+        ));
+        assert_eq!(f.problem, "certificate_expired", "{f:?}");
+        assert!(
+            f.advice.contains("expired at 2021-01-01T00:00:00Z"),
+            "{f:?}"
+        );
+        assert!(f.advice.contains("renew it"));
+
+        let f = explain(&refusal(
+            &issuer.0,
+            &leaf(&issuer, &["api.internal"], false),
+            "localhost",
+        ));
+        assert_eq!(f.problem, "certificate_name_mismatch", "{f:?}");
+        assert!(
+            f.advice
+                .contains("not valid for localhost (it names api.internal)"),
+            "{f:?}"
+        );
+        assert!(f.advice.contains("server_name"));
+
+        let stranger = ca("another CA", vec![]);
+        let f = explain(&refusal(
+            &stranger.0,
+            &leaf(&issuer, &["localhost"], false),
+            "localhost",
+        ));
+        assert_eq!(f.problem, "certificate_unknown_issuer", "{f:?}");
+        assert!(f.advice.contains("not signed by a CA Tollgate trusts"));
+        assert!(f.advice.contains("ca_file"));
+
+        // A leaf of the trusted CA for the right name passes.
+        let mut roots = RootCertStore::empty();
+        roots.add(issuer.0.der().clone()).unwrap();
+        let v = verifier_for(Arc::new(roots)).unwrap();
+        assert!(v
+            .verify_server_cert(
+                leaf(&issuer, &["localhost"], false).der(),
+                &[],
+                &ServerName::try_from("localhost").unwrap(),
+                &[],
+                UnixTime::now()
+            )
+            .is_ok());
+    }
+
+    #[test]
+    fn a_refused_handshake_says_what_the_upstream_may_want() {
+        let f = explain(&rustls::Error::AlertReceived(
+            rustls::AlertDescription::CertificateRequired,
+        ));
+        assert_eq!(f.problem, "upstream_wants_client_certificate");
+        assert!(f.advice.contains("client_cert"));
+        let f = explain(&rustls::Error::General("x".into()));
+        assert_eq!(f.problem, "handshake_failed");
     }
 }

@@ -46,6 +46,13 @@ pub struct ServerShared {
 
 impl ServerShared {
     pub fn new(limits: Limits) -> Self {
+        crate::telemetry::at_zero(|| {
+            [
+                metrics::counter!("tollgate_connections_rejected_total"),
+                metrics::counter!("tollgate_connections_dropped_unread_total"),
+            ]
+        });
+        metrics::gauge!("tollgate_connections_active").increment(0.0);
         ServerShared {
             shutdown: CancellationToken::new(),
             tracker: TaskTracker::new(),

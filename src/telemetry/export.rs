@@ -54,6 +54,13 @@ impl QueueProcessor {
     /// Starts the export thread, and builds the exporter on it (the gRPC channel needs the
     /// thread's runtime). Fails when the exporter cannot be built, before any span exists.
     pub fn start(cfg: &Tracing, resource: Resource) -> Result<Self, ExportError> {
+        // Exported and dropped spans at 0 from the start (`super::at_zero`).
+        super::at_zero(|| {
+            ["queue_full", "export_failed"]
+                .map(|r| metrics::counter!("tollgate_trace_spans_dropped_total", "reason" => r))
+                .into_iter()
+                .chain([metrics::counter!("tollgate_trace_spans_exported_total")])
+        });
         let (spans, queue) = mpsc::channel(QUEUE_SPANS);
         let (stop, stopped) = oneshot::channel();
         let (built, build_result) = std::sync::mpsc::sync_channel(1);

@@ -131,6 +131,21 @@ pub fn metrics() -> &'static PrometheusHandle {
     })
 }
 
+/// The `result` label of every reload counter (config, TLS certificate, upstream TLS).
+pub const RELOAD_RESULTS: [&str; 2] = ["success", "failure"];
+
+/// Makes the counters `make` names exist at 0, the recorder installed first. Why: a series
+/// that first appears with its first event hides that event from `rate()` and
+/// `increase()` (there is no earlier sample to rise from), so the first failed login or
+/// the first upstream error after a start would never show on a dashboard or fire an
+/// alert. Each feature calls this where it is built, with the label values it knows.
+pub fn at_zero<I: IntoIterator<Item = metrics::Counter>>(make: impl FnOnce() -> I) {
+    metrics();
+    for c in make() {
+        c.increment(0);
+    }
+}
+
 /// A static label for a status code, so recording a request allocates nothing.
 pub fn status_label(code: u16) -> &'static str {
     static LABELS: OnceLock<Vec<&'static str>> = OnceLock::new();
@@ -147,8 +162,13 @@ pub fn status_label(code: u16) -> &'static str {
 ///
 /// Why: `metrics::counter!` with labels hashes the name and labels and looks them up in the
 /// registry on every call; for the hot path, the handles of the common method/status
-/// combinations are looked up once per route and then only incremented. Handles are made
-/// on first use, so no series appears before a request produced it.
+/// combinations are looked up once per route and then only incremented.
+///
+/// The route's histogram and its counters for the statuses Tollgate answers itself
+/// ([`GATEWAY_STATUSES`], each method class) exist at 0 from when the route is built: a
+/// series that appears with its first event hides that event from `rate()` and
+/// `increase()`, so the first 502 after a start would never alert. Statuses an upstream
+/// chooses appear with their first request.
 pub struct RequestMetrics {
     route: metrics::SharedString,
     duration: OnceLock<metrics::Histogram>,
@@ -156,26 +176,38 @@ pub struct RequestMetrics {
 }
 
 const METHOD_CLASSES: [&str; 3] = ["read", "write", "other"];
+/// The statuses Tollgate itself answers on a route: refusals (401, 403, 413, 429) and
+/// upstream failures (502, 503, 504).
+pub const GATEWAY_STATUSES: [u16; 7] = [401, 403, 413, 429, 502, 503, 504];
 const COMMON_STATUSES: [u16; 16] = [
     200, 201, 204, 301, 302, 304, 400, 401, 403, 404, 429, 431, 500, 502, 503, 504,
 ];
 
 impl RequestMetrics {
     pub fn new(route: metrics::SharedString) -> Self {
-        RequestMetrics {
+        let m = RequestMetrics {
             route,
             duration: OnceLock::new(),
             counters: std::array::from_fn(|_| OnceLock::new()),
+        };
+        m.histogram();
+        for method in METHOD_CLASSES {
+            for status in GATEWAY_STATUSES {
+                m.with_counter(method, status, |c| c.increment(0));
+            }
         }
+        m
     }
 
-    /// The route label.
-    pub fn route(&self) -> &str {
-        &self.route
-    }
-
-    /// Counts one finished request and records how long it took.
-    pub fn record(&self, method_class: &'static str, status: u16, elapsed: std::time::Duration) {
+    /// Hands `f` the counter of `method_class` and `status`: a kept handle for the common
+    /// combinations (borrowed, no reference count touched on the hot path), looked up for
+    /// the rest.
+    fn with_counter(
+        &self,
+        method_class: &'static str,
+        status: u16,
+        f: impl FnOnce(&metrics::Counter),
+    ) {
         let make = || {
             metrics(); // the recorder exists before a handle is kept
             metrics::counter!(
@@ -188,17 +220,27 @@ impl RequestMetrics {
         let method = METHOD_CLASSES.iter().position(|m| *m == method_class);
         let slot = COMMON_STATUSES.iter().position(|s| *s == status);
         match (method, slot) {
-            (Some(m), Some(s)) => self.counters[m * COMMON_STATUSES.len() + s]
-                .get_or_init(make)
-                .increment(1),
-            _ => make().increment(1),
+            (Some(m), Some(s)) => f(self.counters[m * COMMON_STATUSES.len() + s].get_or_init(make)),
+            _ => f(&make()),
         }
-        self.duration
-            .get_or_init(|| {
-                metrics();
-                metrics::histogram!("tollgate_request_duration_seconds", "route" => self.route.clone())
-            })
-            .record(elapsed.as_secs_f64());
+    }
+
+    fn histogram(&self) -> &metrics::Histogram {
+        self.duration.get_or_init(|| {
+            metrics();
+            metrics::histogram!("tollgate_request_duration_seconds", "route" => self.route.clone())
+        })
+    }
+
+    /// The route label.
+    pub fn route(&self) -> &str {
+        &self.route
+    }
+
+    /// Counts one finished request and records how long it took.
+    pub fn record(&self, method_class: &'static str, status: u16, elapsed: std::time::Duration) {
+        self.with_counter(method_class, status, |c| c.increment(1));
+        self.histogram().record(elapsed.as_secs_f64());
     }
 }
 

@@ -109,12 +109,16 @@ pub fn shutdown() {
 }
 
 /// The span of one request, continuing the caller's trace only when the peer is a trusted
-/// proxy. Its fields are filled in as the request goes (`record`).
+/// proxy. Its fields are filled in as the request goes (`record`). `client.address` is the
+/// client behind any trusted proxies (`http::client_addr`), `network.peer.address` the
+/// connection's peer, as OpenTelemetry's conventions name them.
+#[allow(clippy::too_many_arguments)]
 pub fn request_span(
     method: &http::Method,
     path: &str,
     headers: &HeaderMap,
     peer: IpAddr,
+    client: IpAddr,
     trusted: &[IpNet],
     request_id: &str,
 ) -> Span {
@@ -128,7 +132,8 @@ pub fn request_span(
         url.path = path,
         http.route = tracing::field::Empty,
         http.response.status_code = tracing::field::Empty,
-        client.address = %peer,
+        client.address = %client,
+        network.peer.address = %peer,
         tollgate.request_id = request_id,
         tollgate.auth = tracing::field::Empty,
         tollgate.token_kind = tracing::field::Empty,
@@ -138,7 +143,7 @@ pub fn request_span(
         let inbound = TraceContextPropagator::new().extract(&HeaderExtractor(headers));
         let remote = inbound.span().span_context().clone();
         if remote.is_valid() {
-            if trusted.iter().any(|n| n.contains(&peer)) {
+            if crate::http::client_addr::is_trusted(peer, trusted) {
                 span.set_parent(inbound);
             } else {
                 span.add_link(remote);

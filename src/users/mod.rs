@@ -38,6 +38,11 @@ pub const ADMIN_ROLE: &str = "admin";
 
 pub struct UsersEndpoint(pub Arc<TokenService>);
 
+/// `tollgate_users_created_total` at 0 from the start.
+pub fn register_metrics() {
+    crate::telemetry::at_zero(|| [metrics::counter!("tollgate_users_created_total")]);
+}
+
 enum Target {
     Collection,
     Me,

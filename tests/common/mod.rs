@@ -8,6 +8,7 @@ pub mod connect_gateway;
 pub mod fake_provider;
 pub mod idp;
 pub mod ingress;
+pub mod logs;
 pub mod oauth;
 pub mod pg;
 pub mod pki;

@@ -119,6 +119,28 @@ impl Ca {
     }
 }
 
+/// A CA certificate (basicConstraints CA:TRUE) for `localhost` and 127.0.0.1 that is its
+/// own issuer, with its key: what an upstream serves when it was handed its CA's
+/// certificate instead of a leaf. Trusting it (`ca_file`) does not make it a server's.
+pub fn ca_as_server() -> Issued {
+    let mut params = CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+    params
+        .subject_alt_names
+        .push(SanType::IpAddress(IpAddr::V4(Ipv4Addr::LOCALHOST)));
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "localhost");
+    let key = KeyPair::generate().unwrap();
+    let cert = params.self_signed(&key).unwrap();
+    Issued {
+        cert_pem: cert.pem(),
+        key_pem: key.serialize_pem(),
+        der: cert.der().clone(),
+        key_der: key.serialize_der(),
+    }
+}
+
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }

@@ -32,6 +32,9 @@ pub struct ForeignIssuer {
 
 impl ForeignIssuer {
     pub fn from_config(c: &JwtIssuer, client: reqwest::Client) -> Self {
+        crate::telemetry::at_zero(|| {
+            [metrics::counter!("tollgate_jwks_fetches_total", "issuer" => c.issuer.clone())]
+        });
         ForeignIssuer {
             issuer: c.issuer.clone(),
             audience: c.audience.clone(),

@@ -67,6 +67,11 @@ pub struct JwtAuthenticator {
 
 impl JwtAuthenticator {
     pub fn new(revocations: Arc<RevocationList>, max_entries: u64) -> Self {
+        crate::telemetry::at_zero(|| {
+            ["hit", "miss"].map(|result| {
+                metrics::counter!("tollgate_token_cache_total", "cache" => "jwt", "result" => result)
+            })
+        });
         JwtAuthenticator {
             issuers: Vec::new(),
             local_issuer: None,

@@ -108,6 +108,16 @@ impl OpaqueAuthenticator {
         max_entries: u64,
         revocations: Arc<RevocationList>,
     ) -> Arc<Self> {
+        // The cache's results and each lookup's errors, by the names the config gave them.
+        crate::telemetry::at_zero(|| {
+            ["hit", "miss"]
+                .map(|r| metrics::counter!("tollgate_introspection_cache_total", "result" => r))
+                .into_iter()
+                .chain(lookups.iter().map(|l| {
+                    metrics::counter!("tollgate_introspection_errors_total", "endpoint" => l.name().to_owned())
+                }))
+                .collect::<Vec<_>>()
+        });
         let me = Arc::new(OpaqueAuthenticator {
             lookups,
             cache: Cache::builder()
@@ -347,6 +357,11 @@ impl RemoteIntrospection {
             })?),
             None => None,
         };
+        crate::telemetry::at_zero(|| {
+            [
+                metrics::counter!("tollgate_introspection_requests_total", "endpoint" => c.name.clone()),
+            ]
+        });
         Ok(RemoteIntrospection {
             name: c.name.clone(),
             url: c.url.clone(),

@@ -37,6 +37,45 @@ use body_limit::body_too_large;
 use targets::{host_header, may_be_http2, Target};
 use tunnel::tunnel;
 
+/// Why an upstream request failed, as `tollgate_upstream_errors_total{kind}` counts it.
+#[derive(Debug, Clone, Copy)]
+enum Failure {
+    Unreachable,
+    Timeout,
+    Tls,
+}
+
+impl Failure {
+    const ALL: [Failure; 3] = [Failure::Unreachable, Failure::Timeout, Failure::Tls];
+
+    fn label(self) -> &'static str {
+        match self {
+            Failure::Unreachable => "unreachable",
+            Failure::Timeout => "timeout",
+            Failure::Tls => "tls",
+        }
+    }
+
+    fn count(self) {
+        metrics::counter!("tollgate_upstream_errors_total", "kind" => self.label()).increment(1);
+    }
+}
+
+/// The upstream counters, each kind and result at 0 from the start.
+pub fn register_metrics() {
+    crate::telemetry::at_zero(|| {
+        Failure::ALL
+            .map(|f| metrics::counter!("tollgate_upstream_errors_total", "kind" => f.label()))
+            .into_iter()
+            .chain([metrics::counter!("tollgate_upstream_ejections_total")])
+            .chain(
+                crate::telemetry::RELOAD_RESULTS.map(
+                    |r| metrics::counter!("tollgate_upstream_tls_reloads_total", "result" => r),
+                ),
+            )
+    });
+}
+
 /// One route's upstream: its targets and the shared client.
 pub struct Upstream {
     targets: Vec<Target>,
@@ -207,21 +246,25 @@ impl Upstream {
                     }
                     self.record(target, false);
                     if let Some(why) = tls_failure(e) {
-                        tracing::warn!(target = %target.spec, attempt, error = %why, "upstream TLS handshake failed: certificate not verified or handshake refused");
-                        metrics::counter!("tollgate_upstream_errors_total", "kind" => "tls")
-                            .increment(1);
+                        tracing::warn!(
+                            target = %target.spec,
+                            attempt,
+                            problem = why.problem,
+                            error = %why.detail,
+                            "upstream TLS handshake failed: {}",
+                            why.advice
+                        );
+                        Failure::Tls.count();
                     } else {
                         tracing::warn!(target = %target.spec, attempt, error = %error_chain(e), "upstream request failed");
-                        metrics::counter!("tollgate_upstream_errors_total", "kind" => "unreachable")
-                            .increment(1);
+                        Failure::Unreachable.count();
                     }
                     last_err = GatewayError::UpstreamUnreachable(error_chain(e));
                 }
                 Err(_) => {
                     self.record(target, false);
                     tracing::warn!(target = %target.spec, timeout_ms = timeout.as_millis() as u64, "upstream timed out");
-                    metrics::counter!("tollgate_upstream_errors_total", "kind" => "timeout")
-                        .increment(1);
+                    Failure::Timeout.count();
                     return Err(GatewayError::UpstreamTimeout(timeout));
                 }
             }

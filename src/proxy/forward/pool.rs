@@ -102,6 +102,7 @@ impl Default for ClientCache {
 impl ClientCache {
     /// A cache for `workers` serving workers.
     pub fn new(workers: usize) -> Self {
+        super::register_metrics();
         ClientCache {
             slots: workers + 1,
             clients: Mutex::new(HashMap::new()),

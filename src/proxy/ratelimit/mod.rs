@@ -236,34 +236,8 @@ pub fn key_for(
         }
         RateLimitKey::Ip => {}
     }
-    let ip = client_ip(headers, peer, trusted);
+    let ip = crate::http::client_addr::client_addr(headers, peer, trusted);
     LimitKey::of("ip", ip.to_string().as_bytes())
-}
-
-/// The client's address: the peer, or, when the peer is a trusted proxy, the right-most
-/// `X-Forwarded-For` entry that is not itself a trusted proxy (entries left of it are
-/// the client's to write and never believed).
-pub fn client_ip(headers: &HeaderMap, peer: IpAddr, trusted: &[IpNet]) -> IpAddr {
-    let is_trusted = |ip: &IpAddr| trusted.iter().any(|n| n.contains(ip));
-    if !is_trusted(&peer) {
-        return peer;
-    }
-    let mut chosen = peer;
-    for v in headers.get_all("x-forwarded-for").iter().rev() {
-        let Ok(s) = v.to_str() else { return chosen };
-        for part in s.rsplit(',') {
-            match part.trim().parse::<IpAddr>() {
-                Ok(ip) => {
-                    chosen = ip;
-                    if !is_trusted(&ip) {
-                        return ip;
-                    }
-                }
-                Err(_) => return chosen,
-            }
-        }
-    }
-    chosen
 }
 
 /// Route limits kept across reloads: a reload that leaves a route's limit as it was keeps
