@@ -313,7 +313,7 @@ impl SignInEndpoint {
                 ))
             }
         };
-        let ip = crate::proxy::ratelimit::client_ip(
+        let ip = crate::http::client_addr::client_addr(
             &parts.headers,
             ctx.conn.peer.ip(),
             &cfg.trusted_proxies,
