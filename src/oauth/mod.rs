@@ -50,8 +50,23 @@ pub struct TokenService {
 /// The token service's counters at 0 from the start: each grant's `issued`, sign-in
 /// failures and both throttle limits, refresh-token reuse, revocations and introspections
 /// by result. Failed token requests appear by their error code with the first one.
-fn register_metrics() {
+fn register_metrics(config: &Config) {
     use crate::config::dialect::GrantType;
+    // The hosted login page's outcomes, and the legacy password grant per endpoint: its
+    // implied client, or `-` (a series per client appears with that client's first grant).
+    crate::telemetry::at_zero(|| {
+        ["success", "failure", "throttled", "csrf"]
+            .map(|outcome| metrics::counter!("tollgate_logins_total", "outcome" => outcome))
+            .into_iter()
+            .chain(config.dialects.iter().map(|(_, d)| {
+                metrics::counter!(
+                    "tollgate_password_grants_total",
+                    "client" => d.implied_client.clone().unwrap_or_else(|| "-".into()),
+                    "dialect" => d.name.clone()
+                )
+            }))
+            .collect::<Vec<_>>()
+    });
     crate::telemetry::at_zero(|| {
         GrantType::ALL
             .map(|g| {
@@ -83,7 +98,7 @@ impl TokenService {
         keys: Arc<KeySet>,
         hasher: PasswordHasherPool,
     ) -> Result<Arc<TokenService>, crate::store::StoreError> {
-        register_metrics();
+        register_metrics(config);
         let revocations = RevocationList::new();
         revocations
             .follow_store(store.clone(), config.tokens.access.ttl)
