@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use http::Method;
 use ipnet::IpNet;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 use super::identity::IdentityHeaderNames;
 use super::raw::{self, AuthMode, RawConfig};
@@ -537,11 +539,8 @@ pub(crate) enum PemKind {
 pub(crate) fn pem_has(path: &std::path::Path, kind: PemKind) -> Result<(), String> {
     let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let found = match kind {
-        PemKind::Certificate => rustls_pemfile::certs(&mut bytes.as_slice()).any(|c| c.is_ok()),
-        PemKind::PrivateKey => matches!(
-            rustls_pemfile::private_key(&mut bytes.as_slice()),
-            Ok(Some(_))
-        ),
+        PemKind::Certificate => CertificateDer::pem_slice_iter(&bytes).any(|c| c.is_ok()),
+        PemKind::PrivateKey => PrivateKeyDer::from_pem_slice(&bytes).is_ok(),
     };
     if found {
         Ok(())
