@@ -17,9 +17,9 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Empty, Full};
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
+use tollgate::authn::AuthnParts;
 use tollgate::config::Config;
 use tollgate::keys::{AccessClaims, KeySet};
-use tollgate::proxy::authn::AuthnParts;
 
 struct Counting;
 
@@ -149,7 +149,7 @@ fn main() {
             .sign(&AccessClaims {
                 sub: "7d0c6a8e-5b7e-4c1f-9d38-2a1f0c6e9b11".into(),
                 iss: cfg.tokens.issuer.clone(),
-                aud: cfg.tokens.audience.clone(),
+                aud: cfg.tokens.audience.clone().into(),
                 exp: now + 3600,
                 iat: now,
                 nbf: None,
@@ -159,6 +159,7 @@ fn main() {
                 email: Some("user@example.com".into()),
                 role: Some("default".into()),
                 alias: None,
+                cnf: None,
             })
             .unwrap();
         let services =

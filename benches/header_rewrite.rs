@@ -6,7 +6,7 @@ use std::net::IpAddr;
 
 use criterion::{black_box, criterion_group, criterion_main, BatchSize, Criterion};
 use http::{HeaderMap, HeaderValue};
-use tollgate::proxy::authn::Identity;
+use tollgate::authn::Identity;
 use tollgate::proxy::headers::{remove_hop_by_hop, request_id, set_forwarded, IdentityHeaderSet};
 use tollgate::proxy::identity::IdentityHeaderNames;
 

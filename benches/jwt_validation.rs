@@ -6,9 +6,9 @@ use std::sync::Arc;
 
 use chrono::Utc;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
+use tollgate::authn::jwt::JwtAuthenticator;
 use tollgate::config::raw::Tokens;
 use tollgate::keys::{AccessClaims, KeySet};
-use tollgate::proxy::authn::jwt::JwtAuthenticator;
 use tollgate::revocation::RevocationList;
 
 fn bench(c: &mut Criterion) {
@@ -20,7 +20,7 @@ fn bench(c: &mut Criterion) {
         .sign(&AccessClaims {
             sub: "7d0c6a8e-5b7e-4c1f-9d38-2a1f0c6e9b11".into(),
             iss: tokens.issuer.clone(),
-            aud: tokens.audience.clone(),
+            aud: tokens.audience.clone().into(),
             exp: now + 3600,
             iat: now,
             nbf: None,
@@ -30,6 +30,7 @@ fn bench(c: &mut Criterion) {
             email: Some("user@example.com".into()),
             role: Some("default".into()),
             alias: None,
+            cnf: None,
         })
         .expect("signed");
     let make = || {

@@ -8,10 +8,10 @@ use std::sync::Arc;
 use http::{HeaderValue, Method, Request};
 use hyper::body::Incoming;
 
+use crate::authn::Authenticator;
 use crate::config::Config;
 use crate::http::error::Answer;
 use crate::http::{BoxFuture, ConnInfo};
-use crate::proxy::authn::Authenticator;
 use crate::proxy::Generation;
 
 /// Per-request facts handed to an [`Endpoint`].

@@ -173,6 +173,11 @@ struct Tollgate {
 
 impl Tollgate {
     fn new() -> Tollgate {
+        Tollgate::with_config(|_| String::new())
+    }
+
+    /// As `new`, with more YAML appended; `extra` gets the issuer (the gateway's own URL).
+    fn with_config(extra: impl FnOnce(&str) -> String) -> Tollgate {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let issuer = format!("http://127.0.0.1:{port}");
@@ -183,8 +188,9 @@ impl Tollgate {
                 "listen:\n  http: 127.0.0.1:{port}\n  admin: 127.0.0.1:0\n\
                  store:\n  url: sqlite://{}/data/tollgate.db\n\
                  tokens:\n  issuer: {issuer}\n  audience: tollgate\n\
-                 token_endpoints:\n  - path: /oauth/token\n  - path: /oauth/authorize\n",
-                dir.path().display()
+                 token_endpoints:\n  - path: /oauth/token\n  - path: /oauth/authorize\n{}",
+                dir.path().display(),
+                extra(&issuer)
             ),
         )
         .unwrap();
@@ -858,4 +864,248 @@ fn apache_template_loads_mod_auth_openidc() {
     for module in ["auth_openidc_module", "include_module", "authz_user_module"] {
         assert!(text.contains(module), "{module} not loaded: {text}");
     }
+}
+
+/// Clickjacking: a page of another origin frames the login page; Chromium must refuse to
+/// render it (`frame-ancestors 'none'`, `X-Frame-Options: DENY`), while the same harness
+/// does render a frameable document (the control), so a blank result cannot pass by
+/// accident.
+#[test]
+fn chromium_refuses_to_show_the_login_page_in_a_frame() {
+    let tools = or_skip!(browser_tools());
+    let mut gw = Tollgate::new();
+    gw.create_user();
+    let redirect_uri = format!("http://127.0.0.1:{}/cb", free_port());
+    gw.create_client("rp", None, &redirect_uri, None);
+    gw.start();
+    let login_url = format!(
+        "{}/oauth/authorize?response_type=code&client_id=rp&redirect_uri={}&scope=openid\
+         &state=s&code_challenge=E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM\
+         &code_challenge_method=S256",
+        gw.issuer,
+        url_encode(&redirect_uri)
+    );
+    let control_url = format!("{}/.well-known/openid-configuration", gw.issuer);
+    let mut cmd = node_cmd(&tools, "frame.mjs");
+    cmd.args(["--login-url", &login_url, "--control-url", &control_url]);
+    let run = run_rp(cmd, gw.dir.path(), &[]);
+    let s = run.summary("frame.mjs", &gw, "");
+    let control = &s["control"];
+    assert_eq!(control["url"], control_url.as_str(), "{s}");
+    assert!(
+        control["text"]
+            .as_str()
+            .unwrap()
+            .contains("authorization_endpoint"),
+        "the control frame shows the document: {s}"
+    );
+    let login = &s["login"];
+    assert_eq!(
+        login["password_fields"], 0,
+        "the login form rendered in a frame: {s}"
+    );
+    assert!(
+        !login["text"].as_str().unwrap().contains("Sign in"),
+        "the login page's text is visible in the frame: {s}"
+    );
+    assert!(
+        login["console"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m.as_str().unwrap().contains("frame-ancestors 'none'")),
+        "Chromium names the policy that refused the frame: {s}"
+    );
+}
+
+/// The MCP TypeScript SDK's own server as an upstream: started, its port read from its
+/// first line, killed (with its process group) when dropped.
+struct McpServer {
+    child: Child,
+    port: u16,
+}
+
+impl McpServer {
+    fn start(tools: &BrowserTools, dir: &Path) -> McpServer {
+        let out = dir.join("mcp_server.out");
+        let mut child = node_cmd(tools, "mcp_server.mjs");
+        for v in PROXY_VARS {
+            child.env_remove(v);
+        }
+        let mut child = child
+            .current_dir(rp_dir())
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&out).unwrap())
+            .stderr(Stdio::inherit())
+            .process_group(0)
+            .spawn()
+            .expect("start the MCP server");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let text = std::fs::read_to_string(&out).unwrap_or_default();
+            if let Some(port) = text
+                .lines()
+                .find_map(|l| l.strip_prefix("listening "))
+                .and_then(|p| p.trim().parse().ok())
+            {
+                return McpServer { child, port };
+            }
+            if let Some(status) = child.try_wait().unwrap() {
+                panic!("the MCP server exited with {status}");
+            }
+            assert!(Instant::now() < deadline, "the MCP server did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for McpServer {
+    fn drop(&mut self) {
+        kill_group(&mut self.child);
+    }
+}
+
+/// An AI agent's way in (MCP authorization, 2025-06-18 / 2025-11-25): the MCP SDK's
+/// client meets a 401 from an MCP server behind Tollgate, follows `resource_metadata` to
+/// the protected resource metadata, discovers Tollgate, registers itself (RFC 7591),
+/// signs the user in through the hosted login and consent pages in Chromium, redeems the
+/// code with PKCE and the resource indicator, and calls a tool; the server, which knows
+/// nothing of OAuth, sees the user Tollgate vouches for.
+#[test]
+fn the_mcp_sdk_client_registers_signs_in_and_calls_a_tool_through_tollgate() {
+    let tools = or_skip!(browser_tools());
+    if !rp_dir()
+        .join("node_modules/@modelcontextprotocol/sdk")
+        .exists()
+    {
+        eprintln!(
+            "SKIP: tests/rp/node_modules/@modelcontextprotocol/sdk is missing (npm ci in tests/rp)"
+        );
+        return;
+    }
+    let scratch = tempfile::tempdir().unwrap();
+    let server = McpServer::start(&tools, scratch.path());
+    let mut gw = Tollgate::with_config(|issuer| {
+        format!(
+            "client_registration: open\nroutes:\n  - name: mcp\n    path: /mcp\n    upstream: http://127.0.0.1:{port}\n    auth: required\n    resource:\n      id: {issuer}/mcp\n      scopes_supported: [openid]\n",
+            port = server.port
+        )
+    });
+    let sub = gw.create_user();
+    gw.start();
+    let mcp_url = format!("{}/mcp", gw.issuer);
+    let mut cmd = node_cmd(&tools, "mcp_client.mjs");
+    cmd.args([
+        "--url",
+        &mcp_url,
+        "--username",
+        USERNAME,
+        "--callback-port",
+        &free_port().to_string(),
+    ]);
+    let run = run_rp(cmd, gw.dir.path(), &[("RP_PASSWORD", PASSWORD)]);
+    let s = run.summary("mcp_client.mjs", &gw, "");
+    assert!(
+        s["client_id"].as_str().unwrap().starts_with("dyn_"),
+        "registered: {s}"
+    );
+    assert_eq!(s["authorize"]["resource"], mcp_url.as_str(), "{s}");
+    assert_eq!(s["authorize"]["code_challenge_method"], "S256", "{s}");
+    assert_eq!(s["has_refresh_token"], true, "{s}");
+    assert_eq!(s["tools"], serde_json::json!(["whoami"]), "{s}");
+    // The upstream saw the signed-in user, and the token is for this resource only.
+    assert_eq!(s["whoami"]["user_id"], sub.as_str(), "{s}");
+    let token = s["access_token"].as_str().unwrap();
+    let claims: Value = {
+        use base64::Engine;
+        serde_json::from_slice(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(token.split('.').nth(1).unwrap())
+                .unwrap(),
+        )
+        .unwrap()
+    };
+    assert_eq!(claims["aud"], mcp_url.as_str(), "{claims}");
+}
+
+/// DPoP from a client library that implements it (oauth4webapi): its proofs are accepted
+/// at the token endpoint and on a proxied route, the token is `DPoP`-typed and bound to
+/// the library's key, and the same token without a proof is refused.
+#[test]
+fn oauth4webapi_gets_a_dpop_bound_token_and_uses_it_on_a_route() {
+    let tools = or_skip!(browser_tools());
+    let upstream = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let up_port = upstream.local_addr().unwrap().port();
+    // A tiny upstream: answers every request 200 with the X-User-Id it received.
+    std::thread::spawn(move || {
+        for stream in upstream.incoming().take(8).flatten() {
+            let mut stream = stream;
+            let mut buf = [0u8; 8192];
+            let n = stream.read(&mut buf).unwrap_or(0);
+            let head = String::from_utf8_lossy(&buf[..n]).to_ascii_lowercase();
+            let user = head
+                .lines()
+                .find_map(|l| l.strip_prefix("x-user-id: "))
+                .unwrap_or("-")
+                .trim()
+                .to_string();
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{user}",
+                user.len()
+            );
+        }
+    });
+    let mut gw = Tollgate::with_config(|_| {
+        format!(
+            "routes:\n  - name: api\n    path: /api\n    upstream: http://127.0.0.1:{up_port}\n    auth: required\n    sender_constraint: dpop\n"
+        )
+    });
+    let secret = "dpop-client-secret-0123456789";
+    let client = gw.cli(
+        &[
+            "clients",
+            "create",
+            "--id",
+            "svc",
+            "--secret-stdin",
+            "--grants",
+            "client_credentials",
+            "--scopes",
+            "read",
+        ],
+        Some(&format!("{secret}\n")),
+    );
+    assert_eq!(client["id"], "svc", "{client}");
+    gw.start();
+    let mut cmd = node_cmd(&tools, "dpop_client.mjs");
+    let resource = format!("{}/api/orders", gw.issuer);
+    cmd.args([
+        "--issuer",
+        &gw.issuer,
+        "--client-id",
+        "svc",
+        "--resource-url",
+        &resource,
+    ]);
+    let run = run_rp(cmd, gw.dir.path(), &[("RP_CLIENT_SECRET", secret)]);
+    let s = run.summary("dpop_client.mjs", &gw, "");
+    assert!(
+        s["dpop_signing_alg_values_supported"]
+            .as_array()
+            .unwrap()
+            .contains(&serde_json::json!("ES256")),
+        "{s}"
+    );
+    assert_eq!(
+        s["token_type"]
+            .as_str()
+            .map(str::to_ascii_lowercase)
+            .as_deref(),
+        Some("dpop"),
+        "{s}"
+    );
+    assert_eq!(s["with_proof"]["status"], 200, "{s}");
+    assert_eq!(s["again_with_a_fresh_proof"]["status"], 200, "{s}");
+    assert_eq!(s["as_bearer"]["status"], 401, "{s}");
 }

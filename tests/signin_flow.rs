@@ -17,6 +17,8 @@ const REDIRECT: &str = "http://127.0.0.1:9/cb";
 struct Env {
     gw: common::TestGateway,
     issuer: String,
+    /// The gateway's store, for tests that move a session's clock back.
+    db: String,
 }
 
 async fn env() -> Env {
@@ -59,7 +61,11 @@ async fn env() -> Env {
     ))
     .await;
     std::mem::forget(dir);
-    Env { gw, issuer }
+    Env {
+        gw,
+        issuer,
+        db: url,
+    }
 }
 
 /// A browser: keeps cookies, never follows redirects (the test reads them).
@@ -293,6 +299,12 @@ async fn discovery_describes_the_code_flow() {
         serde_json::json!(["S256"])
     );
     assert_eq!(d["authorization_response_iss_parameter_supported"], true);
+    // Only what some client can use: no client here has client_credentials; the
+    // legacy client keeps the password grant advertised.
+    assert_eq!(
+        d["grant_types_supported"],
+        serde_json::json!(["authorization_code", "refresh_token", "password"])
+    );
 }
 
 #[tokio::test]
@@ -666,4 +678,113 @@ async fn a_client_without_the_password_grant_is_refused_it() {
         text.contains(r#"tollgate_password_grants_total{client="legacy",dialect="/oauth/token"}"#),
         "{text}"
     );
+}
+
+/// Moves every stored browser session's clocks back by `secs`: `field` is `last_seen`
+/// (the idle clock) or `auth_time` (what `max_age` reads); `expires` moves the absolute
+/// end too. The test then asks the gateway what it makes of that session, no sleeping.
+async fn age_sessions(e: &Env, field: &str, secs: i64, expires: bool) {
+    use sqlx::Connection;
+    let mut db = sqlx::SqliteConnection::connect(&e.db).await.unwrap();
+    let moved = sqlx::query(&format!(
+        "UPDATE signin_state SET payload = json_set(payload, '$.{field}', \
+         json_extract(payload, '$.{field}') - ?1), \
+         expires_at = CASE WHEN ?2 THEN expires_at - ?1 * 1000000 ELSE expires_at END \
+         WHERE kind = 'session'"
+    ))
+    .bind(secs)
+    .bind(expires)
+    .execute(&mut db)
+    .await
+    .unwrap()
+    .rows_affected();
+    assert_eq!(moved, 1, "one session to age");
+}
+
+/// What `GET /oauth/authorize` does with the browser's session: a code (303 to the
+/// client), or the login page (200).
+async fn authorize_status(b: &reqwest::Client, e: &Env, extra: &str) -> u16 {
+    b.get(authorize_url(e, "app", extra))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+#[tokio::test]
+async fn a_session_ends_after_the_idle_timeout() {
+    let e = env().await;
+    let b = browser();
+    sign_in(&b, &e).await;
+    assert_eq!(authorize_status(&b, &e, "").await, 303, "single sign-on");
+    // Used a minute ago: still live (and the use restarts the idle clock).
+    age_sessions(&e, "last_seen", 60, false).await;
+    assert_eq!(authorize_status(&b, &e, "").await, 303);
+    // Unused for longer than login.session.idle (8h by default): a password again.
+    age_sessions(&e, "last_seen", 8 * 3600 + 1, false).await;
+    assert_eq!(authorize_status(&b, &e, "").await, 200);
+    let resp = b
+        .get(authorize_url(&e, "app", "&prompt=none"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        param(&location(&resp), "error").as_deref(),
+        Some("login_required")
+    );
+}
+
+#[tokio::test]
+async fn a_session_ends_at_the_absolute_timeout_however_busy() {
+    let e = env().await;
+    let b = browser();
+    sign_in(&b, &e).await;
+    // Signed in 7 days ago and used all along (last_seen is now): past
+    // login.session.absolute, so it is over.
+    age_sessions(&e, "auth_time", 7 * 24 * 3600 + 1, true).await;
+    assert_eq!(authorize_status(&b, &e, "").await, 200);
+}
+
+#[tokio::test]
+async fn max_age_asks_for_the_password_when_the_sign_in_is_older() {
+    let e = env().await;
+    let b = browser();
+    sign_in(&b, &e).await;
+    age_sessions(&e, "auth_time", 120, false).await;
+    // Signed in two minutes ago: fine for max_age=3600, too old for max_age=60.
+    assert_eq!(authorize_status(&b, &e, "&max_age=3600").await, 303);
+    assert_eq!(authorize_status(&b, &e, "&max_age=60").await, 200);
+    // prompt=login always shows the form, whatever the session's age.
+    assert_eq!(authorize_status(&b, &e, "&prompt=login").await, 200);
+    // With prompt=none, a sign-in too old for max_age is login_required, never a code.
+    let resp = b
+        .get(authorize_url(&e, "app", "&max_age=60&prompt=none"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 303);
+    assert_eq!(
+        param(&location(&resp), "error").as_deref(),
+        Some("login_required")
+    );
+    // Signing in again with max_age: the ID token's auth_time is the new sign-in.
+    let page = b
+        .get(authorize_url(&e, "app", "&max_age=60"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let resp = login(&b, &e, &page, "ann", "ann-password-1").await;
+    let code = param(&location(&resp), "code").unwrap();
+    let tokens: Value = redeem(&e, "app", &code, VERIFIER, REDIRECT)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let id = jwt_claims(tokens["id_token"].as_str().unwrap());
+    let now = chrono::Utc::now().timestamp();
+    assert!((now - id["auth_time"].as_i64().unwrap()).abs() < 30, "{id}");
 }

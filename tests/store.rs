@@ -126,6 +126,8 @@ fn token(hash: &str, family: &str, user: Option<UserId>) -> TokenRecord {
         created_at: now(),
         rotated_at: None,
         revoked_at: None,
+        audience: String::new(),
+        cnf: None,
     }
 }
 

@@ -7,7 +7,7 @@ use std::sync::OnceLock;
 use libfuzzer_sys::fuzz_target;
 use tollgate::config::Config;
 use tollgate::keys::KeySet;
-use tollgate::proxy::authn::verifier::KeySetVerifier;
+use tollgate::authn::verifier::KeySetVerifier;
 
 fn keys() -> &'static (KeySet, KeySetVerifier) {
     static K: OnceLock<(KeySet, KeySetVerifier)> = OnceLock::new();
@@ -28,5 +28,5 @@ fuzz_target!(|data: &[u8]| {
     let (own, foreign) = keys();
     assert!(own.verify(token).is_err(), "an unsigned input verified");
     assert!(foreign.verify_now(token).is_err(), "an unsigned input verified");
-    let _ = tollgate::proxy::authn::jwt::looks_like_jwt(token);
+    let _ = tollgate::authn::jwt::looks_like_jwt(token);
 });

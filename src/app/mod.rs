@@ -13,13 +13,13 @@ use arc_swap::ArcSwap;
 use http::{HeaderValue, Request, Response};
 use hyper::body::Incoming;
 
+use crate::authn::{Authenticator, RejectAll};
 use crate::config::{Config, ConfigError};
 use crate::endpoint::{Endpoint, RequestCtx};
 use crate::http::body::Body;
 use crate::http::cors;
 use crate::http::error::ErrorResponse;
 use crate::http::{BoxFuture, ConnInfo, Handler, ReadinessCheck};
-use crate::proxy::authn::{Authenticator, RejectAll};
 use crate::proxy::error::GatewayError;
 use crate::proxy::forward::ClientCache;
 use crate::proxy::headers::{self, X_REQUEST_ID};
@@ -65,6 +65,7 @@ fn register_metrics() {
     endpoint_metrics();
     no_route_metrics();
     crate::proxy::authz::register_metrics();
+    crate::authn::binding::register_metrics();
     crate::forward_auth::register_metrics();
     crate::audit::register_metrics();
 }

@@ -6,13 +6,13 @@
 use std::sync::Arc;
 
 use super::Services;
+use crate::authn::{self, AuthnParts};
 use crate::config::Config;
 use crate::crypto::PasswordHasherPool;
 use crate::endpoint::Endpoint;
 use crate::http::ReadinessCheck;
 use crate::keys::{default_key_dir, KeySet};
 use crate::oauth::TokenService;
-use crate::proxy::authn::{self, AuthnParts};
 use crate::store::Store;
 
 #[derive(Debug, thiserror::Error)]

@@ -458,6 +458,7 @@ async fn create_client(cli: &Cli, args: &ClientsCreate) -> CmdResult {
         redirect_uris,
         post_logout_redirect_uris,
         first_party: !args.third_party,
+        registration_token_hash: None,
     };
     let client = match store.create_client(client).await {
         Ok(c) => c,

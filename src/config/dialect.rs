@@ -24,6 +24,14 @@ impl GrantType {
         GrantType::AuthorizationCode,
     ];
 
+    /// The order discovery lists them in: the recommended flow first.
+    pub const ALL_ADVERTISED: [GrantType; 4] = [
+        GrantType::AuthorizationCode,
+        GrantType::RefreshToken,
+        GrantType::ClientCredentials,
+        GrantType::Password,
+    ];
+
     pub fn parse(s: &str) -> Option<GrantType> {
         match s {
             "password" => Some(GrantType::Password),

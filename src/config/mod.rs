@@ -12,6 +12,7 @@ pub mod provider;
 pub mod rate_limit;
 pub mod raw;
 pub mod reload;
+pub mod resource;
 mod validate;
 
 use std::path::{Path, PathBuf};
@@ -65,6 +66,10 @@ pub struct Config {
     pub tokens: raw::Tokens,
     pub users_api: raw::UsersApi,
     pub login: raw::Login,
+    pub client_registration: raw::ClientRegistration,
+    /// The environment variable of the registration initial access token.
+    pub client_registration_token_env: String,
+    pub dpop: raw::Dpop,
     pub cors: raw::Cors,
     pub connect: raw::Connect,
     pub introspection: Vec<raw::Introspection>,
@@ -229,6 +234,12 @@ pub struct RouteSpec {
     pub rate_limit: Option<RateLimitSpec>,
     /// Only requests with a verified client certificate pass.
     pub require_client_cert: bool,
+    /// The audience a token must carry here, when the route names one (its own
+    /// `audience`, else its `resource.id`).
+    pub audience: Option<String>,
+    /// RFC 9728 metadata this route publishes.
+    pub resource: Option<raw::ProtectedResource>,
+    pub sender_constraint: raw::SenderConstraint,
     /// Position in the file, the last tie-breaker.
     pub index: usize,
 }

@@ -26,6 +26,14 @@ pub struct RawConfig {
     pub users_api: UsersApi,
     /// The hosted sign-in page of `GET /oauth/authorize` and the browser session.
     pub login: Login,
+    /// RFC 7591 dynamic client registration at `/oauth/register`.
+    pub client_registration: ClientRegistration,
+    /// The environment variable holding the initial access token registrations must
+    /// present when `client_registration: initial_token` (default
+    /// `TOLLGATE_REGISTRATION_TOKEN`).
+    pub client_registration_token_env: Option<String>,
+    /// DPoP proofs (RFC 9449): how they are checked at the token endpoint and on routes.
+    pub dpop: Dpop,
     pub cors: Cors,
     /// External OAuth 2.0 / OIDC providers for account linking.
     pub providers: BTreeMap<String, Provider>,
@@ -306,6 +314,84 @@ impl Default for Login {
             code_ttl: Duration::from_secs(60),
         }
     }
+}
+
+/// Who may register a client at `/oauth/register` (RFC 7591).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientRegistration {
+    /// Nobody: clients come from `tollgate clients create` (the safe default).
+    #[default]
+    Closed,
+    /// Whoever presents the initial access token (`client_registration_token_env`) as a
+    /// bearer token.
+    InitialToken,
+    /// Anyone (rate-limited per address): what MCP clients expect of a public server.
+    Open,
+}
+
+/// DPoP proof checks.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct Dpop {
+    /// A proof's `iat` is accepted within this of the gateway's clock, either way; its
+    /// `jti` is remembered for twice as long.
+    #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub proof_window: Duration,
+    /// Require server nonces: a proof without the current one is answered
+    /// `use_dpop_nonce` with a fresh `DPoP-Nonce`.
+    pub nonce: bool,
+    /// Where used proofs are remembered: `local` (this replica) or `redis` (every
+    /// replica, on `rate_limit_store`'s server).
+    pub replay_store: DpopReplayStore,
+}
+
+impl Default for Dpop {
+    fn default() -> Self {
+        Dpop {
+            proof_window: Duration::from_secs(60),
+            nonce: false,
+            replay_store: DpopReplayStore::Local,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum DpopReplayStore {
+    #[default]
+    Local,
+    Redis,
+}
+
+/// A route's RFC 9728 protected resource metadata.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProtectedResource {
+    /// The resource identifier: the https URL clients name in `resource` and that
+    /// tokens for this route carry in `aud`.
+    pub id: String,
+    #[serde(default)]
+    pub scopes_supported: Vec<String>,
+    /// A page for developers (`resource_documentation`).
+    #[serde(default)]
+    pub documentation: Option<String>,
+}
+
+/// Which proof of possession a route demands with its tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum SenderConstraint {
+    /// Bearer tokens pass; a bound token still needs its proof.
+    #[default]
+    None,
+    /// Only DPoP-bound tokens, with a proof.
+    Dpop,
+    /// Only certificate-bound tokens, over a connection with that certificate.
+    Mtls,
+    /// Either of the two.
+    Bound,
 }
 
 /// The browser session (single sign-on) the hosted page starts.
@@ -631,6 +717,16 @@ pub struct Route {
     /// Request rate limit of this route, or `off`; absent: the top-level `rate_limit`.
     #[serde(default)]
     pub rate_limit: Option<RouteRateLimit>,
+    /// Only tokens whose `aud` holds this pass (RFC 8707). Default: `resource.id` when
+    /// set; otherwise self-issued tokens must carry `tokens.audience`.
+    #[serde(default)]
+    pub audience: Option<String>,
+    /// RFC 9728 protected resource metadata for this route.
+    #[serde(default)]
+    pub resource: Option<ProtectedResource>,
+    /// `none` (default), `dpop`, `mtls` or `bound` (DPoP or mTLS).
+    #[serde(default)]
+    pub sender_constraint: SenderConstraint,
 }
 
 /// A route's `rate_limit`: a limit, or `off` to exempt the route from the default.

@@ -179,7 +179,10 @@ pub(super) fn validate(
         }
     }
     check_route_conflicts(&routes, text, &mut problems);
+    super::resource::check_resource_conflicts(&routes, &mut problems);
+    super::resource::validate_top(&raw, &mut problems);
 
+    let client_registration_token_env = super::resource::registration_token_env(&raw);
     match identity {
         Some(identity) if problems.is_empty() => Ok(Config {
             dialects: super::dialect::mounted(&raw),
@@ -190,6 +193,9 @@ pub(super) fn validate(
             tokens: raw.tokens,
             users_api: raw.users_api,
             login: raw.login,
+            client_registration: raw.client_registration,
+            client_registration_token_env,
+            dpop: raw.dpop,
             cors: raw.cors,
             connect: raw.connect,
             introspection: raw.introspection,
@@ -362,6 +368,7 @@ fn validate_route(
     };
 
     let rate_limit = super::rate_limit::route_limit(&key, r, raw, problems);
+    let audience = super::resource::route_resource(&key, r, raw, problems);
     // A certificate comes from this listener's handshake (`tls.client_ca`), or, where an
     // ingress asks (forward-auth, ext_authz), from what a trusted proxy or Envoy reports.
     let handshake = raw
@@ -407,6 +414,9 @@ fn validate_route(
         close_on_token_expiry: r.close_on_token_expiry.unwrap_or(true),
         rate_limit,
         require_client_cert: r.require_client_cert,
+        audience,
+        resource: r.resource.clone(),
+        sender_constraint: r.sender_constraint,
         index: i,
     })
 }

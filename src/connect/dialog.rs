@@ -16,10 +16,10 @@ use super::{
     authenticate, bearer, pkce_challenge, query_param, random_token, redirect, sha256_hex,
     user_id_of, Connect,
 };
+use crate::authn::Authenticator;
 use crate::config::provider::ResolvedProvider;
 use crate::config::Config;
 use crate::http::body::Body;
-use crate::proxy::authn::Authenticator;
 use crate::store::ConnectState;
 
 impl Connect {

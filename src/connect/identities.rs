@@ -9,8 +9,8 @@ use serde::Serialize;
 
 use super::error::ConnectError;
 use super::{authenticate, bearer, Connect};
+use crate::authn::Authenticator;
 use crate::http::body::{self, Body};
-use crate::proxy::authn::Authenticator;
 use crate::store::UserId;
 
 /// One linked account as the API shows it.

@@ -50,13 +50,13 @@ use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use sha2::{Digest, Sha256};
 
+use crate::authn::{Authenticator, AuthnError, Identity};
 use crate::config::Config;
 use crate::crypto::{random_token, sha256_hex};
 use crate::endpoint::{Endpoint, Envelope, RequestCtx};
 use crate::http::body::{self, Body};
 use crate::http::error::Answer;
 use crate::http::BoxFuture;
-use crate::proxy::authn::{Authenticator, AuthnError, Identity};
 use crate::store::{ConnectStateStore, IdentityStore, Store, UserId, UserStore};
 use cipher::TokenCipher;
 use error::ConnectError;
@@ -310,6 +310,7 @@ async fn authenticate(
         .ok_or(ConnectError::Unauthenticated)?;
     authn.authenticate(token).await.map_err(|e| match e {
         AuthnError::Invalid(why) => ConnectError::InvalidToken(why),
+        AuthnError::Proof { error, .. } => ConnectError::InvalidToken(error.to_string()),
         AuthnError::Unavailable(why) => ConnectError::AuthUnavailable(why),
     })
 }
@@ -322,7 +323,7 @@ fn user_id_of(identity: &Identity) -> Result<UserId, ConnectError> {
 
 /// The `Authorization: Bearer` token, if any.
 fn bearer(headers: &http::HeaderMap) -> Option<&str> {
-    crate::proxy::authn::source::bearer(headers)
+    crate::authn::source::bearer(headers)
 }
 
 /// The first value of `name` in a query string, percent-decoded.

@@ -6,11 +6,11 @@ use http_body_util::BodyExt;
 
 use super::cipher::{CipherError, TokenCipher};
 use super::*;
+use crate::authn::{AuthnFuture, Identity as Caller};
 use crate::config::provider::{Preset, ResolvedProvider};
 use crate::config::raw::Provider;
 use crate::http::error::ErrorResponse;
 use crate::http::redirect::{check, with_params, AllowedRedirect};
-use crate::proxy::authn::{AuthnFuture, Identity as Caller};
 use crate::store::{ConnectState, LinkedIdentity, NewUser, StoreError, StoreFuture, User};
 
 // ---------- fakes ----------

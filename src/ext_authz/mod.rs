@@ -34,10 +34,10 @@ use http::{Request, Response};
 use hyper::body::Incoming;
 use tower::ServiceExt;
 
+use crate::authn::Authenticator;
 use crate::http::body::{self, Body};
 use crate::http::{BoxFuture, ConnInfo, Handler};
 use crate::proxy::admission::{self, RouteBy};
-use crate::proxy::authn::Authenticator;
 use crate::proxy::Generation;
 
 /// The context extension naming the route whose policy applies.

@@ -18,6 +18,8 @@ pub struct Described<'a> {
     host: Option<String>,
     path: String,
     query: Option<&'a str>,
+    raw_path: &'a str,
+    authority: Option<&'a str>,
     headers: HeaderMap,
     peer: IpAddr,
     client_cert: Option<ClientCert>,
@@ -47,15 +49,18 @@ impl<'a> Described<'a> {
         let path = path::normalize_path(raw_path)
             .map_err(|_| "the path is not a valid request path")?
             .into_owned();
-        let host = Some(http.host.as_str())
+        let authority = Some(http.host.as_str())
             .filter(|h| !h.is_empty())
-            .or_else(|| http.headers.get(":authority").map(String::as_str))
+            .or_else(|| http.headers.get(":authority").map(String::as_str));
+        let host = authority
+            .map(str::to_owned)
             .or_else(|| {
                 headers
                     .get(http::header::HOST)
                     .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned)
             })
-            .map(|h| crate::http::host::host_name(h).to_owned());
+            .map(|h| crate::http::host::host_name(&h).to_owned());
         let scheme = if http.scheme.eq_ignore_ascii_case("https") {
             "https"
         } else {
@@ -87,6 +92,8 @@ impl<'a> Described<'a> {
             host,
             path,
             query,
+            raw_path,
+            authority,
             headers,
             peer,
             client_cert,
@@ -100,6 +107,8 @@ impl<'a> Described<'a> {
             scheme: self.scheme,
             host: self.host.as_deref(),
             path: &self.path,
+            raw_path: self.raw_path,
+            authority: self.authority,
             query: self.query,
             headers: &self.headers,
             peer: self.peer,

@@ -27,6 +27,7 @@ use std::time::Duration;
 use http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 
+use crate::authn::Identity;
 use crate::config::Config;
 use crate::endpoint::{Endpoint, RequestCtx};
 use crate::http::body::{self, Body};
@@ -34,7 +35,6 @@ use crate::http::error::{Answer, ErrorResponse};
 use crate::http::BoxFuture;
 use crate::http::{forwarded_cert, path};
 use crate::proxy::admission::{self, RequestView, RouteBy};
-use crate::proxy::authn::Identity;
 use crate::proxy::error::GatewayError;
 use crate::proxy::Generation;
 
@@ -239,7 +239,7 @@ fn describe<'a>(
 /// ingress understands.
 pub async fn decide(
     rt: &Generation,
-    authenticator: &dyn crate::proxy::authn::Authenticator,
+    authenticator: &dyn crate::authn::Authenticator,
     headers: &HeaderMap,
     own: OwnRequest<'_>,
 ) -> Result<Response<Body>, ForwardAuthError> {
@@ -260,6 +260,10 @@ pub async fn decide(
         scheme: described.scheme,
         host,
         path: &norm,
+        raw_path: described.uri.path(),
+        authority: described
+            .host
+            .or_else(|| described.uri.authority().map(|a| a.as_str())),
         query: described.uri.query(),
         headers,
         peer: own.peer,
@@ -304,7 +308,7 @@ pub async fn decide(
     } else {
         rt.config.forward_auth.cache_ttl
     };
-    let max_age = reuse_for(identity, ttl, crate::proxy::authn::claims::now_unix());
+    let max_age = reuse_for(identity, ttl, crate::authn::claims::now_unix());
     // X-Accel-Expires first: nginx then skips the `private` that follows.
     resp.headers_mut()
         .insert(X_ACCEL_EXPIRES, HeaderValue::from(max_age));
@@ -318,14 +322,19 @@ pub async fn decide(
 
 /// Seconds an allow decision may be reused: `ttl`, cut to the token's remaining life
 /// (0 when its expiry is unknown) and to the life left in a signed identity JWT the
-/// answer carries. An anonymous allow (public route, no token) depends on no token.
+/// answer carries. An anonymous allow (public route, no token) depends on no token. A
+/// sender-constrained token's allow is never reused: it held for one proof or one
+/// connection's certificate, which the ingress's cache key does not see.
 fn reuse_for(identity: Option<&Identity>, ttl: Duration, now: u64) -> u64 {
     let mut secs = ttl.as_secs();
     if let Some(id) = identity {
+        if id.cnf.is_some() {
+            return 0;
+        }
         secs = secs.min(id.expires_at.map_or(0, |exp| exp.saturating_sub(now)));
         if id.signed_jwt.is_some() {
             // A reused internal JWT has at least half its lifetime left.
-            secs = secs.min(crate::proxy::authn::signed::INTERNAL_TTL.as_secs() / 2);
+            secs = secs.min(crate::authn::signed::INTERNAL_TTL.as_secs() / 2);
         }
     }
     secs

@@ -2,7 +2,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::reuse_for;
-use crate::proxy::authn::Identity;
+use crate::authn::Identity;
 
 fn id(expires_at: Option<u64>) -> Identity {
     Identity {
@@ -44,4 +44,11 @@ fn a_signed_identity_jwt_caps_the_reuse() {
         reuse_for(Some(&with_jwt), Duration::from_secs(3600), 1_000),
         60
     );
+}
+
+#[test]
+fn a_sender_constrained_allow_is_never_reused() {
+    let mut bound = id(Some(1_000 + 3600));
+    bound.cnf = Some(crate::authn::Confirmation::Jkt("k".into()));
+    assert_eq!(reuse_for(Some(&bound), TTL, 1_000), 0);
 }

@@ -64,7 +64,7 @@ pub struct AccessClaims {
     /// The user id, or the client id for client_credentials tokens.
     pub sub: String,
     pub iss: String,
-    pub aud: String,
+    pub aud: Audience,
     pub exp: i64,
     pub iat: i64,
     /// Never issued; typed so that a `nbf` of the wrong JSON type fails to parse.
@@ -83,6 +83,56 @@ pub struct AccessClaims {
     /// signInWithPassword `useralias`: who acts under a shared account.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub alias: Option<String>,
+    /// The key or certificate a sender-constrained token is bound to (RFC 9449 `jkt`,
+    /// RFC 8705 `x5t#S256`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cnf: Option<Value>,
+}
+
+/// `aud`: one string (every token without RFC 8707 resources, byte for byte as before),
+/// or a list when a token was issued for several resources.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Audience {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl Audience {
+    pub fn values(&self) -> Vec<String> {
+        match self {
+            Audience::One(a) => vec![a.clone()],
+            Audience::Many(v) => v.clone(),
+        }
+    }
+
+    pub fn contains(&self, want: &str) -> bool {
+        match self {
+            Audience::One(a) => a == want,
+            Audience::Many(v) => v.iter().any(|a| a == want),
+        }
+    }
+
+    /// One value as a string, several as a list.
+    pub fn of(mut values: Vec<String>) -> Audience {
+        if values.len() == 1 {
+            Audience::One(values.remove(0))
+        } else {
+            Audience::Many(values)
+        }
+    }
+}
+
+impl From<String> for Audience {
+    fn from(a: String) -> Audience {
+        Audience::One(a)
+    }
+}
+
+impl From<&str> for Audience {
+    fn from(a: &str) -> Audience {
+        Audience::One(a.to_owned())
+    }
 }
 
 /// The active signing key plus every key still accepted, indexed by `kid`.
@@ -234,7 +284,11 @@ impl KeySet {
     }
 
     /// The one verification entry point for access tokens we issued: algorithm pinned by
-    /// the key the `kid` names, signature, `typ`, `exp` (required), `iss`, `aud`.
+    /// the key the `kid` names, signature, `typ`, `exp` (required), `iss`, `aud` present
+    /// and never the internal identity JWT's. Which audience a caller serves (the
+    /// gateway's own, or a route's RFC 8707 resource) is checked by the caller
+    /// (`authn::binding`): a token issued for a resource is a valid token of this
+    /// issuer, just not one every route accepts.
     /// Revocation is not checked here; callers consult the revoked-`jti` set.
     pub fn verify(&self, token: &str) -> Result<AccessClaims, KeyError> {
         if token.len() > MAX_TOKEN_LEN {
@@ -257,7 +311,7 @@ impl KeySet {
         v.validate_nbf = true;
         v.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
         v.set_issuer(&[&self.issuer]);
-        v.set_audience(&[&self.audience]);
+        v.validate_aud = false;
         let data = decode::<AccessClaims>(token, &key.decoding, &v).map_err(|e| {
             use jsonwebtoken::errors::ErrorKind;
             KeyError::Rejected(match e.kind() {
@@ -269,6 +323,13 @@ impl KeySet {
                 _ => "invalid token",
             })
         })?;
+        if data
+            .claims
+            .aud
+            .contains(crate::authn::signed::INTERNAL_AUDIENCE)
+        {
+            return Err(KeyError::Rejected("wrong audience"));
+        }
         Ok(data.claims)
     }
 }

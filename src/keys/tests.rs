@@ -19,6 +19,7 @@ fn claims(exp_in: i64) -> AccessClaims {
         email: Some("a@example.com".into()),
         role: Some("default".into()),
         alias: Some("desk-3".into()),
+        cnf: None,
     }
 }
 
@@ -73,8 +74,21 @@ fn expired_wrong_audience_and_unknown_kid_are_rejected() {
     let ks = keyset(SigningAlg::ES256);
     let expired = ks.sign(&claims(-(LEEWAY_SECS as i64) - 10)).unwrap();
     assert!(ks.verify(&expired).is_err());
+    // Another audience is a valid token of this issuer (an RFC 8707 resource's): which
+    // audience a caller serves is `authn::binding`'s check. The internal identity JWT's
+    // audience is never an access token's.
     let mut c = claims(60);
-    c.aud = "other".into();
+    c.aud = "https://mcp.example.com/mcp".into();
+    assert_eq!(
+        ks.verify(&ks.sign(&c).unwrap()).unwrap().aud.values(),
+        ["https://mcp.example.com/mcp"]
+    );
+    c.aud = crate::authn::signed::INTERNAL_AUDIENCE.into();
+    assert!(ks.verify(&ks.sign(&c).unwrap()).is_err());
+    c.aud = Audience::Many(vec![
+        "tollgate".into(),
+        crate::authn::signed::INTERNAL_AUDIENCE.into(),
+    ]);
     assert!(ks.verify(&ks.sign(&c).unwrap()).is_err());
     let mut c = claims(60);
     c.iss = "http://evil".into();

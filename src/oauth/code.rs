@@ -105,6 +105,7 @@ impl TokenService {
         cfg: &Config,
         client: &Client,
         params: &Params,
+        bind: &super::bind::Bind,
     ) -> Result<Issued, OAuthError> {
         let code = params
             .get("code")
@@ -153,6 +154,10 @@ impl TokenService {
             alias: None,
             nonce: payload.nonce.clone(),
             auth_time: Some(payload.auth_time),
+            resource: bind.resources(Some(&payload.resource))?,
+            granted_resource: None,
+            cnf: bind.cnf.clone(),
+            bind_refresh: bind.binds_refresh(client),
         };
         let issued = self.issue(cfg, &g, family.as_deref()).await?;
         payload.issued_family = family.clone();

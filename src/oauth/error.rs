@@ -37,6 +37,17 @@ pub enum OAuthError {
     UnsupportedGrantType,
     #[error("invalid_scope")]
     InvalidScope,
+    /// RFC 8707: a `resource` this server issues no tokens for, or one the grant does not
+    /// cover.
+    #[error("invalid_target")]
+    InvalidTarget,
+    /// RFC 9449 §5: the `DPoP` proof of a token request is invalid, reused, or lacks the
+    /// server nonce (the nonce to use, sent in `DPoP-Nonce`).
+    #[error("{error}")]
+    DpopProof {
+        error: crate::authn::dpop::DpopError,
+        nonce: Option<String>,
+    },
     /// Too many password attempts; retry after this many seconds.
     #[error("throttled")]
     Throttled { retry_after: u64 },
@@ -46,6 +57,20 @@ pub enum OAuthError {
     Unavailable(String),
     #[error("server error: {0}")]
     Server(String),
+}
+
+impl From<crate::authn::AuthnError> for OAuthError {
+    fn from(e: crate::authn::AuthnError) -> Self {
+        use crate::authn::{dpop::DpopError, AuthnError};
+        match e {
+            AuthnError::Proof { error, nonce } => OAuthError::DpopProof { error, nonce },
+            AuthnError::Unavailable(m) => OAuthError::Unavailable(m),
+            AuthnError::Invalid(_) => OAuthError::DpopProof {
+                error: DpopError::Invalid("the DPoP proof was refused"),
+                nonce: None,
+            },
+        }
+    }
 }
 
 impl From<StoreError> for OAuthError {
@@ -68,6 +93,8 @@ impl OAuthError {
             OAuthError::UnauthorizedClient => "unauthorized_client",
             OAuthError::UnsupportedGrantType => "unsupported_grant_type",
             OAuthError::InvalidScope => "invalid_scope",
+            OAuthError::InvalidTarget => "invalid_target",
+            OAuthError::DpopProof { error, .. } => error.code(),
             OAuthError::Throttled { .. } => "throttled",
             OAuthError::MethodNotAllowed => "method_not_allowed",
             OAuthError::Unavailable(_) => "unavailable",
@@ -119,6 +146,21 @@ impl OAuthError {
                 "invalid_scope",
                 "The requested scope exceeds what the client may ask for",
             ),
+            OAuthError::InvalidTarget => (
+                StatusCode::BAD_REQUEST,
+                "invalid_target",
+                "The resource is unknown, or not one this grant covers",
+            ),
+            OAuthError::DpopProof { error, .. } => (
+                StatusCode::BAD_REQUEST,
+                error.code(),
+                match error {
+                    crate::authn::dpop::DpopError::UseNonce => {
+                        "Authorization server requires nonce in DPoP proof"
+                    }
+                    crate::authn::dpop::DpopError::Invalid(why) => why,
+                },
+            ),
             OAuthError::Throttled { .. } => (
                 StatusCode::TOO_MANY_REQUESTS,
                 "slow_down",
@@ -146,7 +188,14 @@ impl OAuthError {
         let (status, error, description) = self.parts(credentials_status);
         let mut resp = json_error(status, error, description);
         let h = resp.headers_mut();
-        match *self {
+        match self {
+            OAuthError::DpopProof {
+                nonce: Some(nonce), ..
+            } => {
+                if let Some(v) = crate::authn::binding::nonce_header(nonce) {
+                    h.insert("dpop-nonce", v);
+                }
+            }
             OAuthError::InvalidClient { basic: true } => {
                 h.insert(
                     header::WWW_AUTHENTICATE,
@@ -154,7 +203,10 @@ impl OAuthError {
                 );
             }
             OAuthError::Throttled { retry_after } => {
-                h.insert(header::RETRY_AFTER, HeaderValue::from(retry_after.max(1)));
+                h.insert(
+                    header::RETRY_AFTER,
+                    HeaderValue::from((*retry_after).max(1)),
+                );
             }
             OAuthError::MethodNotAllowed => {
                 h.insert(header::ALLOW, HeaderValue::from_static("POST, OPTIONS"));

@@ -7,6 +7,7 @@ use chrono::{Duration as ChronoDuration, Utc};
 use http::{Request, Response};
 use hyper::body::Incoming;
 
+use super::bind::Bind;
 use super::clients::allows;
 use super::error::OAuthError;
 use super::issue::Grantee;
@@ -29,12 +30,15 @@ const BAD_REFRESH: &str = "The refresh token is invalid, expired or revoked";
 
 impl TokenService {
     /// One token-endpoint request, start to finish. `grant` is reported for metrics.
+    #[allow(clippy::too_many_arguments)]
     pub(super) async fn token_request(
         &self,
         cfg: &Config,
         dialect: &Dialect,
         req: Request<Incoming>,
         client_ip: IpAddr,
+        conn: &crate::http::ConnInfo,
+        binding: Option<&crate::authn::binding::Binding>,
         grant_label: &mut &'static str,
     ) -> Result<Response<Body>, OAuthError> {
         let (parts, body) = req.into_parts();
@@ -61,6 +65,9 @@ impl TokenService {
         if !allows(&client, grant) {
             return Err(OAuthError::UnauthorizedClient);
         }
+        // After client authentication: a proof is recorded as used only for a request
+        // that could be answered.
+        let bind = Bind::of(cfg, binding, &parts, conn, params.resources()).await?;
         let issued = match grant {
             GrantType::Password => {
                 // Who still uses the legacy grant (RFC 9700 forbids it), by client and
@@ -71,11 +78,11 @@ impl TokenService {
                     "dialect" => dialect.name.clone()
                 )
                 .increment(1);
-                self.password_grant(cfg, dialect, &client, &params, client_ip)
+                self.password_grant(cfg, dialect, &client, &params, client_ip, &bind)
                     .await?
             }
-            GrantType::AuthorizationCode => self.code_grant(cfg, &client, &params).await?,
-            GrantType::RefreshToken => self.refresh_grant(cfg, &client, &params).await?,
+            GrantType::AuthorizationCode => self.code_grant(cfg, &client, &params, &bind).await?,
+            GrantType::RefreshToken => self.refresh_grant(cfg, &client, &params, &bind).await?,
             GrantType::ClientCredentials => {
                 if client.secret_hash.is_none() {
                     return Err(OAuthError::UnauthorizedClient);
@@ -88,6 +95,10 @@ impl TokenService {
                     alias: None,
                     nonce: None,
                     auth_time: None,
+                    resource: bind.resources(None)?,
+                    granted_resource: None,
+                    cnf: bind.cnf.clone(),
+                    bind_refresh: false,
                 };
                 self.issue(cfg, &g, None).await?
             }
@@ -102,6 +113,7 @@ impl TokenService {
         client: &Client,
         params: &Params,
         client_ip: IpAddr,
+        bind: &Bind,
     ) -> Result<super::issue::Issued, OAuthError> {
         let (ident, by_email) = match (params.get("username"), params.get("email_address")) {
             (Some(u), None) => (u, false),
@@ -146,6 +158,10 @@ impl TokenService {
             alias,
             nonce: None,
             auth_time: None,
+            resource: bind.resources(None)?,
+            granted_resource: None,
+            cnf: bind.cnf.clone(),
+            bind_refresh: bind.binds_refresh(client),
         };
         let issued = self.issue(cfg, &g, family.as_deref()).await?;
         audit::event("sign_in", Outcome::Success)
@@ -252,6 +268,7 @@ impl TokenService {
         cfg: &Config,
         client: &Client,
         params: &Params,
+        bind: &Bind,
     ) -> Result<super::issue::Issued, OAuthError> {
         let presented = params
             .get("refresh_token")
@@ -278,6 +295,14 @@ impl TokenService {
                 return Err(self.reused(&rec).await);
             }
         }
+        // A public client's DPoP-bound refresh token needs a proof by the same key.
+        if !bind.matches_refresh(rec.cnf.as_deref()) {
+            return Err(OAuthError::InvalidGrant(
+                "the refresh token is bound to another DPoP key",
+            ));
+        }
+        let granted_resources: Vec<String> =
+            rec.audience.split_whitespace().map(str::to_owned).collect();
         let scope = match params.get("scope") {
             Some(s) => {
                 let granted: Vec<String> =
@@ -302,6 +327,11 @@ impl TokenService {
             alias: rec.alias.clone(),
             nonce: None,
             auth_time: None,
+            // A refresh keeps or narrows the resources, never widens them.
+            resource: bind.resources(Some(&granted_resources))?,
+            granted_resource: Some(granted_resources.clone()),
+            cnf: bind.cnf.clone(),
+            bind_refresh: bind.binds_refresh(client),
         };
         let Some(issued) = self
             .issue_rotated(cfg, &g, &hash, &rec.family_id, rotated_since)

@@ -11,10 +11,10 @@ use serde_json::{json, Map, Value};
 
 use super::error::OAuthError;
 use super::TokenService;
+use crate::authn::jwt::looks_like_jwt;
+use crate::authn::{Authenticator, AuthnError};
 use crate::crypto::sha256_hex;
 use crate::http::body::{self, Body};
-use crate::proxy::authn::jwt::looks_like_jwt;
-use crate::proxy::authn::{Authenticator, AuthnError};
 use crate::store::TokenKind;
 
 impl TokenService {
@@ -49,10 +49,14 @@ impl TokenService {
     ) -> Result<Value, OAuthError> {
         let inactive = json!({ "active": false });
         if looks_like_jwt(token) {
-            match authenticator.authenticate(token).await {
+            // The token as its issuer sees it: a DPoP- or certificate-bound token, or one
+            // issued for a resource, is active here though no proof comes with it.
+            match authenticator.inspect(token).await {
                 Ok(id) if id.self_issued => {}
                 Err(AuthnError::Unavailable(e)) => return Err(OAuthError::Unavailable(e)),
-                Ok(_) | Err(AuthnError::Invalid(_)) => return Ok(inactive),
+                Ok(_) | Err(AuthnError::Invalid(_) | AuthnError::Proof { .. }) => {
+                    return Ok(inactive)
+                }
             }
             // Verified above; read again for the claims the answer shows (iat, aud).
             return Ok(match self.keys.verify(token) {
@@ -71,6 +75,12 @@ impl TokenService {
                     insert_opt(&mut m, "email", c.email);
                     insert_opt(&mut m, "role", c.role);
                     insert_opt(&mut m, "alias", c.alias);
+                    if let Some(cnf) = c.cnf {
+                        // RFC 9449 §6.2, RFC 8705 §3.2: the binding, for resource servers
+                        // that introspect.
+                        m.insert("cnf".into(), cnf);
+                        m.insert("token_type".into(), json!("DPoP"));
+                    }
                     Value::Object(m)
                 }
                 Err(_) => inactive,

@@ -6,12 +6,13 @@ use serde_json::{json, Map, Value};
 
 use super::error::OAuthError;
 use super::TokenService;
+use crate::authn::Confirmation;
 use crate::config::dialect::Dialect;
 use crate::config::raw::AccessFormat;
 use crate::config::Config;
 use crate::crypto::{random_token, sha256_hex};
 use crate::http::body::{self, Body};
-use crate::keys::AccessClaims;
+use crate::keys::{AccessClaims, Audience};
 use crate::store::{TokenKind, TokenRecord, User};
 
 /// Who a token is issued to and with what.
@@ -25,6 +26,23 @@ pub(super) struct Grantee<'a> {
     /// and the sign-in time it reports.
     pub nonce: Option<String>,
     pub auth_time: Option<i64>,
+    /// RFC 8707 resources: the access token's `aud` (empty: the gateway's own audience).
+    pub resource: Vec<String>,
+    /// The resources of the grant itself, kept with the refresh token so a later refresh
+    /// may name any of them (`None`: the same as `resource`).
+    pub granted_resource: Option<Vec<String>>,
+    /// What the access token is bound to (DPoP key, client certificate).
+    pub cnf: Option<Confirmation>,
+    /// Whether the refresh token is bound too: a public client's, to its DPoP key
+    /// (RFC 9449 §5); a confidential client's refresh is bound by its authentication.
+    pub bind_refresh: bool,
+}
+
+impl Grantee<'_> {
+    /// `token_type` in the response: `DPoP` for a DPoP-bound token.
+    fn dpop_bound(&self) -> bool {
+        matches!(self.cnf, Some(Confirmation::Jkt(_)))
+    }
 }
 
 /// Tokens just issued.
@@ -39,6 +57,8 @@ pub(super) struct Issued {
     pub jti: String,
     /// OpenID Connect: present when the grant asked for `openid`.
     pub id_token: Option<String>,
+    /// DPoP-bound: `token_type` is `DPoP` (RFC 9449 §5).
+    pub dpop: bool,
 }
 
 fn chrono_dur(d: std::time::Duration) -> ChronoDuration {
@@ -64,6 +84,12 @@ fn refresh_record(
         created_at: now,
         rotated_at: None,
         revoked_at: None,
+        audience: g.granted_resource.as_ref().unwrap_or(&g.resource).join(" "),
+        cnf: g
+            .cnf
+            .as_ref()
+            .filter(|_| g.bind_refresh)
+            .map(|c| c.to_claim().to_string()),
     };
     (token, record)
 }
@@ -146,7 +172,11 @@ impl TokenService {
                         None => g.client_id.to_string(),
                     },
                     iss: self.keys.issuer().to_string(),
-                    aud: self.keys.audience().to_string(),
+                    aud: if g.resource.is_empty() {
+                        self.keys.audience().into()
+                    } else {
+                        Audience::of(g.resource.clone())
+                    },
                     exp: exp.timestamp(),
                     iat: now.timestamp(),
                     nbf: None,
@@ -156,6 +186,7 @@ impl TokenService {
                     email: g.user.map(|u| u.email.clone()),
                     role: g.user.map(|u| u.role.clone()),
                     alias: g.alias.clone(),
+                    cnf: g.cnf.as_ref().map(Confirmation::to_claim),
                 };
                 // Off the serving thread: an RS256 signature takes about a millisecond,
                 // which on the event loop would delay every proxied request queued behind
@@ -184,6 +215,8 @@ impl TokenService {
                             created_at: now,
                             rotated_at: None,
                             revoked_at: None,
+                            audience: g.resource.join(" "),
+                            cnf: g.cnf.as_ref().map(|c| c.to_claim().to_string()),
                         },
                     )
                     .await?;
@@ -260,6 +293,7 @@ impl Issued {
             user_id: g.user.map(|u| u.id.0),
             jti,
             id_token: None,
+            dpop: g.dpop_bound(),
         }
     }
 
@@ -269,7 +303,11 @@ impl Issued {
     pub(super) fn into_response(self, dialect: &Dialect, grant_in_query: bool) -> Response<Body> {
         let mut m = Map::new();
         m.insert("access_token".into(), json!(self.access_token));
-        m.insert("token_type".into(), json!(dialect.token_type));
+        if self.dpop {
+            m.insert("token_type".into(), json!("DPoP"));
+        } else {
+            m.insert("token_type".into(), json!(dialect.token_type));
+        }
         m.insert("expires_in".into(), json!(self.expires_in));
         if let Some(r) = self.refresh_token {
             m.insert("refresh_token".into(), json!(r));

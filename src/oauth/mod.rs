@@ -10,6 +10,7 @@
 //! (secrets compared in constant time or by the password hasher), and leaks through
 //! logs or caches (no token, password or secret is logged; every answer is `no-store`).
 
+mod bind;
 mod clients;
 pub mod code;
 mod endpoints;
@@ -18,13 +19,17 @@ mod grants;
 mod introspect;
 mod issue;
 mod metadata;
+pub mod register;
 pub mod request;
 mod revoke;
 pub mod throttle;
 
 use std::sync::Arc;
 
-pub use endpoints::{IntrospectEndpoint, MetadataEndpoint, RevokeEndpoint, TokenEndpoint};
+pub use endpoints::{
+    IntrospectEndpoint, MetadataEndpoint, RegisterEndpoint, ResourceMetadataEndpoint,
+    RevokeEndpoint, TokenEndpoint,
+};
 pub(crate) use grants::resolve_scope as grants_scope;
 
 use crate::config::Config;
@@ -126,6 +131,8 @@ impl TokenService {
             Arc::new(RevokeEndpoint(self.clone())),
             Arc::new(IntrospectEndpoint(self.clone())),
             Arc::new(MetadataEndpoint(self.clone())),
+            Arc::new(ResourceMetadataEndpoint(self.clone())),
+            Arc::new(RegisterEndpoint(self.clone(), Default::default())),
         ]
     }
 }

@@ -32,6 +32,8 @@ const MAX_PARAM_LEN: usize = 4096;
 #[derive(Default)]
 pub struct Params {
     map: HashMap<String, Zeroizing<String>>,
+    /// RFC 8707 `resource`, the one parameter that may repeat.
+    resources: Vec<String>,
 }
 
 impl std::fmt::Debug for Params {
@@ -48,6 +50,11 @@ impl Params {
             .get(name)
             .map(|v| v.as_str())
             .filter(|v| !v.is_empty())
+    }
+
+    /// Every `resource` given, in order.
+    pub fn resources(&self) -> &[String] {
+        &self.resources
     }
 
     pub fn insert(&mut self, name: &str, value: &str) {
@@ -136,6 +143,10 @@ pub fn parse_params(headers: &HeaderMap, body: &[u8]) -> Result<Params, OAuthErr
     }
     let mut add = |k: String, v: Zeroizing<String>| -> Result<(), OAuthError> {
         check_value(&v)?;
+        if k == "resource" {
+            params.resources.push(v.to_string());
+            return Ok(());
+        }
         if params.map.contains_key(&k) {
             return Err(OAuthError::InvalidRequest("A parameter is repeated"));
         }

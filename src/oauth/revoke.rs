@@ -11,9 +11,9 @@ use hyper::body::Incoming;
 
 use super::error::OAuthError;
 use super::TokenService;
+use crate::authn::jwt::looks_like_jwt;
 use crate::crypto::sha256_hex;
 use crate::http::body::{self, Body};
-use crate::proxy::authn::jwt::looks_like_jwt;
 use crate::revocation::Revoked;
 use crate::store::TokenKind;
 

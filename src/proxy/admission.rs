@@ -20,10 +20,10 @@ use std::sync::Arc;
 
 use http::{header, HeaderMap, Method};
 
-use super::authn::{source, Authenticator, Identity};
 use super::error::GatewayError;
 use super::ratelimit::RateLimitHeaders;
 use super::{authz, route, Generation, Route};
+use crate::authn::{source, Authenticator, Identity, TokenRequest};
 use crate::config::{RouteSpec, TokenSource};
 use crate::http::ClientCert;
 
@@ -37,6 +37,11 @@ pub struct RequestView<'a> {
     pub host: Option<&'a str>,
     /// The normalised path (`http::path::normalize_path`), without the query.
     pub path: &'a str,
+    /// The path as the client sent it, without the query: a DPoP proof's `htu` names it.
+    pub raw_path: &'a str,
+    /// The authority as the client addressed it, with its port (`htu`); `host` when the
+    /// transport knows no more.
+    pub authority: Option<&'a str>,
     pub query: Option<&'a str>,
     pub headers: &'a HeaderMap,
     /// The address rate limits with `key: ip` count behind `trusted_proxies`.
@@ -92,9 +97,21 @@ pub async fn admit<'g>(
     let spec = &route.spec;
     check_limits(spec, req).map_err(refuse)?;
     let found = source::find_token(&spec.token_sources, req.headers, req.query);
-    let identity = authz::decide(&spec.auth, found.as_ref().map(|f| f.token), authenticator)
+    let token = found.as_ref().map(|f| TokenRequest {
+        token: f.token,
+        scheme: f.scheme,
+        method: req.method.as_str(),
+        uri_scheme: req.scheme,
+        host: req.authority.or(req.host),
+        path: req.raw_path,
+        headers: Some(req.headers),
+        client_cert: req.client_cert,
+        audience: spec.audience.as_deref(),
+        constraint: spec.sender_constraint,
+    });
+    let identity = authz::decide(&spec.auth, token.as_ref(), authenticator)
         .await
-        .map_err(refuse)?;
+        .map_err(|e| refuse(e.on_route(route.challenge.as_ref())))?;
     let limit_headers = super::rate_limit(rt, route, identity.as_deref(), req.headers, req.peer)
         .await
         .map_err(refuse)?;

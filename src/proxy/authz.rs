@@ -4,8 +4,8 @@
 use crate::http::error::ErrorResponse;
 use std::sync::Arc;
 
-use super::authn::{Authenticator, AuthnError, Identity};
 use super::error::GatewayError;
+use crate::authn::{Authenticator, AuthnError, Identity, TokenRequest};
 use crate::config::raw::AuthMode;
 use crate::config::AuthPolicy;
 
@@ -36,7 +36,7 @@ pub fn register_metrics() {
 /// Scopes and roles, when listed, must all be held (scopes) / one must match (roles).
 pub async fn decide(
     policy: &AuthPolicy,
-    token: Option<&str>,
+    token: Option<&TokenRequest<'_>>,
     authenticator: &dyn Authenticator,
 ) -> Result<Option<Arc<Identity>>, GatewayError> {
     let result = decide_inner(policy, token, authenticator).await;
@@ -64,7 +64,7 @@ pub async fn decide(
 
 async fn decide_inner(
     policy: &AuthPolicy,
-    token: Option<&str>,
+    token: Option<&TokenRequest<'_>>,
     authenticator: &dyn Authenticator,
 ) -> Result<Option<Arc<Identity>>, GatewayError> {
     let token = match (policy.mode, token) {
@@ -74,9 +74,9 @@ async fn decide_inner(
         (_, Some(t)) => t,
     };
     // A cached token is answered without the boxed future of a full check.
-    let result = match authenticator.authenticate_now(token) {
+    let result = match authenticator.authenticate_request_now(token) {
         Some(r) => r,
-        None => authenticator.authenticate(token).await,
+        None => authenticator.authenticate_request(token).await,
     };
     let identity = result.map_err(|e| match e {
         AuthnError::Invalid(why) => {
@@ -85,6 +85,10 @@ async fn decide_inner(
             GatewayError::InvalidToken(why)
         }
         AuthnError::Unavailable(why) => GatewayError::AuthUnavailable(why),
+        AuthnError::Proof { error, nonce } => {
+            tracing::debug!(reason = %error, "DPoP proof refused");
+            GatewayError::DpopProof { error, nonce }
+        }
     })?;
     authorize(policy, &identity)?;
     Ok(Some(identity))

@@ -38,6 +38,40 @@ pub enum GatewayError {
     RateLimitUnavailable,
     #[error("the route requires a verified client certificate")]
     ClientCertRequired,
+    /// A DPoP proof missing, invalid, reused, or without the current server nonce.
+    #[error("{error}")]
+    DpopProof {
+        error: crate::authn::dpop::DpopError,
+        nonce: Option<String>,
+    },
+    /// A refusal on a route with its own challenges (protected resource, DPoP).
+    #[error("{error}")]
+    Challenged {
+        error: Box<GatewayError>,
+        challenge: std::sync::Arc<super::challenge::RouteChallenge>,
+    },
+}
+
+impl GatewayError {
+    /// Adds the route's challenge parameters to a refusal that carries a challenge.
+    pub fn on_route(
+        self,
+        challenge: Option<&std::sync::Arc<super::challenge::RouteChallenge>>,
+    ) -> GatewayError {
+        match (challenge, &self) {
+            (
+                Some(c),
+                GatewayError::Unauthenticated
+                | GatewayError::InvalidToken(_)
+                | GatewayError::InsufficientScope
+                | GatewayError::DpopProof { .. },
+            ) => GatewayError::Challenged {
+                error: Box::new(self),
+                challenge: c.clone(),
+            },
+            _ => self,
+        }
+    }
 }
 
 impl ErrorResponse for GatewayError {
@@ -48,9 +82,10 @@ impl ErrorResponse for GatewayError {
             GatewayError::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             GatewayError::UpstreamUnreachable(_) => StatusCode::BAD_GATEWAY,
             GatewayError::UpstreamTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
-            GatewayError::Unauthenticated | GatewayError::InvalidToken(_) => {
-                StatusCode::UNAUTHORIZED
-            }
+            GatewayError::Unauthenticated
+            | GatewayError::InvalidToken(_)
+            | GatewayError::DpopProof { .. } => StatusCode::UNAUTHORIZED,
+            GatewayError::Challenged { error, .. } => error.status(),
             GatewayError::InsufficientScope | GatewayError::ClientCertRequired => {
                 StatusCode::FORBIDDEN
             }
@@ -76,12 +111,33 @@ impl ErrorResponse for GatewayError {
             GatewayError::RateLimited { .. } => "rate_limited",
             GatewayError::RateLimitUnavailable => "rate_limit_unavailable",
             GatewayError::ClientCertRequired => "client_cert_required",
+            GatewayError::DpopProof { error, .. } => error.code(),
+            GatewayError::Challenged { error, .. } => error.code(),
         }
     }
 
     fn response(&self) -> Response<Body> {
         let status = self.status();
+        let dpop_description;
         let (error, description, www) = match self {
+            GatewayError::Challenged { error, challenge } => {
+                let mut resp = error.response();
+                challenge.apply(error, &mut resp);
+                return resp;
+            }
+            GatewayError::DpopProof { error, .. } => {
+                dpop_description = error.to_string();
+                (
+                    error.code(),
+                    dpop_description.as_str(),
+                    HeaderValue::from_str(&format!(
+                        r#"DPoP realm="tollgate", error="{}", algs="{}""#,
+                        error.code(),
+                        crate::authn::dpop::ALGS.join(" ")
+                    ))
+                    .ok(),
+                )
+            }
             GatewayError::NoRoute => ("not_found", "no route matches this request", None),
             GatewayError::BadPath => ("invalid_request", "the request path is malformed", None),
             GatewayError::BadRequest(why) => ("invalid_request", *why, None),
@@ -156,6 +212,13 @@ impl ErrorResponse for GatewayError {
             GatewayError::RateLimitUnavailable => {
                 resp.headers_mut()
                     .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            GatewayError::DpopProof {
+                nonce: Some(nonce), ..
+            } => {
+                if let Some(v) = crate::authn::binding::nonce_header(nonce) {
+                    resp.headers_mut().insert("dpop-nonce", v);
+                }
             }
             _ => {}
         }

@@ -3,7 +3,7 @@
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 
-use super::authn::Identity;
+use crate::authn::Identity;
 
 /// The validated names live in the config (one list for strip, inject, validate and
 /// forward-auth); injection is the proxy's half of them.

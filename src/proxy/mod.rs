@@ -15,8 +15,8 @@
 //! Any failure becomes its status in one place, `error.rs`.
 
 pub mod admission;
-pub mod authn;
 pub mod authz;
+pub mod challenge;
 pub mod error;
 pub mod forward;
 pub mod grpc;
@@ -32,13 +32,13 @@ use http::{header, HeaderValue, Method, Request, Response};
 use hyper::body::Incoming;
 use tracing::Instrument;
 
+use crate::authn::{self, Authenticator, Identity};
 use crate::config::{Config, RouteSpec};
 use crate::http::body::{self, Body};
 use crate::http::host::request_host;
 use crate::http::ConnInfo;
 use crate::telemetry::{trace, RequestMetrics};
 use admission::RouteBy;
-use authn::{Authenticator, Identity};
 use error::GatewayError;
 use forward::{ClientCache, ForwardRequest, LimitedBody, Upstream};
 use headers::IdentityHeaderSet;
@@ -52,6 +52,8 @@ pub struct Route {
     pub metrics: Arc<RequestMetrics>,
     /// The route's request rate limit, kept across reloads that leave it unchanged.
     pub rate_limit: Option<Arc<ratelimit::RouteLimit>>,
+    /// Its own `WWW-Authenticate` parameters (protected resource, DPoP), when it has any.
+    pub challenge: Option<Arc<challenge::RouteChallenge>>,
 }
 
 impl HasSpec for Route {
@@ -88,6 +90,7 @@ impl Generation {
             .zip(limits)
             .map(|(spec, rate_limit)| Route {
                 rate_limit,
+                challenge: challenge::RouteChallenge::for_route(spec).map(Arc::new),
                 upstream: Upstream::new(&spec.upstream, clients),
                 metrics: Arc::new(RequestMetrics::new(metrics::SharedString::from(
                     spec.name.clone(),
@@ -152,6 +155,12 @@ impl Proxy {
             scheme: conn.scheme,
             host: request_host(&req),
             path: &norm,
+            raw_path: req.uri().path(),
+            authority: req.uri().authority().map(|a| a.as_str()).or_else(|| {
+                req.headers()
+                    .get(header::HOST)
+                    .and_then(|h| h.to_str().ok())
+            }),
             query: req.uri().query(),
             headers: req.headers(),
             peer: conn.peer.ip(),

@@ -180,6 +180,21 @@ impl SignInEndpoint {
             Ok(ar) => ar,
             Err(invalid) => return Ok(invalid.response(issuer(&self.0), &cfg.login.title)),
         };
+        // RFC 8707 §2: a resource this gateway issues no tokens for is refused now, not
+        // after the user has signed in for nothing.
+        if ar.resource.iter().any(|r| {
+            !cfg.routes
+                .iter()
+                .any(|route| route.audience.as_deref() == Some(r))
+        }) {
+            return Ok(error_redirect(
+                &ar.redirect_uri,
+                ar.state.as_deref(),
+                issuer(&self.0),
+                "invalid_target",
+                "the resource is not one this server issues tokens for",
+            ));
+        }
         let session = session::current(&*self.0.store, cfg, req.headers()).await?;
         let session = session.filter(|s| !needs_login(&ar, s));
         match session {
@@ -450,7 +465,7 @@ impl SignInEndpoint {
         req: Request<Incoming>,
         ctx: &RequestCtx,
     ) -> Result<Response<Body>, SignInError> {
-        let token = crate::proxy::authn::source::bearer(req.headers()).unwrap_or("");
+        let token = crate::authn::source::bearer(req.headers()).unwrap_or("");
         let refuse = || {
             let mut resp = body::json_error(
                 StatusCode::UNAUTHORIZED,
@@ -468,8 +483,11 @@ impl SignInEndpoint {
         }
         let identity = match ctx.authenticator.authenticate(token).await {
             Ok(id) if id.self_issued && id.scopes.iter().any(|s| s == "openid") => id,
-            Ok(_) | Err(crate::proxy::authn::AuthnError::Invalid(_)) => return Ok(refuse()),
-            Err(crate::proxy::authn::AuthnError::Unavailable(why)) => {
+            Ok(_)
+            | Err(crate::authn::AuthnError::Invalid(_) | crate::authn::AuthnError::Proof { .. }) => {
+                return Ok(refuse())
+            }
+            Err(crate::authn::AuthnError::Unavailable(why)) => {
                 return Err(SignInError::Store(StoreError::Unavailable(why)))
             }
         };

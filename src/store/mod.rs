@@ -104,6 +104,9 @@ pub struct Client {
     pub post_logout_redirect_uris: Vec<String>,
     /// The operator's own app: signs in without a consent screen.
     pub first_party: bool,
+    /// Registered through `/oauth/register` (RFC 7591): the SHA-256 of its registration
+    /// access token.
+    pub registration_token_hash: Option<String>,
 }
 
 impl Default for Client {
@@ -117,6 +120,7 @@ impl Default for Client {
             redirect_uris: Vec::new(),
             post_logout_redirect_uris: Vec::new(),
             first_party: true,
+            registration_token_hash: None,
         }
     }
 }
@@ -138,6 +142,11 @@ pub struct TokenRecord {
     /// Set when a refresh token was exchanged for a new one.
     pub rotated_at: Option<DateTime<Utc>>,
     pub revoked_at: Option<DateTime<Utc>>,
+    /// RFC 8707 resources the token was issued for, space-separated; empty: the
+    /// gateway's own audience.
+    pub audience: String,
+    /// The `cnf` claim (JSON) of a sender-constrained token; `None`: unbound.
+    pub cnf: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -170,6 +179,8 @@ pub trait UserStore: Send + Sync {
 pub trait ClientStore: Send + Sync {
     fn create_client(&self, c: Client) -> StoreFuture<'_, Client>;
     fn client_by_id(&self, id: &str) -> StoreFuture<'_, Option<Client>>;
+    /// Every grant some client has, each once, sorted (what discovery advertises).
+    fn client_grants(&self) -> StoreFuture<'_, Vec<String>>;
 }
 
 pub trait TokenStore: Send + Sync {

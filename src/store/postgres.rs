@@ -158,7 +158,7 @@ const USER_COLUMNS: &str = "id, username, email, password_hash, role, created_at
 const MAX_REVOKE_PASSES: usize = 64;
 
 const TOKEN_COLUMNS: &str =
-    "token_hash, family_id, user_id, client_id, scope, alias, expires_at, created_at, rotated_at, revoked_at";
+    "token_hash, family_id, user_id, client_id, scope, alias, expires_at, created_at, rotated_at, revoked_at, audience, cnf";
 
 impl UserStore for PostgresStore {
     fn create_user(&self, u: NewUser) -> StoreFuture<'_, User> {
@@ -247,7 +247,7 @@ impl ClientStore for PostgresStore {
                 ..c
             };
             sqlx::query(&format!(
-                "INSERT INTO clients ({CLIENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+                "INSERT INTO clients ({CLIENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
             ))
             .bind(&c.id)
             .bind(&c.secret_hash)
@@ -257,6 +257,7 @@ impl ClientStore for PostgresStore {
             .bind(join_list(&c.redirect_uris))
             .bind(join_list(&c.post_logout_redirect_uris))
             .bind(c.first_party)
+            .bind(&c.registration_token_hash)
             .execute(&self.pool)
             .await
             .map_err(map_err)?;
@@ -277,6 +278,16 @@ impl ClientStore for PostgresStore {
             row.as_ref().map(rows::client).transpose().map_err(map_err)
         })
     }
+
+    fn client_grants(&self) -> StoreFuture<'_, Vec<String>> {
+        Box::pin(async move {
+            let lists: Vec<String> = sqlx::query_scalar("SELECT DISTINCT grants FROM clients")
+                .fetch_all(&self.pool)
+                .await
+                .map_err(map_err)?;
+            Ok(super::support::distinct_items(&lists))
+        })
+    }
 }
 
 async fn insert_token_on<'e, E>(db: E, kind: TokenKind, t: &TokenRecord) -> Result<(), StoreError>
@@ -284,7 +295,7 @@ where
     E: sqlx::Executor<'e, Database = sqlx::Postgres>,
 {
     sqlx::query(&format!(
-        "INSERT INTO tokens (kind, {TOKEN_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+        "INSERT INTO tokens (kind, {TOKEN_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
     ))
     .bind(kind_str(kind))
     .bind(&t.token_hash)
@@ -297,6 +308,8 @@ where
     .bind(micros(t.created_at))
     .bind(t.rotated_at.map(micros))
     .bind(t.revoked_at.map(micros))
+    .bind(&t.audience)
+    .bind(&t.cnf)
     .execute(db)
     .await
     .map_err(map_err)?;
@@ -627,7 +640,7 @@ impl super::AttemptStore for PostgresStore {
     }
 }
 
-const CLIENT_COLUMNS: &str = "id, secret_hash, grants, scopes, created_at, redirect_uris, post_logout_redirect_uris, first_party";
+const CLIENT_COLUMNS: &str = "id, secret_hash, grants, scopes, created_at, redirect_uris, post_logout_redirect_uris, first_party, registration_token_hash";
 
 impl super::SignInStore for PostgresStore {
     fn put_signin(

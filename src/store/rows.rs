@@ -96,6 +96,7 @@ pub(crate) fn client<R: StoreRow>(r: &R) -> Result<Client> {
         redirect_uris: split_list(&r.text("redirect_uris")?),
         post_logout_redirect_uris: split_list(&r.text("post_logout_redirect_uris")?),
         first_party: r.flag("first_party")?,
+        registration_token_hash: r.opt_text("registration_token_hash")?,
     })
 }
 
@@ -119,6 +120,8 @@ pub(crate) fn token<R: StoreRow>(r: &R) -> Result<TokenRecord> {
         created_at: r.time("created_at")?,
         rotated_at: r.opt_time("rotated_at")?,
         revoked_at: r.opt_time("revoked_at")?,
+        audience: r.text("audience")?,
+        cnf: r.opt_text("cnf")?,
     })
 }
 

@@ -103,7 +103,7 @@ impl SqliteStore {
 
 const USER_COLUMNS: &str = "id, username, email, password_hash, role, created_at, updated_at";
 const TOKEN_COLUMNS: &str =
-    "token_hash, family_id, user_id, client_id, scope, alias, expires_at, created_at, rotated_at, revoked_at";
+    "token_hash, family_id, user_id, client_id, scope, alias, expires_at, created_at, rotated_at, revoked_at, audience, cnf";
 
 impl UserStore for SqliteStore {
     fn create_user(&self, u: NewUser) -> StoreFuture<'_, User> {
@@ -193,7 +193,7 @@ impl ClientStore for SqliteStore {
                 ..c
             };
             sqlx::query(&format!(
-                "INSERT INTO clients ({CLIENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+                "INSERT INTO clients ({CLIENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
             ))
             .bind(&c.id)
             .bind(&c.secret_hash)
@@ -203,6 +203,7 @@ impl ClientStore for SqliteStore {
             .bind(join_list(&c.redirect_uris))
             .bind(join_list(&c.post_logout_redirect_uris))
             .bind(i64::from(c.first_party))
+            .bind(&c.registration_token_hash)
             .execute(&self.pool)
             .await
             .map_err(map_err)?;
@@ -223,6 +224,16 @@ impl ClientStore for SqliteStore {
             row.as_ref().map(rows::client).transpose().map_err(map_err)
         })
     }
+
+    fn client_grants(&self) -> StoreFuture<'_, Vec<String>> {
+        Box::pin(async move {
+            let lists: Vec<String> = sqlx::query_scalar("SELECT DISTINCT grants FROM clients")
+                .fetch_all(&self.pool)
+                .await
+                .map_err(map_err)?;
+            Ok(super::support::distinct_items(&lists))
+        })
+    }
 }
 
 async fn insert_token_on<'e, E>(db: E, kind: TokenKind, t: &TokenRecord) -> Result<(), StoreError>
@@ -230,7 +241,7 @@ where
     E: sqlx::Executor<'e, Database = sqlx::Sqlite>,
 {
     sqlx::query(&format!(
-        "INSERT INTO tokens (kind, {TOKEN_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        "INSERT INTO tokens (kind, {TOKEN_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
     ))
     .bind(kind_str(kind))
     .bind(&t.token_hash)
@@ -243,6 +254,8 @@ where
     .bind(ts(t.created_at))
     .bind(t.rotated_at.map(ts))
     .bind(t.revoked_at.map(ts))
+    .bind(&t.audience)
+    .bind(&t.cnf)
     .execute(db)
     .await
     .map_err(map_err)?;
@@ -565,7 +578,7 @@ impl super::AttemptStore for SqliteStore {
     }
 }
 
-const CLIENT_COLUMNS: &str = "id, secret_hash, grants, scopes, created_at, redirect_uris, post_logout_redirect_uris, first_party";
+const CLIENT_COLUMNS: &str = "id, secret_hash, grants, scopes, created_at, redirect_uris, post_logout_redirect_uris, first_party, registration_token_hash";
 
 impl super::SignInStore for SqliteStore {
     fn put_signin(

@@ -30,6 +30,11 @@ pub(crate) const SQLITE_MIGRATIONS: &[EmbeddedMigration] = &[
         "signin",
         include_str!("../../migrations/sqlite/0003_signin.sql"),
     ),
+    (
+        4,
+        "bound_tokens",
+        include_str!("../../migrations/sqlite/0004_bound_tokens.sql"),
+    ),
 ];
 
 pub(crate) const POSTGRES_MIGRATIONS: &[EmbeddedMigration] = &[
@@ -47,6 +52,11 @@ pub(crate) const POSTGRES_MIGRATIONS: &[EmbeddedMigration] = &[
         3,
         "signin",
         include_str!("../../migrations/postgres/0003_signin.sql"),
+    ),
+    (
+        4,
+        "bound_tokens",
+        include_str!("../../migrations/postgres/0004_bound_tokens.sql"),
     ),
 ];
 
@@ -152,6 +162,13 @@ pub(crate) fn join_list(items: &[String]) -> String {
 
 pub(crate) fn split_list(s: &str) -> Vec<String> {
     s.split_whitespace().map(str::to_owned).collect()
+}
+
+/// The items of several stored lists, each once, sorted.
+pub(crate) fn distinct_items(lists: &[String]) -> Vec<String> {
+    let set: std::collections::BTreeSet<&str> =
+        lists.iter().flat_map(|l| l.split_whitespace()).collect();
+    set.into_iter().map(str::to_owned).collect()
 }
 
 /// Both backends keep microseconds; values are rounded down on the way in so that what

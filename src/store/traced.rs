@@ -79,6 +79,9 @@ impl ClientStore for TracedStore {
         let call = self.inner.client_by_id(id);
         self.traced("client_by_id", call)
     }
+    fn client_grants(&self) -> StoreFuture<'_, Vec<String>> {
+        self.traced("client_grants", self.inner.client_grants())
+    }
 }
 
 impl TokenStore for TracedStore {

@@ -2,7 +2,7 @@
 //! the store is admin (a demoted admin's token no longer is). The one rule for the users API
 //! and the identities API of provider connect.
 
-use crate::proxy::authn::Identity;
+use crate::authn::Identity;
 use crate::store::{StoreError, UserId, UserStore};
 
 use super::ADMIN_ROLE;

@@ -16,6 +16,8 @@ use std::sync::Arc;
 use http::{HeaderMap, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 
+use crate::authn::source::bearer;
+use crate::authn::{Authenticator, AuthnError, Identity};
 use crate::config::raw::Registration;
 use crate::config::Config;
 use crate::endpoint::{Endpoint, Envelope, RequestCtx};
@@ -23,8 +25,6 @@ use crate::http::body::{self, Body};
 use crate::http::error::Answer;
 use crate::http::BoxFuture;
 use crate::oauth::TokenService;
-use crate::proxy::authn::source::bearer;
-use crate::proxy::authn::{Authenticator, AuthnError, Identity};
 use crate::proxy::error::GatewayError;
 use crate::store::{NewUser, StoreError, UserId};
 pub use error::UsersError;
@@ -106,6 +106,7 @@ impl UsersEndpoint {
         };
         let id = authn.authenticate(token).await.map_err(|e| match e {
             AuthnError::Invalid(why) => GatewayError::InvalidToken(why),
+            AuthnError::Proof { error, .. } => GatewayError::InvalidToken(error.to_string()),
             AuthnError::Unavailable(why) => GatewayError::AuthUnavailable(why),
         })?;
         if !id.self_issued {

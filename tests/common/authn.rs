@@ -7,10 +7,10 @@ use std::sync::{Arc, OnceLock};
 use base64::Engine;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
+use tollgate::authn::AuthnParts;
 use tollgate::config::raw::SigningAlg;
 use tollgate::config::Config;
 use tollgate::keys::KeySet;
-use tollgate::proxy::authn::AuthnParts;
 use tollgate::revocation::RevocationList;
 
 use super::{complete_yaml, TestGateway};

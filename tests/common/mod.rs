@@ -5,6 +5,7 @@
 pub mod authn;
 pub mod chromium;
 pub mod connect_gateway;
+pub mod dpop;
 pub mod fake_provider;
 pub mod idp;
 pub mod ingress;

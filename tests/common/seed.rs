@@ -66,6 +66,8 @@ pub async fn opaque_access_token(store: &dyn Store, user: UserId, client: &str) 
                 created_at: now,
                 rotated_at: None,
                 revoked_at: None,
+                audience: String::new(),
+                cnf: None,
             },
         )
         .await

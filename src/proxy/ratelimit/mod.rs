@@ -32,9 +32,9 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 use ipnet::IpNet;
 use sha2::{Digest, Sha256};
 
+use crate::authn::Identity;
 use crate::config::raw::{RateLimitOnError, RateLimitStoreKind};
 use crate::config::{Config, RateLimitKey, RateLimitSpec};
-use crate::proxy::authn::Identity;
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 

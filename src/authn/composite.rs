@@ -5,8 +5,10 @@
 
 use std::sync::Arc;
 
+use super::binding::Binding;
 use super::jwt::{looks_like_jwt, JwtAuthenticator};
 use super::opaque::OpaqueAuthenticator;
+use super::request::TokenRequest;
 use super::signed::IdentitySigner;
 use super::{Authenticator, AuthnError, AuthnFuture, Identity};
 use crate::revocation::{RevocationList, RevokedFuture};
@@ -16,16 +18,37 @@ pub struct CompositeAuthenticator {
     pub(super) opaque: Option<Arc<OpaqueAuthenticator>>,
     pub(super) revocations: Arc<RevocationList>,
     pub(super) signer: Option<Arc<dyn IdentitySigner>>,
+    /// Audience and sender-constraint checks (DPoP proofs, certificates).
+    pub(super) binding: Binding,
 }
 
 impl CompositeAuthenticator {
-    pub fn new(revocations: Arc<RevocationList>) -> Self {
+    pub fn new(revocations: Arc<RevocationList>, binding: Binding) -> Self {
         CompositeAuthenticator {
             jwt: None,
             opaque: None,
             revocations,
             signer: None,
+            binding,
         }
+    }
+
+    /// A cached identity for the token, checked against its request, without waiting.
+    fn cached_for(&self, req: &TokenRequest<'_>) -> Option<Result<Arc<Identity>, AuthnError>> {
+        if !looks_like_jwt(req.token) {
+            return None;
+        }
+        let id = match self.jwt.as_ref()?.cached(req.token)? {
+            Ok(id) => id,
+            Err(e) => return Some(Err(e)),
+        };
+        if let Err(e) = self.binding.check_now(&id, req)? {
+            return Some(Err(e));
+        }
+        Some(match &self.signer {
+            Some(s) => s.attach(id),
+            None => Ok(id),
+        })
     }
 
     pub fn with_jwt(mut self, jwt: JwtAuthenticator) -> Self {
@@ -68,22 +91,44 @@ impl CompositeAuthenticator {
 }
 
 impl Authenticator for CompositeAuthenticator {
+    /// A plain bearer token at the gateway's own endpoints: the request-aware check with
+    /// nothing but the token, so a bound token (its proof cannot come along) and one of
+    /// the gateway's own tokens issued for another resource are refused.
     fn authenticate<'a>(&'a self, token: &'a str) -> AuthnFuture<'a> {
-        Box::pin(self.check(token))
+        Box::pin(async move {
+            let id = self.check(token).await?;
+            self.binding
+                .check(&id, &TokenRequest::bearer(token))
+                .await?;
+            Ok(id)
+        })
     }
 
     fn authenticate_now(&self, token: &str) -> Option<Result<Arc<Identity>, AuthnError>> {
-        if !looks_like_jwt(token) {
-            return None;
-        }
-        let id = match self.jwt.as_ref()?.cached(token)? {
-            Ok(id) => id,
-            Err(e) => return Some(Err(e)),
-        };
-        Some(match &self.signer {
-            Some(s) => s.attach(id),
-            None => Ok(id),
+        self.cached_for(&TokenRequest::bearer(token))
+    }
+
+    fn binding(&self) -> Option<&Binding> {
+        Some(&self.binding)
+    }
+
+    fn inspect<'a>(&'a self, token: &'a str) -> AuthnFuture<'a> {
+        Box::pin(self.check(token))
+    }
+
+    fn authenticate_request<'a>(&'a self, req: &'a TokenRequest<'a>) -> AuthnFuture<'a> {
+        Box::pin(async move {
+            let id = self.check(req.token).await?;
+            self.binding.check(&id, req).await?;
+            Ok(id)
         })
+    }
+
+    fn authenticate_request_now(
+        &self,
+        req: &TokenRequest<'_>,
+    ) -> Option<Result<Arc<Identity>, AuthnError>> {
+        self.cached_for(req)
     }
 
     fn revoked(&self, id: &Identity) -> Option<RevokedFuture> {

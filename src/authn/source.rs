@@ -12,6 +12,8 @@ pub struct FoundToken<'s, 'r> {
     pub token: &'r str,
     /// The route's source it came from (borrowed from the route, not the request).
     pub source: &'s TokenSource,
+    /// `Authorization: DPoP` or Bearer (every other source is Bearer).
+    pub scheme: super::Scheme,
 }
 
 /// Returns the first token found by the route's sources, in order.
@@ -21,16 +23,40 @@ pub fn find_token<'s, 'r>(
     query: Option<&'r str>,
 ) -> Option<FoundToken<'s, 'r>> {
     for source in sources {
-        let token = match source {
-            TokenSource::Header => bearer(headers),
-            TokenSource::Query(name) => query.and_then(|q| query_param(q, name)),
-            TokenSource::Cookie(name) => cookie(headers, name),
+        let (token, scheme) = match source {
+            TokenSource::Header => match authorization(headers) {
+                Some((t, s)) => (Some(t), s),
+                None => (None, super::Scheme::Bearer),
+            },
+            TokenSource::Query(name) => (
+                query.and_then(|q| query_param(q, name)),
+                super::Scheme::Bearer,
+            ),
+            TokenSource::Cookie(name) => (cookie(headers, name), super::Scheme::Bearer),
         };
         if let Some(token) = token.filter(|t| !t.is_empty()) {
-            return Some(FoundToken { token, source });
+            return Some(FoundToken {
+                token,
+                source,
+                scheme,
+            });
         }
     }
     None
+}
+
+/// `Authorization: Bearer <token>` or `Authorization: DPoP <token>` (RFC 9449 §7.1),
+/// scheme case-insensitive.
+pub fn authorization(headers: &HeaderMap) -> Option<(&str, super::Scheme)> {
+    let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, rest) = v.split_once(' ')?;
+    if scheme.eq_ignore_ascii_case("bearer") {
+        Some((rest.trim(), super::Scheme::Bearer))
+    } else if scheme.eq_ignore_ascii_case("dpop") {
+        Some((rest.trim(), super::Scheme::Dpop))
+    } else {
+        None
+    }
 }
 
 /// `Authorization: Bearer <token>` (scheme case-insensitive).

@@ -28,6 +28,8 @@ fn claims_of(c: AccessClaims) -> Claims {
         exp: Some(c.exp.max(0) as u64),
         jti: Some(c.jti),
         iss: Some(c.iss),
+        aud: Some(serde_json::Value::from(c.aud.values())),
+        cnf: c.cnf,
         email: c.email,
         role: c.role,
         scope: Some(serde_json::Value::String(c.scope)),
@@ -49,7 +51,7 @@ impl InternalSigner for KeySetSigner {
         let claims = AccessClaims {
             sub: id.user_id.clone(),
             iss: self.keys.issuer().to_owned(),
-            aud: self.audience.clone(),
+            aud: self.audience.clone().into(),
             exp: exp as i64,
             iat: iat as i64,
             nbf: None,
@@ -59,6 +61,7 @@ impl InternalSigner for KeySetSigner {
             email: id.email.clone(),
             role: id.role.clone(),
             alias: id.alias.clone(),
+            cnf: None,
         };
         self.keys.sign(&claims).map_err(|e| e.to_string())
     }

@@ -320,6 +320,8 @@ mod tests {
             signed_jwt: None,
             self_issued: false,
             header_values: Default::default(),
+            audiences: Vec::new(),
+            cnf: None,
         });
         // Someone else's verified token, stored under the presented token's key.
         auth.cache.insert(

@@ -254,14 +254,22 @@ pub struct StoreTokens {
     store: Arc<dyn Store>,
     ttl: Duration,
     negative_ttl: Duration,
+    /// Opaque tokens are issued for the gateway's own audience only.
+    audience: String,
 }
 
 impl StoreTokens {
-    pub fn new(store: Arc<dyn Store>, ttl: Duration, negative_ttl: Duration) -> Self {
+    pub fn new(
+        store: Arc<dyn Store>,
+        ttl: Duration,
+        negative_ttl: Duration,
+        audience: String,
+    ) -> Self {
         StoreTokens {
             store,
             ttl,
             negative_ttl,
+            audience,
         }
     }
 }
@@ -319,6 +327,17 @@ impl TokenLookup for StoreTokens {
                 signed_jwt: None,
                 self_issued: true,
                 header_values: Default::default(),
+                audiences: if rec.audience.is_empty() {
+                    vec![self.audience.clone()]
+                } else {
+                    rec.audience.split_whitespace().map(str::to_owned).collect()
+                },
+                cnf: rec
+                    .cnf
+                    .as_deref()
+                    .and_then(|c| serde_json::from_str(c).ok())
+                    .as_ref()
+                    .and_then(super::Confirmation::from_claim),
             };
             if identity.user_id.is_empty() {
                 return Ok(Introspected::inactive(self.negative_ttl));

@@ -47,6 +47,12 @@ pub struct Claims {
     pub useralias: Option<String>,
     #[serde(default)]
     pub username: Option<String>,
+    /// A string or a list of strings.
+    #[serde(default)]
+    pub aud: Option<Value>,
+    /// The confirmation of a sender-constrained token (`jkt`, `x5t#S256`).
+    #[serde(default)]
+    pub cnf: Option<Value>,
 }
 
 fn string_or_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
@@ -82,6 +88,8 @@ impl Claims {
     /// (client_credentials); one with neither is refused by the caller.
     pub fn into_identity(self) -> Option<Identity> {
         let scopes = self.scopes();
+        let audiences = self.aud.as_ref().map(scopes_of).unwrap_or_default();
+        let cnf = self.cnf.as_ref().and_then(super::Confirmation::from_claim);
         let client_id = self.client_id.or(self.azp);
         let user_id = self
             .sub
@@ -99,6 +107,8 @@ impl Claims {
             signed_jwt: None,
             self_issued: false,
             header_values: Default::default(),
+            audiences,
+            cnf,
         })
     }
 }

@@ -85,6 +85,7 @@ pub fn build(config: &Config, parts: AuthnParts) -> Result<CompositeAuthenticato
             store,
             default_cache.ttl,
             default_cache.negative_ttl,
+            config.tokens.audience.clone(),
         )));
     }
     let mut max_entries = default_cache.max_entries;
@@ -105,7 +106,8 @@ pub fn build(config: &Config, parts: AuthnParts) -> Result<CompositeAuthenticato
     }
     let opaque = OpaqueAuthenticator::new(lookups, max_entries, revocations.clone());
 
-    let mut auth = CompositeAuthenticator::new(revocations)
+    let binding = super::binding::Binding::from_config(config);
+    let mut auth = CompositeAuthenticator::new(revocations, binding)
         .with_jwt(jwt)
         .with_opaque(opaque);
     if let (Some(signer), Some(_)) = (parts.signer, &config.identity.signed_jwt) {
