@@ -1,12 +1,14 @@
 # Sourced by bench/run: the HTTPS and h2c upstream configurations (issue 13). Adds
-# https_h1, https_h2 and h2c to CONFIGS; their own nginx upstream (TLS + h2c) and their
+# https_h1, https_h2 and h2c to CONFIGS (and TRANSPORTS: bench/stats.py reports them
+# beside the plain public route); their own nginx upstream (TLS + h2c) and their
 # own Tollgate instance, on ports clear of the ones bench/run assigns.
 TLS_UPSTREAM_PORT=$((PORT_BASE + 20))
 H2C_UPSTREAM_PORT=$((PORT_BASE + 21))
 TGU_PORT=$((PORT_BASE + 22))
 TGU_ADMIN_PORT=$((PORT_BASE + 23))
 
-CONFIGS+=(https_h1 https_h2 h2c)
+TRANSPORTS=(https_h1 https_h2 h2c)
+CONFIGS+=("${TRANSPORTS[@]}")
 LABEL[https_h1]="Tollgate, public route, HTTPS upstream (h1)"
 LABEL[https_h2]="Tollgate, public route, HTTPS upstream (h2)"
 LABEL[h2c]="Tollgate, public route, h2c upstream"
