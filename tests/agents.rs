@@ -832,3 +832,62 @@ async fn a_sender_constraint_holds_through_forward_auth() {
         .unwrap();
     assert_eq!(resp.status(), 401);
 }
+
+#[tokio::test]
+async fn clients_authenticate_with_their_certificate_instead_of_a_secret() {
+    let m = Mtls::start().await;
+    let alice = m.clients.client("alice");
+    let mallory = m.clients.client("mallory");
+    let alice_cert = tollgate::http::ClientCert::from_pem_or_base64(&alice.cert_pem).unwrap();
+    for (id, auth) in [
+        (
+            "by-subject",
+            tollgate::store::TlsClientAuth::SubjectDn(alice_cert.subject.clone()),
+        ),
+        (
+            "self-signed",
+            tollgate::store::TlsClientAuth::SelfSigned({
+                use base64::Engine;
+                base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(alice_cert.sha256)
+            }),
+        ),
+    ] {
+        m.tg.store
+            .create_client(tollgate::store::Client {
+                id: id.into(),
+                grants: vec!["client_credentials".into()],
+                scopes: vec!["read".into()],
+                tls_auth: Some(auth),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let ask = |cert: Option<&common::pki::Issued>, secret: Option<&str>| {
+            let mut form = vec![("grant_type", "client_credentials"), ("client_id", id)];
+            if let Some(s) = secret {
+                form.push(("client_secret", s));
+            }
+            let req = m.client(cert).post(m.https("/oauth/token")).form(&form);
+            async move {
+                let resp = req.send().await.unwrap();
+                (resp.status().as_u16(), resp.json::<Value>().await.unwrap())
+            }
+        };
+        let (status, body) = ask(Some(&alice), None).await;
+        assert_eq!(status, 200, "{id}: {body}");
+        // Issued over that connection: bound to the certificate too.
+        assert!(claims(body["access_token"].as_str().unwrap())["cnf"]["x5t#S256"].is_string());
+        for (cert, secret) in [
+            (Some(&mallory), None),
+            (None, None),
+            (Some(&alice), Some("a-guess")),
+        ] {
+            let (status, body) = ask(cert, secret).await;
+            assert_eq!(
+                (status, body["error"].as_str()),
+                (401, Some("invalid_client")),
+                "{id}"
+            );
+        }
+    }
+}

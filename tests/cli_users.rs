@@ -654,3 +654,67 @@ async fn clients_create_refuses_bad_input_with_one_line() {
         "invalid client id `bad id`",
     );
 }
+
+#[tokio::test]
+async fn clients_create_registers_certificate_authentication() {
+    let e = env();
+    let v = stdout_json(&e.run(
+        &[
+            "clients",
+            "create",
+            "--id",
+            "billing",
+            "--auth-method",
+            "tls_client_auth",
+            "--tls-subject",
+            "CN=billing,O=Example",
+            "--grants",
+            "client_credentials",
+        ],
+        None,
+    ));
+    assert_eq!(v["public"], false);
+    assert_eq!(v["token_endpoint_auth_method"], "tls_client_auth");
+    let s = e.store().await;
+    assert_eq!(
+        s.client_by_id("billing").await.unwrap().unwrap().tls_auth,
+        Some(tollgate::store::TlsClientAuth::SubjectDn(
+            "CN=billing,O=Example".into()
+        ))
+    );
+    // A certificate method takes its own flag, and no secret.
+    assert_user_error(
+        &e.run(
+            &[
+                "clients",
+                "create",
+                "--id",
+                "x",
+                "--auth-method",
+                "tls_client_auth",
+                "--grants",
+                "client_credentials",
+            ],
+            None,
+        ),
+        "--tls-subject",
+    );
+    assert_user_error(
+        &e.run(
+            &[
+                "clients",
+                "create",
+                "--id",
+                "x",
+                "--auth-method",
+                "self_signed_tls_client_auth",
+                "--cert-file",
+                "/nonexistent.pem",
+                "--grants",
+                "client_credentials",
+            ],
+            None,
+        ),
+        "--cert-file",
+    );
+}

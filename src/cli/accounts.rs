@@ -397,17 +397,21 @@ async fn create_client(cli: &Cli, args: &ClientsCreate) -> CmdResult {
     if grants.is_empty() {
         return Err("--grants must name at least one grant".into());
     }
+    let tls_auth = tls_client_auth(args)?;
+    if tls_auth.is_some() && (args.public || args.secret_stdin) {
+        return Err(
+            "--auth-method: a certificate method takes neither --public nor --secret-stdin".into(),
+        );
+    }
     let public = match args.auth_method.as_deref() {
         Some("none") => true,
-        Some("tls_client_auth" | "self_signed_tls_client_auth") => {
-            return Err("--auth-method: certificate-bound client authentication is not available yet; use client_secret_basic, client_secret_post or none".into())
-        }
+        Some("tls_client_auth" | "self_signed_tls_client_auth") => false,
         Some(_) if args.public => {
             return Err("--auth-method: a secret method contradicts --public".into())
         }
         _ => args.public,
     };
-    if public == args.secret_stdin {
+    if tls_auth.is_none() && public == args.secret_stdin {
         return Err("choose --public or --secret-stdin".into());
     }
     let redirect_uris = checked_uris("--redirect-uri", &args.redirect_uris)?;
@@ -429,6 +433,7 @@ async fn create_client(cli: &Cli, args: &ClientsCreate) -> CmdResult {
         return Err(format!("invalid scope `{bad}`").into());
     }
     let secret = match (public, args.secret_stdin) {
+        _ if tls_auth.is_some() => None,
         (true, false) => None,
         (false, true) => {
             let s = secret_from_stdin("client secret")?;
@@ -459,6 +464,7 @@ async fn create_client(cli: &Cli, args: &ClientsCreate) -> CmdResult {
         post_logout_redirect_uris,
         first_party: !args.third_party,
         registration_token_hash: None,
+        tls_auth,
     };
     let client = match store.create_client(client).await {
         Ok(c) => c,
@@ -475,7 +481,12 @@ async fn create_client(cli: &Cli, args: &ClientsCreate) -> CmdResult {
         "{}",
         json!({
             "id": client.id,
-            "public": client.secret_hash.is_none(),
+            "public": !client.is_confidential(),
+            "token_endpoint_auth_method": match &client.tls_auth {
+                Some(t) => t.method(),
+                None if client.secret_hash.is_some() => "client_secret_basic",
+                None => "none",
+            },
             "grants": client.grants,
             "scopes": client.scopes,
             "redirect_uris": client.redirect_uris,
@@ -485,6 +496,38 @@ async fn create_client(cli: &Cli, args: &ClientsCreate) -> CmdResult {
         })
     );
     Ok(())
+}
+
+/// RFC 8705 §2 client authentication from `--auth-method`, `--tls-subject` and
+/// `--cert-file`; each certificate method needs its own flag and no other.
+fn tls_client_auth(args: &ClientsCreate) -> Result<Option<store::TlsClientAuth>, String> {
+    match (
+        args.auth_method.as_deref(),
+        &args.tls_subject,
+        &args.cert_file,
+    ) {
+        (Some("tls_client_auth"), Some(dn), None) if !dn.trim().is_empty() => {
+            Ok(Some(store::TlsClientAuth::SubjectDn(dn.trim().to_owned())))
+        }
+        (Some("tls_client_auth"), _, _) => {
+            Err("--auth-method tls_client_auth needs --tls-subject (and no --cert-file)".into())
+        }
+        (Some("self_signed_tls_client_auth"), None, Some(path)) => {
+            let pem = std::fs::read_to_string(path)
+                .map_err(|e| format!("--cert-file {}: {e}", path.display()))?;
+            let cert = crate::http::ClientCert::from_pem_or_base64(&pem)
+                .ok_or_else(|| format!("--cert-file {}: not a PEM certificate", path.display()))?;
+            Ok(Some(store::TlsClientAuth::SelfSigned(
+                crate::authn::dpop::cert_thumbprint_of(&cert.sha256),
+            )))
+        }
+        (Some("self_signed_tls_client_auth"), _, _) => Err(
+            "--auth-method self_signed_tls_client_auth needs --cert-file (and no --tls-subject)"
+                .into(),
+        ),
+        (_, None, None) => Ok(None),
+        _ => Err("--tls-subject and --cert-file go with a certificate --auth-method".into()),
+    }
 }
 
 #[cfg(test)]

@@ -125,6 +125,14 @@ pub struct ClientsCreate {
     /// (same as --public); the secret methods need --secret-stdin.
     #[arg(long, value_parser = ["client_secret_basic", "client_secret_post", "none", "tls_client_auth", "self_signed_tls_client_auth"])]
     pub auth_method: Option<String>,
+    /// `tls_client_auth`: the subject DN its certificate (from `tls.client_ca`) must
+    /// have, RFC 4514 form as Tollgate reads it (`CN=billing,O=Example`).
+    #[arg(long)]
+    pub tls_subject: Option<String>,
+    /// `self_signed_tls_client_auth`: the PEM file of the client's certificate (its
+    /// SHA-256 thumbprint is registered).
+    #[arg(long)]
+    pub cert_file: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]

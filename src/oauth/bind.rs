@@ -87,7 +87,7 @@ impl Bind {
 
     /// Whether the refresh token is bound too: a public client's, to its DPoP key.
     pub fn binds_refresh(&self, client: &Client) -> bool {
-        client.secret_hash.is_none() && matches!(self.cnf, Some(Confirmation::Jkt(_)))
+        !client.is_confidential() && matches!(self.cnf, Some(Confirmation::Jkt(_)))
     }
 
     /// A refresh token bound to a key (`stored`, its `cnf` JSON) may only be used with a

@@ -1,7 +1,10 @@
 //! Client authentication for the token, revoke and introspect endpoints.
 //!
-//! Confidential clients prove themselves with their secret (HTTP Basic or body), public
-//! clients are named by `client_id` alone. A dialect's implied client (`client: web`) is
+//! Confidential clients prove themselves with their secret (HTTP Basic or body), or with
+//! the TLS client certificate of the connection (RFC 8705 §2: `tls_client_auth`, a
+//! certificate from `tls.client_ca` with the registered subject; or
+//! `self_signed_tls_client_auth`, the registered certificate), public clients are named
+//! by `client_id` alone. A dialect's implied client (`client: web`) is
 //! used when the request names none; when the operator names an implied client that is
 //! not in the store, it acts as a public client limited to the password and
 //! refresh_token grants, since the operator declared that endpoint client-less.
@@ -14,6 +17,7 @@ use super::TokenService;
 use crate::audit::{self, Outcome};
 use crate::config::dialect::{Dialect, GrantType};
 use crate::crypto::{constant_time_eq, sha256_hex, PasswordError};
+use crate::http::ClientCert;
 use crate::store::Client;
 
 impl TokenService {
@@ -23,12 +27,13 @@ impl TokenService {
     pub(super) async fn client_request(
         &self,
         req: http::Request<hyper::body::Incoming>,
+        cert: Option<&ClientCert>,
     ) -> Result<(super::request::Params, Client, bool), OAuthError> {
         let (parts, body) = req.into_parts();
         let params = super::request::read_params(&parts.headers, body).await?;
         let creds = super::request::client_credentials(&parts.headers, &params)?;
         let client = self
-            .authenticate_client(&creds, &Dialect::default())
+            .authenticate_client(&creds, &Dialect::default(), cert)
             .await?;
         Ok((params, client, creds.via_basic))
     }
@@ -39,6 +44,7 @@ impl TokenService {
         &self,
         creds: &ClientCredentials,
         dialect: &Dialect,
+        cert: Option<&ClientCert>,
     ) -> Result<Client, OAuthError> {
         let named = creds.id.as_deref();
         let refused = |reason: &'static str, id: Option<&str>| {
@@ -75,6 +81,14 @@ impl TokenService {
             .as_deref()
             .map(String::as_str)
             .filter(|s| !s.is_empty());
+        if let Some(tls) = &client.tls_auth {
+            // The certificate is the credential: a secret beside it is a confused request.
+            return match (cert, offered) {
+                (Some(c), None) if tls.accepts(c) => Ok(client),
+                (None, _) => Err(refused("missing_certificate", Some(id))),
+                _ => Err(refused("wrong_certificate", Some(id))),
+            };
+        }
         match (&client.secret_hash, offered) {
             (Some(stored), Some(given)) => {
                 if self.secret_matches(stored, given).await? {

@@ -90,9 +90,10 @@ impl Endpoint for RevokeEndpoint {
         Envelope::API
     }
 
-    fn call(self: Arc<Self>, req: Request<Incoming>, _ctx: RequestCtx) -> BoxFuture<Answer> {
+    fn call(self: Arc<Self>, req: Request<Incoming>, ctx: RequestCtx) -> BoxFuture<Answer> {
+        let cert = ctx.conn.client_cert.clone();
         Box::pin(post_only(req, move |req| async move {
-            self.0.revoke_request(req).await
+            self.0.revoke_request(req, cert.as_deref()).await
         }))
     }
 }
@@ -111,8 +112,11 @@ impl Endpoint for IntrospectEndpoint {
 
     fn call(self: Arc<Self>, req: Request<Incoming>, ctx: RequestCtx) -> BoxFuture<Answer> {
         let authenticator = ctx.authenticator;
+        let cert = ctx.conn.client_cert.clone();
         Box::pin(post_only(req, move |req| async move {
-            self.0.introspect_request(&*authenticator, req).await
+            self.0
+                .introspect_request(&*authenticator, req, cert.as_deref())
+                .await
         }))
     }
 }

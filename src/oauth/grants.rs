@@ -61,7 +61,9 @@ impl TokenService {
         };
         *grant_label = grant.as_str();
         let creds = client_credentials(&parts.headers, &params)?;
-        let client = self.authenticate_client(&creds, dialect).await?;
+        let client = self
+            .authenticate_client(&creds, dialect, conn.client_cert.as_deref())
+            .await?;
         if !allows(&client, grant) {
             return Err(OAuthError::UnauthorizedClient);
         }
@@ -84,7 +86,7 @@ impl TokenService {
             GrantType::AuthorizationCode => self.code_grant(cfg, &client, &params, &bind).await?,
             GrantType::RefreshToken => self.refresh_grant(cfg, &client, &params, &bind).await?,
             GrantType::ClientCredentials => {
-                if client.secret_hash.is_none() {
+                if !client.is_confidential() {
                     return Err(OAuthError::UnauthorizedClient);
                 }
                 let scope = resolve_scope(&client.scopes, params.get("scope"))?;

@@ -22,9 +22,10 @@ impl TokenService {
         &self,
         authenticator: &dyn Authenticator,
         req: Request<Incoming>,
+        cert: Option<&crate::http::ClientCert>,
     ) -> Result<Response<Body>, OAuthError> {
-        let (params, client, via_basic) = self.client_request(req).await?;
-        if client.secret_hash.is_none() {
+        let (params, client, via_basic) = self.client_request(req, cert).await?;
+        if !client.is_confidential() {
             return Err(OAuthError::InvalidClient { basic: via_basic });
         }
         let token = params

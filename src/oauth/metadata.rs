@@ -88,7 +88,7 @@ impl TokenService {
             "authorization_response_iss_parameter_supported": true,
             "scopes_supported": ["openid", "profile", "email"],
             "prompt_values_supported": ["none", "login"],
-            "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
+            "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none", "tls_client_auth", "self_signed_tls_client_auth"],
             "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
             "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
             "token_endpoint_auth_signing_alg_values_supported": [alg_name(self.keys.alg())],

@@ -304,6 +304,7 @@ impl TokenService {
             post_logout_redirect_uris: Vec::new(),
             first_party: false,
             registration_token_hash: Some(sha256_hex(&token)),
+            tls_auth: None,
         };
         let client = self.store.create_client(client).await?;
         Ok((client, secret, token))

@@ -21,8 +21,9 @@ impl TokenService {
     pub(super) async fn revoke_request(
         &self,
         req: Request<Incoming>,
+        cert: Option<&crate::http::ClientCert>,
     ) -> Result<Response<Body>, OAuthError> {
-        let (params, client, _) = self.client_request(req).await?;
+        let (params, client, _) = self.client_request(req, cert).await?;
         let token = params
             .get("token")
             .ok_or(OAuthError::InvalidRequest("token is required"))?;

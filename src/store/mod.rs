@@ -107,6 +107,62 @@ pub struct Client {
     /// Registered through `/oauth/register` (RFC 7591): the SHA-256 of its registration
     /// access token.
     pub registration_token_hash: Option<String>,
+    /// RFC 8705 §2: authenticates with a TLS client certificate instead of a secret.
+    pub tls_auth: Option<TlsClientAuth>,
+}
+
+/// How a client proves itself with a certificate (RFC 8705 §2).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TlsClientAuth {
+    /// `tls_client_auth`: a certificate verified against `tls.client_ca` whose subject
+    /// DN (RFC 4514 form) is this, exactly.
+    SubjectDn(String),
+    /// `self_signed_tls_client_auth`: the certificate whose SHA-256 thumbprint
+    /// (base64url) is this.
+    SelfSigned(String),
+}
+
+impl TlsClientAuth {
+    pub fn method(&self) -> &'static str {
+        match self {
+            TlsClientAuth::SubjectDn(_) => "tls_client_auth",
+            TlsClientAuth::SelfSigned(_) => "self_signed_tls_client_auth",
+        }
+    }
+
+    pub fn value(&self) -> &str {
+        match self {
+            TlsClientAuth::SubjectDn(v) | TlsClientAuth::SelfSigned(v) => v,
+        }
+    }
+
+    pub fn from_columns(method: Option<&str>, value: Option<String>) -> Option<TlsClientAuth> {
+        match (method, value) {
+            (Some("tls_client_auth"), Some(v)) => Some(TlsClientAuth::SubjectDn(v)),
+            (Some("self_signed_tls_client_auth"), Some(v)) => Some(TlsClientAuth::SelfSigned(v)),
+            _ => None,
+        }
+    }
+
+    /// Whether `cert`, presented on this connection, is the client's.
+    pub fn accepts(&self, cert: &crate::http::ClientCert) -> bool {
+        match self {
+            TlsClientAuth::SubjectDn(dn) => {
+                crate::crypto::constant_time_eq(cert.subject.as_bytes(), dn.as_bytes())
+            }
+            TlsClientAuth::SelfSigned(t) => crate::crypto::constant_time_eq(
+                crate::authn::dpop::cert_thumbprint_of(&cert.sha256).as_bytes(),
+                t.as_bytes(),
+            ),
+        }
+    }
+}
+
+impl Client {
+    /// Authenticates itself (a secret or a certificate); a public client only names itself.
+    pub fn is_confidential(&self) -> bool {
+        self.secret_hash.is_some() || self.tls_auth.is_some()
+    }
 }
 
 impl Default for Client {
@@ -121,6 +177,7 @@ impl Default for Client {
             post_logout_redirect_uris: Vec::new(),
             first_party: true,
             registration_token_hash: None,
+            tls_auth: None,
         }
     }
 }

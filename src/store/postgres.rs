@@ -247,7 +247,7 @@ impl ClientStore for PostgresStore {
                 ..c
             };
             sqlx::query(&format!(
-                "INSERT INTO clients ({CLIENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+                "INSERT INTO clients ({CLIENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
             ))
             .bind(&c.id)
             .bind(&c.secret_hash)
@@ -258,6 +258,8 @@ impl ClientStore for PostgresStore {
             .bind(join_list(&c.post_logout_redirect_uris))
             .bind(c.first_party)
             .bind(&c.registration_token_hash)
+            .bind(c.tls_auth.as_ref().map(|t| t.method()))
+            .bind(c.tls_auth.as_ref().map(|t| t.value().to_owned()))
             .execute(&self.pool)
             .await
             .map_err(map_err)?;
@@ -640,7 +642,7 @@ impl super::AttemptStore for PostgresStore {
     }
 }
 
-const CLIENT_COLUMNS: &str = "id, secret_hash, grants, scopes, created_at, redirect_uris, post_logout_redirect_uris, first_party, registration_token_hash";
+const CLIENT_COLUMNS: &str = "id, secret_hash, grants, scopes, created_at, redirect_uris, post_logout_redirect_uris, first_party, registration_token_hash, tls_auth_method, tls_auth_value";
 
 impl super::SignInStore for PostgresStore {
     fn put_signin(

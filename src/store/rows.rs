@@ -97,6 +97,10 @@ pub(crate) fn client<R: StoreRow>(r: &R) -> Result<Client> {
         post_logout_redirect_uris: split_list(&r.text("post_logout_redirect_uris")?),
         first_party: r.flag("first_party")?,
         registration_token_hash: r.opt_text("registration_token_hash")?,
+        tls_auth: super::TlsClientAuth::from_columns(
+            r.opt_text("tls_auth_method")?.as_deref(),
+            r.opt_text("tls_auth_value")?,
+        ),
     })
 }
 

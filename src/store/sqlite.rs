@@ -193,7 +193,7 @@ impl ClientStore for SqliteStore {
                 ..c
             };
             sqlx::query(&format!(
-                "INSERT INTO clients ({CLIENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                "INSERT INTO clients ({CLIENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
             ))
             .bind(&c.id)
             .bind(&c.secret_hash)
@@ -204,6 +204,8 @@ impl ClientStore for SqliteStore {
             .bind(join_list(&c.post_logout_redirect_uris))
             .bind(i64::from(c.first_party))
             .bind(&c.registration_token_hash)
+            .bind(c.tls_auth.as_ref().map(|t| t.method()))
+            .bind(c.tls_auth.as_ref().map(|t| t.value().to_owned()))
             .execute(&self.pool)
             .await
             .map_err(map_err)?;
@@ -578,7 +580,7 @@ impl super::AttemptStore for SqliteStore {
     }
 }
 
-const CLIENT_COLUMNS: &str = "id, secret_hash, grants, scopes, created_at, redirect_uris, post_logout_redirect_uris, first_party, registration_token_hash";
+const CLIENT_COLUMNS: &str = "id, secret_hash, grants, scopes, created_at, redirect_uris, post_logout_redirect_uris, first_party, registration_token_hash, tls_auth_method, tls_auth_value";
 
 impl super::SignInStore for SqliteStore {
     fn put_signin(

@@ -35,6 +35,11 @@ pub(crate) const SQLITE_MIGRATIONS: &[EmbeddedMigration] = &[
         "bound_tokens",
         include_str!("../../migrations/sqlite/0004_bound_tokens.sql"),
     ),
+    (
+        5,
+        "tls_client_auth",
+        include_str!("../../migrations/sqlite/0005_tls_client_auth.sql"),
+    ),
 ];
 
 pub(crate) const POSTGRES_MIGRATIONS: &[EmbeddedMigration] = &[
@@ -57,6 +62,11 @@ pub(crate) const POSTGRES_MIGRATIONS: &[EmbeddedMigration] = &[
         4,
         "bound_tokens",
         include_str!("../../migrations/postgres/0004_bound_tokens.sql"),
+    ),
+    (
+        5,
+        "tls_client_auth",
+        include_str!("../../migrations/postgres/0005_tls_client_auth.sql"),
     ),
 ];
 
