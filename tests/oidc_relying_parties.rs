@@ -1109,3 +1109,75 @@ fn oauth4webapi_gets_a_dpop_bound_token_and_uses_it_on_a_route() {
     assert_eq!(s["again_with_a_fresh_proof"]["status"], 200, "{s}");
     assert_eq!(s["as_bearer"]["status"], 401, "{s}");
 }
+
+/// A Python with the MCP SDK (PyPI `mcp`): the CI venv's, else `python3`.
+fn mcp_python() -> Result<PathBuf, String> {
+    let candidates = [
+        Some(Path::new(common::ingress::CI_TOOLS).join("python")),
+        on_path("python3"),
+    ];
+    for py in candidates.into_iter().flatten().filter(|p| p.is_file()) {
+        let ok = Command::new(&py)
+            .args(["-c", "import mcp.client.auth, httpx2"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if ok {
+            return Ok(py);
+        }
+    }
+    Err("no Python with the mcp package (pip mcp into /opt/tollgate-ci/venv; see .ci/run)".into())
+}
+
+/// The same agent flow with the Python MCP SDK's client and its OAuth provider.
+#[test]
+fn the_python_mcp_sdk_client_registers_signs_in_and_calls_a_tool_through_tollgate() {
+    let tools = or_skip!(browser_tools());
+    let python = or_skip!(mcp_python());
+    if !rp_dir()
+        .join("node_modules/@modelcontextprotocol/sdk")
+        .exists()
+    {
+        eprintln!(
+            "SKIP: tests/rp/node_modules/@modelcontextprotocol/sdk is missing (npm ci in tests/rp)"
+        );
+        return;
+    }
+    let scratch = tempfile::tempdir().unwrap();
+    let server = McpServer::start(&tools, scratch.path());
+    let mut gw = Tollgate::with_config(|issuer| {
+        format!(
+            "client_registration: open\nroutes:\n  - name: mcp\n    path: /mcp\n    upstream: http://127.0.0.1:{port}\n    auth: required\n    resource:\n      id: {issuer}/mcp\n",
+            port = server.port
+        )
+    });
+    let sub = gw.create_user();
+    gw.start();
+    let mcp_url = format!("{}/mcp", gw.issuer);
+    let mut cmd = Command::new(&python);
+    cmd.arg(rp_dir().join("mcp_python_client.py")).args([
+        "--url",
+        &mcp_url,
+        "--username",
+        USERNAME,
+        "--callback-port",
+        &free_port().to_string(),
+    ]);
+    let node = tools.node.to_string_lossy().into_owned();
+    let chromium = tools.chromium.to_string_lossy().into_owned();
+    let run = run_rp(
+        cmd,
+        gw.dir.path(),
+        &[
+            ("RP_PASSWORD", PASSWORD),
+            ("NODE", &node),
+            ("CHROMIUM_BIN", &chromium),
+        ],
+    );
+    let s = run.summary("mcp_python_client.py", &gw, "");
+    assert!(s["client_id"].as_str().unwrap().starts_with("dyn_"), "{s}");
+    assert_eq!(s["authorize_resource"], mcp_url.as_str(), "{s}");
+    assert_eq!(s["tools"], serde_json::json!(["whoami"]), "{s}");
+    assert_eq!(s["whoami"]["user_id"], sub.as_str(), "{s}");
+}

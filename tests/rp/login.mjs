@@ -55,7 +55,9 @@ export async function withBrowser(fn, { timeoutMs = DEFAULT_TIMEOUT_MS } = {}) {
     return await fn(page, context);
   } finally {
     if (context) await context.close().catch(() => {});
-    await rm(profile, { recursive: true, force: true });
+    // Chromium's helper processes may still be writing as the browser closes: retry,
+    // and never let a leftover temp profile turn a finished sign-in into a failure.
+    await rm(profile, { recursive: true, force: true, maxRetries: 10, retryDelay: 100 }).catch(() => {});
   }
 }
 
