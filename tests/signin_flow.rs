@@ -788,3 +788,53 @@ async fn max_age_asks_for_the_password_when_the_sign_in_is_older() {
     let now = chrono::Utc::now().timestamp();
     assert!((now - id["auth_time"].as_i64().unwrap()).abs() < 30, "{id}");
 }
+
+#[tokio::test]
+async fn a_code_bound_to_a_dpop_key_is_redeemed_only_with_a_proof_by_it() {
+    let e = env().await;
+    let b = browser();
+    let key = common::dpop::DpopKey::new();
+    let resp = b
+        .get(authorize_url(
+            &e,
+            "app",
+            &format!("&dpop_jkt={}", key.jkt()),
+        ))
+        .send()
+        .await
+        .unwrap();
+    let page = resp.text().await.unwrap();
+    let resp = login(&b, &e, &page, "ann", "ann-password-1").await;
+    let code = param(&location(&resp), "code").unwrap();
+    let token_url = format!("{}/oauth/token", e.issuer);
+    let redeem_with = |proof: Option<String>| {
+        let mut req = common::client().post(&token_url).form(&[
+            ("grant_type", "authorization_code"),
+            ("code", code.as_str()),
+            ("client_id", "app"),
+            ("redirect_uri", REDIRECT),
+            ("code_verifier", VERIFIER),
+        ]);
+        if let Some(p) = proof {
+            req = req.header("DPoP", p);
+        }
+        async move {
+            let resp = req.send().await.unwrap();
+            (resp.status().as_u16(), resp.json::<Value>().await.unwrap())
+        }
+    };
+    // No proof, or a proof by another key: refused, and the code is not spent.
+    let (s, body) = redeem_with(None).await;
+    assert_eq!((s, body["error"].as_str()), (400, Some("invalid_grant")));
+    let other = common::dpop::DpopKey::new();
+    let (s, body) = redeem_with(Some(other.proof("POST", &token_url, None))).await;
+    assert_eq!((s, body["error"].as_str()), (400, Some("invalid_grant")));
+    // The bound key: a DPoP-bound token.
+    let (s, body) = redeem_with(Some(key.proof("POST", &token_url, None))).await;
+    assert_eq!(s, 200, "{body}");
+    assert_eq!(body["token_type"], "DPoP");
+    assert_eq!(
+        jwt_claims(body["access_token"].as_str().unwrap())["cnf"]["jkt"],
+        key.jkt()
+    );
+}

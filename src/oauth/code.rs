@@ -36,6 +36,9 @@ pub struct CodePayload {
     /// RFC 8707 resource indicators asked for.
     #[serde(default)]
     pub resource: Vec<String>,
+    /// RFC 9449 §10: the thumbprint of the DPoP key the redemption must prove.
+    #[serde(default)]
+    pub dpop_jkt: Option<String>,
     pub user_id: i64,
     pub auth_time: i64,
     /// The hash of the browser session the code was issued under.
@@ -134,6 +137,16 @@ impl TokenService {
             .ok_or(OAuthError::InvalidRequest("code_verifier is required"))?;
         if !pkce_matches(verifier, &payload.code_challenge) {
             return Err(OAuthError::InvalidGrant("code_verifier does not match"));
+        }
+        // A code bound to a DPoP key (`dpop_jkt`) is redeemed only with a proof by it.
+        if let Some(jkt) = &payload.dpop_jkt {
+            let proved = matches!(&bind.cnf, Some(crate::authn::Confirmation::Jkt(k))
+                if crate::crypto::constant_time_eq(k.as_bytes(), jkt.as_bytes()));
+            if !proved {
+                return Err(OAuthError::InvalidGrant(
+                    "the code is bound to a DPoP key this request does not prove",
+                ));
+            }
         }
         // Single use: of two concurrent redemptions exactly one gets here.
         if !self.store.use_signin(SignInKind::Code, &hash, now).await? {

@@ -273,6 +273,7 @@ impl SignInEndpoint {
             nonce: ar.nonce.clone(),
             scope: ar.scope.clone(),
             resource: ar.resource.clone(),
+            dpop_jkt: ar.dpop_jkt.clone(),
             user_id: s.payload.user_id,
             auth_time: s.payload.auth_time,
             session: Some(s.hash.clone()),

@@ -26,6 +26,8 @@ pub struct AuthRequest {
     pub max_age: Option<i64>,
     pub login_hint: Option<String>,
     pub resource: Vec<String>,
+    /// RFC 9449 §10 `dpop_jkt`: the code is redeemable only with a proof by this key.
+    pub dpop_jkt: Option<String>,
     /// The query string as received, for the forms to carry back.
     pub raw: String,
 }
@@ -167,7 +169,25 @@ pub async fn parse(store: &dyn Store, query: &str) -> Result<AuthRequest, Invali
             ));
         }
     }
+    // RFC 9449 §10: the thumbprint of the key the code's redemption must prove.
+    let dpop_jkt = match get("dpop_jkt") {
+        Some(j)
+            if j.len() == 43
+                && j.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') =>
+        {
+            Some(j.to_owned())
+        }
+        Some(_) => {
+            return Err(refuse(
+                "invalid_request",
+                "dpop_jkt is not a BASE64URL SHA-256 thumbprint",
+            ))
+        }
+        None => None,
+    };
     Ok(AuthRequest {
+        dpop_jkt,
         redirect_uri: redirect_uri.to_owned(),
         scope,
         nonce: get("nonce").map(str::to_owned),
