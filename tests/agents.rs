@@ -891,3 +891,133 @@ async fn clients_authenticate_with_their_certificate_instead_of_a_secret() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_public_clients_refresh_token_is_bound_to_its_dpop_key() {
+    let (tg, _up) = gateway("").await;
+    let key = DpopKey::new();
+    let token_url = tg.url("/oauth/token");
+    let post = |form: Vec<(&'static str, String)>, proof: Option<String>| {
+        let mut req = common::client().post(&token_url).form(&form);
+        if let Some(p) = proof {
+            req = req.header("DPoP", p);
+        }
+        async move {
+            let resp = req.send().await.unwrap();
+            (resp.status().as_u16(), resp.json::<Value>().await.unwrap())
+        }
+    };
+    let (s, first) = post(
+        vec![
+            ("grant_type", "password".into()),
+            ("client_id", common::oauth::DRAFT10_CLIENT.into()),
+            ("username", "user_1".into()),
+            ("password", "password".into()),
+        ],
+        Some(key.proof("POST", &token_url, None)),
+    )
+    .await;
+    assert_eq!(s, 200, "{first}");
+    assert_eq!(first["token_type"], "DPoP");
+    let refresh = first["refresh_token"].as_str().unwrap().to_string();
+    let form = || {
+        vec![
+            ("grant_type", "refresh_token"),
+            ("client_id", common::oauth::DRAFT10_CLIENT),
+            ("refresh_token", refresh.as_str()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k, v.to_string()))
+        .collect::<Vec<_>>()
+    };
+    // Without a proof, or with another key's: refused (and the token is not spent).
+    let (s, body) = post(form(), None).await;
+    assert_eq!((s, body["error"].as_str()), (400, Some("invalid_grant")));
+    let thief = DpopKey::new();
+    let (s, body) = post(form(), Some(thief.proof("POST", &token_url, None))).await;
+    assert_eq!((s, body["error"].as_str()), (400, Some("invalid_grant")));
+    // With the key: a new DPoP-bound pair.
+    let (s, body) = post(form(), Some(key.proof("POST", &token_url, None))).await;
+    assert_eq!(s, 200, "{body}");
+    assert_eq!(
+        claims(body["access_token"].as_str().unwrap())["cnf"]["jkt"],
+        key.jkt()
+    );
+}
+
+#[tokio::test]
+async fn dpop_through_forward_auth_checks_the_forwarded_method_and_uri() {
+    let (tg, _up) =
+        gateway("forward_auth:\n  path: /auth/verify\ntrusted_proxies: [127.0.0.1]\n").await;
+    let key = DpopKey::new();
+    let (_, bound) = cc_token(
+        &tg,
+        &[],
+        Some(key.proof("POST", &tg.url("/oauth/token"), None)),
+    )
+    .await;
+    let token = bound["access_token"].as_str().unwrap();
+    // The client called https://api.test/plain/x through the ingress.
+    let ask = |proof: String| {
+        common::client()
+            .get(tg.url("/auth/verify"))
+            .header("authorization", format!("DPoP {token}"))
+            .header("dpop", proof)
+            .header("x-forwarded-method", "GET")
+            .header("x-forwarded-proto", "https")
+            .header("x-forwarded-host", "api.test")
+            .header("x-forwarded-uri", "/plain/x?q=1")
+            .send()
+    };
+    let good = key.proof("GET", "https://api.test/plain/x", Some(token));
+    assert_eq!(ask(good).await.unwrap().status(), 200);
+    // A proof for the URI the ingress was asked, not the one the client used: refused.
+    let wrong = key.proof("GET", &tg.url("/auth/verify"), Some(token));
+    assert_eq!(ask(wrong).await.unwrap().status(), 401);
+    let wrong_method = key.proof("POST", "https://api.test/plain/x", Some(token));
+    assert_eq!(ask(wrong_method).await.unwrap().status(), 401);
+}
+
+#[tokio::test]
+async fn a_bound_route_takes_either_binding_and_no_bearer_token() {
+    // `extra` lands after the route list: this continues it with one more route.
+    let (tg, _up) = gateway(
+        "- name: bound\n  path: /bound\n  upstream: http://127.0.0.1:9\n  auth: required\n  sender_constraint: bound\n",
+    )
+    .await;
+    let (_, plain) = cc_token(&tg, &[], None).await;
+    let resp = get(
+        &tg,
+        "/bound",
+        Some(format!(
+            "Bearer {}",
+            plain["access_token"].as_str().unwrap()
+        )),
+        None,
+    )
+    .await;
+    assert_eq!(resp.status(), 401);
+    let c = www(&resp);
+    assert!(
+        c.iter().any(|c| c.starts_with("Bearer ")) && c.iter().any(|c| c.starts_with("DPoP ")),
+        "{c:?}"
+    );
+    let key = DpopKey::new();
+    let (_, bound) = cc_token(
+        &tg,
+        &[],
+        Some(key.proof("POST", &tg.url("/oauth/token"), None)),
+    )
+    .await;
+    let token = bound["access_token"].as_str().unwrap();
+    let url = tg.url("/bound");
+    // The upstream is down (port 9): a DPoP-bound token gets past admission to a 502.
+    let resp = get(
+        &tg,
+        "/bound",
+        Some(format!("DPoP {token}")),
+        Some(key.proof("GET", &url, Some(token))),
+    )
+    .await;
+    assert_eq!(resp.status(), 502);
+}
