@@ -526,3 +526,41 @@ async fn with_tls_configured_the_port_speaks_tls() {
         assert!(err.is_err(), "{err:?}");
     }
 }
+
+/// A DPoP-bound token in a check: the proof is checked against the request Envoy
+/// describes (its method, scheme, `host` and path), single use.
+#[tokio::test]
+async fn a_dpop_bound_token_needs_its_proof_for_the_described_request() {
+    let (gw, kit, _up) = setup("").await;
+    let key = common::dpop::DpopKey::new();
+    let token = kit.token(json!({ "cnf": { "jkt": key.jkt() } }));
+    let htu = "https://api.example.com/api/things";
+    let with = |proof: &str| {
+        check(
+            "GET",
+            "/api/things?page=2",
+            &[("authorization", &format!("DPoP {token}")), ("dpop", proof)],
+        )
+    };
+    let proof = key.proof("GET", htu, Some(&token));
+    assert_eq!(code(&ask(&gw, with(&proof)).await), OK);
+    // Used once: the same proof again is refused, in the DPoP scheme.
+    let r = ask(&gw, with(&proof)).await;
+    assert_eq!(code(&r), UNAUTHENTICATED);
+    let (_, headers, _) = denied(&r);
+    assert!(
+        headers
+            .get("www-authenticate")
+            .is_some_and(|w| w.contains("invalid_dpop_proof")),
+        "{headers:?}"
+    );
+    // A proof for another URL, and the bound token as Bearer: refused.
+    let other = key.proof("GET", "https://api.example.com/api/other", Some(&token));
+    assert_eq!(code(&ask(&gw, with(&other)).await), UNAUTHENTICATED);
+    let bearer = check(
+        "GET",
+        "/api/things",
+        &[("authorization", &format!("Bearer {token}"))],
+    );
+    assert_eq!(code(&ask(&gw, bearer).await), UNAUTHENTICATED);
+}
