@@ -35,7 +35,10 @@ impl CompositeAuthenticator {
 
     /// A cached identity for the token, checked against its request, without waiting.
     fn cached_for(&self, req: &TokenRequest<'_>) -> Option<Result<Arc<Identity>, AuthnError>> {
-        if !looks_like_jwt(req.token) {
+        // Only verified JWTs are cached, and a cache hit compares the whole token: a
+        // prefix check is enough here (`looks_like_jwt` would scan every byte of a ~700
+        // byte token on every request; BENCHMARKS.md, "Per-stage budget").
+        if !req.token.starts_with("eyJ") {
             return None;
         }
         let id = match self.jwt.as_ref()?.cached(req.token)? {

@@ -195,6 +195,14 @@ impl ConnectRoute {
     /// Matches a normalised path. Dialog and callback paths match only configured providers,
     /// so `/anything/oauth_dialog` on an unconfigured name falls through to the routes.
     pub fn parse(method: &Method, path: &str, config: &Config) -> Option<ConnectRoute> {
+        // Asked for every request before the routes: most paths are none of these, and
+        // say so by their ends alone (no split into segments).
+        if !(path.starts_with("/api/v1/users/")
+            || path.ends_with("/oauth_dialog")
+            || path.ends_with("/oauth_code"))
+        {
+            return None;
+        }
         let rest = path.strip_prefix('/')?;
         let mut segs = rest.split('/');
         let parts: [Option<&str>; 7] = std::array::from_fn(|_| segs.next());

@@ -9,6 +9,24 @@
 //! (refresh and opaque tokens are stored only as SHA-256 hashes), client impersonation
 //! (secrets compared in constant time or by the password hasher), and leaks through
 //! logs or caches (no token, password or secret is logged; every answer is `no-store`).
+//!
+//! Where `impl TokenService` lives, in the order a token request meets it:
+//! - `endpoints.rs`: the `Endpoint`s mounted before the routes (token, revoke, introspect,
+//!   discovery and JWKS, RFC 9728 resource metadata, registration);
+//! - `request.rs`: the parameters and client credentials, in every dialect's encoding;
+//! - `clients.rs`: client authentication (secret, certificate, public), `allows`;
+//! - `bind.rs`: what the new tokens are bound to (DPoP proof, certificate) and for
+//!   (RFC 8707 resources);
+//! - `grants.rs`: `token_request` and the password, refresh and client credentials grants;
+//!   `code.rs`: the authorization code grant (and the code and session payloads);
+//! - `issue.rs`: minting access, refresh and ID tokens, and the response in the dialect's
+//!   shape; `error.rs`: every failure in the dialect's words;
+//! - `revoke.rs`, `introspect.rs`: RFC 7009 and RFC 7662;
+//! - `metadata.rs`: the discovery documents; `register.rs`: RFC 7591/7592;
+//! - `throttle.rs`: login throttling.
+//!
+//! The dialect a request is answered in is decided once, in `config/dialect.rs`, when the
+//! configuration is loaded (`Config::dialects`); `endpoints.rs` looks it up by path.
 
 mod bind;
 mod clients;

@@ -13,6 +13,7 @@
 //! whichever comes first), and upgrades (WebSocket) work.
 
 use std::collections::HashMap;
+use std::hash::BuildHasherDefault;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll};
@@ -46,11 +47,16 @@ struct Idle {
     since: Instant,
 }
 
+/// The idle lists by target. A worker has a handful of targets and looks one up twice
+/// per request (take, put): FxHash instead of SipHash, since the keys are the operator's
+/// own upstream addresses, not attacker input (BENCHMARKS.md, "Per-stage budget").
+type IdleMap = HashMap<http::uri::Authority, Vec<Idle>, BuildHasherDefault<rustc_hash::FxHasher>>;
+
 /// One worker's idle connections, per target authority.
 pub struct H1Pool {
     connect_timeout: Duration,
     max_idle: usize,
-    idle: Mutex<HashMap<http::uri::Authority, Vec<Idle>>>,
+    idle: Mutex<IdleMap>,
 }
 
 impl H1Pool {
@@ -58,7 +64,7 @@ impl H1Pool {
         Arc::new(H1Pool {
             connect_timeout,
             max_idle,
-            idle: Mutex::new(HashMap::new()),
+            idle: Mutex::new(IdleMap::default()),
         })
     }
 
@@ -90,8 +96,9 @@ impl H1Pool {
     fn take(&self, authority: &http::uri::Authority) -> Option<SendRequest<Body>> {
         let mut idle = self.idle.lock().expect("pool lock");
         let list = idle.get_mut(authority)?;
+        let now = Instant::now();
         while let Some(i) = list.pop() {
-            if !i.sender.is_closed() && i.since.elapsed() < IDLE_TIMEOUT {
+            if !i.sender.is_closed() && now.duration_since(i.since) < IDLE_TIMEOUT {
                 return Some(i.sender);
             }
         }
@@ -104,13 +111,12 @@ impl H1Pool {
         }
         let mut idle = self.idle.lock().expect("pool lock");
         let list = idle.entry(authority).or_default();
+        // One clock read for the whole list, not one per idle connection.
+        let now = Instant::now();
         // The oldest go first: they are the likeliest to be closed by the upstream.
-        list.retain(|i| !i.sender.is_closed() && i.since.elapsed() < IDLE_TIMEOUT);
+        list.retain(|i| !i.sender.is_closed() && now.duration_since(i.since) < IDLE_TIMEOUT);
         if list.len() < self.max_idle {
-            list.push(Idle {
-                sender,
-                since: Instant::now(),
-            });
+            list.push(Idle { sender, since: now });
         }
     }
 
