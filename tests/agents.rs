@@ -1021,3 +1021,31 @@ async fn a_bound_route_takes_either_binding_and_no_bearer_token() {
     .await;
     assert_eq!(resp.status(), 502);
 }
+
+#[tokio::test]
+async fn behind_a_trusted_load_balancer_the_proof_names_the_uri_the_client_used() {
+    let (tg, _up) = gateway("trusted_proxies: [127.0.0.1]\n").await;
+    let key = DpopKey::new();
+    let (_, bound) = cc_token(
+        &tg,
+        &[],
+        Some(key.proof("POST", &tg.url("/oauth/token"), None)),
+    )
+    .await;
+    let token = bound["access_token"].as_str().unwrap();
+    // The load balancer terminated TLS for https://api.test and says so.
+    let ask = |proof: String| {
+        common::client()
+            .get(tg.url("/plain"))
+            .header("authorization", format!("DPoP {token}"))
+            .header("dpop", proof)
+            .header("x-forwarded-proto", "https")
+            .header("x-forwarded-host", "api.test")
+            .send()
+    };
+    let proof = key.proof("GET", "https://api.test/plain", Some(token));
+    assert_eq!(ask(proof).await.unwrap().status(), 200);
+    // A proof for the gateway's own address is not the URI the client used.
+    let proof = key.proof("GET", &tg.url("/plain"), Some(token));
+    assert_eq!(ask(proof).await.unwrap().status(), 401);
+}

@@ -47,6 +47,9 @@ pub fn forwarded_for(headers: &HeaderMap, peer: IpAddr, trusted: &[IpNet]) -> He
     let peer = peer.to_canonical();
     let mut hops = Vec::new();
     walk(headers, peer, trusted, |ip| hops.push(ip));
+    if hops.is_empty() {
+        return peer_value(peer);
+    }
     let mut value = String::with_capacity(16 * (hops.len() + 1));
     for ip in hops.iter().rev().chain(std::iter::once(&peer)) {
         if !value.is_empty() {
@@ -56,6 +59,31 @@ pub fn forwarded_for(headers: &HeaderMap, peer: IpAddr, trusted: &[IpNet]) -> He
     }
     HeaderValue::from_maybe_shared(bytes::Bytes::from(value))
         .expect("addresses and commas are valid header text")
+}
+
+/// The peer alone as header text. Most requests of a worker come from the same peer (a
+/// load balancer, or the few clients of a keep-alive connection), so the last one made
+/// is kept per thread and handed out again without formatting the address (BENCHMARKS.md,
+/// "Per-stage budget": `set_forwarded`).
+fn peer_value(peer: IpAddr) -> HeaderValue {
+    thread_local! {
+        static LAST: std::cell::RefCell<Option<(IpAddr, HeaderValue)>> =
+            const { std::cell::RefCell::new(None) };
+    }
+    LAST.with(|last| {
+        let mut last = last.borrow_mut();
+        if let Some((ip, v)) = last.as_ref() {
+            if *ip == peer {
+                return v.clone();
+            }
+        }
+        let mut text = String::with_capacity(16);
+        push_ip(&mut text, peer);
+        let v = HeaderValue::from_maybe_shared(bytes::Bytes::from(text))
+            .expect("an address is valid header text");
+        *last = Some((peer, v.clone()));
+        v
+    })
 }
 
 /// Walks `X-Forwarded-For` right to left from a trusted peer, handing each believed entry

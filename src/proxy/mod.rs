@@ -125,6 +125,38 @@ fn forwarded_host<B>(req: &Request<B>) -> Option<HeaderValue> {
     }
 }
 
+/// The scheme and authority the client used, for a DPoP proof's `htu`: this connection's,
+/// or, from a peer in `trusted_proxies` that terminated TLS in front (a load balancer),
+/// the `X-Forwarded-Proto` and `X-Forwarded-Host` it reports.
+fn client_origin<'r, B>(
+    req: &'r Request<B>,
+    conn: &ConnInfo,
+    trusted: &[ipnet::IpNet],
+) -> (&'static str, Option<&'r str>) {
+    let own = req.uri().authority().map(|a| a.as_str()).or_else(|| {
+        req.headers()
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+    });
+    if !crate::http::client_addr::is_trusted(conn.peer.ip(), trusted) {
+        return (conn.scheme, own);
+    }
+    let forwarded = |name: &str| {
+        req.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(',').next())
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+    };
+    let scheme = match forwarded("x-forwarded-proto") {
+        Some(p) if p.eq_ignore_ascii_case("https") => "https",
+        Some(p) if p.eq_ignore_ascii_case("http") => "http",
+        _ => conn.scheme,
+    };
+    (scheme, forwarded("x-forwarded-host").or(own))
+}
+
 /// The proxy pipeline.
 pub struct Proxy {
     pub authenticator: Arc<dyn Authenticator>,
@@ -150,17 +182,14 @@ impl Proxy {
         // 1–4. Route, limits, token and policy, rate limit: the one admission decision
         //      that forward-auth and ext_authz make too (`admission.rs`). `App::handle`
         //      has refused a request whose host is ambiguous (`http::host::check`).
+        let (scheme, authority) = client_origin(&req, &conn, &rt.config.trusted_proxies);
         let view = admission::RequestView {
             method: req.method(),
-            scheme: conn.scheme,
+            scheme,
             host: request_host(&req),
             path: &norm,
             raw_path: req.uri().path(),
-            authority: req.uri().authority().map(|a| a.as_str()).or_else(|| {
-                req.headers()
-                    .get(header::HOST)
-                    .and_then(|h| h.to_str().ok())
-            }),
+            authority,
             query: req.uri().query(),
             headers: req.headers(),
             peer: conn.peer.ip(),
