@@ -178,7 +178,7 @@ impl TokenService {
             .and_then(|p| p.strip_prefix('/'))
         {
             return match *req.method() {
-                Method::GET => self.read_registration(cfg, id, req.headers()).await,
+                Method::GET => self.read_registration(id, req.headers()).await,
                 _ => Err(RegisterError::MethodNotAllowed),
             };
         }
@@ -206,7 +206,7 @@ impl TokenService {
             .client(&client.id)
             .peer(client_ip)
             .emit();
-        let mut doc = describe(cfg, &client, self.keys.issuer());
+        let mut doc = describe(&client, self.keys.issuer());
         doc["registration_access_token"] = json!(token);
         if let Some(secret) = secret {
             doc["client_secret"] = json!(secret);
@@ -313,7 +313,6 @@ impl TokenService {
     /// RFC 7592 §2.1: the registration, to whoever holds its registration access token.
     async fn read_registration(
         &self,
-        cfg: &Config,
         id: &str,
         headers: &http::HeaderMap,
     ) -> Result<Response<Body>, RegisterError> {
@@ -330,7 +329,7 @@ impl TokenService {
         if !constant_time_eq(sha256_hex(given).as_bytes(), stored.as_bytes()) {
             return Err(RegisterError::NotFound);
         }
-        let mut resp = body::json(StatusCode::OK, &describe(cfg, &client, self.keys.issuer()));
+        let mut resp = body::json(StatusCode::OK, &describe(&client, self.keys.issuer()));
         resp.headers_mut()
             .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         Ok(resp)
@@ -338,7 +337,7 @@ impl TokenService {
 }
 
 /// The client's registered metadata (RFC 7591 §3.2.1), without secrets.
-fn describe(_cfg: &Config, c: &Client, issuer: &str) -> Value {
+fn describe(c: &Client, issuer: &str) -> Value {
     json!({
         "client_id": c.id,
         "client_id_issued_at": c.created_at.timestamp(),
