@@ -50,15 +50,18 @@ async fn cc_token(tg: &TokenGateway, resources: &[&str], proof: Option<String>) 
     (status, resp.json().await.unwrap())
 }
 
-fn claims(token: &str) -> Value {
-    use base64::Engine;
-    let part = token.split('.').nth(1).unwrap();
-    serde_json::from_slice(
-        &base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(part)
-            .unwrap(),
+use common::jwt_claims as claims;
+
+/// A client credentials token bound to `key` (a DPoP proof at the token endpoint).
+async fn dpop_token(tg: &TokenGateway, key: &DpopKey) -> String {
+    let (status, body) = cc_token(
+        tg,
+        &[],
+        Some(key.proof("POST", &tg.url("/oauth/token"), None)),
     )
-    .unwrap()
+    .await;
+    assert_eq!(status, 200, "{body}");
+    body["access_token"].as_str().unwrap().to_string()
 }
 
 async fn get(
@@ -443,13 +446,7 @@ async fn a_dpop_route_refuses_bearer_tokens_and_says_so_in_the_dpop_scheme() {
     assert!(c.iter().any(|c| c.contains("algs=")), "{c:?}");
     // The same route with a DPoP-bound token and its proof.
     let key = DpopKey::new();
-    let (_, bound) = cc_token(
-        &tg,
-        &[],
-        Some(key.proof("POST", &tg.url("/oauth/token"), None)),
-    )
-    .await;
-    let token = bound["access_token"].as_str().unwrap();
+    let token = &dpop_token(&tg, &key).await;
     let url = tg.url("/dpop-only");
     let resp = get(
         &tg,
@@ -512,14 +509,7 @@ async fn a_proof_used_on_one_replica_is_refused_on_another_sharing_redis() {
     ))
     .await;
     let key = DpopKey::new();
-    let (status, bound) = cc_token(
-        &a,
-        &[],
-        Some(key.proof("POST", &a.url("/oauth/token"), None)),
-    )
-    .await;
-    assert_eq!(status, 200, "{bound}");
-    let token = bound["access_token"].as_str().unwrap();
+    let token = &dpop_token(&a, &key).await;
     // A load balancer sends both replicas the same Host: the proof names it.
     let host = "api.test";
     let proof = key.proof("GET", &format!("http://{host}/plain"), Some(token));
@@ -950,13 +940,7 @@ async fn dpop_through_forward_auth_checks_the_forwarded_method_and_uri() {
     let (tg, _up) =
         gateway("forward_auth:\n  path: /auth/verify\ntrusted_proxies: [127.0.0.1]\n").await;
     let key = DpopKey::new();
-    let (_, bound) = cc_token(
-        &tg,
-        &[],
-        Some(key.proof("POST", &tg.url("/oauth/token"), None)),
-    )
-    .await;
-    let token = bound["access_token"].as_str().unwrap();
+    let token = &dpop_token(&tg, &key).await;
     // The client called https://api.test/plain/x through the ingress.
     let ask = |proof: String| {
         common::client()
@@ -1003,13 +987,7 @@ async fn a_bound_route_takes_either_binding_and_no_bearer_token() {
         "{c:?}"
     );
     let key = DpopKey::new();
-    let (_, bound) = cc_token(
-        &tg,
-        &[],
-        Some(key.proof("POST", &tg.url("/oauth/token"), None)),
-    )
-    .await;
-    let token = bound["access_token"].as_str().unwrap();
+    let token = &dpop_token(&tg, &key).await;
     let url = tg.url("/bound");
     // The upstream is down (port 9): a DPoP-bound token gets past admission to a 502.
     let resp = get(
@@ -1026,13 +1004,7 @@ async fn a_bound_route_takes_either_binding_and_no_bearer_token() {
 async fn behind_a_trusted_load_balancer_the_proof_names_the_uri_the_client_used() {
     let (tg, _up) = gateway("trusted_proxies: [127.0.0.1]\n").await;
     let key = DpopKey::new();
-    let (_, bound) = cc_token(
-        &tg,
-        &[],
-        Some(key.proof("POST", &tg.url("/oauth/token"), None)),
-    )
-    .await;
-    let token = bound["access_token"].as_str().unwrap();
+    let token = &dpop_token(&tg, &key).await;
     // The load balancer terminated TLS for https://api.test and says so.
     let ask = |proof: String| {
         common::client()

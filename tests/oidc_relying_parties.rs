@@ -1016,15 +1016,7 @@ fn the_mcp_sdk_client_registers_signs_in_and_calls_a_tool_through_tollgate() {
     // The upstream saw the signed-in user, and the token is for this resource only.
     assert_eq!(s["whoami"]["user_id"], sub.as_str(), "{s}");
     let token = s["access_token"].as_str().unwrap();
-    let claims: Value = {
-        use base64::Engine;
-        serde_json::from_slice(
-            &base64::engine::general_purpose::URL_SAFE_NO_PAD
-                .decode(token.split('.').nth(1).unwrap())
-                .unwrap(),
-        )
-        .unwrap()
-    };
+    let claims = common::jwt_claims(token);
     assert_eq!(claims["aud"], mcp_url.as_str(), "{claims}");
 }
 

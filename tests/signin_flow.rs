@@ -181,15 +181,7 @@ async fn redeem(
         .unwrap()
 }
 
-fn jwt_claims(token: &str) -> Value {
-    let part = token.split('.').nth(1).unwrap();
-    serde_json::from_slice(
-        &base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(part)
-            .unwrap(),
-    )
-    .unwrap()
-}
+use common::jwt_claims;
 
 #[tokio::test]
 async fn the_code_flow_signs_in_with_an_id_token_userinfo_and_refresh() {

@@ -112,6 +112,18 @@ pub async fn start(
     }
 }
 
+/// The claims of a JWT, read without verifying it (what a test asserts on).
+pub fn jwt_claims(token: &str) -> serde_json::Value {
+    use base64::Engine;
+    let part = token.split('.').nth(1).expect("a JWT has a payload");
+    serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(part)
+            .expect("the payload is base64url"),
+    )
+    .expect("the payload is JSON")
+}
+
 /// A plain HTTP/1.1 client that never follows redirects and has no proxy.
 pub fn client() -> reqwest::Client {
     reqwest::Client::builder()
