@@ -80,10 +80,22 @@ macro_rules! or_skip {
     };
 }
 
-/// Node with tests/rp's npm packages, and a Chromium for Playwright to drive.
+/// Node with tests/rp's npm packages, and a Chromium for Playwright to drive; holding
+/// them is this test's turn with the browser (see [`browser_turn`]).
 struct BrowserTools {
     node: PathBuf,
     chromium: PathBuf,
+    _turn: std::sync::MutexGuard<'static, ()>,
+}
+
+/// One relying party with its browser at a time: each runs Node, Chromium, a gateway and
+/// often Apache or Python, and the test harness starts as many tests at once as the
+/// machine has cores; nine of them side by side can exhaust a CI runner's memory. A test
+/// that failed (a poisoned lock) does not stop the others.
+fn browser_turn() -> std::sync::MutexGuard<'static, ()> {
+    static TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    TURN.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 fn browser_tools() -> Result<BrowserTools, String> {
@@ -117,7 +129,11 @@ fn browser_tools() -> Result<BrowserTools, String> {
     }
     let chromium = common::chromium::binary()
         .ok_or("no Chromium binary (install chromium or set CHROMIUM_BIN)")?;
-    Ok(BrowserTools { node, chromium })
+    Ok(BrowserTools {
+        node,
+        chromium,
+        _turn: browser_turn(),
+    })
 }
 
 /// A Python with Authlib and requests: the CI venv's, else the one on PATH.

@@ -13,6 +13,7 @@ pub mod rate_limit;
 pub mod raw;
 pub mod reload;
 pub mod resource;
+mod route;
 mod validate;
 
 use std::path::{Path, PathBuf};

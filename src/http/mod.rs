@@ -10,6 +10,7 @@ pub mod cookie;
 pub mod cors;
 pub mod error;
 pub mod forwarded_cert;
+pub mod framing;
 pub mod host;
 pub mod path;
 pub mod redirect;

@@ -1,0 +1,178 @@
+//! Every request enters at [`App::handle`]: its request id and client address, the span,
+//! the framing and host checks, then an endpoint Tollgate serves itself or the proxy
+//! pipeline, and the metrics and access log on the way out.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use http::{HeaderValue, Request, Response};
+use hyper::body::Incoming;
+use tracing::Instrument;
+
+use super::envelope::{call_endpoint, endpoint_metrics, log_failure, no_route_metrics, rescue};
+use super::App;
+use crate::endpoint::RequestCtx;
+use crate::http::body::Body;
+use crate::http::ConnInfo;
+use crate::proxy::error::GatewayError;
+use crate::proxy::headers::{self, X_REQUEST_ID};
+use crate::proxy::{self, Generation, Outcome};
+use crate::telemetry::trace;
+
+impl App {
+    /// Every request enters here: request id, endpoints, the proxy pipeline, and the
+    /// metrics and access log on the way out.
+    pub async fn handle(self: Arc<Self>, req: Request<Incoming>, conn: ConnInfo) -> Response<Body> {
+        let request_id = headers::request_id(req.headers());
+        let rt = self.generation.load_full();
+        // The one client address (`http::client_addr`) that the login throttle, the audit
+        // events, the access log and the request span name; rate limits and
+        // `X-Forwarded-For` decide it by the same function from the same head.
+        let client = crate::http::client_addr::client_addr(
+            req.headers(),
+            conn.peer.ip(),
+            &rt.config.trusted_proxies,
+        );
+        if !trace::on() {
+            return self
+                .handle_traced(req, conn, rt, client, request_id, None)
+                .await;
+        }
+        // The request's span; everything below runs inside it.
+        let span = trace::request_span(
+            req.method(),
+            req.uri().path(),
+            req.headers(),
+            conn.peer.ip(),
+            client,
+            &rt.config.trusted_proxies,
+            request_id.to_str().unwrap_or("-"),
+        );
+        let trace_id = trace::trace_id(&span);
+        self.handle_traced(req, conn, rt, client, request_id, trace_id)
+            .instrument(span)
+            .await
+    }
+
+    /// [`App::handle`] inside the request's span (`trace_id` is set when tracing is on),
+    /// with the generation the request keeps to its end.
+    async fn handle_traced(
+        self: Arc<Self>,
+        req: Request<Incoming>,
+        conn: ConnInfo,
+        rt: Arc<Generation>,
+        client: std::net::IpAddr,
+        request_id: HeaderValue,
+        trace_id: Option<String>,
+    ) -> Response<Body> {
+        let started = Instant::now();
+        let method = req.method().clone();
+        let log_path = rt
+            .config
+            .log
+            .access_log
+            .then(|| req.uri().path().to_owned());
+        let mut outcome = Outcome { route: None };
+        let grpc = proxy::grpc::is_grpc(req.headers());
+        let peer = conn.peer;
+
+        // Framing hyper reads one way and some upstream or cache may read another (a
+        // smuggling vector) is refused before anything else, and the connection closed.
+        if crate::http::framing::ambiguous(req.headers()) {
+            let mut resp = crate::http::body::json_error(
+                http::StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "ambiguous message framing (Transfer-Encoding with Content-Length, or not just chunked)",
+            );
+            resp.headers_mut()
+                .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+            resp.headers_mut().insert(&X_REQUEST_ID, request_id.clone());
+            return resp;
+        }
+
+        // The one normalisation of the path: endpoints and the proxy get it handed down.
+        let norm = crate::http::path::normalize_path(req.uri().path())
+            .ok()
+            .map(std::borrow::Cow::into_owned);
+        // Which site is meant (RFC 9112 §3.2) is settled before an endpoint or a route
+        // is chosen: an HTTP/1.1 request without `Host`, or any with two, goes no further.
+        let host = crate::http::host::check(&req);
+        let endpoint = norm.as_deref().filter(|_| host.is_ok()).and_then(|p| {
+            self.endpoints
+                .iter()
+                .find(|e| e.matches(&method, p, &rt.config))
+                .cloned()
+        });
+        let mut resp = match (host, endpoint) {
+            (Err(e), _) => rescue(&GatewayError::BadRequest(e.0), &request_id),
+            (Ok(()), Some(ep)) => {
+                outcome.route = Some(endpoint_metrics().clone());
+                // Endpoints are where security events happen: they belong to this request.
+                let scope = crate::audit::RequestScope {
+                    peer_ip: client,
+                    request_id: request_id.to_str().unwrap_or("-").to_owned(),
+                    trace_id: trace_id.clone(),
+                };
+                let ctx = RequestCtx {
+                    conn,
+                    client,
+                    request_id: request_id.clone(),
+                    generation: rt.clone(),
+                    authenticator: self.proxy.authenticator.clone(),
+                    path: norm.unwrap_or_default(),
+                };
+                crate::audit::scope(scope, call_endpoint(ep, req, ctx)).await
+            }
+            (Ok(()), None) => {
+                let result = match norm {
+                    Some(norm) => {
+                        self.proxy
+                            .handle(&rt, req, norm, conn, &request_id, &mut outcome)
+                            .await
+                    }
+                    None => Err(GatewayError::BadPath),
+                };
+                match result {
+                    Ok(r) => r,
+                    // A gRPC client reads its failure from the trailers-only answer.
+                    Err(e) if grpc => {
+                        log_failure(&e, &request_id);
+                        proxy::grpc::error_response(&e)
+                    }
+                    Err(e) => rescue(&e, &request_id),
+                }
+            }
+        };
+        resp.headers_mut().insert(&X_REQUEST_ID, request_id.clone());
+
+        let status = resp.status().as_u16();
+        let elapsed = started.elapsed();
+        let route = outcome.route.unwrap_or_else(|| no_route_metrics().clone());
+        route.record(proxy::method_class(&method), status, elapsed);
+        if trace_id.is_some() {
+            let span = tracing::Span::current();
+            span.record("http.response.status_code", status);
+            span.record("http.route", route.route());
+            span.record("otel.name", format!("{method} {}", route.route()).as_str());
+            if status >= 500 {
+                span.record("otel.status_code", "error");
+            }
+        }
+        if let Some(path) = log_path {
+            // Path only: the query may carry a token (`oauth_token=`), so it is never logged.
+            tracing::info!(
+                target: "tollgate::access",
+                route = route.route(),
+                method = %method,
+                path,
+                status,
+                duration_ms = elapsed.as_secs_f64() * 1000.0,
+                request_id = request_id.to_str().unwrap_or("-"),
+                trace_id = trace_id.as_deref(),
+                client = %client,
+                peer = %peer,
+            );
+        }
+        resp
+    }
+}
