@@ -10,19 +10,12 @@ use common::authn::{claims, now, other_rsa_pair, sign, spawn};
 use common::idp::Idp;
 use common::{bearer_status, wait_until, TestGateway, Upstream};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use rsa::pkcs8::DecodePublicKey;
-use rsa::traits::PublicKeyParts;
 use serde_json::json;
 
 const FOREIGN: &str = "https://idp.example.test/";
 
 fn jwk(kid: &str) -> serde_json::Value {
-    let public = rsa::RsaPublicKey::from_public_key_pem(&other_rsa_pair().1).unwrap();
-    json!({
-        "kty": "RSA", "kid": kid, "alg": "RS256", "use": "sig",
-        "n": common::authn::b64(&public.n().to_bytes_be()),
-        "e": common::authn::b64(&public.e().to_bytes_be()),
-    })
+    common::authn::other_rsa_jwk(kid)
 }
 
 fn foreign_token(kid: &str, overrides: serde_json::Value) -> String {

@@ -209,14 +209,7 @@ routes:
 const FOREIGN: &str = "https://idp.example.test/";
 
 fn foreign_jwk(kid: &str) -> serde_json::Value {
-    use rsa::pkcs8::DecodePublicKey;
-    use rsa::traits::PublicKeyParts;
-    let public = rsa::RsaPublicKey::from_public_key_pem(&other_rsa_pair().1).unwrap();
-    json!({
-        "kty": "RSA", "kid": kid, "alg": "RS256", "use": "sig",
-        "n": common::authn::b64(&public.n().to_bytes_be()),
-        "e": common::authn::b64(&public.e().to_bytes_be()),
-    })
+    common::authn::other_rsa_jwk(kid)
 }
 
 fn foreign_token(kid: &str) -> String {

@@ -38,15 +38,7 @@ routes:
 }
 
 fn foreign_jwk(kid: &str) -> Value {
-    use rsa::pkcs8::DecodePublicKey;
-    use rsa::traits::PublicKeyParts;
-    let public =
-        rsa::RsaPublicKey::from_public_key_pem(&common::authn::other_rsa_pair().1).unwrap();
-    json!({
-        "kty": "RSA", "kid": kid, "alg": "RS256", "use": "sig",
-        "n": b64(&public.n().to_bytes_be()),
-        "e": b64(&public.e().to_bytes_be()),
-    })
+    common::authn::other_rsa_jwk(kid)
 }
 
 fn foreign_token(overrides: Value) -> String {
@@ -70,18 +62,14 @@ fn foreign_token(overrides: Value) -> String {
 /// Signs raw header and claims JSON with the gateway's own key, bypassing the encoder's
 /// typing, so claims of the wrong JSON type reach the gateway as an attacker would send them.
 fn own_raw(header: &Value, claims_json: &str) -> String {
-    use rsa::pkcs1v15::SigningKey;
-    use rsa::pkcs8::DecodePrivateKey;
-    use rsa::signature::{SignatureEncoding, Signer};
-    let key = rsa::RsaPrivateKey::from_pkcs8_pem(&rsa_pair().0).unwrap();
-    let signing = SigningKey::<sha2::Sha256>::new(key);
     let input = format!(
         "{}.{}",
         b64(header.to_string().as_bytes()),
         b64(claims_json.as_bytes())
     );
-    let sig = signing.sign(input.as_bytes()).to_bytes();
-    format!("{input}.{}", b64(&sig))
+    let key = EncodingKey::from_rsa_pem(rsa_pair().0.as_bytes()).unwrap();
+    let sig = jsonwebtoken::crypto::sign(input.as_bytes(), &key, Algorithm::RS256).unwrap();
+    format!("{input}.{sig}")
 }
 
 async fn status_with(gw: &TestGateway, authorization: &[u8]) -> u16 {

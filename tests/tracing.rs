@@ -196,15 +196,7 @@ fn foreign_token() -> String {
 }
 
 fn jwk() -> Value {
-    use rsa::pkcs8::DecodePublicKey;
-    use rsa::traits::PublicKeyParts;
-    let public =
-        rsa::RsaPublicKey::from_public_key_pem(&common::authn::other_rsa_pair().1).unwrap();
-    json!({
-        "kty": "RSA", "kid": "fk1", "alg": "RS256", "use": "sig",
-        "n": common::authn::b64(&public.n().to_bytes_be()),
-        "e": common::authn::b64(&public.e().to_bytes_be()),
-    })
+    common::authn::other_rsa_jwk("fk1")
 }
 
 fn hex(b: &[u8]) -> String {

@@ -190,25 +190,41 @@ fn finish(
     })
 }
 
+/// An RSA private key (PKCS#8 or PKCS#1 PEM). RSA is done by aws-lc (constant-time
+/// signing; the `rsa` crate's is not, RUSTSEC-2023-0071): the key is parsed and checked
+/// by it here, and jsonwebtoken's `aws_lc_rs` backend signs with it.
 fn rsa_private(pem: &str) -> Option<Result<KeyMaterial, String>> {
-    use rsa::pkcs1::{DecodeRsaPrivateKey, EncodeRsaPrivateKey};
-    use rsa::pkcs8::DecodePrivateKey;
-    use rsa::traits::PublicKeyParts;
-    let key = rsa::RsaPrivateKey::from_pkcs8_pem(pem)
-        .or_else(|_| rsa::RsaPrivateKey::from_pkcs1_pem(pem))
-        .ok()?;
+    use aws_lc_rs::rsa::KeyPair;
+    use aws_lc_rs::signature::KeyPair as _;
+    let (label, der) = pem_rfc7468::decode_vec(pem.as_bytes()).ok()?;
+    let der = Zeroizing::new(der);
+    let parsed = match label {
+        "RSA PRIVATE KEY" => KeyPair::from_der(&der),
+        "PRIVATE KEY" if pkcs8_is_rsa(&der) => KeyPair::from_pkcs8(&der),
+        _ => return None,
+    };
     Some((|| {
-        if key.size() < 256 {
-            return Err("RSA keys must be at least 2048 bits".to_string());
-        }
-        let der = key.to_pkcs1_der().map_err(|e| e.to_string())?;
-        let jwk = rsa_jwk(&key.n().to_bytes_be(), &key.e().to_bytes_be());
-        finish(
-            SigningAlg::RS256,
-            jwk,
-            Some(EncodingKey::from_rsa_der(der.as_bytes())),
-        )
+        // aws-lc takes 2048 to 8192 bits; anything else, or a key whose parts do not
+        // agree, is refused by it.
+        let key = parsed.map_err(|_| {
+            "is not a usable RSA key (RSA keys must be 2048 to 8192 bits)".to_string()
+        })?;
+        let encoding = EncodingKey::from_rsa_pem(pem.as_bytes()).map_err(|e| e.to_string())?;
+        let public = key.public_key();
+        let jwk = rsa_jwk(
+            public.modulus().big_endian_without_leading_zero(),
+            public.exponent().big_endian_without_leading_zero(),
+        );
+        finish(SigningAlg::RS256, jwk, Some(encoding))
     })())
+}
+
+/// Whether a PKCS#8 document holds an RSA key (algorithm rsaEncryption), so that an RSA
+/// key aws-lc refuses is reported as such rather than as "no key".
+fn pkcs8_is_rsa(der: &[u8]) -> bool {
+    const RSA_ENCRYPTION: p256::pkcs8::ObjectIdentifier =
+        p256::pkcs8::ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.1");
+    p256::pkcs8::PrivateKeyInfo::try_from(der).is_ok_and(|k| k.algorithm.oid == RSA_ENCRYPTION)
 }
 
 fn ec_jwk(pk: &p256::PublicKey) -> Value {
@@ -255,15 +271,18 @@ fn ed_private(pem: &str) -> Option<Result<KeyMaterial, String>> {
 }
 
 fn public_pem(pem: &str) -> Result<KeyMaterial, String> {
-    use rsa::pkcs1::DecodeRsaPublicKey;
-    use rsa::pkcs8::DecodePublicKey;
-    use rsa::traits::PublicKeyParts;
-    if let Ok(k) = rsa::RsaPublicKey::from_public_key_pem(pem)
-        .or_else(|_| rsa::RsaPublicKey::from_pkcs1_pem(pem))
+    use p256::pkcs8::DecodePublicKey;
+    if let Some(k) = pem_rfc7468::decode_vec(pem.as_bytes())
+        .ok()
+        .filter(|(label, _)| matches!(*label, "PUBLIC KEY" | "RSA PUBLIC KEY"))
+        .and_then(|(_, der)| aws_lc_rs::rsa::PublicKey::from_der(&der).ok())
     {
         return finish(
             SigningAlg::RS256,
-            rsa_jwk(&k.n().to_bytes_be(), &k.e().to_bytes_be()),
+            rsa_jwk(
+                k.modulus().big_endian_without_leading_zero(),
+                k.exponent().big_endian_without_leading_zero(),
+            ),
             None,
         );
     }
@@ -287,16 +306,19 @@ pub fn generate(alg: SigningAlg) -> Result<GeneratedKey, KeyError> {
     let gen_err = |e: &dyn std::fmt::Display| KeyError::Generate(e.to_string());
     match alg {
         SigningAlg::RS256 => {
-            use rsa::pkcs8::{EncodePrivateKey, EncodePublicKey, LineEnding};
-            let key = rsa::RsaPrivateKey::new(&mut OsRng, 2048).map_err(|e| gen_err(&e))?;
-            let private_pem = key.to_pkcs8_pem(LineEnding::LF).map_err(|e| gen_err(&e))?;
-            let public_pem = key
-                .to_public_key()
-                .to_public_key_pem(LineEnding::LF)
+            use aws_lc_rs::encoding::AsDer;
+            use aws_lc_rs::signature::KeyPair as _;
+            use pem_rfc7468::LineEnding;
+            let key = aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048)
                 .map_err(|e| gen_err(&e))?;
+            let private_der = key.as_der().map_err(|e| gen_err(&e))?;
+            let public_der = key.public_key().as_der().map_err(|e| gen_err(&e))?;
+            let pem = |label, der: &[u8]| {
+                pem_rfc7468::encode_string(label, LineEnding::LF, der).map_err(|e| gen_err(&e))
+            };
             Ok(GeneratedKey {
-                private_pem: Zeroizing::new(private_pem.to_string()),
-                public_pem: Some(public_pem),
+                private_pem: Zeroizing::new(pem("PRIVATE KEY", private_der.as_ref())?),
+                public_pem: Some(pem("PUBLIC KEY", public_der.as_ref())?),
             })
         }
         SigningAlg::ES256 => {

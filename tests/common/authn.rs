@@ -120,6 +120,17 @@ pub fn sign(header: &Header, claims: &Value, key: &EncodingKey) -> String {
 }
 
 /// base64url without padding.
+/// The public JWK of [`other_rsa_pair`] under `kid`: the key a foreign issuer serves.
+pub fn other_rsa_jwk(kid: &str) -> Value {
+    let (_, der) = pem_rfc7468::decode_vec(other_rsa_pair().1.as_bytes()).unwrap();
+    let public = aws_lc_rs::rsa::PublicKey::from_der(&der).unwrap();
+    serde_json::json!({
+        "kty": "RSA", "kid": kid, "alg": "RS256", "use": "sig",
+        "n": b64(public.modulus().big_endian_without_leading_zero()),
+        "e": b64(public.exponent().big_endian_without_leading_zero()),
+    })
+}
+
 pub fn b64(bytes: &[u8]) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
