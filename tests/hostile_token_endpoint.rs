@@ -690,7 +690,7 @@ async fn live_in_family_sqlite(gw: &TokenGateway, r1: &str) -> i64 {
         .unwrap()
         .family_id;
     let mut db = sqlite(gw).await;
-    sqlx::query_scalar(&family_of_sql().replace("$1", "?"))
+    sqlx::query_scalar(sqlx::AssertSqlSafe(family_of_sql().replace("$1", "?")))
         .bind(family)
         .fetch_one(&mut db)
         .await

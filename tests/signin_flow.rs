@@ -678,12 +678,12 @@ async fn a_client_without_the_password_grant_is_refused_it() {
 async fn age_sessions(e: &Env, field: &str, secs: i64, expires: bool) {
     use sqlx::Connection;
     let mut db = sqlx::SqliteConnection::connect(&e.db).await.unwrap();
-    let moved = sqlx::query(&format!(
+    let moved = sqlx::query(sqlx::AssertSqlSafe(format!(
         "UPDATE signin_state SET payload = json_set(payload, '$.{field}', \
          json_extract(payload, '$.{field}') - ?1), \
          expires_at = CASE WHEN ?2 THEN expires_at - ?1 * 1000000 ELSE expires_at END \
          WHERE kind = 'session'"
-    ))
+    )))
     .bind(secs)
     .bind(expires)
     .execute(&mut db)

@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgListener, PgPool, PgPoolOptions};
+use sqlx::AssertSqlSafe;
 use sqlx::Row;
 use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
@@ -153,6 +154,8 @@ async fn relay_notifications(pool: PgPool, hub: RevocationHub, mut listener: PgL
     }
 }
 
+/// The only text formatted into a query (hence `AssertSqlSafe` where it is): a constant;
+/// every value is bound.
 const USER_COLUMNS: &str = "id, username, email, password_hash, role, created_at, updated_at";
 /// Bound on `revoke_family`'s passes; each pass revokes at least one new row.
 const MAX_REVOKE_PASSES: usize = 64;
@@ -164,10 +167,10 @@ impl UserStore for PostgresStore {
     fn create_user(&self, u: NewUser) -> StoreFuture<'_, User> {
         Box::pin(async move {
             let at = now();
-            let row = sqlx::query(&format!(
+            let row = sqlx::query(AssertSqlSafe(format!(
                 "INSERT INTO users (username, email, email_key, password_hash, role, created_at, updated_at) \
                  VALUES ($1, $2, $3, $4, $5, $6, $6) RETURNING {USER_COLUMNS}"
-            ))
+            )))
             .bind(&u.username)
             .bind(u.email.trim())
             .bind(email_key(&u.email))
@@ -183,11 +186,13 @@ impl UserStore for PostgresStore {
 
     fn user_by_id(&self, id: UserId) -> StoreFuture<'_, Option<User>> {
         Box::pin(async move {
-            let row = sqlx::query(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1"))
-                .bind(id.0)
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(map_err)?;
+            let row = sqlx::query(AssertSqlSafe(format!(
+                "SELECT {USER_COLUMNS} FROM users WHERE id = $1"
+            )))
+            .bind(id.0)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?;
             row.as_ref().map(rows::user).transpose().map_err(map_err)
         })
     }
@@ -195,9 +200,9 @@ impl UserStore for PostgresStore {
     fn user_by_email(&self, email: &str) -> StoreFuture<'_, Option<User>> {
         let key = email_key(email);
         Box::pin(async move {
-            let row = sqlx::query(&format!(
+            let row = sqlx::query(AssertSqlSafe(format!(
                 "SELECT {USER_COLUMNS} FROM users WHERE email_key = $1"
-            ))
+            )))
             .bind(key)
             .fetch_optional(&self.pool)
             .await
@@ -209,9 +214,9 @@ impl UserStore for PostgresStore {
     fn user_by_username(&self, username: &str) -> StoreFuture<'_, Option<User>> {
         let username = username.to_owned();
         Box::pin(async move {
-            let row = sqlx::query(&format!(
+            let row = sqlx::query(AssertSqlSafe(format!(
                 "SELECT {USER_COLUMNS} FROM users WHERE username = $1"
-            ))
+            )))
             .bind(username)
             .fetch_optional(&self.pool)
             .await
@@ -246,9 +251,9 @@ impl ClientStore for PostgresStore {
                 created_at: micros(c.created_at),
                 ..c
             };
-            sqlx::query(&format!(
+            sqlx::query(AssertSqlSafe(format!(
                 "INSERT INTO clients ({CLIENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
-            ))
+            )))
             .bind(&c.id)
             .bind(&c.secret_hash)
             .bind(join_list(&c.grants))
@@ -270,9 +275,9 @@ impl ClientStore for PostgresStore {
     fn client_by_id(&self, id: &str) -> StoreFuture<'_, Option<Client>> {
         let id = id.to_owned();
         Box::pin(async move {
-            let row = sqlx::query(&format!(
+            let row = sqlx::query(AssertSqlSafe(format!(
                 "SELECT {CLIENT_COLUMNS} FROM clients WHERE id = $1"
-            ))
+            )))
             .bind(id)
             .fetch_optional(&self.pool)
             .await
@@ -296,9 +301,9 @@ async fn insert_token_on<'e, E>(db: E, kind: TokenKind, t: &TokenRecord) -> Resu
 where
     E: sqlx::Executor<'e, Database = sqlx::Postgres>,
 {
-    sqlx::query(&format!(
+    sqlx::query(AssertSqlSafe(format!(
         "INSERT INTO tokens (kind, {TOKEN_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
-    ))
+    )))
     .bind(kind_str(kind))
     .bind(&t.token_hash)
     .bind(&t.family_id)
@@ -358,9 +363,9 @@ impl TokenStore for PostgresStore {
     fn token_by_hash(&self, kind: TokenKind, hash: &str) -> StoreFuture<'_, Option<TokenRecord>> {
         let hash = hash.to_owned();
         Box::pin(async move {
-            let row = sqlx::query(&format!(
+            let row = sqlx::query(AssertSqlSafe(format!(
                 "SELECT {TOKEN_COLUMNS} FROM tokens WHERE kind = $1 AND token_hash = $2"
-            ))
+            )))
             .bind(kind_str(kind))
             .bind(hash)
             .fetch_optional(&self.pool)

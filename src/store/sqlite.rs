@@ -13,6 +13,7 @@ use chrono::{DateTime, Utc};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
+use sqlx::AssertSqlSafe;
 use sqlx::Row;
 use tokio::sync::broadcast;
 
@@ -101,6 +102,8 @@ impl SqliteStore {
     }
 }
 
+/// The only text formatted into a query (hence `AssertSqlSafe` where it is): a constant;
+/// every value is bound.
 const USER_COLUMNS: &str = "id, username, email, password_hash, role, created_at, updated_at";
 const TOKEN_COLUMNS: &str =
     "token_hash, family_id, user_id, client_id, scope, alias, expires_at, created_at, rotated_at, revoked_at, audience, cnf";
@@ -109,10 +112,10 @@ impl UserStore for SqliteStore {
     fn create_user(&self, u: NewUser) -> StoreFuture<'_, User> {
         Box::pin(async move {
             let at = now();
-            let row = sqlx::query(&format!(
+            let row = sqlx::query(AssertSqlSafe(format!(
                 "INSERT INTO users (username, email, email_key, password_hash, role, created_at, updated_at) \
                  VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING {USER_COLUMNS}"
-            ))
+            )))
             .bind(&u.username)
             .bind(u.email.trim())
             .bind(email_key(&u.email))
@@ -129,11 +132,13 @@ impl UserStore for SqliteStore {
 
     fn user_by_id(&self, id: UserId) -> StoreFuture<'_, Option<User>> {
         Box::pin(async move {
-            let row = sqlx::query(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = ?"))
-                .bind(id.0)
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(map_err)?;
+            let row = sqlx::query(AssertSqlSafe(format!(
+                "SELECT {USER_COLUMNS} FROM users WHERE id = ?"
+            )))
+            .bind(id.0)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?;
             row.as_ref().map(rows::user).transpose().map_err(map_err)
         })
     }
@@ -141,9 +146,9 @@ impl UserStore for SqliteStore {
     fn user_by_email(&self, email: &str) -> StoreFuture<'_, Option<User>> {
         let key = email_key(email);
         Box::pin(async move {
-            let row = sqlx::query(&format!(
+            let row = sqlx::query(AssertSqlSafe(format!(
                 "SELECT {USER_COLUMNS} FROM users WHERE email_key = ?"
-            ))
+            )))
             .bind(key)
             .fetch_optional(&self.pool)
             .await
@@ -155,9 +160,9 @@ impl UserStore for SqliteStore {
     fn user_by_username(&self, username: &str) -> StoreFuture<'_, Option<User>> {
         let username = username.to_owned();
         Box::pin(async move {
-            let row = sqlx::query(&format!(
+            let row = sqlx::query(AssertSqlSafe(format!(
                 "SELECT {USER_COLUMNS} FROM users WHERE username = ?"
-            ))
+            )))
             .bind(username)
             .fetch_optional(&self.pool)
             .await
@@ -192,9 +197,9 @@ impl ClientStore for SqliteStore {
                 created_at: micros(c.created_at),
                 ..c
             };
-            sqlx::query(&format!(
+            sqlx::query(AssertSqlSafe(format!(
                 "INSERT INTO clients ({CLIENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-            ))
+            )))
             .bind(&c.id)
             .bind(&c.secret_hash)
             .bind(join_list(&c.grants))
@@ -216,9 +221,9 @@ impl ClientStore for SqliteStore {
     fn client_by_id(&self, id: &str) -> StoreFuture<'_, Option<Client>> {
         let id = id.to_owned();
         Box::pin(async move {
-            let row = sqlx::query(&format!(
+            let row = sqlx::query(AssertSqlSafe(format!(
                 "SELECT {CLIENT_COLUMNS} FROM clients WHERE id = ?"
-            ))
+            )))
             .bind(id)
             .fetch_optional(&self.pool)
             .await
@@ -242,9 +247,9 @@ async fn insert_token_on<'e, E>(db: E, kind: TokenKind, t: &TokenRecord) -> Resu
 where
     E: sqlx::Executor<'e, Database = sqlx::Sqlite>,
 {
-    sqlx::query(&format!(
+    sqlx::query(AssertSqlSafe(format!(
         "INSERT INTO tokens (kind, {TOKEN_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-    ))
+    )))
     .bind(kind_str(kind))
     .bind(&t.token_hash)
     .bind(&t.family_id)
@@ -304,9 +309,9 @@ impl TokenStore for SqliteStore {
     fn token_by_hash(&self, kind: TokenKind, hash: &str) -> StoreFuture<'_, Option<TokenRecord>> {
         let hash = hash.to_owned();
         Box::pin(async move {
-            let row = sqlx::query(&format!(
+            let row = sqlx::query(AssertSqlSafe(format!(
                 "SELECT {TOKEN_COLUMNS} FROM tokens WHERE kind = ? AND token_hash = ?"
-            ))
+            )))
             .bind(kind_str(kind))
             .bind(hash)
             .fetch_optional(&self.pool)

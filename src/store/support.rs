@@ -7,6 +7,7 @@ use std::borrow::Cow;
 use chrono::{DateTime, SubsecRound, Utc};
 use sqlx::error::ErrorKind;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::SqlStr;
 use tokio::sync::broadcast;
 
 use super::{RevocationEvent, StoreError, TokenKind, Unique};
@@ -73,25 +74,20 @@ pub(crate) const POSTGRES_MIGRATIONS: &[EmbeddedMigration] = &[
 /// A migrator over migrations compiled into the binary, so a fresh install needs no
 /// files beside it. Applied migrations are checksummed: editing one is refused at start.
 pub(crate) fn migrator(migrations: &'static [EmbeddedMigration]) -> Migrator {
-    Migrator {
-        migrations: Cow::Owned(
-            migrations
-                .iter()
-                .map(|(version, description, sql)| {
-                    Migration::new(
-                        *version,
-                        Cow::Borrowed(*description),
-                        MigrationType::Simple,
-                        Cow::Borrowed(*sql),
-                        false,
-                    )
-                })
-                .collect(),
-        ),
-        ignore_missing: false,
-        locking: true,
-        no_tx: false,
-    }
+    Migrator::with_migrations(
+        migrations
+            .iter()
+            .map(|(version, description, sql)| {
+                Migration::new(
+                    *version,
+                    Cow::Borrowed(*description),
+                    MigrationType::Simple,
+                    SqlStr::from_static(sql),
+                    false,
+                )
+            })
+            .collect(),
+    )
 }
 
 /// Maps a database error; never includes bound values (which may be hashes or emails).

@@ -22,17 +22,19 @@ where
     let mut admin = sqlx::PgConnection::connect(&base)
         .await
         .expect("connect to TOLLGATE_TEST_POSTGRES_URL");
-    sqlx::query(&format!("CREATE DATABASE {name}"))
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
         .execute(&mut admin)
         .await
         .unwrap();
     let mut url = url::Url::parse(&base).unwrap();
     url.set_path(&name);
     let result = tokio::spawn(test(url.to_string())).await;
-    sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        .execute(&mut admin)
-        .await
-        .unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+    )))
+    .execute(&mut admin)
+    .await
+    .unwrap();
     if let Err(e) = result {
         std::panic::resume_unwind(e.into_panic());
     }
