@@ -2,13 +2,14 @@
 //! temporary config whose store is a temporary SQLite file; results are checked by
 //! opening the same store.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 
 use serde_json::Value;
 use tollgate::crypto::{PasswordHasherPool, Verification};
 use tollgate::store::{self, Store};
+
+mod common;
 
 struct Env {
     dir: tempfile::TempDir,
@@ -30,25 +31,7 @@ fn env() -> Env {
 
 impl Env {
     fn run(&self, args: &[&str], stdin: Option<&str>) -> Output {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_tollgate"));
-        cmd.arg("--config").arg(&self.config).args(args);
-        // Only the temp config counts: no TOLLGATE_* override from the caller's environment
-        // (TOLLGATE_TEST_POSTGRES_URL, say) may reach the child's config loader.
-        for (k, _) in std::env::vars_os() {
-            if k.to_string_lossy().starts_with("TOLLGATE_") {
-                cmd.env_remove(k);
-            }
-        }
-        cmd.stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = cmd.spawn().expect("tollgate runs");
-        let mut pipe = child.stdin.take().unwrap();
-        if let Some(input) = stdin {
-            pipe.write_all(input.as_bytes()).unwrap();
-        }
-        drop(pipe);
-        child.wait_with_output().unwrap()
+        common::process::run_cli(&self.config, args, stdin)
     }
 
     fn file(&self, name: &str, content: &str) -> PathBuf {

@@ -220,26 +220,7 @@ impl Tollgate {
 
     /// `tollgate --config … ARGS` with `stdin`; its stdout as JSON, or a panic naming why.
     fn cli(&self, args: &[&str], stdin: Option<&str>) -> Value {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_tollgate"));
-        cmd.arg("--config").arg(&self.config).args(args);
-        // Only the temp config counts (no TOLLGATE_* override from the caller).
-        for (k, _) in std::env::vars_os() {
-            if k.to_string_lossy().starts_with("TOLLGATE_") {
-                cmd.env_remove(k);
-            }
-        }
-        let mut child = cmd
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("tollgate runs");
-        let mut pipe = child.stdin.take().unwrap();
-        if let Some(input) = stdin {
-            pipe.write_all(input.as_bytes()).unwrap();
-        }
-        drop(pipe);
-        let out = child.wait_with_output().unwrap();
+        let out = common::process::run_cli(&self.config, args, stdin);
         assert!(
             out.status.success(),
             "tollgate {args:?} exited with {}: {}",

@@ -7,6 +7,30 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+/// `tollgate --config CONFIG ARGS` run to its end with `stdin` written to it. Only the
+/// given config counts: no `TOLLGATE_*` override from the caller's environment (say
+/// `TOLLGATE_TEST_POSTGRES_URL`) reaches the child's config loader.
+pub fn run_cli(config: &Path, args: &[&str], stdin: Option<&str>) -> std::process::Output {
+    use std::io::Write;
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tollgate"));
+    cmd.arg("--config").arg(config).args(args);
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with("TOLLGATE_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("tollgate runs");
+    let mut pipe = child.stdin.take().unwrap();
+    if let Some(input) = stdin {
+        pipe.write_all(input.as_bytes()).unwrap();
+    }
+    drop(pipe);
+    child.wait_with_output().unwrap()
+}
+
 pub struct GatewayProcess {
     pub child: Child,
     pub http: String,
