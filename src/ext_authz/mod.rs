@@ -23,16 +23,17 @@
 
 mod request;
 mod response;
+pub mod wire;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use envoy_types::ext_authz::v3::pb::{
-    Authorization, AuthorizationServer, CheckRequest, CheckResponse,
-};
+use envoy_types::ext_authz::v3::pb::CheckResponse;
 use http::{Request, Response};
 use hyper::body::Incoming;
-use tower::ServiceExt;
+use tonic::codec::ProstCodec;
+
+use wire::CheckRequest;
 
 use crate::authn::Authenticator;
 use crate::http::body::{self, Body};
@@ -122,58 +123,72 @@ pub async fn check(
     resp
 }
 
-/// The gRPC service over a [`Decider`].
+/// The one method served: `envoy.service.auth.v3.Authorization/Check`.
+const CHECK_PATH: &str = "/envoy.service.auth.v3.Authorization/Check";
+
+/// `Check` as tonic's unary service: the request decoded into [`wire::CheckRequest`],
+/// the answer envoy-types' `CheckResponse`.
 struct Checker {
     decider: Arc<dyn Decider>,
+    grpc_peer: SocketAddr,
 }
 
-#[tonic::async_trait]
-impl Authorization for Checker {
-    async fn check(
-        &self,
-        request: tonic::Request<CheckRequest>,
-    ) -> Result<tonic::Response<CheckResponse>, tonic::Status> {
-        let grpc_peer = request
-            .extensions()
-            .get::<ConnInfo>()
-            .map(|c| c.peer)
-            .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
-        let rt = self.decider.generation();
-        let authenticator = self.decider.authenticator();
-        let answer = check(&rt, &*authenticator, request.get_ref(), grpc_peer).await;
-        Ok(tonic::Response::new(answer))
+impl tonic::server::UnaryService<CheckRequest> for Checker {
+    type Response = CheckResponse;
+    type Future = BoxFuture<Result<tonic::Response<CheckResponse>, tonic::Status>>;
+
+    fn call(&mut self, request: tonic::Request<CheckRequest>) -> Self::Future {
+        let (decider, grpc_peer) = (self.decider.clone(), self.grpc_peer);
+        Box::pin(async move {
+            let rt = decider.generation();
+            let authenticator = decider.authenticator();
+            let answer = check(&rt, &*authenticator, request.get_ref(), grpc_peer).await;
+            Ok(tonic::Response::new(answer))
+        })
     }
 }
 
-/// The listener's handler: each request goes to the generated gRPC service, so the
-/// listener keeps the server's connection limits, TLS, timeouts and graceful shutdown.
+/// The listener's handler: tonic's gRPC framing (`server::Grpc`: message decoding, size
+/// limit, status trailers) over the server's own connections, so the listener keeps the
+/// server's connection limits, TLS, timeouts and graceful shutdown.
 pub struct ExtAuthzHandler {
-    service: AuthorizationServer<Checker>,
+    decider: Arc<dyn Decider>,
 }
 
 impl ExtAuthzHandler {
     pub fn new(decider: Arc<dyn Decider>) -> Arc<Self> {
         register_metrics();
-        Arc::new(ExtAuthzHandler {
-            service: AuthorizationServer::new(Checker { decider }),
-        })
+        Arc::new(ExtAuthzHandler { decider })
     }
 }
 
 impl Handler for ExtAuthzHandler {
     fn handle(
         self: Arc<Self>,
-        mut req: Request<Incoming>,
+        req: Request<Incoming>,
         conn: ConnInfo,
     ) -> BoxFuture<Response<Body>> {
-        // The connection's facts reach `Checker::check` as a request extension.
-        req.extensions_mut().insert(conn);
-        let service = self.service.clone();
         Box::pin(async move {
-            match service.oneshot(req).await {
-                Ok(resp) => resp.map(body::boxed),
-                Err(never) => match never {},
+            if req.uri().path() != CHECK_PATH {
+                // What a generated server answers for a method it does not have.
+                let mut resp = Response::new(body::empty());
+                resp.headers_mut().insert(
+                    tonic::Status::GRPC_STATUS,
+                    (tonic::Code::Unimplemented as i32).into(),
+                );
+                resp.headers_mut().insert(
+                    http::header::CONTENT_TYPE,
+                    tonic::metadata::GRPC_CONTENT_TYPE,
+                );
+                return resp;
             }
+            let checker = Checker {
+                decider: self.decider.clone(),
+                grpc_peer: conn.peer,
+            };
+            let mut grpc =
+                tonic::server::Grpc::new(ProstCodec::<CheckResponse, CheckRequest>::default());
+            grpc.unary(checker, req).await.map(body::boxed)
         })
     }
 

@@ -5,9 +5,9 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use envoy_types::ext_authz::v3::pb::{Address, CheckRequest};
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 
+use super::wire::{self, CheckRequest};
 use crate::http::{path, ClientCert};
 use crate::proxy::admission::RequestView;
 
@@ -51,7 +51,7 @@ impl<'a> Described<'a> {
             .into_owned();
         let authority = Some(http.host.as_str())
             .filter(|h| !h.is_empty())
-            .or_else(|| http.headers.get(":authority").map(String::as_str));
+            .or_else(|| last(&http.headers, b":authority"));
         let host = authority
             .map(str::to_owned)
             .or_else(|| {
@@ -69,7 +69,8 @@ impl<'a> Described<'a> {
         let source = attrs.source.as_ref();
         let peer = source
             .and_then(|s| s.address.as_ref())
-            .and_then(socket_ip)
+            .and_then(|a| a.socket_address.as_ref())
+            .and_then(|s| s.address.parse().ok())
             // Envoy always sends the source; without it, the caller is the one counted.
             .unwrap_or_else(|| grpc_peer.ip());
         let client_cert = match source.map(|s| s.certificate.as_str()) {
@@ -82,10 +83,13 @@ impl<'a> Described<'a> {
             }
             _ => None,
         };
+        // A map: the last entry for a key is its value.
         let route = attrs
             .context_extensions
-            .get(super::ROUTE_EXTENSION)
-            .map(String::as_str);
+            .iter()
+            .rev()
+            .find(|e| e.key == super::ROUTE_EXTENSION)
+            .map(|e| e.value.as_str());
         Ok(Described {
             method,
             scheme,
@@ -125,41 +129,46 @@ impl<'a> Described<'a> {
     }
 }
 
-/// The request headers from `headers` (one merged value per name) and `header_map` (raw,
-/// repeated; `encode_raw_headers`). Pseudo-headers (`:authority`, `:path`) are left out:
-/// the fields above carry them.
-fn headers(
-    http: &envoy_types::pb::envoy::service::auth::v3::attribute_context::HttpRequest,
-) -> Result<HeaderMap, &'static str> {
+/// The request headers from `headers` (one merged value per name; a map, so a name's last
+/// entry wins) and `header_map` (raw, repeated; `encode_raw_headers`). Pseudo-headers
+/// (`:authority`, `:path`) are left out: the fields above carry them. Names and values
+/// are slices of the received message: nothing is copied.
+fn headers(http: &wire::HttpRequest) -> Result<HeaderMap, &'static str> {
     let mut map = HeaderMap::with_capacity(http.headers.len());
-    let raw = http
-        .header_map
-        .iter()
-        .flat_map(|m| m.headers.iter())
-        .map(|h| {
-            let value: &[u8] = if h.raw_value.is_empty() {
-                h.value.as_bytes()
-            } else {
-                &h.raw_value
-            };
-            (h.key.as_str(), value)
-        });
-    let merged = http.headers.iter().map(|(k, v)| (k.as_str(), v.as_bytes()));
-    for (name, value) in merged.chain(raw) {
-        if name.starts_with(':') {
-            continue;
+    for e in &http.headers {
+        if let Some((name, value)) = header(&e.key, &e.value)? {
+            map.insert(name, value);
         }
-        let name =
-            HeaderName::from_bytes(name.as_bytes()).map_err(|_| "a header name is not valid")?;
-        let value = HeaderValue::from_bytes(value).map_err(|_| "a header value is not valid")?;
-        map.append(name, value);
+    }
+    for h in http.header_map.iter().flat_map(|m| m.headers.iter()) {
+        let value = if h.raw_value.is_empty() {
+            &h.value
+        } else {
+            &h.raw_value
+        };
+        if let Some((name, value)) = header(&h.key, value)? {
+            map.append(name, value);
+        }
     }
     Ok(map)
 }
 
-fn socket_ip(address: &envoy_types::pb::envoy::config::core::v3::Address) -> Option<IpAddr> {
-    match address.address.as_ref()? {
-        Address::SocketAddress(s) => s.address.parse().ok(),
-        _ => None,
+/// One header as `http` types, or `None` for a pseudo-header.
+fn header(
+    name: &bytes::Bytes,
+    value: &bytes::Bytes,
+) -> Result<Option<(HeaderName, HeaderValue)>, &'static str> {
+    if name.starts_with(b":") {
+        return Ok(None);
     }
+    let name = HeaderName::from_bytes(name).map_err(|_| "a header name is not valid")?;
+    let value =
+        HeaderValue::from_maybe_shared(value.clone()).map_err(|_| "a header value is not valid")?;
+    Ok(Some((name, value)))
+}
+
+/// The value of the last `headers` entry named `name`, when it is text.
+fn last<'a>(entries: &'a [wire::HeaderEntry], name: &[u8]) -> Option<&'a str> {
+    let e = entries.iter().rev().find(|e| e.key == name)?;
+    std::str::from_utf8(&e.value).ok()
 }
