@@ -340,10 +340,13 @@ fn run_rp(mut cmd: Command, dir: &Path, envs: &[(&str, &str)]) -> RpRun {
 }
 
 /// SIGKILL to the child's own process group (its id), then reap it.
+///
+/// The `--` is load-bearing: procps-ng's kill (4.0.2, Debian 12) reads `kill -KILL -10`
+/// as `kill(-1, SIGKILL)`, which as root is every process on the machine; `kill -KILL --
+/// -10` signals process group 10 as meant.
 fn kill_group(child: &mut Child) {
     let _ = Command::new("kill")
-        .arg("-KILL")
-        .arg(format!("-{}", child.id()))
+        .args(["-KILL", "--", &format!("-{}", child.id())])
         .status();
     let _ = child.kill();
     let _ = child.wait();

@@ -91,8 +91,11 @@ impl GatewayProcess {
     }
 
     pub fn signal(&self, sig: &str) {
+        // `--` before the pid: procps-ng's kill can read a number after a signal
+        // option as another option (see kill_group in tests/oidc_relying_parties.rs).
         let ok = Command::new("kill")
             .arg(format!("-{sig}"))
+            .arg("--")
             .arg(self.child.id().to_string())
             .status()
             .unwrap()
