@@ -13,7 +13,7 @@ use super::envelope::{call_endpoint, endpoint_metrics, log_failure, no_route_met
 use super::App;
 use crate::endpoint::RequestCtx;
 use crate::http::body::Body;
-use crate::http::ConnInfo;
+use crate::http::{BoxFuture, ConnInfo};
 use crate::proxy::error::GatewayError;
 use crate::proxy::headers::{self, X_REQUEST_ID};
 use crate::proxy::{self, Generation, Outcome};
@@ -21,8 +21,15 @@ use crate::telemetry::trace;
 
 impl App {
     /// Every request enters here: request id, endpoints, the proxy pipeline, and the
-    /// metrics and access log on the way out.
-    pub async fn handle(self: Arc<Self>, req: Request<Incoming>, conn: ConnInfo) -> Response<Body> {
+    /// metrics and access log on the way out. What needs no waiting is done here, and the
+    /// request's future is boxed as it is made: an `async fn` here would be one more
+    /// layer of several KiB that every request builds and copies (BENCHMARKS.md,
+    /// "Per-stage budget"). hyper keeps the box for the request's life.
+    pub fn handle(
+        self: Arc<Self>,
+        req: Request<Incoming>,
+        conn: ConnInfo,
+    ) -> BoxFuture<Response<Body>> {
         let request_id = headers::request_id(req.headers());
         let rt = self.generation.load_full();
         // The one client address (`http::client_addr`) that the login throttle, the audit
@@ -34,9 +41,7 @@ impl App {
             &rt.config.trusted_proxies,
         );
         if !trace::on() {
-            return self
-                .handle_traced(req, conn, rt, client, request_id, None)
-                .await;
+            return Box::pin(self.handle_traced(req, conn, rt, client, request_id, None));
         }
         // The request's span; everything below runs inside it.
         let span = trace::request_span(
@@ -49,9 +54,10 @@ impl App {
             request_id.to_str().unwrap_or("-"),
         );
         let trace_id = trace::trace_id(&span);
-        self.handle_traced(req, conn, rt, client, request_id, trace_id)
-            .instrument(span)
-            .await
+        Box::pin(
+            self.handle_traced(req, conn, rt, client, request_id, trace_id)
+                .instrument(span),
+        )
     }
 
     /// [`App::handle`] inside the request's span (`trace_id` is set when tracing is on),

@@ -171,7 +171,7 @@ impl Handler for App {
         req: Request<Incoming>,
         conn: ConnInfo,
     ) -> BoxFuture<Response<Body>> {
-        Box::pin(App::handle(self, req, conn))
+        App::handle(self, req, conn)
     }
 
     fn readiness(self: Arc<Self>) -> BoxFuture<Result<(), String>> {

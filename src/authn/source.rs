@@ -48,12 +48,11 @@ pub fn find_token<'s, 'r>(
 /// `Authorization: Bearer <token>` or `Authorization: DPoP <token>` (RFC 9449 §7.1),
 /// scheme case-insensitive.
 pub fn authorization(headers: &HeaderMap) -> Option<(&str, super::Scheme)> {
-    let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, rest) = v.split_once(' ')?;
-    if scheme.eq_ignore_ascii_case("bearer") {
-        Some((rest.trim(), super::Scheme::Bearer))
-    } else if scheme.eq_ignore_ascii_case("dpop") {
-        Some((rest.trim(), super::Scheme::Dpop))
+    let (scheme, token) = credentials(headers)?;
+    if scheme.eq_ignore_ascii_case(b"bearer") {
+        Some((token, super::Scheme::Bearer))
+    } else if scheme.eq_ignore_ascii_case(b"dpop") {
+        Some((token, super::Scheme::Dpop))
     } else {
         None
     }
@@ -61,9 +60,22 @@ pub fn authorization(headers: &HeaderMap) -> Option<(&str, super::Scheme)> {
 
 /// `Authorization: Bearer <token>` (scheme case-insensitive).
 pub fn bearer(headers: &HeaderMap) -> Option<&str> {
-    let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, rest) = v.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
+    let (scheme, token) = credentials(headers)?;
+    scheme.eq_ignore_ascii_case(b"bearer").then_some(token)
+}
+
+/// The `Authorization` header as its scheme and its credentials (trimmed). The token is
+/// most of the header (a JWT is ~700 bytes) and this runs on every request, so it is
+/// checked once, as UTF-8 (word at a time for ASCII), not byte by byte for visible ASCII
+/// as `HeaderValue::to_str` would (BENCHMARKS.md, "Per-stage budget"). A header value
+/// holds no control character but tab; a token with other non-ASCII text is passed on
+/// and refused as invalid by every authenticator (a JWT is base64url, an opaque token or
+/// a foreign one matches nothing issued).
+fn credentials(headers: &HeaderMap) -> Option<(&[u8], &str)> {
+    let v = headers.get(header::AUTHORIZATION)?.as_bytes();
+    let space = v.iter().position(|&b| b == b' ')?;
+    let (scheme, rest) = (&v[..space], &v[space + 1..]);
+    Some((scheme, std::str::from_utf8(rest).ok()?.trim()))
 }
 
 fn query_param<'a>(query: &'a str, name: &str) -> Option<&'a str> {
@@ -119,6 +131,34 @@ mod tests {
         );
         h.insert("authorization", HeaderValue::from_static("Basic abc"));
         assert_eq!(find_token(&sources[..1], &h, None), None);
+    }
+
+    #[test]
+    fn authorization_schemes_and_credentials() {
+        let with = |v: &'static [u8]| {
+            let mut h = HeaderMap::new();
+            h.insert("authorization", HeaderValue::from_bytes(v).unwrap());
+            h
+        };
+        let h = with(b"Bearer  abc.def ");
+        assert_eq!(
+            authorization(&h),
+            Some(("abc.def", crate::authn::Scheme::Bearer))
+        );
+        assert_eq!(bearer(&h), Some("abc.def"));
+        let h = with(b"dPoP t1");
+        assert_eq!(authorization(&h), Some(("t1", crate::authn::Scheme::Dpop)));
+        assert_eq!(bearer(&h), None);
+        // Credentials that are not UTF-8 are no token; UTF-8 past ASCII is a token,
+        // which no authenticator accepts. A scheme past ASCII is no scheme.
+        assert_eq!(authorization(&with(b"Bearer ab\xff")), None);
+        assert_eq!(
+            authorization(&with(b"Bearer ab\xc3\xa9")),
+            Some(("ab\u{e9}", crate::authn::Scheme::Bearer))
+        );
+        assert_eq!(authorization(&with(b"B\xc3\xa9arer ab")), None);
+        assert_eq!(authorization(&with(b"Bearer")), None);
+        assert_eq!(authorization(&with(b"Basic YTpi")), None);
     }
 
     #[test]

@@ -9,7 +9,7 @@
 //! `Host` is ignored, as RFC 9112 §3.2.2 says a server must. HTTP/1.0 predates `Host`:
 //! its requests may come without one and are routed as host-less.
 
-use http::{header, Request, Version};
+use http::{header, HeaderValue, Request, Version};
 
 /// Why a request's host cannot be decided.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,9 +31,15 @@ pub fn check<B>(req: &Request<B>) -> Result<(), HostError> {
 /// The host a request is addressed to, without port or trailing dot: the URI authority
 /// (HTTP/2, absolute form), which wins over `Host`, else the `Host` header.
 pub fn request_host<B>(req: &Request<B>) -> Option<&str> {
-    let raw = match req.uri().host() {
+    host_of(req.uri(), req.headers().get(header::HOST))
+}
+
+/// [`request_host`] from the URI and the `Host` field already looked up (the proxy reads
+/// the field once for the route, `X-Forwarded-Host` and a DPoP proof's `htu`).
+pub fn host_of<'r>(uri: &'r http::Uri, host_field: Option<&'r HeaderValue>) -> Option<&'r str> {
+    let raw = match uri.host() {
         Some(h) => h,
-        None => req.headers().get(header::HOST)?.to_str().ok()?,
+        None => host_field?.to_str().ok()?,
     };
     Some(host_name(raw))
 }

@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use http::{header, HeaderMap, HeaderValue, Response, StatusCode};
+use http::{header, HeaderMap, HeaderName, HeaderValue, Response, StatusCode};
 
 use super::error::GatewayError;
 use crate::http::body::{self, Body};
@@ -38,7 +38,9 @@ pub fn names_trailers(v: &[u8]) -> bool {
 /// The call's deadline from `grpc-timeout` (gRPC over HTTP/2: up to 8 digits and a unit,
 /// `H M S m u n`). Malformed values are ignored, as gRPC servers do.
 pub fn timeout(headers: &HeaderMap) -> Option<Duration> {
-    let v = headers.get("grpc-timeout")?.as_bytes();
+    // A name made once: looked up by a `&str`, the name is parsed again on every request.
+    static GRPC_TIMEOUT: HeaderName = HeaderName::from_static("grpc-timeout");
+    let v = headers.get(&GRPC_TIMEOUT)?.as_bytes();
     let (digits, unit) = v.split_at(v.len().checked_sub(1)?);
     if digits.is_empty() || digits.len() > 8 || !digits.iter().all(u8::is_ascii_digit) {
         return None;

@@ -48,27 +48,28 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     if !keep_upgrade && !present.contains(&true) {
         return;
     }
-    // HOP_BY_HOP[0] is `Connection`: only it can name further headers.
-    // The value is cloned (a reference count) so the names can be removed as they are
-    // read, without collecting them first. `keep-alive`, the usual token, is skipped here:
-    // it is in HOP_BY_HOP and goes below when present.
-    if let Some(conn) = headers
-        .get(header::CONNECTION)
-        .filter(|_| present[0])
-        .cloned()
-    {
-        if let Ok(list) = conn.to_str() {
+    // HOP_BY_HOP[0] is `Connection`: only it can name further headers, on any of its
+    // lines. The names it lists are collected first (rarely any: an upstream's usual
+    // `Connection: keep-alive` or `close` names nothing else, and `keep-alive` is in
+    // HOP_BY_HOP anyway) and removed after; `Connection` itself goes with the rest below.
+    let mut named: Vec<HeaderName> = Vec::new();
+    if present[0] {
+        for value in headers.get_all(header::CONNECTION) {
+            let Ok(list) = value.to_str() else { continue };
             for token in list.split(',').map(str::trim) {
-                if token.eq_ignore_ascii_case("keep-alive") {
+                if token.eq_ignore_ascii_case("keep-alive") || token.eq_ignore_ascii_case("close") {
                     continue;
                 }
                 if let Ok(n) = HeaderName::from_bytes(token.as_bytes()) {
                     if !(keep_upgrade && n == header::UPGRADE) {
-                        headers.remove(n);
+                        named.push(n);
                     }
                 }
             }
         }
+    }
+    for n in named {
+        headers.remove(n);
     }
     for (h, here) in HOP_BY_HOP.iter().zip(present) {
         if !here || (keep_upgrade && (**h == header::CONNECTION || **h == header::UPGRADE)) {
@@ -231,6 +232,15 @@ mod tests {
         h.insert("accept", HeaderValue::from_static("*/*"));
         remove_hop_by_hop(&mut h, false);
         assert_eq!(h.len(), 1);
+
+        // Every `Connection` line counts, not only the first.
+        let mut h = HeaderMap::new();
+        h.append("connection", HeaderValue::from_static("close"));
+        h.append("connection", HeaderValue::from_static("x-second-hop"));
+        h.insert("x-second-hop", HeaderValue::from_static("1"));
+        h.insert("accept", HeaderValue::from_static("*/*"));
+        remove_hop_by_hop(&mut h, false);
+        assert_eq!(h.keys().map(|k| k.as_str()).collect::<Vec<_>>(), ["accept"]);
     }
 
     #[test]

@@ -28,6 +28,7 @@ pub mod upstream_tls;
 
 use std::sync::Arc;
 
+use futures_util::future::Either;
 use http::{header, HeaderValue, Method, Request, Response};
 use hyper::body::Incoming;
 use tracing::Instrument;
@@ -35,7 +36,7 @@ use tracing::Instrument;
 use crate::authn::{self, Authenticator, Identity};
 use crate::config::{Config, RouteSpec};
 use crate::http::body::{self, Body};
-use crate::http::host::request_host;
+use crate::http::host::host_of;
 use crate::http::ConnInfo;
 use crate::telemetry::{trace, RequestMetrics};
 use admission::RouteBy;
@@ -114,12 +115,12 @@ impl Generation {
     }
 }
 
-/// The `X-Forwarded-Host` value: the host the request is addressed to (the authority
-/// wins over `Host`, `http::host`), as the `Host` header itself when that is the bare
-/// host (a reference to the parsed head, no copy), else made into a value.
-fn forwarded_host<B>(req: &Request<B>) -> Option<HeaderValue> {
-    let host = request_host(req)?;
-    match req.headers().get(header::HOST) {
+/// The `X-Forwarded-Host` value: the host the request is addressed to (`host`: the
+/// authority wins over `Host`, `http::host`), as the `Host` field itself when that is the
+/// bare host (a reference to the parsed head, no copy), else made into a value.
+fn forwarded_host(host: Option<&str>, host_field: Option<&HeaderValue>) -> Option<HeaderValue> {
+    let host = host?;
+    match host_field {
         Some(v) if v.as_bytes() == host.as_bytes() => Some(v.clone()),
         _ => HeaderValue::from_str(host).ok(),
     }
@@ -130,14 +131,15 @@ fn forwarded_host<B>(req: &Request<B>) -> Option<HeaderValue> {
 /// the `X-Forwarded-Proto` and `X-Forwarded-Host` it reports.
 fn client_origin<'r, B>(
     req: &'r Request<B>,
+    host_field: Option<&'r HeaderValue>,
     conn: &ConnInfo,
     trusted: &[ipnet::IpNet],
 ) -> (&'static str, Option<&'r str>) {
-    let own = req.uri().authority().map(|a| a.as_str()).or_else(|| {
-        req.headers()
-            .get(header::HOST)
-            .and_then(|h| h.to_str().ok())
-    });
+    let own = req
+        .uri()
+        .authority()
+        .map(|a| a.as_str())
+        .or_else(|| host_field.and_then(|h| h.to_str().ok()));
     if !crate::http::client_addr::is_trusted(conn.peer.ip(), trusted) {
         return (conn.scheme, own);
     }
@@ -182,11 +184,15 @@ impl Proxy {
         // 1–4. Route, limits, token and policy, rate limit: the one admission decision
         //      that forward-auth and ext_authz make too (`admission.rs`). `App::handle`
         //      has refused a request whose host is ambiguous (`http::host::check`).
-        let (scheme, authority) = client_origin(&req, &conn, &rt.config.trusted_proxies);
+        let host_field = req.headers().get(header::HOST);
+        let host = host_of(req.uri(), host_field);
+        let x_forwarded_host = forwarded_host(host, host_field);
+        let (scheme, authority) =
+            client_origin(&req, host_field, &conn, &rt.config.trusted_proxies);
         let view = admission::RequestView {
             method: req.method(),
             scheme,
-            host: request_host(&req),
+            host,
             path: &norm,
             raw_path: req.uri().path(),
             authority,
@@ -218,6 +224,7 @@ impl Proxy {
             identity.as_ref(),
             admitted.query_token,
             request_id,
+            x_forwarded_host,
         );
         let close_at = outgoing.close_at;
         // 6. Forward (traced when tracing is on).
@@ -255,6 +262,7 @@ impl Proxy {
         identity: Option<&Arc<Identity>>,
         query_token: Option<&str>,
         request_id: &HeaderValue,
+        x_forwarded_host: Option<HeaderValue>,
     ) -> ForwardRequest {
         let spec = &route.spec;
         let upgrade_requested = headers::is_upgrade_request(req.headers());
@@ -263,7 +271,6 @@ impl Proxy {
             (Some(q), None) => Some(q.to_string()),
             (None, _) => None,
         };
-        let host = forwarded_host(&req);
         let (mut parts, incoming) = req.into_parts();
         let upgrade = if upgrade_requested {
             parts.extensions.remove::<hyper::upgrade::OnUpgrade>()
@@ -283,6 +290,12 @@ impl Proxy {
                 .headers
                 .insert(header::TE, HeaderValue::from_static("trailers"));
         }
+        // Room for what is added below (`X-Forwarded-For/-Proto/-Host`, `X-Request-Id`
+        // and the identity's fields) made at once: a head parsed with two fields has
+        // room for three, and would otherwise grow, rehashing, twice.
+        parts
+            .headers
+            .reserve(4 + if identity.is_some() { 8 } else { 0 });
         rt.identity_headers.strip(&mut parts.headers);
         if !spec.forward_authorization {
             parts.headers.remove(header::AUTHORIZATION);
@@ -298,7 +311,7 @@ impl Proxy {
             &mut parts.headers,
             conn.peer.ip(),
             conn.scheme,
-            host,
+            x_forwarded_host,
             &rt.config.trusted_proxies,
         );
         parts
@@ -359,32 +372,35 @@ pub(crate) async fn rate_limit(
 }
 
 /// Stage 6: the upstream call; with tracing on, inside a client span whose context the
-/// upstream receives.
-async fn forward(
+/// upstream receives. Not an `async fn`: untraced, the call is the upstream's own future,
+/// with no layer around it to build and copy on every request.
+fn forward(
     route: &Route,
     mut outgoing: ForwardRequest,
-) -> Result<Response<Body>, GatewayError> {
+) -> impl std::future::Future<Output = Result<Response<Body>, GatewayError>> + '_ {
     if !trace::on() {
-        return route.upstream.forward(outgoing).await;
+        return Either::Left(route.upstream.forward(outgoing));
     }
-    let span = crate::otel_span!(
-        "upstream",
-        otel.kind = "client",
-        tollgate.route = %route.spec.name,
-        http.response.status_code = tracing::field::Empty,
-        otel.status_code = tracing::field::Empty,
-    );
-    trace::inject(&span, &mut outgoing.parts.headers);
-    let resp = route
-        .upstream
-        .forward(outgoing)
-        .instrument(span.clone())
-        .await;
-    match &resp {
-        Ok(r) => span.record("http.response.status_code", r.status().as_u16()),
-        Err(_) => span.record("otel.status_code", "error"),
-    };
-    resp
+    Either::Right(async move {
+        let span = crate::otel_span!(
+            "upstream",
+            otel.kind = "client",
+            tollgate.route = %route.spec.name,
+            http.response.status_code = tracing::field::Empty,
+            otel.status_code = tracing::field::Empty,
+        );
+        trace::inject(&span, &mut outgoing.parts.headers);
+        let resp = route
+            .upstream
+            .forward(outgoing)
+            .instrument(span.clone())
+            .await;
+        match &resp {
+            Ok(r) => span.record("http.response.status_code", r.status().as_u16()),
+            Err(_) => span.record("otel.status_code", "error"),
+        };
+        resp
+    })
 }
 
 /// The path sent upstream: the normalised path, minus the route prefix when

@@ -12,6 +12,7 @@ pub mod activity;
 pub mod admin;
 pub mod client_cert;
 pub mod tls;
+mod woken;
 pub mod workers;
 
 use std::net::SocketAddr;
@@ -363,19 +364,35 @@ async fn serve_conn<I>(
     let mut quiet_ticks = 0u8;
     let mut closing = false;
     loop {
-        tokio::select! {
-            res = conn.run() => {
+        // The watch (shutdown, the idle tick) is polled only when one of them fired, not
+        // on every wake the connection's own traffic causes (`woken.rs`).
+        let event = {
+            let watch = std::pin::pin!(async {
+                tokio::select! {
+                    biased;
+                    _ = shared.shutdown.cancelled(), if !closing => Watch::Shutdown,
+                    _ = tick.tick() => Watch::Tick,
+                }
+            });
+            tokio::select! {
+                biased;
+                res = conn.run() => Err(res),
+                watch = woken::OnlyWhenWoken::new(watch) => Ok(watch),
+            }
+        };
+        match event {
+            Err(res) => {
                 if let Err(e) = res {
                     tracing::debug!(%peer, error = %e, "connection ended with error");
                 }
                 break;
             }
-            _ = shared.shutdown.cancelled(), if !closing => {
+            Ok(Watch::Shutdown) => {
                 conn.graceful_shutdown();
                 closing = true;
                 quiet_ticks = 0;
             }
-            _ = tick.tick() => {
+            Ok(Watch::Tick) => {
                 if activity.take() {
                     quiet_ticks = 0;
                     continue;
@@ -397,6 +414,12 @@ async fn serve_conn<I>(
             }
         }
     }
+}
+
+/// What woke a connection's watch.
+enum Watch {
+    Shutdown,
+    Tick,
 }
 
 /// Binds a listener; port 0 picks a free port (tests).

@@ -88,7 +88,10 @@ impl H1Pool {
                 },
             }
         }
-        let mut sender = self.connect(authority).await?;
+        // Boxed: connecting (DNS, TCP, handshake) is the rare case, and its future is
+        // large; inline, every request's future would carry room for it and be copied
+        // whole each time it is moved (BENCHMARKS.md, "Per-stage budget").
+        let mut sender = Box::pin(self.connect(authority)).await?;
         let resp = sender.send_request(req).await?;
         Ok(self.finish(authority, sender, resp))
     }
@@ -111,10 +114,15 @@ impl H1Pool {
         }
         let mut idle = self.idle.lock().expect("pool lock");
         let list = idle.entry(authority).or_default();
-        // One clock read for the whole list, not one per idle connection.
         let now = Instant::now();
-        // The oldest go first: they are the likeliest to be closed by the upstream.
-        list.retain(|i| !i.sender.is_closed() && now.duration_since(i.since) < IDLE_TIMEOUT);
+        let usable = |i: &Idle| !i.sender.is_closed() && now.duration_since(i.since) < IDLE_TIMEOUT;
+        // The list is oldest first (`take` pops the newest), and the oldest expires
+        // first: while the first is usable and there is room, nothing in the list has
+        // expired and it is not walked on every return. One the upstream closed further
+        // in (its socket already gone) is dropped by `take` or by the next walk.
+        if list.len() >= self.max_idle || list.first().is_some_and(|i| !usable(i)) {
+            list.retain(usable);
+        }
         if list.len() < self.max_idle {
             list.push(Idle { sender, since: now });
         }

@@ -128,13 +128,24 @@ impl Upstream {
 
 impl Upstream {
     /// The request URI: absolute, or in origin form (path and query) for a client that
-    /// takes the target from elsewhere.
+    /// takes the target from elsewhere. In origin form, a path and query that go upstream
+    /// as the client sent them (no base path, nothing normalised away, no query token
+    /// removed: the common case) are the client's own URI, shared, not parsed again.
     fn uri_for(
         t: &TargetSpec,
         path: &str,
         query: Option<&str>,
         origin_form: bool,
+        received: &Uri,
     ) -> Result<Uri, GatewayError> {
+        if origin_form
+            && t.base_path.is_empty()
+            && received.scheme().is_none()
+            && received.path() == path
+            && received.query() == query
+        {
+            return Ok(received.clone());
+        }
         let mut s = String::with_capacity(
             t.authority.as_str().len()
                 + t.base_path.len()
@@ -172,9 +183,8 @@ impl Upstream {
         } = req;
         // Hop-by-hop request headers were removed by the pipeline before it injected its
         // own (`proxy::handle`), so a `Connection:` list cannot name what it added; it
-        // kept `te: trailers`, which gRPC servers require.
-        parts.headers.remove(http::header::HOST);
-        parts.version = http::Version::HTTP_11;
+        // kept `te: trailers`, which gRPC servers require. The client's `Host` is
+        // replaced by the target's below (or removed, where the URI carries it).
         // A gRPC deadline shorter than the route's timeout bounds the wait too.
         let timeout = match super::grpc::timeout(&parts.headers) {
             Some(t) if t < self.timeout => t,
@@ -195,29 +205,30 @@ impl Upstream {
                 &path,
                 query.as_deref(),
                 self.clients.origin_form(),
+                &parts.uri,
             )?;
-            let mut builder = Request::builder()
-                .method(parts.method.clone())
-                .uri(uri)
-                .version(http::Version::HTTP_11);
             let last = attempt + 1 == attempts;
-            // The last attempt moves the headers; earlier ones (body-less by construction)
-            // copy them.
-            let mut headers = if last {
-                std::mem::take(&mut parts.headers)
+            // The last attempt sends the received head itself, with the body; earlier ones
+            // (body-less by construction) send a copy of it.
+            let (mut head, b) = if last {
+                let mut head = std::mem::replace(&mut parts, Request::new(()).into_parts().0);
+                // hyper's own notes on the received request (an HTTP/2 `:protocol`, say)
+                // are not instructions for the upstream connection.
+                head.extensions.clear();
+                (head, body.take().unwrap_or_else(body::empty))
             } else {
-                parts.headers.clone()
+                let mut head = Request::new(()).into_parts().0;
+                head.method = parts.method.clone();
+                head.headers = parts.headers.clone();
+                (head, body::empty())
             };
-            if let Some(host) = &target.host {
-                headers.insert(http::header::HOST, host.clone());
-            }
-            *builder.headers_mut().expect("builder ok") = headers;
-            let b = if last {
-                body.take().unwrap_or_else(body::empty)
-            } else {
-                body::empty()
+            head.uri = uri;
+            head.version = http::Version::HTTP_11;
+            match &target.host {
+                Some(host) => head.headers.insert(http::header::HOST, host.clone()),
+                None => head.headers.remove(http::header::HOST),
             };
-            let upstream_req = builder.body(b).map_err(|_| GatewayError::BadPath)?;
+            let upstream_req = Request::from_parts(head, b);
             match tokio::time::timeout(
                 timeout,
                 self.clients.send(&target.spec.authority, upstream_req),
