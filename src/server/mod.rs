@@ -370,29 +370,29 @@ async fn serve_conn<I>(
             let watch = std::pin::pin!(async {
                 tokio::select! {
                     biased;
-                    _ = shared.shutdown.cancelled(), if !closing => Watch::Shutdown,
-                    _ = tick.tick() => Watch::Tick,
+                    _ = shared.shutdown.cancelled(), if !closing => Event::Shutdown,
+                    _ = tick.tick() => Event::Tick,
                 }
             });
             tokio::select! {
                 biased;
-                res = conn.run() => Err(res),
-                watch = woken::OnlyWhenWoken::new(watch) => Ok(watch),
+                res = conn.run() => Event::Ended(res),
+                event = woken::OnlyWhenWoken::new(watch) => event,
             }
         };
         match event {
-            Err(res) => {
+            Event::Ended(res) => {
                 if let Err(e) = res {
                     tracing::debug!(%peer, error = %e, "connection ended with error");
                 }
                 break;
             }
-            Ok(Watch::Shutdown) => {
+            Event::Shutdown => {
                 conn.graceful_shutdown();
                 closing = true;
                 quiet_ticks = 0;
             }
-            Ok(Watch::Tick) => {
+            Event::Tick => {
                 if activity.take() {
                     quiet_ticks = 0;
                     continue;
@@ -416,9 +416,13 @@ async fn serve_conn<I>(
     }
 }
 
-/// What woke a connection's watch.
-enum Watch {
+/// What a connection's task woke for, when it woke for more than its traffic.
+enum Event {
+    /// The connection ended (with an error, if it failed).
+    Ended(ConnResult),
+    /// The gateway is shutting down.
     Shutdown,
+    /// The idle tick.
     Tick,
 }
 
