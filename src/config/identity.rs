@@ -138,20 +138,30 @@ impl IdentityHeaderNames {
     /// Every identity header name: what is stripped from inbound requests, what
     /// forward-auth always answers, what may be injected.
     pub fn all(&self) -> impl Iterator<Item = &HeaderName> {
+        self.fields().into_iter().flatten()
+    }
+
+    /// Every identity header's name by its place: the identity's fields (user id, email,
+    /// role, scopes, client id, alias, signed JWT), then the client certificate's
+    /// (subject, SHA-256); `None` where an optional one is not configured. Injection and
+    /// the ext_authz answer name a header by this place.
+    pub fn fields(&self) -> [Option<&HeaderName>; IDENTITY_FIELDS] {
         [
-            &self.user_id,
-            &self.email,
-            &self.role,
-            &self.scopes,
-            &self.client_id,
-            &self.alias,
+            Some(&self.user_id),
+            Some(&self.email),
+            Some(&self.role),
+            Some(&self.scopes),
+            Some(&self.client_id),
+            Some(&self.alias),
+            self.signed_jwt.as_ref(),
+            self.client_cert_subject.as_ref(),
+            self.client_cert_sha256.as_ref(),
         ]
-        .into_iter()
-        .chain(self.signed_jwt.as_ref())
-        .chain(self.client_cert_subject.as_ref())
-        .chain(self.client_cert_sha256.as_ref())
     }
 }
+
+/// How many identity headers there can be (`IdentityHeaderNames::fields`).
+pub const IDENTITY_FIELDS: usize = 9;
 
 impl Default for IdentityHeaderNames {
     fn default() -> Self {

@@ -24,7 +24,7 @@ use figment::Figment;
 use http::Method;
 use ipnet::IpNet;
 
-pub use identity::IdentityHeaderNames;
+pub use identity::{IdentityHeaderNames, IDENTITY_FIELDS};
 pub use rate_limit::{RateLimitKey, RateLimitSpec};
 use raw::AuthMode;
 pub use raw::RawConfig;

@@ -28,12 +28,12 @@ pub mod wire;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use envoy_types::ext_authz::v3::pb::CheckResponse;
 use http::{Request, Response};
 use hyper::body::Incoming;
 use tonic::codec::ProstCodec;
 
-use wire::CheckRequest;
+pub use response::Prepared;
+use wire::{CheckRequest, CheckResponse};
 
 use crate::authn::Authenticator;
 use crate::http::body::{self, Body};
@@ -73,11 +73,26 @@ impl Outcome {
 
 /// Every outcome's counter exists at 0 from the start.
 pub fn register_metrics() {
-    crate::telemetry::at_zero(|| {
+    crate::telemetry::at_zero(|| decisions().clone());
+}
+
+/// `tollgate_ext_authz_decisions_total` by outcome, in the order of [`Outcome::ALL`]:
+/// resolved once, so counting a check hashes no labels.
+fn decisions() -> &'static [metrics::Counter; 3] {
+    static COUNTERS: std::sync::OnceLock<[metrics::Counter; 3]> = std::sync::OnceLock::new();
+    COUNTERS.get_or_init(|| {
+        // The recorder first: a handle made before it would count nowhere.
+        crate::telemetry::metrics();
         Outcome::ALL.map(
             |o| metrics::counter!("tollgate_ext_authz_decisions_total", "outcome" => o.label()),
         )
-    });
+    })
+}
+
+impl Outcome {
+    fn count(self) {
+        decisions()[self as usize].increment(1);
+    }
 }
 
 /// Decides one check.
@@ -91,8 +106,7 @@ pub async fn check(
         Ok(d) => d,
         Err(why) => {
             tracing::warn!(reason = why, "ext_authz check request refused");
-            metrics::counter!("tollgate_ext_authz_decisions_total", "outcome" => Outcome::Deny.label())
-                .increment(1);
+            Outcome::Deny.count();
             return response::malformed(why);
         }
     };
@@ -118,8 +132,7 @@ pub async fn check(
             response::deny(refusal.error).await
         }
     };
-    metrics::counter!("tollgate_ext_authz_decisions_total", "outcome" => outcome.label())
-        .increment(1);
+    outcome.count();
     resp
 }
 
@@ -127,7 +140,7 @@ pub async fn check(
 const CHECK_PATH: &str = "/envoy.service.auth.v3.Authorization/Check";
 
 /// `Check` as tonic's unary service: the request decoded into [`wire::CheckRequest`],
-/// the answer envoy-types' `CheckResponse`.
+/// the answer [`wire::CheckResponse`].
 struct Checker {
     decider: Arc<dyn Decider>,
     grpc_peer: SocketAddr,

@@ -11,7 +11,14 @@
 //! A protobuf `map` is a repeated entry message on the wire (key 1, value 2), and a
 //! `oneof` member is an optional field of its number: both are decoded as such here. The
 //! map semantics (the last entry for a key wins) are kept by the readers in
-//! `request.rs`. The answer (`CheckResponse`) stays envoy-types' own.
+//! `request.rs`.
+//!
+//! The answer is a message of Tollgate's own too: envoy-types' `CheckResponse` takes every
+//! header name and value as an owned `String`, built anew on every allow. Here they are
+//! `Bytes` (a protobuf `string` and `bytes` are the same on the wire), so the names come
+//! from the configuration generation (`response::Prepared`) without a copy, and only the
+//! fields Tollgate sets exist (external_auth.proto, base.proto, http_status.proto,
+//! google/rpc/status.proto).
 
 use bytes::Bytes;
 
@@ -118,6 +125,73 @@ pub struct HeaderValue {
     #[prost(bytes = "bytes", tag = "3")]
     pub raw_value: Bytes,
 }
+
+/// `envoy.service.auth.v3.CheckResponse`: the status (1) and, of the `http_response`
+/// `oneof`, the denied (2) or the ok response (3).
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct CheckResponse {
+    #[prost(message, optional, tag = "1")]
+    pub status: Option<Status>,
+    #[prost(message, optional, tag = "2")]
+    pub denied_response: Option<DeniedHttpResponse>,
+    #[prost(message, optional, tag = "3")]
+    pub ok_response: Option<OkHttpResponse>,
+}
+
+/// `google.rpc.Status`: the code and a message for the log.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Status {
+    #[prost(int32, tag = "1")]
+    pub code: i32,
+    #[prost(string, tag = "2")]
+    pub message: String,
+}
+
+/// `envoy.service.auth.v3.OkHttpResponse`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct OkHttpResponse {
+    #[prost(message, repeated, tag = "2")]
+    pub headers: Vec<HeaderValueOption>,
+    /// `repeated string headers_to_remove = 5`.
+    #[prost(bytes = "bytes", repeated, tag = "5")]
+    pub headers_to_remove: Vec<Bytes>,
+    #[prost(message, repeated, tag = "6")]
+    pub response_headers_to_add: Vec<HeaderValueOption>,
+    /// `repeated string query_parameters_to_remove = 8`.
+    #[prost(bytes = "bytes", repeated, tag = "8")]
+    pub query_parameters_to_remove: Vec<Bytes>,
+}
+
+/// `envoy.service.auth.v3.DeniedHttpResponse`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct DeniedHttpResponse {
+    #[prost(message, optional, tag = "1")]
+    pub status: Option<HttpStatus>,
+    #[prost(message, repeated, tag = "2")]
+    pub headers: Vec<HeaderValueOption>,
+    /// `string body = 3`.
+    #[prost(bytes = "bytes", tag = "3")]
+    pub body: Bytes,
+}
+
+/// `envoy.type.v3.HttpStatus`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct HttpStatus {
+    #[prost(int32, tag = "1")]
+    pub code: i32,
+}
+
+/// `envoy.config.core.v3.HeaderValueOption`: the header (1) and its `append_action` (3).
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct HeaderValueOption {
+    #[prost(message, optional, tag = "1")]
+    pub header: Option<HeaderValue>,
+    #[prost(int32, tag = "3")]
+    pub append_action: i32,
+}
+
+/// `HeaderValueOption.HeaderAppendAction.OVERWRITE_IF_EXISTS_OR_ADD`.
+pub const OVERWRITE_IF_EXISTS_OR_ADD: i32 = 2;
 
 #[cfg(test)]
 mod tests {
@@ -236,5 +310,94 @@ mod tests {
             ),
             ("tollgate_route", "orders")
         );
+    }
+
+    /// What these answer messages encode, Envoy's own messages (envoy-types) decode, field
+    /// for field: an allow and a denial.
+    #[test]
+    fn envoys_messages_decode_what_these_encode() {
+        use super::*;
+        use auth::check_response::HttpResponse;
+        let option = |k: &'static [u8], v: &'static [u8], raw: &'static [u8]| HeaderValueOption {
+            header: Some(HeaderValue {
+                key: Bytes::from_static(k),
+                value: Bytes::from_static(v),
+                raw_value: Bytes::from_static(raw),
+            }),
+            append_action: OVERWRITE_IF_EXISTS_OR_ADD,
+        };
+        let allow = CheckResponse {
+            status: Some(Status {
+                code: 0,
+                message: String::new(),
+            }),
+            ok_response: Some(OkHttpResponse {
+                headers: vec![
+                    option(b"x-user-id", b"7", b""),
+                    option(b"x-role", b"", b"\xff"),
+                ],
+                headers_to_remove: vec![Bytes::from_static(b"x-email")],
+                response_headers_to_add: vec![option(b"ratelimit-limit", b"10", b"")],
+                query_parameters_to_remove: vec![Bytes::from_static(b"access_token")],
+            }),
+            denied_response: None,
+        };
+        let got = auth::CheckResponse::decode(allow.encode_to_vec().as_slice()).unwrap();
+        assert_eq!(got.status.unwrap().code, 0);
+        let Some(HttpResponse::OkResponse(ok)) = got.http_response else {
+            panic!("not an ok response: {:?}", got.http_response);
+        };
+        let headers: Vec<(String, String, Vec<u8>, i32)> = ok
+            .headers
+            .iter()
+            .map(|o| {
+                let h = o.header.clone().unwrap();
+                (h.key, h.value, h.raw_value, o.append_action)
+            })
+            .collect();
+        let overwrite =
+            core::header_value_option::HeaderAppendAction::OverwriteIfExistsOrAdd as i32;
+        assert_eq!(
+            headers,
+            [
+                ("x-user-id".into(), "7".into(), vec![], overwrite),
+                ("x-role".into(), String::new(), vec![0xff], overwrite)
+            ]
+        );
+        assert_eq!(ok.headers_to_remove, ["x-email"]);
+        let added = ok.response_headers_to_add[0].header.clone().unwrap();
+        assert_eq!(
+            (added.key.as_str(), added.value.as_str()),
+            ("ratelimit-limit", "10")
+        );
+        assert_eq!(ok.query_parameters_to_remove, ["access_token"]);
+
+        let deny = CheckResponse {
+            status: Some(Status {
+                code: 16,
+                message: "invalid_token".into(),
+            }),
+            denied_response: Some(DeniedHttpResponse {
+                status: Some(HttpStatus { code: 401 }),
+                headers: vec![option(b"www-authenticate", b"Bearer", b"")],
+                body: Bytes::from_static(b"{\"error\":\"invalid_token\"}"),
+            }),
+            ok_response: None,
+        };
+        let got = auth::CheckResponse::decode(deny.encode_to_vec().as_slice()).unwrap();
+        let status = got.status.unwrap();
+        assert_eq!(
+            (status.code, status.message.as_str()),
+            (16, "invalid_token")
+        );
+        let Some(HttpResponse::DeniedResponse(denied)) = got.http_response else {
+            panic!("not a denial: {:?}", got.http_response);
+        };
+        assert_eq!(denied.status.unwrap().code, 401);
+        assert_eq!(
+            denied.headers[0].header.clone().unwrap().key,
+            "www-authenticate"
+        );
+        assert_eq!(denied.body, "{\"error\":\"invalid_token\"}");
     }
 }

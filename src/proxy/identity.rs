@@ -14,19 +14,27 @@ impl IdentityHeaderNames {
     /// Sets a header for each identity field that has a value. Values that are not valid
     /// header values (control characters) are skipped rather than forwarded mangled.
     pub fn inject(&self, headers: &mut HeaderMap, id: &Identity) {
+        self.each(id, |_, name, value| {
+            headers.insert(name.clone(), value.clone());
+        });
+    }
+
+    /// Calls `f` with each identity header that has a value for `id`: its place in
+    /// [`IdentityHeaderNames::fields`], its name and its value.
+    pub fn each(&self, id: &Identity, mut f: impl FnMut(usize, &HeaderName, &HeaderValue)) {
         let v = id.header_values.0.get_or_init(|| HeaderValues::of(id));
-        let pairs = [
-            (Some(&self.user_id), &v.user_id),
-            (Some(&self.email), &v.email),
-            (Some(&self.role), &v.role),
-            (Some(&self.scopes), &v.scopes),
-            (Some(&self.client_id), &v.client_id),
-            (Some(&self.alias), &v.alias),
-            (self.signed_jwt.as_ref(), &v.signed_jwt),
+        let values = [
+            &v.user_id,
+            &v.email,
+            &v.role,
+            &v.scopes,
+            &v.client_id,
+            &v.alias,
+            &v.signed_jwt,
         ];
-        for (name, value) in pairs {
+        for (place, (name, value)) in self.fields().into_iter().zip(values).enumerate() {
             if let (Some(name), Some(value)) = (name, value) {
-                headers.insert(name.clone(), value.clone());
+                f(place, name, value);
             }
         }
     }
@@ -86,20 +94,35 @@ impl IdentityHeaderNames {
     /// Sets the client certificate headers that are configured. A subject that is not a
     /// valid header value (non-ASCII characters) is left out; the thumbprint always fits.
     pub fn inject_client_cert(&self, headers: &mut HeaderMap, cert: &ClientCert) {
-        if let Some(name) = &self.client_cert_subject {
-            set(headers, name, Some(&cert.subject));
+        self.each_client_cert(cert, |_, name, value| {
+            headers.insert(name.clone(), value);
+        });
+    }
+
+    /// Calls `f` with each configured client certificate header that has a value: its
+    /// place in [`IdentityHeaderNames::fields`], its name and its value.
+    pub fn each_client_cert(
+        &self,
+        cert: &ClientCert,
+        mut f: impl FnMut(usize, &HeaderName, HeaderValue),
+    ) {
+        let fields = self.fields();
+        if let Some(name) = fields[SUBJECT] {
+            if let Some(v) = limited(Some(&cert.subject), MAX_IDENTITY_VALUE_BYTES) {
+                f(SUBJECT, name, v);
+            }
         }
-        if let Some(name) = &self.client_cert_sha256 {
-            set(headers, name, Some(&cert.sha256_hex()));
+        if let Some(name) = fields[SHA256] {
+            if let Some(v) = limited(Some(&cert.sha256_hex()), MAX_IDENTITY_VALUE_BYTES) {
+                f(SHA256, name, v);
+            }
         }
     }
 }
 
-fn set(headers: &mut HeaderMap, name: &HeaderName, value: Option<&str>) {
-    if let Some(v) = limited(value, MAX_IDENTITY_VALUE_BYTES) {
-        headers.insert(name.clone(), v);
-    }
-}
+/// The client certificate's places in [`IdentityHeaderNames::fields`].
+const SUBJECT: usize = 7;
+const SHA256: usize = 8;
 
 /// `value` as a header value when it is one and no longer than `max` bytes.
 fn limited(value: Option<&str>, max: usize) -> Option<HeaderValue> {

@@ -71,6 +71,8 @@ pub struct Generation {
     pub routes: RouteTable<Route>,
     pub identity_headers: IdentityHeaderSet,
     pub identity_names: identity::IdentityHeaderNames,
+    /// The identity header names as an ext_authz answer carries them.
+    pub ext_authz: crate::ext_authz::Prepared,
 }
 
 impl Generation {
@@ -109,6 +111,7 @@ impl Generation {
                     .chain(crate::http::forwarded_cert::NAMES.iter().copied()),
             ),
             identity_names: config.identity.clone(),
+            ext_authz: crate::ext_authz::Prepared::new(&config.identity),
             routes: RouteTable::new(routes),
             config,
         }
