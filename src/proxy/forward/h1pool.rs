@@ -5,15 +5,15 @@
 //! its generality on each request: a checkout through a shared pool with waiters, a
 //! oneshot channel, an absolute URI rewritten to origin form, a spawned task per new
 //! connection checked through an executor. Here a worker takes an idle connection from
-//! its own list (newest first), sends, and the connection goes back when the response body
-//! has been read to its end. What the pooled client guarantees is kept: a request that a
+//! its own list for the target (newest first; the list is found when the configuration
+//! is built, not per request), sends, and the connection goes back when the response
+//! body has been read to its end. What the pooled client guarantees is kept: a request that a
 //! closing connection never sent is sent again on another connection, idle connections
 //! are bounded per target and not used after [`IDLE_TIMEOUT`] (they are closed when the
 //! pool next touches that target's list, or by the upstream's own keep-alive timeout,
 //! whichever comes first), and upgrades (WebSocket) work.
 
 use std::collections::HashMap;
-use std::hash::BuildHasherDefault;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll};
@@ -47,16 +47,18 @@ struct Idle {
     since: Instant,
 }
 
-/// The idle lists by target. A worker has a handful of targets and looks one up twice
-/// per request (take, put): FxHash instead of SipHash, since the keys are the operator's
-/// own upstream addresses, not attacker input (BENCHMARKS.md, "Per-stage budget").
-type IdleMap = HashMap<http::uri::Authority, Vec<Idle>, BuildHasherDefault<rustc_hash::FxHasher>>;
+/// The target lists by authority, looked up only when a configuration is built: a
+/// request reaches its list through its target (`Target::clients`), never by a lookup
+/// keyed by the target (BENCHMARKS.md, "Per-stage budget").
+type Lists = HashMap<http::uri::Authority, Arc<TargetPool>>;
 
-/// One worker's idle connections, per target authority.
+/// One worker's idle connections, per target authority. Shared across reloads (by
+/// `ClientCache`), so a target that stays in the configuration keeps its warm
+/// connections.
 pub struct H1Pool {
     connect_timeout: Duration,
     max_idle: usize,
-    idle: Mutex<IdleMap>,
+    lists: Mutex<Lists>,
 }
 
 impl H1Pool {
@@ -64,24 +66,46 @@ impl H1Pool {
         Arc::new(H1Pool {
             connect_timeout,
             max_idle,
-            idle: Mutex::new(IdleMap::default()),
+            lists: Mutex::new(Lists::default()),
         })
     }
 
-    /// Sends `req` (origin-form URI, `Host` set) to `authority`.
-    pub async fn send(
-        self: &Arc<Self>,
-        authority: &http::uri::Authority,
-        mut req: Request<Body>,
-    ) -> Result<Response<Body>, H1Error> {
+    /// The pool of one target on this worker, made on first use.
+    pub fn target(&self, authority: &http::uri::Authority) -> Arc<TargetPool> {
+        let mut lists = self.lists.lock().expect("pool lock");
+        lists
+            .entry(authority.clone())
+            .or_insert_with(|| {
+                Arc::new(TargetPool {
+                    authority: authority.clone(),
+                    connect_timeout: self.connect_timeout,
+                    max_idle: self.max_idle,
+                    idle: Mutex::new(Vec::new()),
+                })
+            })
+            .clone()
+    }
+}
+
+/// One target's connections on one worker: the idle ones, oldest first.
+pub struct TargetPool {
+    authority: http::uri::Authority,
+    connect_timeout: Duration,
+    max_idle: usize,
+    idle: Mutex<Vec<Idle>>,
+}
+
+impl TargetPool {
+    /// Sends `req` (origin-form URI, `Host` set) to this target.
+    pub async fn send(self: &Arc<Self>, mut req: Request<Body>) -> Result<Response<Body>, H1Error> {
         // Idle connections first; one the upstream closed meanwhile hands the request
         // back unsent, and the next one is tried.
-        while let Some(mut sender) = self.take(authority) {
+        while let Some(mut sender) = self.take() {
             if sender.ready().await.is_err() {
                 continue;
             }
             match sender.try_send_request(req).await {
-                Ok(resp) => return Ok(self.finish(authority, sender, resp)),
+                Ok(resp) => return Ok(self.finish(sender, resp)),
                 Err(mut e) => match e.take_message() {
                     Some(unsent) => req = unsent,
                     None => return Err(e.into_error().into()),
@@ -91,14 +115,13 @@ impl H1Pool {
         // Boxed: connecting (DNS, TCP, handshake) is the rare case, and its future is
         // large; inline, every request's future would carry room for it and be copied
         // whole each time it is moved (BENCHMARKS.md, "Per-stage budget").
-        let mut sender = Box::pin(self.connect(authority)).await?;
+        let mut sender = Box::pin(self.connect()).await?;
         let resp = sender.send_request(req).await?;
-        Ok(self.finish(authority, sender, resp))
+        Ok(self.finish(sender, resp))
     }
 
-    fn take(&self, authority: &http::uri::Authority) -> Option<SendRequest<Body>> {
-        let mut idle = self.idle.lock().expect("pool lock");
-        let list = idle.get_mut(authority)?;
+    fn take(&self) -> Option<SendRequest<Body>> {
+        let mut list = self.idle.lock().expect("pool lock");
         let now = Instant::now();
         while let Some(i) = list.pop() {
             if !i.sender.is_closed() && now.duration_since(i.since) < IDLE_TIMEOUT {
@@ -108,12 +131,11 @@ impl H1Pool {
         None
     }
 
-    fn put(&self, authority: http::uri::Authority, sender: SendRequest<Body>) {
+    fn put(&self, sender: SendRequest<Body>) {
         if sender.is_closed() {
             return;
         }
-        let mut idle = self.idle.lock().expect("pool lock");
-        let list = idle.entry(authority).or_default();
+        let mut list = self.idle.lock().expect("pool lock");
         let now = Instant::now();
         let usable = |i: &Idle| !i.sender.is_closed() && now.duration_since(i.since) < IDLE_TIMEOUT;
         // The list is oldest first (`take` pops the newest), and the oldest expires
@@ -128,12 +150,10 @@ impl H1Pool {
         }
     }
 
-    async fn connect(
-        &self,
-        authority: &http::uri::Authority,
-    ) -> Result<SendRequest<Body>, H1Error> {
-        let port = authority.port_u16().unwrap_or(80);
-        let host = authority
+    async fn connect(&self) -> Result<SendRequest<Body>, H1Error> {
+        let port = self.authority.port_u16().unwrap_or(80);
+        let host = self
+            .authority
             .host()
             .trim_start_matches('[')
             .trim_end_matches(']');
@@ -163,7 +183,6 @@ impl H1Pool {
     /// The response, its body returning the connection to the pool once read to its end.
     fn finish(
         self: &Arc<Self>,
-        authority: &http::uri::Authority,
         sender: SendRequest<Body>,
         resp: Response<Incoming>,
     ) -> Response<Body> {
@@ -174,7 +193,7 @@ impl H1Pool {
         }
         let body = Returning {
             inner: body,
-            back: Some((Arc::downgrade(self), authority.clone(), sender)),
+            back: Some((Arc::downgrade(self), sender)),
             ended: false,
         };
         Response::from_parts(parts, crate::http::body::boxed(body))
@@ -187,7 +206,7 @@ pin_project_lite::pin_project! {
     struct Returning {
         #[pin]
         inner: Incoming,
-        back: Option<(Weak<H1Pool>, http::uri::Authority, SendRequest<Body>)>,
+        back: Option<(Weak<TargetPool>, SendRequest<Body>)>,
         ended: bool,
     }
 
@@ -195,9 +214,9 @@ pin_project_lite::pin_project! {
         fn drop(this: Pin<&mut Self>) {
             let this = this.project();
             if *this.ended || this.inner.is_end_stream() {
-                if let Some((pool, authority, sender)) = this.back.take() {
+                if let Some((pool, sender)) = this.back.take() {
                     if let Some(pool) = pool.upgrade() {
-                        pool.put(authority, sender);
+                        pool.put(sender);
                     }
                 }
             }

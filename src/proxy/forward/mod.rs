@@ -80,7 +80,8 @@ pub fn register_metrics() {
 pub struct Upstream {
     targets: Vec<Target>,
     next: AtomicUsize,
-    clients: WorkerClients,
+    /// Whether its clients take an origin-form URI (`WorkerClients::origin_form`).
+    origin_form: bool,
     timeout: Duration,
     retries: u32,
     eject_after: u32,
@@ -105,19 +106,21 @@ pub struct ForwardRequest {
 
 impl Upstream {
     pub fn new(spec: &UpstreamSpec, clients: &ClientCache) -> Self {
+        let upstream_clients = clients.get(spec);
         Upstream {
             targets: spec
                 .targets
                 .iter()
                 .map(|t| Target {
                     host: may_be_http2(spec).not().then(|| host_header(t)),
+                    clients: upstream_clients.for_target(&t.authority),
                     spec: t.clone(),
                     consecutive_failures: AtomicU32::new(0),
                     ejected_until_ms: AtomicU64::new(0),
                 })
                 .collect(),
             next: AtomicUsize::new(0),
-            clients: clients.get(spec),
+            origin_form: upstream_clients.origin_form(),
             timeout: spec.timeout,
             retries: spec.retries,
             eject_after: spec.eject_after,
@@ -204,7 +207,7 @@ impl Upstream {
                 &target.spec,
                 &path,
                 query.as_deref(),
-                self.clients.origin_form(),
+                self.origin_form,
                 &parts.uri,
             )?;
             let last = attempt + 1 == attempts;
@@ -229,12 +232,7 @@ impl Upstream {
                 None => head.headers.remove(http::header::HOST),
             };
             let upstream_req = Request::from_parts(head, b);
-            match tokio::time::timeout(
-                timeout,
-                self.clients.send(&target.spec.authority, upstream_req),
-            )
-            .await
-            {
+            match tokio::time::timeout(timeout, target.clients.send(upstream_req)).await {
                 Ok(Ok(mut resp)) => {
                     self.record(target, true);
                     if resp.status() == StatusCode::SWITCHING_PROTOCOLS {

@@ -16,7 +16,7 @@ use crate::config::{UpstreamSpec, UpstreamTlsSpec};
 use crate::http::body::{Body, BoxError};
 use crate::proxy::upstream_tls::UpstreamTls;
 
-use super::h1pool::H1Pool;
+use super::h1pool::{H1Pool, TargetPool};
 
 pub type HttpClient = Client<HttpsConnector<HttpConnector>, Body>;
 
@@ -68,26 +68,43 @@ impl WorkerClients {
         matches!(self, WorkerClients::Http1(_))
     }
 
-    /// Sends `req` to `authority` on the calling worker's connections.
+    /// The clients of one target, per worker: resolved when the configuration is built,
+    /// so a request finds its connections without a lookup keyed by the target.
+    pub(super) fn for_target(&self, authority: &http::uri::Authority) -> TargetClients {
+        match self {
+            WorkerClients::Pooled(c) => TargetClients::Pooled(c.clone()),
+            WorkerClients::Http1(p) => {
+                TargetClients::Http1(p.iter().map(|pool| pool.target(authority)).collect())
+            }
+        }
+    }
+}
+
+/// One target's clients, one per serving worker (index 0 serves threads that are not
+/// workers), as [`WorkerClients`].
+pub(super) enum TargetClients {
+    Pooled(Arc<[HttpClient]>),
+    Http1(Box<[Arc<TargetPool>]>),
+}
+
+impl TargetClients {
+    /// Sends `req` to the target on the calling worker's connections.
     pub(super) async fn send(
         &self,
-        authority: &http::uri::Authority,
         req: http::Request<Body>,
     ) -> Result<http::Response<Body>, BoxError> {
         let slot = crate::server::workers::current().map_or(0, |w| w + 1);
         match self {
-            WorkerClients::Pooled(c) => {
+            TargetClients::Pooled(c) => {
                 let client = c.get(slot).unwrap_or(&c[0]);
                 match client.request(req).await {
                     Ok(resp) => Ok(resp.map(crate::http::body::boxed)),
                     Err(e) => Err(Box::new(e)),
                 }
             }
-            WorkerClients::Http1(p) => {
+            TargetClients::Http1(p) => {
                 let pool = p.get(slot).unwrap_or(&p[0]);
-                pool.send(authority, req)
-                    .await
-                    .map_err(|e| Box::new(e) as BoxError)
+                pool.send(req).await.map_err(|e| Box::new(e) as BoxError)
             }
         }
     }

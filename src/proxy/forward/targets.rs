@@ -24,6 +24,8 @@ pub(super) struct Target {
     /// a second `host` is refused by some servers (nginx answers 400). The pooled client
     /// adds `Host` itself on HTTP/1.1 connections.
     pub(super) host: Option<http::HeaderValue>,
+    /// Its connections on each worker.
+    pub(super) clients: super::pool::TargetClients,
     pub(super) consecutive_failures: AtomicU32,
     pub(super) ejected_until_ms: AtomicU64,
 }
