@@ -217,3 +217,36 @@ async fn request_split_after_its_first_byte_is_served() {
     }
     assert!(up.requests().iter().any(|r| r.path == "/split"));
 }
+
+/// The header read timeout is for heads alone: an answer that takes longer than it (a
+/// slow upstream) is not cut, the connection serves its next request, and only then,
+/// with no further head, is it closed (HTTP/1.1 keep-alive, as hyper's own timer did).
+#[tokio::test]
+async fn a_slow_answer_is_not_a_late_head() {
+    use http_body_util::BodyExt;
+    let (up, gw) = gateway("  header_read_timeout: 200ms\n  idle_timeout: 60s").await;
+    let io = hyper_util::rt::TokioIo::new(connect(&gw).await);
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(io).await.unwrap();
+    let conn = tokio::spawn(conn);
+    for path in ["/delay/700", "/again"] {
+        let req = http::Request::get(path)
+            .header("host", "x")
+            .body(http_body_util::Empty::<bytes::Bytes>::new())
+            .unwrap();
+        let resp = sender.send_request(req).await.unwrap();
+        assert_eq!(resp.status(), 200, "{path}");
+        resp.into_body().collect().await.unwrap();
+    }
+    assert_eq!(up.requests().len(), 2, "both on one connection");
+    let waited = Instant::now();
+    tokio::time::timeout(Duration::from_secs(10), conn)
+        .await
+        .expect("the gateway closes a connection that sends no next head")
+        .unwrap()
+        .ok();
+    assert!(
+        waited.elapsed() >= Duration::from_millis(200),
+        "closed before header_read_timeout: {:?}",
+        waited.elapsed()
+    );
+}

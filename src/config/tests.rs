@@ -43,6 +43,23 @@ routes:
 }
 
 #[test]
+fn connection_timeouts_must_be_positive() {
+    for key in ["header_read_timeout", "idle_timeout"] {
+        let err = Config::from_yaml_with_env(&format!("limits:\n  {key}: 0s\n"), None).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains(&format!("limits.{key}: must be at least 1ms")),
+            "{err}"
+        );
+    }
+    Config::from_yaml_with_env(
+        "limits:\n  header_read_timeout: 1ms\n  idle_timeout: 1ms\n",
+        None,
+    )
+    .unwrap();
+}
+
+#[test]
 fn durations_are_humantime() {
     let cfg = Config::from_yaml_with_env(
         "tokens:\n  access:\n    ttl: 30m\n  refresh:\n    ttl: 30d\n",

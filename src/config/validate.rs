@@ -124,6 +124,16 @@ pub(super) fn validate(
     if raw.limits.max_connections == 0 {
         problems.push("limits.max_connections: must be at least 1".into());
     }
+    // Both are watched by timers that tick at half the period: zero would stop every
+    // connection from being served (or panic the timer), so `check` refuses it.
+    for (key, d) in [
+        ("header_read_timeout", raw.limits.header_read_timeout),
+        ("idle_timeout", raw.limits.idle_timeout),
+    ] {
+        if d < std::time::Duration::from_millis(1) {
+            problems.push(format!("limits.{key}: must be at least 1ms"));
+        }
+    }
     if let Some(eps) = &raw.token_endpoints {
         for (i, ep) in eps.iter().enumerate() {
             if !ep.path.starts_with('/') {

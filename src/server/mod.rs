@@ -11,6 +11,7 @@
 pub mod activity;
 pub mod admin;
 pub mod client_cert;
+mod heads;
 pub mod tls;
 mod woken;
 pub mod workers;
@@ -84,10 +85,9 @@ struct Builders {
 
 impl Builders {
     fn new(limits: &Limits) -> Self {
+        // No `header_read_timeout` here: the connection's watch keeps it (`heads.rs`).
         let mut http1 = http1::Builder::new();
         http1
-            .timer(TokioTimer::new())
-            .header_read_timeout(limits.header_read_timeout)
             .max_buf_size(limits.max_header_bytes.max(8192))
             .max_headers(limits.max_headers)
             .keep_alive(true);
@@ -110,6 +110,8 @@ impl Builders {
             .max_pending_accept_reset_streams(20)
             .max_local_error_reset_streams(1024);
         let mut auto = auto::Builder::new(TokioExecutor::new());
+        // hyper keeps the header read timeout of these (rare) connections, which may turn
+        // out to be HTTP/2: the watch's rule is for HTTP/1.1 alone.
         auto.http1()
             .timer(TokioTimer::new())
             .header_read_timeout(limits.header_read_timeout)
@@ -330,15 +332,24 @@ async fn serve_conn<I>(
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let peer = conn_info.peer;
+    // The header read timeout of an HTTP/1.1 connection is the watch's (`heads.rs`);
+    // every request's answer keeps it in flight until its body is done.
+    let requests = Arc::new(heads::Requests::default());
+    let head_timer = protocol == Protocol::Http1;
+    let in_flight = requests.clone();
     let svc = service_fn(move |req| {
         let app = app.clone();
         let conn_info = conn_info.clone();
+        let guard = head_timer.then(|| in_flight.begun());
         // `Handler::handle` answers with a boxed future: hyper allocates room for the
         // in-flight future once per connection and keeps it for the connection's life, so
         // an unboxed request future (several KiB, BENCHMARKS.md "Profile") would sit in
         // every idle keep-alive connection.
         let response = app.handle(req, conn_info);
-        async move { Ok::<_, std::convert::Infallible>(response.await) }
+        async move {
+            let response = response.await;
+            Ok::<_, std::convert::Infallible>(response.map(|b| heads::Tracked::new(b, guard)))
+        }
     });
     let mut conn = match protocol {
         Protocol::Http1 => Served::Http1(Box::pin(
@@ -362,6 +373,9 @@ async fn serve_conn<I>(
     let mut tick = tokio::time::interval(idle / 2);
     tick.tick().await;
     let mut quiet_ticks = 0u8;
+    let mut head_tick = tokio::time::interval(shared.limits.header_read_timeout / 2);
+    head_tick.tick().await;
+    let mut head_wait = heads::HeadWait::default();
     let mut closing = false;
     loop {
         // The watch (shutdown, the idle tick) is polled only when one of them fired, not
@@ -372,6 +386,7 @@ async fn serve_conn<I>(
                     biased;
                     _ = shared.shutdown.cancelled(), if !closing => Event::Shutdown,
                     _ = tick.tick() => Event::Tick,
+                    _ = head_tick.tick(), if head_timer => Event::HeadTick,
                 }
             });
             tokio::select! {
@@ -391,6 +406,13 @@ async fn serve_conn<I>(
                 conn.graceful_shutdown();
                 closing = true;
                 quiet_ticks = 0;
+            }
+            Event::HeadTick => {
+                if head_wait.tick(&requests) {
+                    // What hyper's own timer did: the connection is closed, not drained.
+                    tracing::debug!(%peer, "closing a connection that sent no request head within header_read_timeout");
+                    break;
+                }
             }
             Event::Tick => {
                 if activity.take() {
@@ -424,6 +446,8 @@ enum Event {
     Shutdown,
     /// The idle tick.
     Tick,
+    /// The header read timeout's tick (HTTP/1.1).
+    HeadTick,
 }
 
 /// Binds a listener; port 0 picks a free port (tests).
