@@ -28,6 +28,15 @@ pub fn current() -> Option<usize> {
     WORKER.with(Cell::get)
 }
 
+/// Runs `f` as if this thread were serving worker `index`.
+#[cfg(test)]
+pub(crate) fn as_worker_for_test<T>(index: usize, f: impl FnOnce() -> T) -> T {
+    WORKER.with(|w| w.set(Some(index)));
+    let out = f();
+    WORKER.with(|w| w.set(None));
+    out
+}
+
 /// How many serving workers `configured` means: 0 is one per available core.
 pub fn resolve(configured: usize) -> usize {
     if configured > 0 {

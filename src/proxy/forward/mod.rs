@@ -2,6 +2,7 @@
 //!
 //! - this file: the retry loop of one request (URI rewrite, connect and response
 //!   timeouts, retries for idempotent body-less requests, the upgrade hand-off);
+//! - `deadline.rs`: the response timeout, on timers a serving worker reuses;
 //! - `pool.rs`: the pooled clients, shared across reloads, one per serving worker;
 //! - `targets.rs`: target choice (round robin with passive ejection) and each target's
 //!   `Host` header;
@@ -12,6 +13,7 @@
 //! streamed responses in `proxy/authn/lifetime.rs`.
 
 mod body_limit;
+mod deadline;
 mod h1pool;
 mod pool;
 mod targets;
@@ -232,7 +234,8 @@ impl Upstream {
                 None => head.headers.remove(http::header::HOST),
             };
             let upstream_req = Request::from_parts(head, b);
-            match tokio::time::timeout(timeout, target.clients.send(upstream_req)).await {
+            let mut deadline = deadline::Deadline::after(timeout);
+            match deadline.within(target.clients.send(upstream_req)).await {
                 Ok(Ok(mut resp)) => {
                     self.record(target, true);
                     if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
