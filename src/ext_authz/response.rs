@@ -29,7 +29,7 @@ const UNAUTHENTICATED: i32 = 16;
 /// A configuration generation's identity header names as the answer carries them, made
 /// once with the generation: an allow names every one of them (to set or to remove), and
 /// copying each name into a new string per allow was most of an allow's cost
-/// (BENCHMARKS.md, "ext_authz").
+/// (BENCHMARKS.md, "Sixth round").
 pub struct Prepared {
     /// By place, as `IdentityHeaderNames::fields`.
     names: [Option<Bytes>; IDENTITY_FIELDS],
