@@ -8,7 +8,8 @@ bench/run starts and stops the processes and records what it measured, as it was
   round, requests, duration_us, p50_us, p99_us, cpu_ticks (user + system clock ticks of
   the configuration's processes over the run; "-" when it has none, as `direct`),
   auth_ticks (the same for Tollgate alone where it sits behind another proxy; else "-"),
-  clk_tck, errors (socket errors), non2xx;
+  clk_tck, errors (socket errors), non2xx, sys_ticks (the system share of cpu_ticks;
+  absent from runs made before it was recorded);
 - facts.tsv, everything else, one fact a line, tab-separated, its kind first (see
   `read_facts`).
 
@@ -190,6 +191,7 @@ class Round:
     clk_tck: int
     errors: int
     non2xx: int
+    sys_ticks: int | None = None
 
     @property
     def rps(self):
@@ -203,18 +205,32 @@ class Round:
     def auth_cpu(self):
         return per_request_us(self.auth_ticks, self.clk_tck, self.requests)
 
+    @property
+    def sys_cpu(self):
+        """The system (kernel) share of `cpu`, µs per request."""
+        return per_request_us(self.sys_ticks, self.clk_tck, self.requests)
+
+    @property
+    def user_cpu(self):
+        """The user-space share of `cpu`, µs per request."""
+        if self.cpu_ticks is None or self.sys_ticks is None:
+            return None
+        return per_request_us(self.cpu_ticks - self.sys_ticks, self.clk_tck, self.requests)
+
 
 ROUND_FIELDS = ["config", "round", "requests", "duration_us", "p50_us", "p99_us", "cpu_ticks",
-                "auth_ticks", "clk_tck", "errors", "non2xx"]
+                "auth_ticks", "clk_tck", "errors", "non2xx", "sys_ticks"]
 
 
 def parse_round(line):
+    """One line of rounds.tsv; one without the last field (sys_ticks) is an older run's."""
     f = line.rstrip("\n").split("\t")
-    if len(f) != len(ROUND_FIELDS):
+    if len(f) not in (len(ROUND_FIELDS), len(ROUND_FIELDS) - 1):
         raise ValueError(f"rounds.tsv: {len(f)} fields, not {len(ROUND_FIELDS)}: {line!r}")
     return Round(config=f[0], round=int(f[1]), requests=int(f[2]), duration_us=int(f[3]),
                  p50=int(f[4]), p99=int(f[5]), cpu_ticks=num(f[6], int), auth_ticks=num(f[7], int),
-                 clk_tck=int(f[8]), errors=int(f[9]), non2xx=int(f[10]))
+                 clk_tck=int(f[8]), errors=int(f[9]), non2xx=int(f[10]),
+                 sys_ticks=num(f[11], int) if len(f) > 11 else None)
 
 
 def read_rounds(path):
@@ -287,7 +303,8 @@ class Run:
     notes: list = field(default_factory=list)
 
     def median(self, config, what):
-        """The median over the rounds of one figure (rps, p50, p99, cpu, auth_cpu)."""
+        """The median over the rounds of one figure (rps, p50, p99, cpu, user_cpu, sys_cpu,
+        auth_cpu)."""
         return median(getattr(r, what) for r in self.rounds if r.config == config)
 
     def label(self, config):
@@ -486,8 +503,9 @@ def floor_table(run):
         return []
     f_rps, f_p99, f_cpu = run.median("floor", "rps"), run.median("floor", "p99"), run.median("floor", "cpu")
     out = ["#### Beside the hyper floor (the same rounds)", "",
-           "| Configuration | req/s | × floor | p99 ms | p99 × floor | CPU µs/req | CPU × floor | CPU − floor µs |",
-           "|---|---:|---:|---:|---:|---:|---:|---:|"]
+           "| Configuration | req/s | × floor | p99 ms | p99 × floor | CPU µs/req | user µs/req | system µs/req | "
+           "CPU × floor | CPU − floor µs |",
+           "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for c in ("floor", *FLOOR_ROWS):
         if c not in run.configs:
             continue
@@ -495,17 +513,20 @@ def floor_table(run):
         if c.endswith("_pool"):
             label += f" (the pool of {run.meta.get('pool_size', '?')} tokens)"
         if c in run.skip:
-            out.append(f"| {label} | skipped: {run.skip[c]} |||||||")
+            out.append(f"| {label} | skipped: {run.skip[c]} |||||||||")
             continue
         rps, p99, cpu = run.median(c, "rps"), run.median(c, "p99"), run.median(c, "cpu")
+        user, system = run.median(c, "user_cpu"), run.median(c, "sys_cpu")
         out.append(f"| {label} | {fmt(rps, 0)} | {fmt(ratio(rps, f_rps), 2)} | {ms(p99)} | {fmt(ratio(p99, f_p99), 2)} | "
-                   f"{fmt(cpu, 2)} | {fmt(ratio(cpu, f_cpu), 2)} | {diff(cpu, f_cpu)} |")
+                   f"{fmt(cpu, 2)} | {fmt(user, 2)} | {fmt(system, 2)} | {fmt(ratio(cpu, f_cpu), 2)} | "
+                   f"{diff(cpu, f_cpu)} |")
     out += ["", "The hyper floor is bench/floor: hyper 1's HTTP/1.1 server and `client::conn::http1`, one upstream "
             "connection per client connection, one header added (`x-user-id`), bodies streamed, on one current-thread "
             "runtime per core like Tollgate's workers; no routing, authentication, limits, metrics or logs, and the "
             "system allocator. What Tollgate costs beyond it is Tollgate's own code. Issue 23 sets its targets on "
             "instructions per request (`bench/callgrind`, which counts the floor in the same run); CPU time here is the "
-            "same-run check.", ""]
+            "same-run check. User and system are the two shares of the CPU figure (each the median of its own "
+            "rounds): where the time is, in the gateway's code or in the kernel's socket work.", ""]
     return out
 
 
@@ -513,8 +534,9 @@ def per_round(run):
     out = ["Per round (req/s, p99 µs):", "", "```"]
     for r in run.rounds:
         auth = f"  (Tollgate {fmt(r.auth_cpu, 2)})" if r.auth_ticks is not None else ""
+        split = f" (user {fmt(r.user_cpu, 2)}, system {fmt(r.sys_cpu, 2)})" if r.sys_ticks is not None else ""
         out.append(f"{r.config:<18} round {r.round}  {fmt(r.rps, 0):>8} req/s  p99 {r.p99:>6} us  "
-                   f"cpu {fmt(r.cpu, 2):>6} us/req{auth}")
+                   f"cpu {fmt(r.cpu, 2):>6} us/req{split}{auth}")
     out += ["```", ""]
     return out
 

@@ -23,9 +23,10 @@ def load_tests(loader, tests, pattern):
     return tests
 
 
-def rnd(config, n, *, requests=100000, duration_us=2_000_000, p50=500, p99=1000, ticks=150, auth=None, hz=100):
+def rnd(config, n, *, requests=100000, duration_us=2_000_000, p50=500, p99=1000, ticks=150, auth=None, hz=100,
+        sys=None):
     return stats.Round(config=config, round=n, requests=requests, duration_us=duration_us, p50=p50, p99=p99,
-                       cpu_ticks=ticks, auth_ticks=auth, clk_tck=hz, errors=0, non2xx=0)
+                       cpu_ticks=ticks, auth_ticks=auth, clk_tck=hz, errors=0, non2xx=0, sys_ticks=sys)
 
 
 def make_run(**per_config):
@@ -162,8 +163,21 @@ class Report(unittest.TestCase):
         lines = stats.floor_table(run)
         self.assertEqual(lines[0], "#### Beside the hyper floor (the same rounds)")
         jwt = next(line for line in lines if line.startswith("| label jwt |"))
-        self.assertEqual(jwt, "| label jwt | 50000 | 1.00 | 1.00 | 1.00 | 19.00 | 1.90 | +9.00 |")
+        self.assertEqual(jwt, "| label jwt | 50000 | 1.00 | 1.00 | 1.00 | 19.00 | - | - | 1.90 | +9.00 |")
         self.assertEqual(stats.floor_table(make_run(jwt=dict())), [])
+
+    def test_user_and_system_split(self):
+        run = make_run(floor=dict(ticks=100, sys=60), jwt=dict(ticks=190, sys=70))
+        jwt = next(line for line in stats.floor_table(run) if line.startswith("| label jwt |"))
+        self.assertEqual(jwt, "| label jwt | 50000 | 1.00 | 1.00 | 1.00 | 19.00 | 12.00 | 7.00 | 1.90 | +9.00 |")
+        self.assertIn("jwt                round 1     50000 req/s  p99   1000 us  cpu  19.00 us/req "
+                      "(user 12.00, system 7.00)", "\n".join(stats.per_round(run)))
+        # A line with the split, and one from a run made before it was recorded.
+        line = "jwt\t1\t100000\t2000000\t500\t1000\t190\t-\t100\t0\t0"
+        self.assertEqual(stats.parse_round(line + "\t70").sys_cpu, 7.0)
+        self.assertIsNone(stats.parse_round(line).user_cpu)
+        with self.assertRaises(ValueError):
+            stats.parse_round(line + "\t70\t1")
 
     def test_flood_rows_and_median(self):
         run = make_run()
