@@ -374,6 +374,9 @@ async fn serve_conn<I>(
     tick.tick().await;
     let mut quiet_ticks = 0u8;
     let mut head_tick = tokio::time::interval(shared.limits.header_read_timeout / 2);
+    // Ticks a stalled worker missed are not made up in a burst: two of them back to back
+    // would count as a whole timeout of waiting for a head that may only just have begun.
+    head_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     head_tick.tick().await;
     let mut head_wait = heads::HeadWait::default();
     let mut closing = false;
