@@ -10,12 +10,11 @@
 //! single-threaded runtime, so a slow or unreachable collector cannot take a serving
 //! worker either.
 
-use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
 use opentelemetry::Context;
-use opentelemetry_otlp::{WithExportConfig, WithHttpConfig, WithTonicConfig};
+use opentelemetry_otlp::{WithExportConfig, WithTonicConfig};
 use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
 use opentelemetry_sdk::trace::{Span, SpanData, SpanExporter, SpanProcessor};
 use opentelemetry_sdk::Resource;
@@ -40,6 +39,29 @@ pub enum ExportError {
     Build(String),
     #[error("telemetry.tracing: cannot start the export thread: {0}")]
     Thread(std::io::Error),
+}
+
+/// The exporter of `telemetry.tracing.protocol`: `http/protobuf` writes its own request
+/// (`otlp.rs`); gRPC is opentelemetry-otlp's tonic exporter.
+enum Exporter {
+    Http(super::otlp::HttpExporter),
+    Grpc(opentelemetry_otlp::SpanExporter),
+}
+
+impl Exporter {
+    fn set_resource(&mut self, resource: &Resource) {
+        match self {
+            Exporter::Http(e) => e.set_resource(resource),
+            Exporter::Grpc(e) => e.set_resource(resource),
+        }
+    }
+
+    async fn export(&self, spans: Vec<SpanData>) -> Result<(), String> {
+        match self {
+            Exporter::Http(e) => e.export(&spans).await,
+            Exporter::Grpc(e) => e.export(spans).await.map_err(|e| e.to_string()),
+        }
+    }
 }
 
 /// The span processor the tracer provider is built with.
@@ -134,7 +156,7 @@ fn dropped(reason: &'static str, n: usize) {
 
 /// Sends batches until shutdown, then what is left, once.
 async fn drain(
-    exporter: opentelemetry_otlp::SpanExporter,
+    exporter: Exporter,
     mut queue: mpsc::Receiver<SpanData>,
     mut stop: oneshot::Receiver<std::sync::mpsc::SyncSender<()>>,
 ) {
@@ -176,7 +198,7 @@ async fn drain(
     }
 }
 
-async fn export(exporter: &opentelemetry_otlp::SpanExporter, batch: &mut Vec<SpanData>) {
+async fn export(exporter: &Exporter, batch: &mut Vec<SpanData>) {
     let spans = std::mem::replace(batch, Vec::with_capacity(BATCH_SPANS));
     let n = spans.len();
     match tokio::time::timeout(EXPORT_TIMEOUT, exporter.export(spans)).await {
@@ -185,7 +207,7 @@ async fn export(exporter: &opentelemetry_otlp::SpanExporter, batch: &mut Vec<Spa
         }
         Ok(Err(e)) => {
             dropped("export_failed", n);
-            warn_export_failed(&e.to_string());
+            warn_export_failed(&e);
         }
         Err(_) => {
             dropped("export_failed", n);
@@ -215,23 +237,11 @@ pub fn http_traces_url(endpoint: &str) -> String {
     }
 }
 
-fn build_exporter(cfg: &Tracing) -> Result<opentelemetry_otlp::SpanExporter, ExportError> {
-    let built = match cfg.protocol {
+fn build_exporter(cfg: &Tracing) -> Result<Exporter, ExportError> {
+    match cfg.protocol {
         OtlpProtocol::HttpProtobuf => {
-            let headers: HashMap<String, String> = cfg.headers.clone().into_iter().collect();
-            let client = reqwest::Client::builder()
-                .timeout(EXPORT_TIMEOUT)
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .map_err(|e| ExportError::Build(e.to_string()))?;
-            opentelemetry_otlp::SpanExporter::builder()
-                .with_http()
-                .with_http_client(client)
-                .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
-                .with_endpoint(http_traces_url(&cfg.otlp_endpoint))
-                .with_timeout(EXPORT_TIMEOUT)
-                .with_headers(headers)
-                .build()
+            super::otlp::HttpExporter::new(cfg, http_traces_url(&cfg.otlp_endpoint), EXPORT_TIMEOUT)
+                .map(Exporter::Http)
         }
         OtlpProtocol::Grpc => {
             let mut metadata = tonic::metadata::MetadataMap::new();
@@ -253,7 +263,8 @@ fn build_exporter(cfg: &Tracing) -> Result<opentelemetry_otlp::SpanExporter, Exp
                 .with_timeout(EXPORT_TIMEOUT)
                 .with_metadata(metadata)
                 .build()
+                .map(Exporter::Grpc)
+                .map_err(|e| ExportError::Build(e.to_string()))
         }
-    };
-    built.map_err(|e| ExportError::Build(e.to_string()))
+    }
 }

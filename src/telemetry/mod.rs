@@ -2,6 +2,7 @@
 //! OpenTelemetry traces (`trace`, exported by `export`).
 
 pub mod export;
+mod otlp;
 pub mod trace;
 
 use std::sync::OnceLock;
