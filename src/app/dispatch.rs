@@ -41,7 +41,7 @@ impl App {
             &rt.config.trusted_proxies,
         );
         if !trace::on() {
-            return Box::pin(self.handle_traced(req, conn, rt, client, request_id, None));
+            return Box::pin(self.handle_traced(req, conn, rt, client, request_id));
         }
         // The request's span; everything below runs inside it.
         let span = trace::request_span(
@@ -53,15 +53,16 @@ impl App {
             &rt.config.trusted_proxies,
             request_id.to_str().unwrap_or("-"),
         );
-        let trace_id = trace::trace_id(&span);
         Box::pin(
-            self.handle_traced(req, conn, rt, client, request_id, trace_id)
+            self.handle_traced(req, conn, rt, client, request_id)
                 .instrument(span),
         )
     }
 
-    /// [`App::handle`] inside the request's span (`trace_id` is set when tracing is on),
-    /// with the generation the request keeps to its end.
+    /// [`App::handle`] inside the request's span when tracing is on, with the generation
+    /// the request keeps to its end. The trace id is read from the span only where it is
+    /// written (an endpoint's audit events, the access log): reading it costs more than a
+    /// proxied request's own header rewrite.
     async fn handle_traced(
         self: Arc<Self>,
         req: Request<Incoming>,
@@ -69,7 +70,6 @@ impl App {
         rt: Arc<Generation>,
         client: std::net::IpAddr,
         request_id: HeaderValue,
-        trace_id: Option<String>,
     ) -> Response<Body> {
         let started = Instant::now();
         let method = req.method().clone();
@@ -117,7 +117,7 @@ impl App {
                 let scope = crate::audit::RequestScope {
                     peer_ip: client,
                     request_id: request_id.to_str().unwrap_or("-").to_owned(),
-                    trace_id: trace_id.clone(),
+                    trace_id: trace::trace_id(&tracing::Span::current()),
                 };
                 let ctx = RequestCtx {
                     conn,
@@ -155,7 +155,7 @@ impl App {
         let elapsed = started.elapsed();
         let route = outcome.route.unwrap_or_else(|| no_route_metrics().clone());
         route.record(proxy::method_class(&method), status, elapsed);
-        if trace_id.is_some() {
+        if trace::on() {
             let span = tracing::Span::current();
             span.record("http.response.status_code", status);
             span.record("http.route", route.route());
@@ -165,6 +165,7 @@ impl App {
             }
         }
         if let Some(path) = log_path {
+            let trace_id = trace::trace_id(&tracing::Span::current());
             // Path only: the query may carry a token (`oauth_token=`), so it is never logged.
             tracing::info!(
                 target: "tollgate::access",
