@@ -264,12 +264,21 @@ fn key(b: &mut Vec<u8>, field: u32, wire: u8) {
     varint(b, u64::from(field << 3 | u32::from(wire)));
 }
 
-fn varint(b: &mut Vec<u8>, mut v: u64) {
+fn varint(b: &mut Vec<u8>, v: u64) {
+    let (bytes, n) = varint_bytes(v);
+    b.extend_from_slice(&bytes[..n]);
+}
+
+/// `v` as a varint: its bytes, and how many of them are used.
+fn varint_bytes(mut v: u64) -> ([u8; 10], usize) {
+    let (mut bytes, mut n) = ([0u8; 10], 0);
     while v >= 0x80 {
-        b.push(v as u8 | 0x80);
+        bytes[n] = v as u8 | 0x80;
         v >>= 7;
+        n += 1;
     }
-    b.push(v as u8);
+    bytes[n] = v as u8;
+    (bytes, n + 1)
 }
 
 fn bytes(b: &mut Vec<u8>, field: u32, value: &[u8]) {
@@ -316,14 +325,8 @@ fn message(b: &mut Vec<u8>, field: u32, fields: impl FnOnce(&mut Vec<u8>)) {
     key(b, field, LEN);
     let start = b.len();
     fields(b);
-    let (mut len, mut prefix, mut n) = ((b.len() - start) as u64, [0u8; 10], 0);
-    while len >= 0x80 {
-        prefix[n] = len as u8 | 0x80;
-        len >>= 7;
-        n += 1;
-    }
-    prefix[n] = len as u8;
-    b.splice(start..start, prefix[..=n].iter().copied());
+    let (len, n) = varint_bytes((b.len() - start) as u64);
+    b.splice(start..start, len[..n].iter().copied());
 }
 
 #[cfg(test)]
