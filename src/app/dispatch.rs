@@ -7,7 +7,6 @@ use std::time::Instant;
 
 use http::{HeaderValue, Request, Response};
 use hyper::body::Incoming;
-use tracing::Instrument;
 
 use super::envelope::{call_endpoint, endpoint_metrics, log_failure, no_route_metrics, rescue};
 use super::App;
@@ -53,10 +52,7 @@ impl App {
             &rt.config.trusted_proxies,
             request_id.to_str().unwrap_or("-"),
         );
-        Box::pin(
-            self.handle_traced(req, conn, rt, client, request_id)
-                .instrument(span),
-        )
+        Box::pin(span.instrument_request(self.handle_traced(req, conn, rt, client, request_id)))
     }
 
     /// [`App::handle`] inside the request's span when tracing is on, with the generation
@@ -117,7 +113,7 @@ impl App {
                 let scope = crate::audit::RequestScope {
                     peer_ip: client,
                     request_id: request_id.to_str().unwrap_or("-").to_owned(),
-                    trace_id: trace::trace_id(&tracing::Span::current()),
+                    trace_id: trace::trace_id(),
                 };
                 let ctx = RequestCtx {
                     conn,
@@ -156,16 +152,16 @@ impl App {
         let route = outcome.route.unwrap_or_else(|| no_route_metrics().clone());
         route.record(proxy::method_class(&method), status, elapsed);
         if trace::on() {
-            let span = tracing::Span::current();
-            span.record("http.response.status_code", status);
-            span.record("http.route", route.route());
-            span.record("otel.name", format!("{method} {}", route.route()).as_str());
+            let span = trace::current_request();
+            span.set("http.response.status_code", i64::from(status));
+            span.set("http.route", route.route().to_owned());
+            span.set_name(format!("{method} {}", route.route()));
             if status >= 500 {
-                span.record("otel.status_code", "error");
+                span.set_error();
             }
         }
         if let Some(path) = log_path {
-            let trace_id = trace::trace_id(&tracing::Span::current());
+            let trace_id = trace::trace_id();
             // Path only: the query may carry a token (`oauth_token=`), so it is never logged.
             tracing::info!(
                 target: "tollgate::access",

@@ -12,7 +12,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
-use tracing::Instrument;
 
 use super::verifier::{JwtVerifier, KeySetVerifier, VerifyError, VerifyFuture};
 use crate::config::raw::JwtIssuer;
@@ -51,11 +50,13 @@ impl ForeignIssuer {
     }
 
     async fn fetch(&self) -> Result<KeySetVerifier, VerifyError> {
-        let span =
-            crate::otel_span!("jwks fetch", otel.kind = "client", tollgate.issuer = %self.issuer);
-        self.fetch_traced(trace::headers_for(&span))
-            .instrument(span)
-            .await
+        let span = crate::otel_span!(
+            "jwks fetch",
+            opentelemetry::trace::SpanKind::Client,
+            "tollgate.issuer" => self.issuer.clone(),
+        );
+        let traceparent = trace::headers_for(&span);
+        span.instrument(self.fetch_traced(traceparent)).await
     }
 
     async fn fetch_traced(

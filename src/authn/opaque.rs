@@ -21,7 +21,6 @@ use std::time::Duration;
 use moka::future::Cache;
 use moka::Expiry;
 use serde_json::Value;
-use tracing::Instrument;
 
 use super::claims::{cache_key, now_unix, Claims};
 use super::{AuthnError, Identity};
@@ -426,11 +425,11 @@ impl TokenLookup for RemoteIntrospection {
     fn lookup<'a>(&'a self, token: &'a str) -> LookupFuture<'a> {
         let span = crate::otel_span!(
             "introspect",
-            otel.kind = "client",
-            tollgate.endpoint = %self.name,
+            opentelemetry::trace::SpanKind::Client,
+            "tollgate.endpoint" => self.name.to_string(),
         );
         let traceparent = trace::headers_for(&span);
-        Box::pin(async move {
+        Box::pin(span.instrument(async move {
             metrics::counter!("tollgate_introspection_requests_total", "endpoint" => self.name.clone()).increment(1);
             let body = form_urlencoded::Serializer::new(String::new())
                 .append_pair("token", token)
@@ -466,7 +465,6 @@ impl TokenLookup for RemoteIntrospection {
                 .await
                 .map_err(|_| format!("{} answered with invalid JSON", self.name))?;
             Ok(self.parse(&v))
-        }
-        .instrument(span))
+        }))
     }
 }

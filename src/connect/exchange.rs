@@ -11,7 +11,6 @@ use std::time::Duration;
 
 use serde::Serialize;
 use serde_json::Value;
-use tracing::Instrument;
 use zeroize::Zeroizing;
 
 use crate::config::provider::ResolvedProvider;
@@ -98,11 +97,13 @@ impl ProviderClient {
         callback: &str,
         verifier: &str,
     ) -> Result<ProviderTokens, ExchangeError> {
-        let span =
-            crate::otel_span!("provider token", otel.kind = "client", tollgate.provider = %p.name);
+        let span = crate::otel_span!(
+            "provider token",
+            opentelemetry::trace::SpanKind::Client,
+            "tollgate.provider" => p.name.to_string(),
+        );
         let traceparent = trace::headers_for(&span);
-        self.exchange_code_traced(p, code, callback, verifier, traceparent)
-            .instrument(span)
+        span.instrument(self.exchange_code_traced(p, code, callback, verifier, traceparent))
             .await
     }
 
@@ -196,10 +197,13 @@ impl ProviderClient {
         p: &ResolvedProvider,
         access_token: &str,
     ) -> Result<ProviderUser, ExchangeError> {
-        let span = crate::otel_span!("provider userinfo", otel.kind = "client", tollgate.provider = %p.name);
+        let span = crate::otel_span!(
+            "provider userinfo",
+            opentelemetry::trace::SpanKind::Client,
+            "tollgate.provider" => p.name.to_string(),
+        );
         let traceparent = trace::headers_for(&span);
-        self.userinfo_traced(p, access_token, traceparent)
-            .instrument(span)
+        span.instrument(self.userinfo_traced(p, access_token, traceparent))
             .await
     }
 

@@ -429,9 +429,12 @@ impl PasswordHasherPool {
         T: Send + 'static,
         F: FnOnce(&Inner) -> T + Send + 'static,
     {
-        use tracing::Instrument;
-        let span = crate::otel_span!("password", tollgate.operation = op);
-        self.run_on_pool(f).instrument(span).await
+        let span = crate::otel_span!(
+            "password",
+            opentelemetry::trace::SpanKind::Internal,
+            "tollgate.operation" => op,
+        );
+        span.instrument(self.run_on_pool(f)).await
     }
 
     async fn run_on_pool<T, F>(&self, f: F) -> Result<T, PasswordError>

@@ -31,7 +31,7 @@ use std::sync::Arc;
 use futures_util::future::Either;
 use http::{header, HeaderValue, Method, Request, Response};
 use hyper::body::Incoming;
-use tracing::Instrument;
+use opentelemetry::trace::SpanKind;
 
 use crate::authn::{self, Authenticator, Identity};
 use crate::config::{Config, RouteSpec};
@@ -387,20 +387,17 @@ fn forward(
     Either::Right(async move {
         let span = crate::otel_span!(
             "upstream",
-            otel.kind = "client",
-            tollgate.route = %route.spec.name,
-            http.response.status_code = tracing::field::Empty,
-            otel.status_code = tracing::field::Empty,
+            SpanKind::Client,
+            "tollgate.route" => route.spec.name.clone(),
         );
         trace::inject(&span, &mut outgoing.parts.headers);
-        let resp = route
-            .upstream
-            .forward(outgoing)
-            .instrument(span.clone())
+        let resp = span
+            .clone()
+            .instrument(route.upstream.forward(outgoing))
             .await;
         match &resp {
-            Ok(r) => span.record("http.response.status_code", r.status().as_u16()),
-            Err(_) => span.record("otel.status_code", "error"),
+            Ok(r) => span.set("http.response.status_code", i64::from(r.status().as_u16())),
+            Err(_) => span.set_error(),
         };
         resp
     })

@@ -8,7 +8,6 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use tracing::Instrument;
 
 use super::{
     AttemptStore, Client, ClientStore, ConnectState, ConnectStateStore, IdentityStore,
@@ -29,24 +28,19 @@ impl TracedStore {
 
     fn traced<'a, T: 'a>(&self, op: &'static str, call: StoreFuture<'a, T>) -> StoreFuture<'a, T> {
         let span = crate::otel_span!(
-            "store",
-            otel.name = op,
-            otel.kind = "client",
-            db.system.name = self.system,
-            db.operation.name = op,
-            otel.status_code = tracing::field::Empty,
+            op,
+            opentelemetry::trace::SpanKind::Client,
+            "db.system.name" => self.system,
+            "db.operation.name" => op,
         );
         let recorded = span.clone();
-        Box::pin(
-            async move {
-                let r = call.await;
-                if r.is_err() {
-                    recorded.record("otel.status_code", "error");
-                }
-                r
+        Box::pin(span.instrument(async move {
+            let r = call.await;
+            if r.is_err() {
+                recorded.set_error();
             }
-            .instrument(span),
-        )
+            r
+        }))
     }
 }
 

@@ -3,20 +3,18 @@
 //!
 //! Why not the SDK's `BatchSpanProcessor`: it drops spans when its queue is full, as it
 //! should, but keeps the count to itself. Operators need that count as a metric
-//! (`tollgate_trace_spans_dropped_total`), so the queue is this small processor instead.
-//! The contract is the same: ending a span never waits. `on_end` is one `try_send`; a
-//! full queue or a failed export costs the spans concerned and a counter increment,
-//! never a request's time. The exporter runs on its own thread with its own
+//! (`tollgate_trace_spans_dropped_total`), and Tollgate's spans (`span.rs`) need no
+//! tracer provider, so the queue is this small one instead. The contract is the SDK's:
+//! ending a span never waits. [`submit`] is one `try_send`; a full queue or a failed
+//! export costs the spans concerned and a counter increment, never a request's time. The exporter runs on its own thread with its own
 //! single-threaded runtime, so a slow or unreachable collector cannot take a serving
 //! worker either.
 
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
-use opentelemetry::Context;
 use opentelemetry_otlp::{WithExportConfig, WithTonicConfig};
-use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
-use opentelemetry_sdk::trace::{Span, SpanData, SpanExporter, SpanProcessor};
+use opentelemetry_sdk::trace::{SpanData, SpanExporter};
 use opentelemetry_sdk::Resource;
 use tokio::sync::{mpsc, oneshot};
 
@@ -64,18 +62,39 @@ impl Exporter {
     }
 }
 
-/// The span processor the tracer provider is built with.
+/// The queue every ended span goes to, once [`Queue::start`] has run.
+static QUEUE: OnceLock<Queue> = OnceLock::new();
+
+/// Queues an ended span for export; counted as dropped when the queue is full (or was
+/// never started).
+pub fn submit(span: SpanData) {
+    let sent = QUEUE.get().is_some_and(|q| q.spans.try_send(span).is_ok());
+    if !sent {
+        dropped("queue_full", 1);
+    }
+}
+
+/// Sends what is queued and stops the export thread, waiting at most [`SHUTDOWN_WAIT`].
+/// Later calls do nothing.
+pub fn shutdown() {
+    if let Some(q) = QUEUE.get() {
+        q.shutdown();
+    }
+}
+
+/// The sending end of the export thread's queue.
 #[derive(Debug)]
-pub struct QueueProcessor {
+pub struct Queue {
     spans: mpsc::Sender<SpanData>,
     /// Taken by the first shutdown: asks the export thread to send what is queued and stop.
     stop: Mutex<Option<oneshot::Sender<std::sync::mpsc::SyncSender<()>>>>,
 }
 
-impl QueueProcessor {
+impl Queue {
     /// Starts the export thread, and builds the exporter on it (the gRPC channel needs the
     /// thread's runtime). Fails when the exporter cannot be built, before any span exists.
-    pub fn start(cfg: &Tracing, resource: Resource) -> Result<Self, ExportError> {
+    /// The first start in a process is the one spans go to.
+    pub fn start(cfg: &Tracing, resource: Resource) -> Result<(), ExportError> {
         // Exported and dropped spans at 0 from the start (`super::at_zero`).
         super::at_zero(|| {
             ["queue_full", "export_failed"]
@@ -117,36 +136,21 @@ impl QueueProcessor {
         build_result
             .recv()
             .map_err(|_| ExportError::Build("the export thread ended".into()))??;
-        Ok(QueueProcessor {
+        let _ = QUEUE.set(Queue {
             spans,
             stop: Mutex::new(Some(stop)),
-        })
-    }
-}
-
-impl SpanProcessor for QueueProcessor {
-    fn on_start(&self, _span: &mut Span, _cx: &Context) {}
-
-    fn on_end(&self, span: SpanData) {
-        if self.spans.try_send(span).is_err() {
-            dropped("queue_full", 1);
-        }
-    }
-
-    fn force_flush(&self) -> OTelSdkResult {
+        });
         Ok(())
     }
 
-    fn shutdown(&self) -> OTelSdkResult {
+    fn shutdown(&self) {
         let Some(stop) = self.stop.lock().ok().and_then(|mut s| s.take()) else {
-            return Err(OTelSdkError::AlreadyShutdown);
+            return;
         };
         let (done, wait) = std::sync::mpsc::sync_channel(1);
-        if stop.send(done).is_err() {
-            return Ok(()); // the thread is gone already
+        if stop.send(done).is_ok() {
+            let _ = wait.recv_timeout(SHUTDOWN_WAIT);
         }
-        wait.recv_timeout(SHUTDOWN_WAIT)
-            .map_err(|_| OTelSdkError::Timeout(SHUTDOWN_WAIT))
     }
 }
 

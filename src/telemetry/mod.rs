@@ -1,16 +1,15 @@
 //! Logging (`tracing`, pretty or JSON), the Prometheus metrics recorder, and
-//! OpenTelemetry traces (`trace`, exported by `export`).
+//! OpenTelemetry traces (`trace`, recorded by `span`, exported by `export`).
 
 pub mod export;
 mod otlp;
+mod span;
 pub mod trace;
 
 use std::sync::OnceLock;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-use tracing_subscriber::filter::{FilterExt, LevelFilter, Targets};
 use tracing_subscriber::layer::SubscriberExt;
-use tracing_subscriber::layer::{Context, Filter};
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{fmt, EnvFilter, Layer};
 
@@ -33,9 +32,6 @@ pub fn init(
         .map(|v| v.eq_ignore_ascii_case("json"))
         .unwrap_or(format == LogFormat::Json);
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
-    // Spans made for export are the exporter's alone: the log reads the same with
-    // tracing on or off.
-    let not_exported = NotExported;
     let log = if json {
         fmt::layer()
             .json()
@@ -46,54 +42,12 @@ pub fn init(
     } else {
         fmt::layer().with_writer(std::io::stderr).boxed()
     }
-    .with_filter(filter.and(not_exported));
-    let spans = match tracing {
-        Some(cfg) => Some(
-            trace::layer(cfg)?
-                .with_filter(Targets::new().with_target(trace::TARGET, tracing::Level::TRACE)),
-        ),
-        None => None,
-    };
-    let _ = tracing_subscriber::registry()
-        .with(log)
-        .with(spans)
-        .try_init();
+    .with_filter(filter);
+    if let Some(cfg) = tracing {
+        trace::start(cfg)?;
+    }
+    let _ = tracing_subscriber::registry().with(log).try_init();
     Ok(())
-}
-
-/// Keeps the spans made for export (target `tollgate::trace`) away from the log layer.
-///
-/// Why a type and not `filter_fn`: a filter combined with `and` keeps the lower of the two
-/// level hints, and a closure has none, so the log filter's hint would be lost and every
-/// disabled `debug!` on the hot path checked at run time (measured in BENCHMARKS.md,
-/// "Tracing"). This one lets every level through by its hint.
-struct NotExported;
-
-impl NotExported {
-    fn exported(meta: &tracing::Metadata<'_>) -> bool {
-        meta.is_span() && meta.target() == trace::TARGET
-    }
-}
-
-impl<S> Filter<S> for NotExported {
-    fn enabled(&self, meta: &tracing::Metadata<'_>, _: &Context<'_, S>) -> bool {
-        !Self::exported(meta)
-    }
-
-    fn callsite_enabled(
-        &self,
-        meta: &'static tracing::Metadata<'static>,
-    ) -> tracing::subscriber::Interest {
-        if Self::exported(meta) {
-            tracing::subscriber::Interest::never()
-        } else {
-            tracing::subscriber::Interest::always()
-        }
-    }
-
-    fn max_level_hint(&self) -> Option<LevelFilter> {
-        Some(LevelFilter::TRACE)
-    }
 }
 
 /// How often histogram samples are folded into their buckets.

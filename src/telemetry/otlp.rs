@@ -319,14 +319,20 @@ fn fixed32(b: &mut Vec<u8>, field: u32, value: u32) {
     }
 }
 
-/// A nested message: `fields` writes it, then its length goes in front of it (a move of
-/// what was written, which is cheaper than measuring every message first).
+/// A nested message: `fields` writes it after one byte kept for its length, which is
+/// enough for most (an attribute, a status: under 128 bytes); a longer one moves what was
+/// written to make room. Cheaper than measuring every message first, or than moving
+/// every message's bytes.
 fn message(b: &mut Vec<u8>, field: u32, fields: impl FnOnce(&mut Vec<u8>)) {
     key(b, field, LEN);
-    let start = b.len();
+    let at = b.len();
+    b.push(0);
     fields(b);
-    let (len, n) = varint_bytes((b.len() - start) as u64);
-    b.splice(start..start, len[..n].iter().copied());
+    let (len, n) = varint_bytes((b.len() - at - 1) as u64);
+    b[at] = len[0];
+    if n > 1 {
+        b.splice(at + 1..at + 1, len[1..n].iter().copied());
+    }
 }
 
 #[cfg(test)]

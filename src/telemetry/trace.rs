@@ -4,42 +4,34 @@
 //!
 //! Off (the default) nothing here runs on a request: every span is made through
 //! [`crate::otel_span!`], which reads one flag and yields `Span::none()`, and `App::handle`
-//! takes the uninstrumented branch. On, spans are `tracing` spans of the target
-//! `tollgate::trace`; the tracing-opentelemetry layer turns them into OTLP spans and is the
-//! only layer that sees them (log lines look the same either way; log events never become
-//! span events).
+//! takes the uninstrumented branch. On, spans are Tollgate's own (`span.rs`), kept apart
+//! from the `tracing` log: log lines look the same either way, and log events never become
+//! span events.
 //!
 //! Trust: a `traceparent` is continued only from `trusted_proxies`. From anyone else a new
 //! trace starts and the inbound one is attached as a link, so an outside caller can neither
 //! pick Tollgate's trace ids nor force sampling.
 //!
-//! Secrets: span fields come only from route names, method, status, outcome classes and
-//! addresses; never a header value, a token, a query string or a body.
+//! Secrets: span attributes come only from route names, method, status, outcome classes
+//! and addresses; never a header value, a token, a query string or a body.
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::OnceLock;
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 use ipnet::IpNet;
 use opentelemetry::propagation::TextMapPropagator;
-use opentelemetry::trace::{SpanContext, TraceContextExt, TraceFlags, TracerProvider as _};
+use opentelemetry::trace::{SpanContext, SpanKind, TraceContextExt, TraceFlags};
 use opentelemetry::KeyValue;
 use opentelemetry_http::HeaderExtractor;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
-use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
 use opentelemetry_sdk::Resource;
-use tracing::Span;
-use tracing_opentelemetry::OpenTelemetrySpanExt;
 
-use super::export::{ExportError, QueueProcessor};
+use super::export::{ExportError, Queue};
+pub use super::span::{current_request, Parent, Span};
 use crate::config::raw::Tracing;
 
-/// The `tracing` target of every span meant for export.
-pub const TARGET: &str = "tollgate::trace";
-
 static ON: AtomicBool = AtomicBool::new(false);
-static PROVIDER: OnceLock<SdkTracerProvider> = OnceLock::new();
 
 /// Whether spans are being made (set once, at start).
 #[inline]
@@ -47,71 +39,51 @@ pub fn on() -> bool {
     ON.load(Ordering::Relaxed)
 }
 
-/// A span for export, or `Span::none()` when tracing is off. Same syntax as
-/// `tracing::info_span!` after the name.
+/// A child of the current span, or `Span::none()` when tracing is off: a name, a
+/// [`SpanKind`] and `"key" => value` attributes (evaluated only when tracing is on).
 #[macro_export]
 macro_rules! otel_span {
-    ($name:literal) => {
+    ($name:expr, $kind:expr $(, $key:literal => $value:expr)* $(,)?) => {
         if $crate::telemetry::trace::on() {
-            ::tracing::info_span!(target: "tollgate::trace", $name)
+            $crate::telemetry::trace::Span::start(
+                $name,
+                $kind,
+                $crate::telemetry::trace::Parent::Current,
+                vec![$(::opentelemetry::KeyValue::new($key, $value)),*],
+            )
         } else {
-            ::tracing::Span::none()
-        }
-    };
-    ($name:literal, $($fields:tt)+) => {
-        if $crate::telemetry::trace::on() {
-            ::tracing::info_span!(target: "tollgate::trace", $name, $($fields)+)
-        } else {
-            ::tracing::Span::none()
+            $crate::telemetry::trace::Span::none()
         }
     };
 }
 
-/// Builds the tracer and the layer that exports its spans. The export thread starts here,
-/// so a collector URL the exporter refuses fails `serve` before it listens.
-pub fn layer<S>(
-    cfg: &Tracing,
-) -> Result<
-    tracing_opentelemetry::OpenTelemetryLayer<S, opentelemetry_sdk::trace::Tracer>,
-    ExportError,
->
-where
-    S: tracing::Subscriber + for<'span> tracing_subscriber::registry::LookupSpan<'span>,
-{
+/// Starts the export thread and turns span recording on. A collector URL the exporter
+/// refuses fails `serve` here, before it listens.
+pub fn start(cfg: &Tracing) -> Result<(), ExportError> {
     let resource = Resource::builder()
         .with_service_name(cfg.service_name.clone())
         .with_attribute(KeyValue::new("service.version", env!("CARGO_PKG_VERSION")))
         .build();
-    let processor = QueueProcessor::start(cfg, resource.clone())?;
-    let provider = SdkTracerProvider::builder()
-        .with_span_processor(processor)
-        .with_sampler(Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(
-            cfg.sample_ratio,
-        ))))
-        .with_resource(resource)
-        .build();
-    let tracer = provider.tracer("tollgate");
-    let _ = PROVIDER.set(provider);
+    Queue::start(cfg, resource)?;
+    super::span::set_ratio(cfg.sample_ratio);
     ON.store(true, Ordering::Relaxed);
-    Ok(tracing_opentelemetry::layer()
-        .with_tracer(tracer)
-        .with_location(false)
-        .with_threads(false)
-        .with_tracked_inactivity(false)
-        .with_level(false))
+    Ok(())
 }
 
 /// Sends what is queued (bounded wait); called once at the end of `serve`.
 pub fn shutdown() {
-    if let Some(p) = PROVIDER.get() {
-        let _ = p.shutdown();
-    }
+    super::export::shutdown();
 }
 
+/// The attributes the request span starts with, and room for those set later
+/// (`http.route`, `http.response.status_code`, `tollgate.auth`, `tollgate.token_kind`,
+/// `tollgate.cache`).
+const REQUEST_ATTRIBUTES: usize = 11;
+
 /// The span of one request, continuing the caller's trace only when the peer is a trusted
-/// proxy. Its fields are filled in as the request goes (`record`). `client.address` is the
-/// client behind any trusted proxies (`http::client_addr`), `network.peer.address` the
-/// connection's peer, as OpenTelemetry's conventions name them.
+/// proxy. `client.address` is the client behind any trusted proxies
+/// (`http::client_addr`), `network.peer.address` the connection's peer, as OpenTelemetry's
+/// conventions name them. Named by its method until the route is known.
 #[allow(clippy::too_many_arguments)]
 pub fn request_span(
     method: &http::Method,
@@ -122,38 +94,51 @@ pub fn request_span(
     trusted: &[IpNet],
     request_id: &str,
 ) -> Span {
-    // The fields are given as text, not `%value`: `fmt` through tracing-opentelemetry's
-    // field visitor cost ~1,500 instructions an address (BENCHMARKS.md, "Seventh round").
     let (mut client_text, mut peer_text) = ([0u8; IP_TEXT], [0u8; IP_TEXT]);
-    let span = tracing::info_span!(
-        target: TARGET,
-        "request",
-        otel.name = method.as_str(),
-        otel.kind = "server",
-        otel.status_code = tracing::field::Empty,
-        http.request.method = method.as_str(),
-        url.path = path,
-        http.route = tracing::field::Empty,
-        http.response.status_code = tracing::field::Empty,
-        client.address = ip_text(client, &mut client_text),
-        network.peer.address = ip_text(peer, &mut peer_text),
-        tollgate.request_id = request_id,
-        tollgate.auth = tracing::field::Empty,
-        tollgate.token_kind = tracing::field::Empty,
-        tollgate.cache = tracing::field::Empty,
-    );
-    if headers.contains_key("traceparent") {
-        let inbound = TraceContextPropagator::new().extract(&HeaderExtractor(headers));
-        let remote = inbound.span().span_context().clone();
-        if remote.is_valid() {
-            if crate::http::client_addr::is_trusted(peer, trusted) {
-                span.set_parent(inbound);
-            } else {
-                span.add_link(remote);
-            }
+    let mut attributes = Vec::with_capacity(REQUEST_ATTRIBUTES);
+    attributes.extend([
+        KeyValue::new("http.request.method", method_value(method)),
+        KeyValue::new("url.path", path.to_owned()),
+        KeyValue::new("client.address", ip_text(client, &mut client_text).to_owned()),
+        KeyValue::new("network.peer.address", ip_text(peer, &mut peer_text).to_owned()),
+        KeyValue::new("tollgate.request_id", request_id.to_owned()),
+    ]);
+    let name = method_value(method);
+    let inbound = headers.contains_key("traceparent").then(|| {
+        TraceContextPropagator::new()
+            .extract(&HeaderExtractor(headers))
+            .span()
+            .span_context()
+            .clone()
+    });
+    match inbound.filter(SpanContext::is_valid) {
+        Some(remote) if crate::http::client_addr::is_trusted(peer, trusted) => {
+            Span::start(name, SpanKind::Server, Parent::Remote(remote), attributes)
         }
+        Some(remote) => Span::start(name, SpanKind::Server, Parent::Linked(&remote), attributes),
+        None => Span::start(name, SpanKind::Server, Parent::Current, attributes),
     }
-    span
+}
+
+/// The method as a static string for the common methods (no allocation), owned for the
+/// rest.
+fn method_value(method: &http::Method) -> std::borrow::Cow<'static, str> {
+    use http::Method;
+    const KNOWN: [(Method, &str); 9] = [
+        (Method::GET, "GET"),
+        (Method::POST, "POST"),
+        (Method::PUT, "PUT"),
+        (Method::DELETE, "DELETE"),
+        (Method::HEAD, "HEAD"),
+        (Method::OPTIONS, "OPTIONS"),
+        (Method::CONNECT, "CONNECT"),
+        (Method::PATCH, "PATCH"),
+        (Method::TRACE, "TRACE"),
+    ];
+    match KNOWN.iter().find(|(m, _)| m == method) {
+        Some((_, s)) => std::borrow::Cow::Borrowed(s),
+        None => std::borrow::Cow::Owned(method.as_str().to_owned()),
+    }
 }
 
 /// The longest address text (an IPv6 address with an IPv4 tail).
@@ -199,12 +184,9 @@ pub fn inject(span: &Span, headers: &mut HeaderMap) {
     static TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
     headers.remove(&TRACEPARENT);
     headers.remove(&TRACESTATE);
-    let cx = span.context();
-    let otel = cx.span();
-    let sc = otel.span_context();
-    if !sc.is_valid() {
+    let Some(sc) = span.context().filter(|sc| sc.is_valid()) else {
         return;
-    }
+    };
     headers.insert(&TRACEPARENT, traceparent(sc));
     // W3C says omit an empty `tracestate`.
     let state = sc.trace_state().header();
@@ -246,22 +228,22 @@ pub fn headers_for(span: &Span) -> HeaderMap {
     h
 }
 
-/// The trace id of `span` in hex, when tracing is on.
-pub fn trace_id(span: &Span) -> Option<String> {
+/// The trace id of the current request in hex, when tracing is on.
+pub fn trace_id() -> Option<String> {
     if !on() {
         return None;
     }
-    let cx = span.context();
-    let sc = cx.span().span_context().clone();
+    let span = current_request();
+    let sc = span.context()?;
     sc.is_valid().then(|| sc.trace_id().to_string())
 }
 
-/// Sets a field of the current request span (declared in [`request_span`]); a no-op when
-/// tracing is off or no request span is current.
+/// Sets an attribute of the current request's span; a no-op when tracing is off or
+/// outside a request.
 #[inline]
-pub fn record(field: &'static str, value: &'static str) {
+pub fn record(key: &'static str, value: &'static str) {
     if on() {
-        Span::current().record(field, value);
+        super::span::record_request(key, value);
     }
 }
 
