@@ -107,13 +107,24 @@ pub fn encode(spans: &[SpanData], resource: &Resource) -> Vec<u8> {
                 message(b, 1, |b| key_value(b, k, v));
             }
         });
+        // Each span's scope, as an index into `scopes`: one comparison per span when all
+        // share one scope (Tollgate's own spans do), and none while writing them.
         let mut scopes: Vec<&InstrumentationScope> = Vec::new();
+        let mut of_span = Vec::with_capacity(spans.len());
         for s in spans {
-            if !scopes.contains(&&s.instrumentation_scope) {
-                scopes.push(&s.instrumentation_scope);
-            }
+            let at = match scopes
+                .iter()
+                .rposition(|scope| **scope == s.instrumentation_scope)
+            {
+                Some(at) => at,
+                None => {
+                    scopes.push(&s.instrumentation_scope);
+                    scopes.len() - 1
+                }
+            };
+            of_span.push(at);
         }
-        for scope in scopes {
+        for (i, scope) in scopes.into_iter().enumerate() {
             // ResourceSpans.scope_spans
             message(b, 2, |b| {
                 message(b, 1, |b| {
@@ -123,7 +134,7 @@ pub fn encode(spans: &[SpanData], resource: &Resource) -> Vec<u8> {
                         message(b, 3, |b| key_value(b, &kv.key, &kv.value));
                     }
                 });
-                for s in spans.iter().filter(|s| s.instrumentation_scope == *scope) {
+                for (s, _) in spans.iter().zip(&of_span).filter(|(_, at)| **at == i) {
                     message(b, 2, |b| span(b, s));
                 }
                 // opentelemetry-proto gives each ScopeSpans the resource's schema URL.
@@ -265,6 +276,11 @@ fn key(b: &mut Vec<u8>, field: u32, wire: u8) {
 }
 
 fn varint(b: &mut Vec<u8>, v: u64) {
+    // Tags and most lengths are one byte: no copy of a ten-byte buffer for those.
+    if v < 0x80 {
+        b.push(v as u8);
+        return;
+    }
     let (bytes, n) = varint_bytes(v);
     b.extend_from_slice(&bytes[..n]);
 }

@@ -31,6 +31,9 @@ use super::export::{ExportError, Queue};
 pub use super::span::{current_request, Parent, Span};
 use crate::config::raw::Tracing;
 
+static TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+static TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
+
 static ON: AtomicBool = AtomicBool::new(false);
 
 /// Whether spans are being made (set once, at start).
@@ -104,7 +107,7 @@ pub fn request_span(
         KeyValue::new("tollgate.request_id", request_id.to_owned()),
     ]);
     let name = method_value(method);
-    let inbound = headers.contains_key("traceparent").then(|| {
+    let inbound = headers.contains_key(&TRACEPARENT).then(|| {
         TraceContextPropagator::new()
             .extract(&HeaderExtractor(headers))
             .span()
@@ -180,8 +183,6 @@ fn ip_text(ip: IpAddr, buf: &mut [u8; IP_TEXT]) -> &str {
 /// Replaces any inbound trace context in `headers` with `span`'s, so the callee joins
 /// Tollgate's trace and never a client's unverified one.
 pub fn inject(span: &Span, headers: &mut HeaderMap) {
-    static TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
-    static TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
     headers.remove(&TRACEPARENT);
     headers.remove(&TRACESTATE);
     let Some(sc) = span.context().filter(|sc| sc.is_valid()) else {
