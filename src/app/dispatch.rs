@@ -154,7 +154,7 @@ impl App {
         if trace::on() {
             let span = trace::current_request();
             span.set("http.response.status_code", i64::from(status));
-            span.set("http.route", route.route().to_owned());
+            span.set("http.route", route.route_value().clone());
             span.set_name(format!("{method} {}", route.route()));
             if status >= 500 {
                 span.set_error();

@@ -388,7 +388,7 @@ fn forward(
         let span = crate::otel_span!(
             "upstream",
             SpanKind::Client,
-            "tollgate.route" => route.spec.name.clone(),
+            "tollgate.route" => route.metrics.route_value().clone(),
         );
         trace::inject(&span, &mut outgoing.parts.headers);
         let resp = span

@@ -126,6 +126,9 @@ pub fn status_label(code: u16) -> &'static str {
 /// chooses appear with their first request.
 pub struct RequestMetrics {
     route: metrics::SharedString,
+    /// The route's name as a span attribute (`http.route`, `tollgate.route`): shared, so
+    /// a traced request copies no string for it.
+    route_value: opentelemetry::StringValue,
     duration: OnceLock<metrics::Histogram>,
     counters: [OnceLock<metrics::Counter>; METHOD_CLASSES.len() * COMMON_STATUSES.len()],
 }
@@ -141,6 +144,7 @@ const COMMON_STATUSES: [u16; 16] = [
 impl RequestMetrics {
     pub fn new(route: metrics::SharedString) -> Self {
         let m = RequestMetrics {
+            route_value: std::sync::Arc::<str>::from(&*route).into(),
             route,
             duration: OnceLock::new(),
             counters: std::array::from_fn(|_| OnceLock::new()),
@@ -190,6 +194,11 @@ impl RequestMetrics {
     /// The route label.
     pub fn route(&self) -> &str {
         &self.route
+    }
+
+    /// The route's name as a span attribute value.
+    pub fn route_value(&self) -> &opentelemetry::StringValue {
+        &self.route_value
     }
 
     /// Counts one finished request and records how long it took.

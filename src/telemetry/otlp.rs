@@ -104,7 +104,7 @@ pub fn encode(spans: &[SpanData], resource: &Resource) -> Vec<u8> {
         // ResourceSpans.resource
         message(b, 1, |b| {
             for (k, v) in resource.iter() {
-                message(b, 1, |b| key_value(b, k, v));
+                attribute(b, 1, k, v);
             }
         });
         // Each span's scope, as an index into `scopes`: one comparison per span when all
@@ -131,7 +131,7 @@ pub fn encode(spans: &[SpanData], resource: &Resource) -> Vec<u8> {
                     text(b, 1, scope.name());
                     text(b, 2, scope.version().unwrap_or(""));
                     for kv in scope.attributes() {
-                        message(b, 3, |b| key_value(b, &kv.key, &kv.value));
+                        attribute(b, 3, &kv.key, &kv.value);
                     }
                 });
                 for (s, _) in spans.iter().zip(&of_span).filter(|(_, at)| **at == i) {
@@ -160,7 +160,7 @@ fn span(b: &mut Vec<u8>, s: &SpanData) {
     fixed64(b, 7, nanos(s.start_time));
     fixed64(b, 8, nanos(s.end_time));
     for kv in &s.attributes {
-        message(b, 9, |b| key_value(b, &kv.key, &kv.value));
+        attribute(b, 9, &kv.key, &kv.value);
     }
     uint(b, 10, s.dropped_attributes_count.into());
     for e in s.events.iter() {
@@ -168,7 +168,7 @@ fn span(b: &mut Vec<u8>, s: &SpanData) {
             fixed64(b, 1, nanos(e.timestamp));
             text(b, 2, &e.name);
             for kv in &e.attributes {
-                message(b, 3, |b| key_value(b, &kv.key, &kv.value));
+                attribute(b, 3, &kv.key, &kv.value);
             }
             uint(b, 4, e.dropped_attributes_count.into());
         });
@@ -180,7 +180,7 @@ fn span(b: &mut Vec<u8>, s: &SpanData) {
             bytes(b, 2, &l.span_context.span_id().to_bytes());
             trace_state(b, 3, &l.span_context);
             for kv in &l.attributes {
-                message(b, 4, |b| key_value(b, &kv.key, &kv.value));
+                attribute(b, 4, &kv.key, &kv.value);
             }
             uint(b, 5, l.dropped_attributes_count.into());
             fixed32(b, 6, l.span_context.trace_flags().to_u8().into());
@@ -220,7 +220,32 @@ fn nanos(t: SystemTime) -> u64 {
         .map_or(0, |d| d.as_nanos() as u64)
 }
 
-/// `KeyValue`.
+/// A `KeyValue` field. A string attribute whose whole message is under 128 bytes (nearly
+/// all of them) is written in one go, each length known before its bytes; any other
+/// through [`message`]. The same bytes either way.
+fn attribute(b: &mut Vec<u8>, field: u32, k: &Key, v: &Value) {
+    if let Value::String(s) = v {
+        let (k, s) = (k.as_str().as_bytes(), s.as_str().as_bytes());
+        // KeyValue { key = 1 (left out when empty), value = 2: AnyValue { string_value = 1 } }
+        let any = 2 + s.len();
+        let key_len = if k.is_empty() { 0 } else { 2 + k.len() };
+        let whole = key_len + 2 + any;
+        if whole < 0x80 && field < 16 {
+            b.reserve(2 + whole);
+            b.extend_from_slice(&[(field << 3) as u8 | LEN, whole as u8]);
+            if !k.is_empty() {
+                b.extend_from_slice(&[1 << 3 | LEN, k.len() as u8]);
+                b.extend_from_slice(k);
+            }
+            b.extend_from_slice(&[2 << 3 | LEN, any as u8, 1 << 3 | LEN, s.len() as u8]);
+            b.extend_from_slice(s);
+            return;
+        }
+    }
+    message(b, field, |b| key_value(b, k, v));
+}
+
+/// `KeyValue`'s fields.
 fn key_value(b: &mut Vec<u8>, k: &Key, v: &Value) {
     text(b, 1, k.as_str());
     message(b, 2, |b| any_value(b, v));

@@ -22,7 +22,7 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 use ipnet::IpNet;
 use opentelemetry::propagation::TextMapPropagator;
 use opentelemetry::trace::{SpanContext, SpanKind, TraceContextExt, TraceFlags};
-use opentelemetry::KeyValue;
+use opentelemetry::{KeyValue, StringValue};
 use opentelemetry_http::HeaderExtractor;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::Resource;
@@ -97,13 +97,12 @@ pub fn request_span(
     trusted: &[IpNet],
     request_id: &str,
 ) -> Span {
-    let (mut client_text, mut peer_text) = ([0u8; IP_TEXT], [0u8; IP_TEXT]);
     let mut attributes = Vec::with_capacity(REQUEST_ATTRIBUTES);
     attributes.extend([
         KeyValue::new("http.request.method", method_value(method)),
         KeyValue::new("url.path", path.to_owned()),
-        KeyValue::new("client.address", ip_text(client, &mut client_text).to_owned()),
-        KeyValue::new("network.peer.address", ip_text(peer, &mut peer_text).to_owned()),
+        KeyValue::new("client.address", ip_value(client)),
+        KeyValue::new("network.peer.address", ip_value(peer)),
         KeyValue::new("tollgate.request_id", request_id.to_owned()),
     ]);
     let name = method_value(method);
@@ -142,6 +141,28 @@ fn method_value(method: &http::Method) -> std::borrow::Cow<'static, str> {
         Some((_, s)) => std::borrow::Cow::Borrowed(s),
         None => std::borrow::Cow::Owned(method.as_str().to_owned()),
     }
+}
+
+/// `ip` as an attribute value. Each thread keeps the last address it wrote: a worker's
+/// requests mostly come from few peers (a load balancer, keep-alive clients), and the
+/// client is mostly the peer, so most requests copy no address text at all.
+fn ip_value(ip: IpAddr) -> StringValue {
+    thread_local! {
+        static LAST: std::cell::RefCell<Option<(IpAddr, StringValue)>> =
+            const { std::cell::RefCell::new(None) };
+    }
+    LAST.with(|last| {
+        let mut last = last.borrow_mut();
+        match &*last {
+            Some((at, value)) if *at == ip => value.clone(),
+            _ => {
+                let mut text = [0u8; IP_TEXT];
+                let value = StringValue::from(std::sync::Arc::<str>::from(ip_text(ip, &mut text)));
+                *last = Some((ip, value.clone()));
+                value
+            }
+        }
+    })
 }
 
 /// The longest address text (an IPv6 address with an IPv4 tail).
