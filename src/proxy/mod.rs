@@ -391,10 +391,9 @@ fn forward(
             "tollgate.route" => route.metrics.route_value().clone(),
         );
         trace::inject(&span, &mut outgoing.parts.headers);
-        let resp = span
-            .clone()
-            .instrument(route.upstream.forward(outgoing))
-            .await;
+        // Not made current (`Span::instrument`): the upstream call starts no spans of its
+        // own, and a task-local layer around it would be set and reset on every poll.
+        let resp = route.upstream.forward(outgoing).await;
         match &resp {
             Ok(r) => span.set("http.response.status_code", i64::from(r.status().as_u16())),
             Err(_) => span.set_error(),

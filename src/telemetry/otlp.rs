@@ -135,7 +135,7 @@ pub fn encode(spans: &[SpanData], resource: &Resource) -> Vec<u8> {
                     }
                 });
                 for (s, _) in spans.iter().zip(&of_span).filter(|(_, at)| **at == i) {
-                    message(b, 2, |b| span(b, s));
+                    long_message(b, 2, |b| span(b, s));
                 }
                 // opentelemetry-proto gives each ScopeSpans the resource's schema URL.
                 bytes_nonempty(b, 3, schema_url);
@@ -376,6 +376,28 @@ fn message(b: &mut Vec<u8>, field: u32, fields: impl FnOnce(&mut Vec<u8>)) {
     }
 }
 
+/// [`message`] for one expected to take 128 to 16,383 bytes (a span): two bytes kept for
+/// its length, so the usual case moves nothing.
+fn long_message(b: &mut Vec<u8>, field: u32, fields: impl FnOnce(&mut Vec<u8>)) {
+    key(b, field, LEN);
+    let at = b.len();
+    b.extend_from_slice(&[0, 0]);
+    fields(b);
+    let (len, n) = varint_bytes((b.len() - at - 2) as u64);
+    match n {
+        1 => {
+            b[at] = len[0];
+            b.remove(at + 1);
+        }
+        _ => {
+            b[at..at + 2].copy_from_slice(&len[..2]);
+            if n > 2 {
+                b.splice(at + 2..at + 2, len[2..n].iter().copied());
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::borrow::Cow;
@@ -505,6 +527,18 @@ mod tests {
         let ours = ExportTraceServiceRequest::decode(super::encode(&spans, &resource).as_slice())
             .expect("our bytes decode");
         assert_eq!(ours, reference(spans, &resource));
+    }
+
+    /// Whatever the length, [`super::long_message`] writes what [`super::message`] does.
+    #[test]
+    fn long_and_short_messages_are_the_same_bytes() {
+        for n in [0, 1, 125, 127, 128, 129, 300, 16_383, 16_384, 20_000] {
+            let body = vec![7u8; n];
+            let (mut short, mut long) = (vec![1u8], vec![1u8]);
+            super::message(&mut short, 2, |b| b.extend_from_slice(&body));
+            super::long_message(&mut long, 2, |b| b.extend_from_slice(&body));
+            assert_eq!(short, long, "{n} bytes");
+        }
     }
 
     #[test]
