@@ -153,8 +153,8 @@ impl App {
         route.record(proxy::method_class(&method), status, elapsed);
         if trace::on() {
             let span = trace::current_request();
-            span.set("http.response.status_code", i64::from(status));
-            span.set("http.route", route.route_value().clone());
+            span.add("http.response.status_code", i64::from(status));
+            span.add("http.route", route.route_value().clone());
             span.set_name(format!("{method} {}", route.route()));
             if status >= 500 {
                 span.set_error();

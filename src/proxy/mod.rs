@@ -395,7 +395,7 @@ fn forward(
         // own, and a task-local layer around it would be set and reset on every poll.
         let resp = route.upstream.forward(outgoing).await;
         match &resp {
-            Ok(r) => span.set("http.response.status_code", i64::from(r.status().as_u16())),
+            Ok(r) => span.add("http.response.status_code", i64::from(r.status().as_u16())),
             Err(_) => span.set_error(),
         };
         resp

@@ -87,7 +87,7 @@ impl Span {
             Parent::Remote(cx) => (Some(cx), Vec::new()),
             Parent::Linked(cx) => (None, vec![Link::with_context(cx.clone())]),
         };
-        let span_id = SpanId::from(nonzero(rand::random::<u64>));
+        let span_id = SpanId::from(random_id());
         let (context, parent) = match parent_cx.filter(SpanContext::is_valid) {
             Some(p) => (
                 SpanContext::new(
@@ -100,7 +100,7 @@ impl Span {
                 p.span_id(),
             ),
             None => {
-                let trace_id = TraceId::from(nonzero(rand::random::<u128>));
+                let trace_id = TraceId::from(u128::from(random_id()) << 64 | u128::from(random_id()));
                 let ratio = RATIO.get().copied().unwrap_or(1.0);
                 let flags = TraceFlags::default().with_sampled(sample_root(ratio, trace_id));
                 (
@@ -129,6 +129,15 @@ impl Span {
     /// The span's context, when there is a span.
     pub fn context(&self) -> Option<&SpanContext> {
         self.0.as_ref().map(|r| &r.context)
+    }
+
+    /// Adds attribute `key`, which the span does not have yet (no search for an earlier
+    /// value: for the attributes a request's end sets once).
+    pub fn add(&self, key: &'static str, value: impl Into<Value>) {
+        self.with_fields(|f| {
+            f.attributes
+                .push(KeyValue::new(Key::from_static_str(key), value.into()))
+        });
     }
 
     /// Sets attribute `key` (replacing an earlier value of the same key).
@@ -255,14 +264,31 @@ fn sample_root(ratio: f64, trace_id: TraceId) -> bool {
     (low >> 1) < bound
 }
 
-/// A random id that is not all zeros (the invalid id).
-fn nonzero<T: PartialEq + Default>(random: impl Fn() -> T) -> T {
-    loop {
-        let v = random();
-        if v != T::default() {
-            return v;
-        }
+/// Ids drawn from the thread's CSPRNG per batch.
+const ID_BATCH: usize = 32;
+
+/// A random word that is not zero (a span id of zeros is the invalid one; a trace id is
+/// two of these). Drawn from the thread's CSPRNG [`ID_BATCH`] words at a time: one call
+/// into the generator per batch rather than per id.
+fn random_id() -> u64 {
+    thread_local! {
+        static IDS: std::cell::RefCell<(usize, [u64; ID_BATCH])> =
+            const { std::cell::RefCell::new((ID_BATCH, [0; ID_BATCH])) };
     }
+    IDS.with(|ids| {
+        let (next, words) = &mut *ids.borrow_mut();
+        loop {
+            if *next == ID_BATCH {
+                rand::Rng::fill(&mut rand::thread_rng(), &mut words[..]);
+                *next = 0;
+            }
+            let word = words[*next];
+            *next += 1;
+            if word != 0 {
+                return word;
+            }
+        }
+    })
 }
 
 #[cfg(test)]
@@ -337,6 +363,13 @@ mod tests {
         assert_eq!(cx.trace_state().header(), "");
         let f = linked.0.as_ref().unwrap().fields.as_ref().unwrap();
         assert_eq!(f.lock().unwrap().links[0].span_context, remote);
+    }
+
+    #[test]
+    fn ids_are_distinct_and_never_zero() {
+        let ids: std::collections::HashSet<u64> = (0..4 * ID_BATCH).map(|_| random_id()).collect();
+        assert_eq!(ids.len(), 4 * ID_BATCH);
+        assert!(!ids.contains(&0));
     }
 
     #[test]

@@ -204,11 +204,12 @@ fn ip_text(ip: IpAddr, buf: &mut [u8; IP_TEXT]) -> &str {
 /// Replaces any inbound trace context in `headers` with `span`'s, so the callee joins
 /// Tollgate's trace and never a client's unverified one.
 pub fn inject(span: &Span, headers: &mut HeaderMap) {
-    headers.remove(&TRACEPARENT);
     headers.remove(&TRACESTATE);
     let Some(sc) = span.context().filter(|sc| sc.is_valid()) else {
+        headers.remove(&TRACEPARENT);
         return;
     };
+    // `insert` replaces every inbound value of the name.
     headers.insert(&TRACEPARENT, traceparent(sc));
     // W3C says omit an empty `tracestate`.
     let state = sc.trace_state().header();
