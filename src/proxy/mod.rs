@@ -293,12 +293,13 @@ impl Proxy {
                 .headers
                 .insert(header::TE, HeaderValue::from_static("trailers"));
         }
-        // Room for what is added below (`X-Forwarded-For/-Proto/-Host`, `X-Request-Id`
-        // and the identity's fields) made at once: a head parsed with two fields has
-        // room for three, and would otherwise grow, rehashing, twice.
-        parts
-            .headers
-            .reserve(4 + if identity.is_some() { 8 } else { 0 });
+        // Room for what is added below (`X-Forwarded-For/-Proto/-Host`, `X-Request-Id`,
+        // the identity's fields, and `traceparent` when tracing) made at once: a head
+        // parsed with two fields has room for three, and would otherwise grow, rehashing,
+        // twice.
+        parts.headers.reserve(
+            4 + if identity.is_some() { 8 } else { 0 } + usize::from(trace::on()),
+        );
         rt.identity_headers.strip(&mut parts.headers);
         if !spec.forward_authorization {
             parts.headers.remove(header::AUTHORIZATION);

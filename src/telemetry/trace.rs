@@ -43,16 +43,21 @@ pub fn on() -> bool {
 }
 
 /// A child of the current span, or `Span::none()` when tracing is off: a name, a
-/// [`SpanKind`] and `"key" => value` attributes (evaluated only when tracing is on).
+/// [`SpanKind`] and `"key" => value` attributes (evaluated only when tracing is on), with
+/// room for two set later (the upstream's status code) without growing.
 #[macro_export]
 macro_rules! otel_span {
     ($name:expr, $kind:expr $(, $key:literal => $value:expr)* $(,)?) => {
         if $crate::telemetry::trace::on() {
+            let mut attributes = ::std::vec::Vec::with_capacity(
+                2 $(+ { let _ = $key; 1 })*
+            );
+            $(attributes.push(::opentelemetry::KeyValue::new($key, $value));)*
             $crate::telemetry::trace::Span::start(
                 $name,
                 $kind,
                 $crate::telemetry::trace::Parent::Current,
-                vec![$(::opentelemetry::KeyValue::new($key, $value)),*],
+                attributes,
             )
         } else {
             $crate::telemetry::trace::Span::none()
