@@ -114,7 +114,7 @@ pub fn encode(spans: &[SpanData], resource: &Resource) -> Vec<u8> {
         for s in spans {
             let at = match scopes
                 .iter()
-                .rposition(|scope| **scope == s.instrumentation_scope)
+                .rposition(|scope| same_scope(scope, &s.instrumentation_scope))
             {
                 Some(at) => at,
                 None => {
@@ -144,6 +144,16 @@ pub fn encode(spans: &[SpanData], resource: &Resource) -> Vec<u8> {
         bytes_nonempty(b, 3, schema_url);
     });
     buf
+}
+
+/// `a == b`, without the clone and sort of both attribute lists that
+/// `InstrumentationScope`'s `==` makes even when neither has any (Tollgate's scope has none).
+fn same_scope(a: &InstrumentationScope, b: &InstrumentationScope) -> bool {
+    if a.attributes().next().is_none() && b.attributes().next().is_none() {
+        a.name() == b.name() && a.version() == b.version() && a.schema_url() == b.schema_url()
+    } else {
+        a == b
+    }
 }
 
 /// `Span` (opentelemetry/proto/trace/v1/trace.proto).
