@@ -5,18 +5,18 @@
 //! should, but keeps the count to itself. Operators need that count as a metric
 //! (`tollgate_trace_spans_dropped_total`), and Tollgate's spans (`span.rs`) need no
 //! tracer provider, so the queue is this small one instead. The contract is the SDK's:
-//! ending a span never waits. [`submit`] is one `try_send`; a full queue or a failed
-//! export costs the spans concerned and a counter increment, never a request's time. The exporter runs on its own thread with its own
-//! single-threaded runtime, so a slow or unreachable collector cannot take a serving
-//! worker either.
+//! ending a span never waits. [`submit`] is one uncontended lock and a push; a full
+//! queue or a failed export costs the spans concerned and a counter increment, never a
+//! request's time. The exporter runs on its own thread with its own single-threaded
+//! runtime, so a slow or unreachable collector cannot take a serving worker either.
 
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use opentelemetry_otlp::{WithExportConfig, WithTonicConfig};
 use opentelemetry_sdk::trace::{SpanData, SpanExporter};
 use opentelemetry_sdk::Resource;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{oneshot, Notify};
 
 use crate::config::raw::{OtlpProtocol, Tracing};
 
@@ -63,14 +63,14 @@ impl Exporter {
 }
 
 /// The queue every ended span goes to, once [`Queue::start`] has run.
-static QUEUE: OnceLock<Queue> = OnceLock::new();
+static QUEUE: OnceLock<Arc<Queue>> = OnceLock::new();
 
 /// Queues an ended span for export; counted as dropped when the queue is full (or was
 /// never started).
 pub fn submit(span: SpanData) {
-    let sent = QUEUE.get().is_some_and(|q| q.spans.try_send(span).is_ok());
-    if !sent {
-        dropped("queue_full", 1);
+    match QUEUE.get() {
+        Some(q) => q.push(span),
+        None => dropped("queue_full", 1),
     }
 }
 
@@ -82,10 +82,18 @@ pub fn shutdown() {
     }
 }
 
-/// The sending end of the export thread's queue.
+/// Ended spans waiting for the export thread.
+///
+/// A locked `Vec` rather than a channel: a channel wakes its receiver for every span, so
+/// each traced request cost two wake-ups of the export thread and its runtime's turn
+/// around them (BENCHMARKS.md, "Eighth round"). Here a span is one uncontended lock and a
+/// push; the export thread is woken when a batch is full (or at shutdown), and otherwise
+/// takes what is there every [`FLUSH_EVERY`].
 #[derive(Debug)]
 pub struct Queue {
-    spans: mpsc::Sender<SpanData>,
+    spans: Mutex<Vec<SpanData>>,
+    /// A full batch is waiting.
+    batch_ready: Notify,
     /// Taken by the first shutdown: asks the export thread to send what is queued and stop.
     stop: Mutex<Option<oneshot::Sender<std::sync::mpsc::SyncSender<()>>>>,
 }
@@ -102,10 +110,15 @@ impl Queue {
                 .into_iter()
                 .chain([metrics::counter!("tollgate_trace_spans_exported_total")])
         });
-        let (spans, queue) = mpsc::channel(QUEUE_SPANS);
         let (stop, stopped) = oneshot::channel();
+        let queue = Arc::new(Queue {
+            spans: Mutex::new(Vec::with_capacity(BATCH_SPANS)),
+            batch_ready: Notify::new(),
+            stop: Mutex::new(Some(stop)),
+        });
         let (built, build_result) = std::sync::mpsc::sync_channel(1);
         let cfg = cfg.clone();
+        let drained = queue.clone();
         std::thread::Builder::new()
             .name("otlp-export".into())
             .spawn(move || {
@@ -129,18 +142,36 @@ impl Queue {
                     };
                     exporter.set_resource(&resource);
                     let _ = built.send(Ok(()));
-                    drain(exporter, queue, stopped).await;
+                    drain(exporter, &drained, stopped).await;
                 });
             })
             .map_err(ExportError::Thread)?;
         build_result
             .recv()
             .map_err(|_| ExportError::Build("the export thread ended".into()))??;
-        let _ = QUEUE.set(Queue {
-            spans,
-            stop: Mutex::new(Some(stop)),
-        });
+        let _ = QUEUE.set(queue);
         Ok(())
+    }
+
+    fn push(&self, span: SpanData) {
+        let mut spans = self.spans.lock().unwrap_or_else(|p| p.into_inner());
+        if spans.len() >= QUEUE_SPANS {
+            drop(spans);
+            dropped("queue_full", 1);
+            return;
+        }
+        spans.push(span);
+        let full = spans.len() == BATCH_SPANS;
+        drop(spans);
+        if full {
+            self.batch_ready.notify_one();
+        }
+    }
+
+    /// Everything queued, leaving room for the next batch.
+    fn take(&self) -> Vec<SpanData> {
+        let mut spans = self.spans.lock().unwrap_or_else(|p| p.into_inner());
+        std::mem::replace(&mut *spans, Vec::with_capacity(BATCH_SPANS))
     }
 
     fn shutdown(&self) {
@@ -158,52 +189,37 @@ fn dropped(reason: &'static str, n: usize) {
     metrics::counter!("tollgate_trace_spans_dropped_total", "reason" => reason).increment(n as u64);
 }
 
-/// Sends batches until shutdown, then what is left, once.
+/// Sends what is queued when a batch is full or every [`FLUSH_EVERY`], until shutdown;
+/// then what is left, once.
 async fn drain(
     exporter: Exporter,
-    mut queue: mpsc::Receiver<SpanData>,
+    queue: &Queue,
     mut stop: oneshot::Receiver<std::sync::mpsc::SyncSender<()>>,
 ) {
-    let mut batch = Vec::with_capacity(BATCH_SPANS);
     let mut tick = tokio::time::interval(FLUSH_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        tokio::select! {
-            span = queue.recv() => match span {
-                Some(span) => {
-                    batch.push(span);
-                    if batch.len() >= BATCH_SPANS {
-                        export(&exporter, &mut batch).await;
-                    }
-                }
-                None => break,
-            },
-            _ = tick.tick() => {
-                if !batch.is_empty() {
-                    export(&exporter, &mut batch).await;
-                }
+        let done = tokio::select! {
+            _ = queue.batch_ready.notified() => None,
+            _ = tick.tick() => None,
+            done = &mut stop => Some(done),
+        };
+        let mut spans = queue.take();
+        while !spans.is_empty() {
+            let rest = spans.split_off(spans.len().min(BATCH_SPANS));
+            export(&exporter, spans).await;
+            spans = rest;
+        }
+        if let Some(done) = done {
+            if let Ok(done) = done {
+                let _ = done.send(());
             }
-            done = &mut stop => {
-                while let Ok(span) = queue.try_recv() {
-                    batch.push(span);
-                    if batch.len() >= BATCH_SPANS {
-                        export(&exporter, &mut batch).await;
-                    }
-                }
-                if !batch.is_empty() {
-                    export(&exporter, &mut batch).await;
-                }
-                if let Ok(done) = done {
-                    let _ = done.send(());
-                }
-                return;
-            }
+            return;
         }
     }
 }
 
-async fn export(exporter: &Exporter, batch: &mut Vec<SpanData>) {
-    let spans = std::mem::replace(batch, Vec::with_capacity(BATCH_SPANS));
+async fn export(exporter: &Exporter, spans: Vec<SpanData>) {
     let n = spans.len();
     match tokio::time::timeout(EXPORT_TIMEOUT, exporter.export(spans)).await {
         Ok(Ok(())) => {
@@ -270,5 +286,62 @@ fn build_exporter(cfg: &Tracing) -> Result<Exporter, ExportError> {
                 .map(Exporter::Grpc)
                 .map_err(|e| ExportError::Build(e.to_string()))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::borrow::Cow;
+    use std::time::UNIX_EPOCH;
+
+    use opentelemetry::trace::{SpanContext, SpanId, SpanKind, Status};
+    use opentelemetry::InstrumentationScope;
+    use opentelemetry_sdk::trace::{SpanData, SpanEvents, SpanLinks};
+    use tokio::sync::{oneshot, Notify};
+
+    use super::{Queue, BATCH_SPANS, QUEUE_SPANS};
+
+    fn span() -> SpanData {
+        SpanData {
+            span_context: SpanContext::empty_context(),
+            parent_span_id: SpanId::INVALID,
+            span_kind: SpanKind::Internal,
+            name: Cow::Borrowed("s"),
+            start_time: UNIX_EPOCH,
+            end_time: UNIX_EPOCH,
+            attributes: Vec::new(),
+            dropped_attributes_count: 0,
+            events: SpanEvents::default(),
+            links: SpanLinks::default(),
+            status: Status::Unset,
+            instrumentation_scope: InstrumentationScope::default(),
+        }
+    }
+
+    fn woken(q: &Queue) -> bool {
+        let notified = q.batch_ready.notified();
+        tokio::pin!(notified);
+        notified.enable()
+    }
+
+    #[test]
+    fn a_full_batch_wakes_the_exporter_and_a_full_queue_drops() {
+        let (stop, _stopped) = oneshot::channel();
+        let q = Queue {
+            spans: std::sync::Mutex::new(Vec::new()),
+            batch_ready: Notify::new(),
+            stop: std::sync::Mutex::new(Some(stop)),
+        };
+        for _ in 1..BATCH_SPANS {
+            q.push(span());
+        }
+        assert!(!woken(&q), "woken before a batch was full");
+        q.push(span());
+        assert!(woken(&q), "not woken by a full batch");
+        for _ in BATCH_SPANS..QUEUE_SPANS + 10 {
+            q.push(span());
+        }
+        assert_eq!(q.take().len(), QUEUE_SPANS, "the queue outgrew its bound");
+        assert!(q.take().is_empty());
     }
 }
