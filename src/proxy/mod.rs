@@ -297,9 +297,9 @@ impl Proxy {
         // the identity's fields, and `traceparent` when tracing) made at once: a head
         // parsed with two fields has room for three, and would otherwise grow, rehashing,
         // twice.
-        parts.headers.reserve(
-            4 + if identity.is_some() { 8 } else { 0 } + usize::from(trace::on()),
-        );
+        parts
+            .headers
+            .reserve(4 + if identity.is_some() { 8 } else { 0 } + usize::from(trace::on()));
         rt.identity_headers.strip(&mut parts.headers);
         if !spec.forward_authorization {
             parts.headers.remove(header::AUTHORIZATION);

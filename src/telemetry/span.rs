@@ -100,7 +100,8 @@ impl Span {
                 p.span_id(),
             ),
             None => {
-                let trace_id = TraceId::from(u128::from(random_id()) << 64 | u128::from(random_id()));
+                let trace_id =
+                    TraceId::from(u128::from(random_id()) << 64 | u128::from(random_id()));
                 let ratio = RATIO.get().copied().unwrap_or(1.0);
                 let flags = TraceFlags::default().with_sampled(sample_root(ratio, trace_id));
                 (
@@ -347,7 +348,12 @@ mod tests {
             true,
             TraceState::from_key_value([("k", "v")]).unwrap(),
         );
-        let continued = Span::start("r", SpanKind::Server, Parent::Remote(remote.clone()), vec![]);
+        let continued = Span::start(
+            "r",
+            SpanKind::Server,
+            Parent::Remote(remote.clone()),
+            vec![],
+        );
         let cx = continued.context().unwrap();
         assert_eq!(cx.trace_id(), remote.trace_id());
         assert_eq!(continued.0.as_ref().unwrap().parent, remote.span_id());
@@ -391,7 +397,8 @@ mod tests {
         for ratio in [0.0, 0.1, 0.5, 0.999, 1.0] {
             let sdk = Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(ratio)));
             for i in 0..64u128 {
-                let id = TraceId::from(i.wrapping_mul(0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c834) | 1);
+                let id =
+                    TraceId::from(i.wrapping_mul(0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c834) | 1);
                 let theirs = sdk
                     .should_sample(None, id, "x", &SpanKind::Server, &[], &[])
                     .decision
