@@ -393,7 +393,8 @@ fn forward(
         );
         trace::inject(&span, &mut outgoing.parts.headers);
         // Not made current (`Span::instrument`): the upstream call starts no spans of its
-        // own, and a task-local layer around it would be set and reset on every poll.
+        // own, and a task-local layer around it would be set and reset on every poll. (A
+        // span started in there would be the request span's child, not this one's.)
         let resp = route.upstream.forward(outgoing).await;
         match &resp {
             Ok(r) => span.add("http.response.status_code", i64::from(r.status().as_u16())),

@@ -10,6 +10,7 @@
 //! request's time. The exporter runs on its own thread with its own single-threaded
 //! runtime, so a slow or unreachable collector cannot take a serving worker either.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -94,6 +95,9 @@ pub struct Queue {
     spans: Mutex<Vec<SpanData>>,
     /// A full batch is waiting.
     batch_ready: Notify,
+    /// Set when the export thread has taken its last batch: a span ending later (a
+    /// request the shutdown grace cut off) is counted as dropped, not left in the queue.
+    closed: AtomicBool,
     /// Taken by the first shutdown: asks the export thread to send what is queued and stop.
     stop: Mutex<Option<oneshot::Sender<std::sync::mpsc::SyncSender<()>>>>,
 }
@@ -114,6 +118,7 @@ impl Queue {
         let queue = Arc::new(Queue {
             spans: Mutex::new(Vec::with_capacity(BATCH_SPANS)),
             batch_ready: Notify::new(),
+            closed: AtomicBool::new(false),
             stop: Mutex::new(Some(stop)),
         });
         let (built, build_result) = std::sync::mpsc::sync_channel(1);
@@ -155,7 +160,7 @@ impl Queue {
 
     fn push(&self, span: SpanData) {
         let mut spans = self.spans.lock().unwrap_or_else(|p| p.into_inner());
-        if spans.len() >= QUEUE_SPANS {
+        if spans.len() >= QUEUE_SPANS || self.closed.load(Ordering::Relaxed) {
             drop(spans);
             dropped("queue_full", 1);
             return;
@@ -171,6 +176,9 @@ impl Queue {
     /// Everything queued, leaving room for the next batch.
     fn take(&self) -> Vec<SpanData> {
         let mut spans = self.spans.lock().unwrap_or_else(|p| p.into_inner());
+        if spans.is_empty() {
+            return Vec::new();
+        }
         std::mem::replace(&mut *spans, Vec::with_capacity(BATCH_SPANS))
     }
 
@@ -204,6 +212,11 @@ async fn drain(
             _ = tick.tick() => None,
             done = &mut stop => Some(done),
         };
+        if done.is_some() {
+            // Under the queue's lock, so no span lands between this and the last take.
+            let _held = queue.spans.lock().unwrap_or_else(|p| p.into_inner());
+            queue.closed.store(true, Ordering::Relaxed);
+        }
         let mut spans = queue.take();
         while !spans.is_empty() {
             let rest = spans.split_off(spans.len().min(BATCH_SPANS));
@@ -297,6 +310,8 @@ mod tests {
     use opentelemetry::trace::{SpanContext, SpanId, SpanKind, Status};
     use opentelemetry::InstrumentationScope;
     use opentelemetry_sdk::trace::{SpanData, SpanEvents, SpanLinks};
+    use std::sync::atomic::AtomicBool;
+
     use tokio::sync::{oneshot, Notify};
 
     use super::{Queue, BATCH_SPANS, QUEUE_SPANS};
@@ -330,6 +345,7 @@ mod tests {
         let q = Queue {
             spans: std::sync::Mutex::new(Vec::new()),
             batch_ready: Notify::new(),
+            closed: AtomicBool::new(false),
             stop: std::sync::Mutex::new(Some(stop)),
         };
         for _ in 1..BATCH_SPANS {
@@ -342,6 +358,10 @@ mod tests {
             q.push(span());
         }
         assert_eq!(q.take().len(), QUEUE_SPANS, "the queue outgrew its bound");
+        assert!(q.take().is_empty());
+        // After the export thread's last batch, a span is dropped, not kept.
+        q.closed.store(true, std::sync::atomic::Ordering::Relaxed);
+        q.push(span());
         assert!(q.take().is_empty());
     }
 }

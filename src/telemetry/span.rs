@@ -21,6 +21,7 @@ use std::future::Future;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::SystemTime;
 
+use futures_util::future::Either;
 use opentelemetry::trace::{
     Link, SpanContext, SpanId, SpanKind, Status, TraceFlags, TraceId, TraceState,
 };
@@ -171,16 +172,20 @@ impl Span {
     }
 
     /// Runs `fut` with this span current: spans started inside are its children. The
-    /// request span (what [`record_request`] writes to) stays the one current here.
-    pub fn instrument<F: Future>(self, fut: F) -> TaskLocalFuture<Current, F> {
+    /// request span (what [`record_request`] writes to) stays the one current here. No
+    /// span (tracing off): `fut` as it is, with no task-local layer around it.
+    pub fn instrument<F: Future>(self, fut: F) -> Either<F, TaskLocalFuture<Current, F>> {
+        if self.0.is_none() {
+            return Either::Left(fut);
+        }
         let request = CURRENT.try_with(|c| c.request.clone()).unwrap_or_default();
-        CURRENT.scope(
+        Either::Right(CURRENT.scope(
             Current {
                 request,
                 span: self,
             },
             fut,
-        )
+        ))
     }
 
     /// Runs `fut` as the request this span describes: current, and the one
