@@ -25,11 +25,7 @@ async fn env() -> Env {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}/signin.db", dir.path().display());
     // The issuer is the gateway's own address: a free port, then the config.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = common::free_port();
     let issuer = format!("http://127.0.0.1:{port}");
     let store = tollgate::store::connect(&url).await.unwrap();
     common::seed::user(

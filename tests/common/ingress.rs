@@ -48,13 +48,7 @@ pub fn find_binary(name: &str) -> Option<PathBuf> {
     found
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use super::free_port;
 
 /// The snippet `docs/ingress/<file>` with its placeholders filled.
 pub fn snippet(file: &str, listen: &str, tollgate: &str, upstream: &str) -> String {

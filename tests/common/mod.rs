@@ -53,6 +53,46 @@ impl TestGateway {
     }
 }
 
+/// A loopback port nothing listens on now, for a server that must be named before it
+/// starts (an issuer that is the gateway's own address, a proxy's config file).
+///
+/// Taken below the kernel's ephemeral range: a port from `bind(:0)` is free only until it
+/// is released, and in the gap before the server binds it any outgoing connection of a
+/// test running beside it may get it as its local port ("Address already in use", seen
+/// in CI). Outgoing connections never get a port below the range. Each call in a process
+/// tries the next port of a sequence that starts at an offset of the process id, so
+/// concurrent tests, and test binaries, do not pick the same one.
+pub fn free_port() -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const BASE: u32 = 10_000;
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<u32>().ok())
+        .unwrap_or(32_768);
+    if low > BASE + 1_000 {
+        let span = low - BASE;
+        let _ = NEXT.compare_exchange(
+            u32::MAX,
+            std::process::id().wrapping_mul(7_919) % span,
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        );
+        for _ in 0..span {
+            let port = BASE + NEXT.fetch_add(1, Ordering::Relaxed) % span;
+            if std::net::TcpListener::bind(("127.0.0.1", port as u16)).is_ok() {
+                return port as u16;
+            }
+        }
+    }
+    // An unusual ephemeral range: any free port.
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// Fills in what a test snippet leaves out: loopback listeners on port 0 and a store in
 /// the temp dir.
 pub fn complete_yaml(yaml: &str, dir: &std::path::Path) -> String {
