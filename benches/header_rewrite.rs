@@ -71,10 +71,11 @@ fn bench(c: &mut Criterion) {
             b.iter_batched_ref(
                 || request_head(spoofed),
                 |h| {
+                    let fields = tollgate::http::head::Fields::of(h);
                     let rid = request_id(h);
                     set.strip(h);
                     names.inject(h, black_box(&id));
-                    set_forwarded(h, peer, "https", Some(host.clone()), &[]);
+                    set_forwarded(h, fields, peer, "https", Some(host.clone()), &[]);
                     h.insert("x-request-id", rid);
                     remove_hop_by_hop(h, false);
                 },

@@ -12,6 +12,7 @@ use super::envelope::{call_endpoint, endpoint_metrics, log_failure, no_route_met
 use super::App;
 use crate::endpoint::RequestCtx;
 use crate::http::body::Body;
+use crate::http::head::Fields;
 use crate::http::{BoxFuture, ConnInfo};
 use crate::proxy::error::GatewayError;
 use crate::proxy::headers::{self, X_REQUEST_ID};
@@ -29,7 +30,14 @@ impl App {
         req: Request<Incoming>,
         conn: ConnInfo,
     ) -> BoxFuture<Response<Body>> {
-        let request_id = headers::request_id(req.headers());
+        // Which of the fields looked up below are in the head at all: a lookup of one
+        // that is not costs a hash and a probe for nothing (`http::head`).
+        let fields = Fields::of(req.headers());
+        let request_id = if fields.may_have(Fields::X_REQUEST_ID) {
+            headers::request_id(req.headers())
+        } else {
+            headers::new_request_id()
+        };
         let rt = self.generation.load_full();
         // The one client address (`http::client_addr`) that the login throttle, the audit
         // events, the access log and the request span name; rate limits and
@@ -40,7 +48,7 @@ impl App {
             &rt.config.trusted_proxies,
         );
         if !trace::on() {
-            return Box::pin(self.handle_traced(req, conn, rt, client, request_id));
+            return Box::pin(self.handle_traced(req, fields, conn, rt, client, request_id));
         }
         // The request's span; everything below runs inside it.
         let span = trace::request_span(
@@ -52,7 +60,9 @@ impl App {
             &rt.config.trusted_proxies,
             request_id.to_str().unwrap_or("-"),
         );
-        Box::pin(span.instrument_request(self.handle_traced(req, conn, rt, client, request_id)))
+        Box::pin(
+            span.instrument_request(self.handle_traced(req, fields, conn, rt, client, request_id)),
+        )
     }
 
     /// [`App::handle`] inside the request's span when tracing is on, with the generation
@@ -62,6 +72,7 @@ impl App {
     async fn handle_traced(
         self: Arc<Self>,
         req: Request<Incoming>,
+        fields: Fields,
         conn: ConnInfo,
         rt: Arc<Generation>,
         client: std::net::IpAddr,
@@ -75,12 +86,14 @@ impl App {
             .access_log
             .then(|| req.uri().path().to_owned());
         let mut outcome = Outcome { route: None };
-        let grpc = proxy::grpc::is_grpc(req.headers());
+        let grpc = fields.may_have(Fields::CONTENT_TYPE) && proxy::grpc::is_grpc(req.headers());
         let peer = conn.peer;
 
         // Framing hyper reads one way and some upstream or cache may read another (a
         // smuggling vector) is refused before anything else, and the connection closed.
-        if crate::http::framing::ambiguous(req.headers()) {
+        if fields.may_have(Fields::CONTENT_LENGTH | Fields::TRANSFER_ENCODING)
+            && crate::http::framing::ambiguous(req.headers())
+        {
             let mut resp = crate::http::body::json_error(
                 http::StatusCode::BAD_REQUEST,
                 "invalid_request",
@@ -129,7 +142,7 @@ impl App {
                 let result = match norm {
                     Some(norm) => {
                         self.proxy
-                            .handle(&rt, req, norm, conn, &request_id, &mut outcome)
+                            .handle(&rt, req, fields, norm, conn, &request_id, &mut outcome)
                             .await
                     }
                     None => Err(GatewayError::BadPath),

@@ -1,5 +1,5 @@
 //! HTTP plumbing every feature shares and none owns: body helpers, path normalisation,
-//! the client's address behind trusted proxies, CORS, cookies, the facts of the connection a request came on, and the two contracts the
+//! the client's address behind trusted proxies, CORS, cookies, which fields a head carries, the facts of the connection a request came on, and the two contracts the
 //! server needs from whatever it serves ([`Handler`], and the readiness it reports).
 //! Nothing here knows about routes, tokens or users; the server (`server/`) depends on
 //! this module and on nothing above it.
@@ -11,6 +11,7 @@ pub mod cors;
 pub mod error;
 pub mod forwarded_cert;
 pub mod framing;
+pub mod head;
 pub mod host;
 pub mod path;
 pub mod redirect;

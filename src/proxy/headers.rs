@@ -11,6 +11,7 @@ use std::net::IpAddr;
 use crate::config::identity::fold;
 use crate::http::client_addr;
 pub use crate::http::client_addr::X_FORWARDED_FOR;
+use crate::http::head::Fields;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use ipnet::IpNet;
 
@@ -36,34 +37,30 @@ static HOP_BY_HOP: [&HeaderName; 8] = [
 /// Removes hop-by-hop headers, including any the `Connection` header names. When
 /// `keep_upgrade` is set (a WebSocket handshake), `Connection: upgrade` and `Upgrade` stay.
 pub fn remove_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
-    // One pass over the names present, then remove only what is there: cheaper than eight
+    // One pass over the fields, then remove only what is there: cheaper than eight
     // hashed removals per head, twice per request (a large share of the proxy's own
-    // instructions in the profile, BENCHMARKS.md "Profile"). Most heads carry none.
+    // instructions in the profile, BENCHMARKS.md "Profile"). Most requests carry none;
+    // most answers carry `Connection: keep-alive`, which names nothing else.
     let mut present = [false; HOP_BY_HOP.len()];
-    for k in headers.keys() {
-        if let Some(i) = HOP_BY_HOP.iter().position(|h| **h == *k) {
-            present[i] = true;
-        }
-    }
-    if !keep_upgrade && !present.contains(&true) {
-        return;
-    }
-    // HOP_BY_HOP[0] is `Connection`: only it can name further headers, on any of its
-    // lines. The names it lists are collected first (rarely any: an upstream's usual
-    // `Connection: keep-alive` or `close` names nothing else, and `keep-alive` is in
-    // HOP_BY_HOP anyway) and removed after; `Connection` itself goes with the rest below.
+    // What a `Connection` line lists besides `keep-alive` and `close` (rarely anything),
+    // on any of its lines; removed after the pass, since a map cannot change while read.
     let mut named: Vec<HeaderName> = Vec::new();
-    if present[0] {
-        for value in headers.get_all(header::CONNECTION) {
-            let Ok(list) = value.to_str() else { continue };
-            for token in list.split(',').map(str::trim) {
-                if token.eq_ignore_ascii_case("keep-alive") || token.eq_ignore_ascii_case("close") {
-                    continue;
-                }
-                if let Ok(n) = HeaderName::from_bytes(token.as_bytes()) {
-                    if !(keep_upgrade && n == header::UPGRADE) {
-                        named.push(n);
-                    }
+    for (k, value) in headers.iter() {
+        let Some(i) = hop_by_hop_index(k) else {
+            continue;
+        };
+        present[i] = true;
+        if i != CONNECTION_INDEX {
+            continue;
+        }
+        let Ok(list) = value.to_str() else { continue };
+        for token in list.split(',').map(str::trim) {
+            if token.eq_ignore_ascii_case("keep-alive") || token.eq_ignore_ascii_case("close") {
+                continue;
+            }
+            if let Ok(n) = HeaderName::from_bytes(token.as_bytes()) {
+                if !(keep_upgrade && n == header::UPGRADE) {
+                    named.push(n);
                 }
             }
         }
@@ -79,6 +76,25 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     }
     if keep_upgrade {
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    }
+}
+
+/// `Connection`'s place in [`HOP_BY_HOP`]: only it can name further fields.
+const CONNECTION_INDEX: usize = 0;
+
+/// The place of `name` in [`HOP_BY_HOP`], if it is one: by its text, which tells most
+/// names apart by their length alone (cheaper than comparing it with each of the eight).
+fn hop_by_hop_index(name: &HeaderName) -> Option<usize> {
+    match name.as_str() {
+        "connection" => Some(CONNECTION_INDEX),
+        "keep-alive" => Some(1),
+        "proxy-connection" => Some(2),
+        "te" => Some(3),
+        "trailer" => Some(4),
+        "transfer-encoding" => Some(5),
+        "upgrade" => Some(6),
+        "proxy-authorization" => Some(7),
+        _ => None,
     }
 }
 
@@ -144,9 +160,10 @@ impl IdentityHeaderSet {
 /// believes (`http::client_addr::forwarded_for`: the client, the trusted hops after it,
 /// the peer). Inbound `-Proto` and `-Host` are kept only when the peer is inside
 /// `trusted`; from anyone else they are replaced, and `Forwarded` is dropped for the same
-/// reason.
+/// reason. `fields`: what the head carried as received (`http::head`).
 pub fn set_forwarded(
     headers: &mut HeaderMap,
+    fields: Fields,
     peer: IpAddr,
     scheme: &'static str,
     host: Option<HeaderValue>,
@@ -164,7 +181,9 @@ pub fn set_forwarded(
             }
         }
     } else {
-        headers.remove(&FORWARDED);
+        if fields.may_have(Fields::FORWARDED) {
+            headers.remove(&FORWARDED);
+        }
         headers.insert(&X_FORWARDED_PROTO, HeaderValue::from_static(scheme));
         match host {
             Some(v) => {
@@ -207,7 +226,7 @@ thread_local! {
 /// `Uuid::new_v4`, which asks the kernel: one `getrandom` syscall each), formatted into
 /// one buffer that each id is a shared slice of: one allocation and one formatting pass
 /// per batch rather than per request (BENCHMARKS.md, "Seventh round").
-fn new_request_id() -> HeaderValue {
+pub fn new_request_id() -> HeaderValue {
     IDS.with_borrow_mut(|ids| {
         if ids.is_empty() {
             *ids = uuid_batch();
@@ -252,6 +271,26 @@ mod tests {
         set.strip(&mut h);
         assert_eq!(h.len(), 2);
         assert!(h.contains_key("x-user-idx"));
+    }
+
+    #[test]
+    fn hop_by_hop_index_is_each_names_place() {
+        for (i, name) in HOP_BY_HOP.iter().enumerate() {
+            assert_eq!(hop_by_hop_index(name), Some(i), "{name}");
+        }
+        for other in [
+            "host",
+            "x-te",
+            "keep-alives",
+            "connections",
+            "upgrade-insecure-requests",
+        ] {
+            assert_eq!(
+                hop_by_hop_index(&HeaderName::from_static(other)),
+                None,
+                "{other}"
+            );
+        }
     }
 
     #[test]
@@ -324,9 +363,12 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert("x-forwarded-for", HeaderValue::from_static("6.6.6.6"));
         h.insert("x-forwarded-proto", HeaderValue::from_static("https"));
+        h.insert("forwarded", HeaderValue::from_static("for=6.6.6.6"));
         let peer: IpAddr = "127.0.0.1".parse().unwrap();
+        let fields = Fields::of(&h);
         set_forwarded(
             &mut h,
+            fields,
             peer,
             "http",
             Some(HeaderValue::from_static("a.example")),
@@ -335,12 +377,15 @@ mod tests {
         assert_eq!(h["x-forwarded-for"], "127.0.0.1");
         assert_eq!(h["x-forwarded-proto"], "http");
         assert_eq!(h["x-forwarded-host"], "a.example");
+        assert!(!h.contains_key("forwarded"));
 
         let mut h = HeaderMap::new();
         h.insert("x-forwarded-for", HeaderValue::from_static("6.6.6.6"));
         h.insert("x-forwarded-proto", HeaderValue::from_static("https"));
+        let fields = Fields::of(&h);
         set_forwarded(
             &mut h,
+            fields,
             peer,
             "http",
             Some(HeaderValue::from_static("a.example")),
@@ -354,8 +399,10 @@ mod tests {
         let mut h = HeaderMap::new();
         h.append("x-forwarded-for", HeaderValue::from_static("1.1.1.1"));
         h.append("x-forwarded-for", HeaderValue::from_static("6.6.6.6"));
+        let fields = Fields::of(&h);
         set_forwarded(
             &mut h,
+            fields,
             peer,
             "http",
             None,

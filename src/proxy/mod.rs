@@ -36,6 +36,7 @@ use opentelemetry::trace::SpanKind;
 use crate::authn::{self, Authenticator, Identity};
 use crate::config::{Config, RouteSpec};
 use crate::http::body::{self, Body};
+use crate::http::head::Fields;
 use crate::http::host::host_of;
 use crate::http::ConnInfo;
 use crate::telemetry::{trace, RequestMetrics};
@@ -175,10 +176,13 @@ pub struct Outcome {
 impl Proxy {
     /// The data path, one stage per line; each stage is a function below (or in the
     /// module named after it) and the first failure ends the request (`error.rs`).
+    /// `fields`: which fields the head may carry (`http::head`), as `App::handle` found.
+    #[allow(clippy::too_many_arguments)]
     pub async fn handle(
         &self,
         rt: &Generation,
         req: Request<Incoming>,
+        fields: Fields,
         norm: String,
         conn: ConnInfo,
         request_id: &HeaderValue,
@@ -222,6 +226,7 @@ impl Proxy {
             rt,
             route,
             req,
+            fields,
             norm,
             &conn,
             identity.as_ref(),
@@ -260,6 +265,7 @@ impl Proxy {
         rt: &Generation,
         route: &Route,
         req: Request<Incoming>,
+        fields: Fields,
         norm: String,
         conn: &ConnInfo,
         identity: Option<&Arc<Identity>>,
@@ -268,7 +274,8 @@ impl Proxy {
         x_forwarded_host: Option<HeaderValue>,
     ) -> ForwardRequest {
         let spec = &route.spec;
-        let upgrade_requested = headers::is_upgrade_request(req.headers());
+        let upgrade_requested =
+            fields.may_have(Fields::UPGRADE) && headers::is_upgrade_request(req.headers());
         let query = match (req.uri().query(), query_token) {
             (Some(q), Some(name)) => authn::source::remove_query_param(q, name),
             (Some(q), None) => Some(q.to_string()),
@@ -283,11 +290,14 @@ impl Proxy {
 
         // `te: trailers` is the one hop-by-hop value that must reach the upstream: gRPC
         // servers refuse calls without it.
-        let te_trailers = parts
-            .headers
-            .get(header::TE)
-            .is_some_and(|v| grpc::names_trailers(v.as_bytes()));
-        headers::remove_hop_by_hop(&mut parts.headers, upgrade.is_some());
+        let te_trailers = fields.may_have(Fields::TE)
+            && parts
+                .headers
+                .get(header::TE)
+                .is_some_and(|v| grpc::names_trailers(v.as_bytes()));
+        if fields.may_have(Fields::HOP_BY_HOP) || upgrade.is_some() {
+            headers::remove_hop_by_hop(&mut parts.headers, upgrade.is_some());
+        }
         if te_trailers {
             parts
                 .headers
@@ -311,8 +321,16 @@ impl Proxy {
             rt.identity_names
                 .inject_client_cert(&mut parts.headers, cert);
         }
+        // A deadline a gRPC client set, read before anything is added to the head (and
+        // after a `Connection` list naming `grpc-timeout` has removed it).
+        let grpc_timeout = if fields.may_have(Fields::GRPC_TIMEOUT) {
+            grpc::timeout(&parts.headers)
+        } else {
+            None
+        };
         headers::set_forwarded(
             &mut parts.headers,
+            fields,
             conn.peer.ip(),
             conn.scheme,
             x_forwarded_host,
@@ -340,6 +358,7 @@ impl Proxy {
             body,
             path: forwarded_path(spec, norm),
             query,
+            grpc_timeout,
             upgrade,
             close_at,
             close_on,

@@ -98,6 +98,8 @@ pub struct ForwardRequest {
     pub path: String,
     /// The query to send (after removing a query token), without `?`.
     pub query: Option<String>,
+    /// The request's `grpc-timeout` (`proxy::grpc::timeout`), when it sent one.
+    pub grpc_timeout: Option<Duration>,
     /// Present when the client asked for a protocol upgrade (WebSocket).
     pub upgrade: Option<hyper::upgrade::OnUpgrade>,
     /// Close an upgraded connection at this instant (token expiry); `None` keeps it open.
@@ -182,6 +184,7 @@ impl Upstream {
             body,
             path,
             query,
+            grpc_timeout,
             upgrade,
             close_at,
             close_on,
@@ -191,7 +194,7 @@ impl Upstream {
         // kept `te: trailers`, which gRPC servers require. The client's `Host` is
         // replaced by the target's below (or removed, where the URI carries it).
         // A gRPC deadline shorter than the route's timeout bounds the wait too.
-        let timeout = match super::grpc::timeout(&parts.headers) {
+        let timeout = match grpc_timeout {
             Some(t) if t < self.timeout => t,
             _ => self.timeout,
         };
