@@ -53,6 +53,11 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
         if i != CONNECTION_INDEX {
             continue;
         }
+        // An upstream's usual `Connection: keep-alive` (or `close`) names nothing.
+        let v = value.as_bytes();
+        if v.eq_ignore_ascii_case(b"keep-alive") || v.eq_ignore_ascii_case(b"close") {
+            continue;
+        }
         let Ok(list) = value.to_str() else { continue };
         for token in list.split(',').map(str::trim) {
             if token.eq_ignore_ascii_case("keep-alive") || token.eq_ignore_ascii_case("close") {
@@ -114,27 +119,40 @@ pub fn is_upgrade_request(headers: &HeaderMap) -> bool {
 #[derive(Debug, Clone, Default)]
 pub struct IdentityHeaderSet {
     folded: Vec<Box<[u8]>>,
+    /// Which lengths the names have (`length_bit`). Folding keeps a name's length, so a
+    /// field of another length is none of them, known without comparing it with each:
+    /// most fields of a head are passed over by one test.
+    lengths: u64,
+}
+
+/// A name length's bit in [`IdentityHeaderSet::lengths`] (lengths of 63 and more share
+/// one: for them the names are compared).
+fn length_bit(len: usize) -> u64 {
+    1 << len.min(63)
 }
 
 impl IdentityHeaderSet {
     pub fn new<'a>(names: impl IntoIterator<Item = &'a HeaderName>) -> Self {
-        IdentityHeaderSet {
-            folded: names
-                .into_iter()
-                .map(|n| {
-                    n.as_str()
-                        .bytes()
-                        .map(fold)
-                        .collect::<Vec<u8>>()
-                        .into_boxed_slice()
-                })
-                .collect(),
-        }
+        let folded: Vec<Box<[u8]>> = names
+            .into_iter()
+            .map(|n| {
+                n.as_str()
+                    .bytes()
+                    .map(fold)
+                    .collect::<Vec<u8>>()
+                    .into_boxed_slice()
+            })
+            .collect();
+        let lengths = folded.iter().fold(0, |bits, f| bits | length_bit(f.len()));
+        IdentityHeaderSet { folded, lengths }
     }
 
     /// Whether `name` folds to one of the set's names.
     pub fn is_identity(&self, name: &HeaderName) -> bool {
         let n = name.as_str().as_bytes();
+        if self.lengths & length_bit(n.len()) == 0 {
+            return false;
+        }
         self.folded
             .iter()
             .any(|f| f.len() == n.len() && f.iter().zip(n).all(|(a, b)| *a == fold(*b)))
@@ -271,6 +289,31 @@ mod tests {
         set.strip(&mut h);
         assert_eq!(h.len(), 2);
         assert!(h.contains_key("x-user-idx"));
+
+        // Names of every length, the long ones sharing a length bit, each found under its
+        // own spellings and only those.
+        let long = "x-".to_string() + &"a".repeat(70);
+        let longer = "x-".to_string() + &"a".repeat(80);
+        let names = [
+            HeaderName::from_static("x-a"),
+            HeaderName::from_bytes(long.as_bytes()).unwrap(),
+        ];
+        let set = IdentityHeaderSet::new(&names);
+        for (name, is) in [
+            ("x-a", true),
+            ("x_a", true),
+            ("x.a", true),
+            ("x-b", false),
+            ("x-ab", false),
+            (long.as_str(), true),
+            (&long.replace('-', "_"), true),
+            (longer.as_str(), false),
+            (&long.replace("aa", "ab"), false),
+        ] {
+            let name = HeaderName::from_bytes(name.as_bytes()).unwrap();
+            assert_eq!(set.is_identity(&name), is, "{name}");
+        }
+        assert!(!IdentityHeaderSet::default().is_identity(&HeaderName::from_static("x-a")));
     }
 
     #[test]

@@ -24,6 +24,11 @@ use crate::config::{HostMatch, RouteSpec};
 /// Routes indexed by their path prefix, each bucket in priority order.
 pub struct RouteTable<R> {
     by_prefix: HashMap<Box<str>, Vec<Arc<R>>, BuildHasherDefault<PrefixHasher>>,
+    /// `prefix_lengths[n]`: whether some route's path is `n` bytes long. A prefix of the
+    /// request's path of another length cannot be a key of `by_prefix`, and is not
+    /// hashed and looked up: most of a path's prefixes (`/api/v1/users/7` for a route
+    /// at `/api`) are skipped by a load.
+    prefix_lengths: Vec<bool>,
     all: Vec<Arc<R>>,
 }
 
@@ -81,7 +86,16 @@ impl<R: HasSpec> RouteTable<R> {
                     .then(a.index.cmp(&b.index))
             });
         }
-        RouteTable { by_prefix, all }
+        let mut prefix_lengths =
+            vec![false; by_prefix.keys().map(|k| k.len() + 1).max().unwrap_or(0)];
+        for k in by_prefix.keys() {
+            prefix_lengths[k.len()] = true;
+        }
+        RouteTable {
+            by_prefix,
+            prefix_lengths,
+            all,
+        }
     }
 
     pub fn routes(&self) -> &[Arc<R>] {
@@ -94,7 +108,8 @@ impl<R: HasSpec> RouteTable<R> {
         let mut end = path.len();
         loop {
             let prefix = if end == 0 { "/" } else { &path[..end] };
-            if let Some(bucket) = self.by_prefix.get(prefix) {
+            let stored = self.prefix_lengths.get(prefix.len()) == Some(&true);
+            if let Some(bucket) = stored.then(|| self.by_prefix.get(prefix)).flatten() {
                 if let Some(r) = bucket.iter().find(|r| accepts(r.spec(), host, method)) {
                     return Some(r);
                 }
