@@ -115,6 +115,7 @@ impl<'a> Described<'a> {
             authority: self.authority,
             query: self.query,
             headers: &self.headers,
+            fields: crate::http::head::Fields::ALL,
             peer: self.peer,
             client_cert: self.client_cert.as_ref(),
         }

@@ -266,6 +266,7 @@ pub async fn decide(
             .or_else(|| described.uri.authority().map(|a| a.as_str())),
         query: described.uri.query(),
         headers,
+        fields: crate::http::head::Fields::ALL,
         peer: own.peer,
         client_cert: client_cert.as_ref(),
     };

@@ -25,6 +25,7 @@ use super::ratelimit::RateLimitHeaders;
 use super::{authz, route, Generation, Route};
 use crate::authn::{source, Authenticator, Identity, TokenRequest};
 use crate::config::{RouteSpec, TokenSource};
+use crate::http::head::Fields;
 use crate::http::ClientCert;
 
 /// The request to decide, whatever carried it.
@@ -44,6 +45,9 @@ pub struct RequestView<'a> {
     pub authority: Option<&'a str>,
     pub query: Option<&'a str>,
     pub headers: &'a HeaderMap,
+    /// Which fields `headers` may carry (`http::head`): an absent one is not looked up.
+    /// [`Fields::ALL`] where nothing is known.
+    pub fields: Fields,
     /// The address rate limits with `key: ip` count behind `trusted_proxies`.
     pub peer: IpAddr,
     /// A certificate the client proved it holds: from this listener's TLS handshake, or
@@ -154,8 +158,10 @@ fn find<'g>(
 /// `forward::LimitedBody`), and a missing client certificate where the route insists.
 fn check_limits(spec: &RouteSpec, req: &RequestView<'_>) -> Result<(), GatewayError> {
     if let Some(len) = req
-        .headers
-        .get(header::CONTENT_LENGTH)
+        .fields
+        .may_have(Fields::CONTENT_LENGTH)
+        .then(|| req.headers.get(header::CONTENT_LENGTH))
+        .flatten()
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok())
     {

@@ -205,6 +205,7 @@ impl Proxy {
             authority,
             query: req.uri().query(),
             headers: req.headers(),
+            fields,
             peer: conn.peer.ip(),
             client_cert: conn.client_cert.as_deref(),
         };
