@@ -317,6 +317,17 @@ mod tests {
     }
 
     #[test]
+    fn every_hop_by_hop_name_is_a_field_the_head_notes() {
+        // `Proxy::mutate` skips `remove_hop_by_hop` when `http::head` saw none of these:
+        // a name added to HOP_BY_HOP and not to `Fields::of` would pass to the upstream.
+        for name in HOP_BY_HOP {
+            let mut h = HeaderMap::new();
+            h.insert(name, HeaderValue::from_static("x"));
+            assert!(Fields::of(&h).may_have(Fields::HOP_BY_HOP), "{name}");
+        }
+    }
+
+    #[test]
     fn hop_by_hop_index_is_each_names_place() {
         for (i, name) in HOP_BY_HOP.iter().enumerate() {
             assert_eq!(hop_by_hop_index(name), Some(i), "{name}");
