@@ -9,8 +9,69 @@
 //! its lookup. It only ever skips: a field it records as present is still looked up, and
 //! read, by the stage itself, so a stage's decision is the same as without it. Taken once,
 //! from the head as received, before anything is removed or added.
+//!
+//! [`field`] is the one list of those names, the hop-by-hop ones with their place in
+//! [`HOP_BY_HOP`], which is what `proxy::headers::remove_hop_by_hop` removes.
 
-use http::HeaderMap;
+use http::header::{self, HeaderMap, HeaderName};
+
+static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+
+/// Hop-by-hop fields (RFC 9110 §7.6.1), never forwarded in either direction
+/// (`proxy::headers::remove_hop_by_hop`). A field's place here is its
+/// [`Field::hop_by_hop`]; `Connection` is first, as [`CONNECTION_INDEX`] says.
+pub static HOP_BY_HOP: [&HeaderName; 8] = [
+    &header::CONNECTION,
+    &KEEP_ALIVE,
+    &PROXY_CONNECTION,
+    &header::TE,
+    &header::TRAILER,
+    &header::TRANSFER_ENCODING,
+    &header::UPGRADE,
+    &header::PROXY_AUTHORIZATION,
+];
+
+/// `Connection`'s place in [`HOP_BY_HOP`]: only it can name further fields.
+pub const CONNECTION_INDEX: usize = 0;
+
+/// What the stages know of one field name: its bit in [`Fields`] and, for a hop-by-hop
+/// field, its place in [`HOP_BY_HOP`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Field {
+    pub fields: Fields,
+    pub hop_by_hop: Option<usize>,
+}
+
+/// The one list of the names the stages look for, by text (lower case, as a `HeaderMap`
+/// keeps them): most names are told apart by their length alone, cheaper than comparing
+/// a name with each. [`Fields::of`] and `remove_hop_by_hop` both read it, so a
+/// hop-by-hop name cannot be removed by one and missed by the other. Inlined: both
+/// callers run it on every field of a head.
+#[inline]
+pub fn field(name: &str) -> Field {
+    let (fields, hop_by_hop) = match name {
+        "content-length" => (Fields::CONTENT_LENGTH, None),
+        "content-type" => (Fields::CONTENT_TYPE, None),
+        "x-request-id" => (Fields::X_REQUEST_ID, None),
+        "grpc-timeout" => (Fields::GRPC_TIMEOUT, None),
+        "forwarded" => (Fields::FORWARDED, None),
+        "connection" => (Fields::CONNECTION, Some(CONNECTION_INDEX)),
+        "keep-alive" => (Fields::OTHER_HOP_BY_HOP, Some(1)),
+        "proxy-connection" => (Fields::OTHER_HOP_BY_HOP, Some(2)),
+        "te" => (Fields::TE, Some(3)),
+        "trailer" => (Fields::OTHER_HOP_BY_HOP, Some(4)),
+        // Framing and hop-by-hop both.
+        "transfer-encoding" => (
+            Fields(Fields::TRANSFER_ENCODING.0 | Fields::OTHER_HOP_BY_HOP.0),
+            Some(5),
+        ),
+        "upgrade" => (Fields::UPGRADE, Some(6)),
+        "proxy-authorization" => (Fields::OTHER_HOP_BY_HOP, Some(7)),
+        _ => (Fields(0), None),
+    };
+    Field { fields, hop_by_hop }
+}
 
 /// The fields of one head that may be present (a bit set; see the constants).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,7 +91,7 @@ impl Fields {
     /// bits (`Keep-Alive`, `Proxy-Connection`, `Trailer`, `Transfer-Encoding`,
     /// `Proxy-Authorization`).
     pub const OTHER_HOP_BY_HOP: Fields = Fields(1 << 9);
-    /// Every hop-by-hop field (`proxy::headers::remove_hop_by_hop`'s list).
+    /// Every hop-by-hop field (every name of [`HOP_BY_HOP`]).
     pub const HOP_BY_HOP: Fields = Fields(
         Fields::CONNECTION.0 | Fields::TE.0 | Fields::UPGRADE.0 | Fields::OTHER_HOP_BY_HOP.0,
     );
@@ -41,22 +102,7 @@ impl Fields {
     pub fn of(headers: &HeaderMap) -> Fields {
         let mut seen = 0;
         for name in headers.keys() {
-            seen |= match name.as_str() {
-                "content-length" => Fields::CONTENT_LENGTH.0,
-                // Framing and hop-by-hop both.
-                "transfer-encoding" => Fields::TRANSFER_ENCODING.0 | Fields::OTHER_HOP_BY_HOP.0,
-                "content-type" => Fields::CONTENT_TYPE.0,
-                "x-request-id" => Fields::X_REQUEST_ID.0,
-                "upgrade" => Fields::UPGRADE.0,
-                "te" => Fields::TE.0,
-                "grpc-timeout" => Fields::GRPC_TIMEOUT.0,
-                "forwarded" => Fields::FORWARDED.0,
-                "connection" => Fields::CONNECTION.0,
-                "keep-alive" | "proxy-connection" | "trailer" | "proxy-authorization" => {
-                    Fields::OTHER_HOP_BY_HOP.0
-                }
-                _ => 0,
-            };
+            seen |= field(name.as_str()).fields.0;
         }
         Fields(seen)
     }
@@ -78,7 +124,7 @@ impl std::ops::BitOr for Fields {
 
 #[cfg(test)]
 mod tests {
-    use super::Fields;
+    use super::{field, Fields, HOP_BY_HOP};
     use http::{HeaderMap, HeaderValue};
 
     fn head(names: &[&'static str]) -> HeaderMap {
@@ -146,5 +192,28 @@ mod tests {
         ]));
         assert_eq!(fields, Fields(0));
         assert!(Fields::ALL.may_have(Fields::FORWARDED));
+    }
+
+    #[test]
+    fn each_hop_by_hop_name_is_at_its_place_and_noted() {
+        // `Proxy::mutate` skips `remove_hop_by_hop` when no hop-by-hop bit is set, and
+        // `remove_hop_by_hop` removes by place: both must agree with the list.
+        for (i, name) in HOP_BY_HOP.iter().enumerate() {
+            let f = field(name.as_str());
+            assert_eq!(f.hop_by_hop, Some(i), "{name}");
+            assert!(f.fields.may_have(Fields::HOP_BY_HOP), "{name}");
+        }
+        for other in [
+            "host",
+            "x-te",
+            "keep-alives",
+            "connections",
+            "upgrade-insecure-requests",
+            "content-length",
+            "forwarded",
+        ] {
+            assert_eq!(field(other).hop_by_hop, None, "{other}");
+            assert!(!field(other).fields.may_have(Fields::HOP_BY_HOP), "{other}");
+        }
     }
 }

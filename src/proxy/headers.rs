@@ -11,7 +11,7 @@ use std::net::IpAddr;
 use crate::config::identity::fold;
 use crate::http::client_addr;
 pub use crate::http::client_addr::X_FORWARDED_FOR;
-use crate::http::head::Fields;
+use crate::http::head::{self, Fields, CONNECTION_INDEX, HOP_BY_HOP};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use ipnet::IpNet;
 
@@ -19,21 +19,6 @@ pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 pub static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 static FORWARDED: HeaderName = HeaderName::from_static("forwarded");
-static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
-static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
-
-/// Hop-by-hop headers (RFC 9110 §7.6.1) never forwarded in either direction.
-static HOP_BY_HOP: [&HeaderName; 8] = [
-    &header::CONNECTION,
-    &KEEP_ALIVE,
-    &PROXY_CONNECTION,
-    &header::TE,
-    &header::TRAILER,
-    &header::TRANSFER_ENCODING,
-    &header::UPGRADE,
-    &header::PROXY_AUTHORIZATION,
-];
-
 /// Removes hop-by-hop headers, including any the `Connection` header names. When
 /// `keep_upgrade` is set (a WebSocket handshake), `Connection: upgrade` and `Upgrade` stay.
 pub fn remove_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
@@ -46,7 +31,7 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     // on any of its lines; removed after the pass, since a map cannot change while read.
     let mut named: Vec<HeaderName> = Vec::new();
     for (k, value) in headers.iter() {
-        let Some(i) = hop_by_hop_index(k) else {
+        let Some(i) = head::field(k.as_str()).hop_by_hop else {
             continue;
         };
         present[i] = true;
@@ -81,25 +66,6 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     }
     if keep_upgrade {
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-    }
-}
-
-/// `Connection`'s place in [`HOP_BY_HOP`]: only it can name further fields.
-const CONNECTION_INDEX: usize = 0;
-
-/// The place of `name` in [`HOP_BY_HOP`], if it is one: by its text, which tells most
-/// names apart by their length alone (cheaper than comparing it with each of the eight).
-fn hop_by_hop_index(name: &HeaderName) -> Option<usize> {
-    match name.as_str() {
-        "connection" => Some(CONNECTION_INDEX),
-        "keep-alive" => Some(1),
-        "proxy-connection" => Some(2),
-        "te" => Some(3),
-        "trailer" => Some(4),
-        "transfer-encoding" => Some(5),
-        "upgrade" => Some(6),
-        "proxy-authorization" => Some(7),
-        _ => None,
     }
 }
 
@@ -314,37 +280,6 @@ mod tests {
             assert_eq!(set.is_identity(&name), is, "{name}");
         }
         assert!(!IdentityHeaderSet::default().is_identity(&HeaderName::from_static("x-a")));
-    }
-
-    #[test]
-    fn every_hop_by_hop_name_is_a_field_the_head_notes() {
-        // `Proxy::mutate` skips `remove_hop_by_hop` when `http::head` saw none of these:
-        // a name added to HOP_BY_HOP and not to `Fields::of` would pass to the upstream.
-        for name in HOP_BY_HOP {
-            let mut h = HeaderMap::new();
-            h.insert(name, HeaderValue::from_static("x"));
-            assert!(Fields::of(&h).may_have(Fields::HOP_BY_HOP), "{name}");
-        }
-    }
-
-    #[test]
-    fn hop_by_hop_index_is_each_names_place() {
-        for (i, name) in HOP_BY_HOP.iter().enumerate() {
-            assert_eq!(hop_by_hop_index(name), Some(i), "{name}");
-        }
-        for other in [
-            "host",
-            "x-te",
-            "keep-alives",
-            "connections",
-            "upgrade-insecure-requests",
-        ] {
-            assert_eq!(
-                hop_by_hop_index(&HeaderName::from_static(other)),
-                None,
-                "{other}"
-            );
-        }
     }
 
     #[test]
