@@ -74,11 +74,34 @@ thread_local! {
     /// worker serves a connection's requests in turn: one entry compared is a fraction of
     /// the cache's lookup (moka's hashing and read log; BENCHMARKS.md, "Sixth round").
     /// What it answers is what the cache would: the entry the cache held, checked again
-    /// for expiry and revocation on every use. It holds another client's token, so it is
-    /// matched as the cache is: by the keyed hash first, which a caller without the token
-    /// cannot arrange, and only then by the token itself.
-    static LAST: std::cell::RefCell<Option<(u64, u64, Arc<Verified>)>> =
+    /// for expiry and revocation on every use. It is looked at before the token is
+    /// hashed (the keyed hash of a ~700-byte token costs more than the comparison), and
+    /// it holds another client's token, so it is compared in time that does not depend on
+    /// where the two differ ([`is_memo_token`]).
+    static LAST: std::cell::RefCell<Option<(u64, Arc<Verified>)>> =
         const { std::cell::RefCell::new(None) };
+}
+
+/// Whether `given` is the memo's token `memo`, in time that tells a caller nothing about
+/// how much of another client's token it guessed. The lengths, and then the last eight
+/// bytes as one word (the signature's end: a different token almost always ends
+/// differently, so a miss costs one compare), may differ visibly: an equal last word
+/// cannot be arrived at a byte at a time. The rest is compared without an early exit,
+/// the whole token folded into one difference (which the compiler vectorises; `subtle`'s
+/// byte-at-a-time comparison would cost more than the hash it saves).
+fn is_memo_token(memo: &[u8], given: &[u8]) -> bool {
+    if memo.len() != given.len() || last_word(memo) != last_word(given) {
+        return false;
+    }
+    memo.iter().zip(given).fold(0u8, |d, (m, g)| d | (m ^ g)) == 0
+}
+
+/// The last eight bytes as one word (0 for a shorter slice, compared whole after).
+fn last_word(b: &[u8]) -> u64 {
+    b.len()
+        .checked_sub(8)
+        .and_then(|at| b[at..].try_into().ok())
+        .map_or(0, u64::from_ne_bytes)
 }
 
 impl JwtAuthenticator {
@@ -145,10 +168,13 @@ impl JwtAuthenticator {
     }
 
     /// The identity of the token this thread last found in this authenticator's cache,
-    /// when `token` (whose keyed hash is `key`) is that one.
-    fn last(&self, key: u64, token: &str) -> Option<Arc<Identity>> {
+    /// when `token` is that one.
+    fn last(&self, token: &str) -> Option<Arc<Identity>> {
         LAST.with(|last| match &*last.borrow() {
-            Some((owner, k, v)) if *owner == self.memo_owner && *k == key && *v.token == *token => {
+            Some((owner, v))
+                if *owner == self.memo_owner
+                    && is_memo_token(v.token.as_bytes(), token.as_bytes()) =>
+            {
                 Some(v.id.clone())
             }
             _ => None,
@@ -158,16 +184,16 @@ impl JwtAuthenticator {
     /// The answer for a token in the cache (still checked for expiry and revocation);
     /// `None` when it is not cached.
     pub fn cached(&self, token: &str) -> Option<Result<Arc<Identity>, AuthnError>> {
-        let key = self.key_hasher.hash_one(token.as_bytes());
-        let id = match self.last(key, token) {
+        let id = match self.last(token) {
             Some(id) => id,
             None => {
+                let key = self.key_hasher.hash_one(token.as_bytes());
                 // Not a secret comparison: the keyed hash already matched, which an
                 // attacker without the seed cannot arrange, and a mismatch only means
                 // "verify it".
                 let verified = self.cache.get(&key).filter(|v| *v.token == *token)?;
                 let id = verified.id.clone();
-                LAST.with(|last| *last.borrow_mut() = Some((self.memo_owner, key, verified)));
+                LAST.with(|last| *last.borrow_mut() = Some((self.memo_owner, verified)));
                 id
             }
         };
@@ -306,6 +332,32 @@ mod tests {
                 .exp,
             Some(5)
         );
+    }
+
+    /// The memo answers for its own token only: a token differing anywhere, in its first
+    /// byte, its last or by one byte of length, is not it.
+    #[test]
+    fn memo_matches_its_token_only() {
+        let memo = jwt(r#"{"sub":"alice"}"#);
+        assert!(is_memo_token(memo.as_bytes(), memo.clone().as_bytes()));
+        let mut first = memo.clone().into_bytes();
+        first[0] ^= 1;
+        let mut middle = memo.clone().into_bytes();
+        middle[memo.len() / 2] ^= 1;
+        let mut last = memo.clone().into_bytes();
+        *last.last_mut().unwrap() ^= 1;
+        for other in [first, middle, last] {
+            assert!(!is_memo_token(memo.as_bytes(), &other));
+        }
+        assert!(!is_memo_token(memo.as_bytes(), &memo.as_bytes()[1..]));
+        assert!(!is_memo_token(
+            memo.as_bytes(),
+            format!("{memo}x").as_bytes()
+        ));
+        // Shorter than the word compared at the end: compared whole.
+        assert!(is_memo_token(b"abc", b"abc"));
+        assert!(!is_memo_token(b"abc", b"abd"));
+        assert!(!is_memo_token(b"", b"a"));
     }
 
     /// An expired token is refused without reaching the verifier at all.
