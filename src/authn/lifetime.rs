@@ -68,10 +68,14 @@ impl HttpBody for UntilTokenEnds {
     }
 }
 
-/// Whether a response streams (no known length) and so needs guarding.
+/// Whether a response streams (no known length) and so needs guarding. The length is the
+/// body's own size hint, which hyper takes from the answer's framing (`Content-Length`,
+/// not chunked): no lookup in the head on every proxied request, and a chunked answer
+/// that also names a length is read as the stream it is.
 pub fn is_streaming(resp: &Response<Body>) -> bool {
-    !resp.headers().contains_key(http::header::CONTENT_LENGTH)
-        && !resp.body().is_end_stream()
+    let body = resp.body();
+    body.size_hint().exact().is_none()
+        && !body.is_end_stream()
         && resp.status() != http::StatusCode::SWITCHING_PROTOCOLS
 }
 
@@ -91,4 +95,32 @@ pub fn guard(
             revoked,
         })
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::body;
+
+    fn answer(status: u16, b: Body) -> Response<Body> {
+        let mut resp = Response::new(b);
+        *resp.status_mut() = http::StatusCode::from_u16(status).unwrap();
+        resp
+    }
+
+    /// Only an answer of unknown length that has not ended is guarded: one with a length
+    /// (`Content-Length`, which hyper turns into the body's exact size) is not cut when
+    /// the token expires, nor an empty one, nor a protocol switch (the tunnel has its own).
+    #[test]
+    fn only_answers_of_unknown_length_stream() {
+        let stream = || {
+            body::boxed(http_body_util::StreamBody::new(
+                futures_util::stream::pending::<Result<Frame<Bytes>, BoxError>>(),
+            ))
+        };
+        assert!(is_streaming(&answer(200, stream())));
+        assert!(!is_streaming(&answer(200, body::full("a known length"))));
+        assert!(!is_streaming(&answer(200, body::empty())));
+        assert!(!is_streaming(&answer(101, stream())));
+    }
 }
