@@ -96,6 +96,45 @@ fn is_memo_token(memo: &[u8], given: &[u8]) -> bool {
     memo.iter().zip(given).fold(0u8, |d, (m, g)| d | (m ^ g)) == 0
 }
 
+/// A token's text taken from the thread's memo: [`known_token`] found the received bytes
+/// to be the last token this thread verified. Its text was checked once, when it was
+/// verified, so the bytes need no UTF-8 check again (372 instructions for a ~700-byte
+/// token, BENCHMARKS.md "Eleventh round"), and [`JwtAuthenticator::cached`] knows its own
+/// memo's text by its address.
+#[derive(Clone)]
+pub struct KnownToken(Arc<Verified>);
+
+impl KnownToken {
+    pub fn as_str(&self) -> &str {
+        &self.0.token
+    }
+}
+
+/// Never the token itself: a `Debug` of a request's token may reach a log line.
+impl std::fmt::Debug for KnownToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("KnownToken(..)")
+    }
+}
+
+impl PartialEq for KnownToken {
+    fn eq(&self, other: &KnownToken) -> bool {
+        self.0.token == other.0.token
+    }
+}
+
+impl Eq for KnownToken {}
+
+/// The thread's last verified token when `given` is that token (compared as the memo
+/// always is, [`is_memo_token`]), whichever authenticator verified it: only its text is
+/// handed out, and the authenticator asked next still checks that the memo is its own.
+pub fn known_token(given: &[u8]) -> Option<KnownToken> {
+    LAST.with(|last| match &*last.borrow() {
+        Some((_, v)) if is_memo_token(v.token.as_bytes(), given) => Some(KnownToken(v.clone())),
+        _ => None,
+    })
+}
+
 /// The last eight bytes as one word (0 for a shorter slice, compared whole after).
 fn last_word(b: &[u8]) -> u64 {
     b.len()
@@ -168,12 +207,14 @@ impl JwtAuthenticator {
     }
 
     /// The identity of the token this thread last found in this authenticator's cache,
-    /// when `token` is that one.
+    /// when `token` is that one: the memo's own text (handed out by [`known_token`], so
+    /// already compared), or text equal to it.
     fn last(&self, token: &str) -> Option<Arc<Identity>> {
         LAST.with(|last| match &*last.borrow() {
             Some((owner, v))
                 if *owner == self.memo_owner
-                    && is_memo_token(v.token.as_bytes(), token.as_bytes()) =>
+                    && (std::ptr::eq(&*v.token, token)
+                        || is_memo_token(v.token.as_bytes(), token.as_bytes())) =>
             {
                 Some(v.id.clone())
             }
@@ -483,9 +524,40 @@ mod tests {
             a.cached(&other).is_none(),
             "another token is not the last one"
         );
-        // A new authenticator (a reload) has its own cache: the last entry is not its.
+        // The thread's last token, found in a request's `Authorization`, is handed out as
+        // the memo's own text (no UTF-8 check again), which the memo knows by its
+        // address; anything else around it, or another token, is read as received.
+        assert_eq!(a.cached(&token).unwrap().unwrap().user_id, "u1");
+        let header = |v: String| {
+            let mut h = http::HeaderMap::new();
+            h.insert(
+                http::header::AUTHORIZATION,
+                http::HeaderValue::from_bytes(v.as_bytes()).unwrap(),
+            );
+            h
+        };
+        let h = header(format!("Bearer  {token} "));
+        let (found, _) = crate::authn::source::authorization(&h).unwrap();
+        let crate::authn::source::TokenText::Known(known) = &found else {
+            panic!("the last token is known: {found:?}");
+        };
+        assert_eq!(known.as_str(), token);
+        assert!(!format!("{known:?}").contains(&token), "never printed");
+        assert_eq!(a.cached(known.as_str()).unwrap().unwrap().user_id, "u1");
+        for received in [format!("Bearer {other}"), format!("Bearer {token}\u{a0}")] {
+            let h = header(received);
+            let (found, _) = crate::authn::source::authorization(&h).unwrap();
+            assert!(matches!(
+                found,
+                crate::authn::source::TokenText::Received(_)
+            ));
+        }
+        assert!(known_token(other.as_bytes()).is_none());
+        // A new authenticator (a reload) has its own cache: the last entry is not its,
+        // by its text or by the memo's own.
         let b = JwtAuthenticator::new(revocations.clone(), 10);
         assert!(b.cached(&token).is_none());
+        assert!(b.cached(known.as_str()).is_none());
         // Revoked: refused, from the last entry as from the cache.
         revocations.load([("j1".to_string(), exp)]);
         assert!(matches!(

@@ -6,10 +6,28 @@ use http::{header, HeaderMap};
 
 use crate::config::TokenSource;
 
+/// A token's text: as the request carries it, or, for an `Authorization` token that is
+/// the last one this thread verified, that token's own text, whose UTF-8 check was made
+/// when it was verified (`jwt::known_token`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenText<'r> {
+    Received(&'r str),
+    Known(super::jwt::KnownToken),
+}
+
+impl TokenText<'_> {
+    pub fn as_str(&self) -> &str {
+        match self {
+            TokenText::Received(t) => t,
+            TokenText::Known(k) => k.as_str(),
+        }
+    }
+}
+
 /// A token found in a request, and which source it came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FoundToken<'s, 'r> {
-    pub token: &'r str,
+    pub token: TokenText<'r>,
     /// The route's source it came from (borrowed from the route, not the request).
     pub source: &'s TokenSource,
     /// `Authorization: DPoP` or Bearer (every other source is Bearer).
@@ -29,12 +47,17 @@ pub fn find_token<'s, 'r>(
                 None => (None, super::Scheme::Bearer),
             },
             TokenSource::Query(name) => (
-                query.and_then(|q| query_param(q, name)),
+                query
+                    .and_then(|q| query_param(q, name))
+                    .map(TokenText::Received),
                 super::Scheme::Bearer,
             ),
-            TokenSource::Cookie(name) => (cookie(headers, name), super::Scheme::Bearer),
+            TokenSource::Cookie(name) => (
+                cookie(headers, name).map(TokenText::Received),
+                super::Scheme::Bearer,
+            ),
         };
-        if let Some(token) = token.filter(|t| !t.is_empty()) {
+        if let Some(token) = token.filter(|t| !t.as_str().is_empty()) {
             return Some(FoundToken {
                 token,
                 source,
@@ -46,16 +69,26 @@ pub fn find_token<'s, 'r>(
 }
 
 /// `Authorization: Bearer <token>` or `Authorization: DPoP <token>` (RFC 9449 §7.1),
-/// scheme case-insensitive.
-pub fn authorization(headers: &HeaderMap) -> Option<(&str, super::Scheme)> {
-    let (scheme, token) = credentials(headers)?;
-    if scheme.eq_ignore_ascii_case(b"bearer") {
-        Some((token, super::Scheme::Bearer))
+/// scheme case-insensitive. The credentials are the token this thread verified last (a
+/// client's next request), compared without its UTF-8 check, or else checked as text
+/// ([`credentials`]); both give the same token for the same bytes.
+pub fn authorization(headers: &HeaderMap) -> Option<(TokenText<'_>, super::Scheme)> {
+    let (scheme, rest) = raw_credentials(headers)?;
+    let scheme = if scheme.eq_ignore_ascii_case(b"bearer") {
+        super::Scheme::Bearer
     } else if scheme.eq_ignore_ascii_case(b"dpop") {
-        Some((token, super::Scheme::Dpop))
+        super::Scheme::Dpop
     } else {
-        None
-    }
+        return None;
+    };
+    // A token has no whitespace of its own: what `str::trim` would take off around the
+    // memo's token is ASCII whitespace, which `trim_ascii` takes off too. Anything else
+    // around it is not the memo's token and is checked as text below.
+    let token = match super::jwt::known_token(rest.trim_ascii()) {
+        Some(known) => TokenText::Known(known),
+        None => TokenText::Received(std::str::from_utf8(rest).ok()?.trim()),
+    };
+    Some((token, scheme))
 }
 
 /// `Authorization: Bearer <token>` (scheme case-insensitive).
@@ -72,10 +105,15 @@ pub fn bearer(headers: &HeaderMap) -> Option<&str> {
 /// and refused as invalid by every authenticator (a JWT is base64url, an opaque token or
 /// a foreign one matches nothing issued).
 fn credentials(headers: &HeaderMap) -> Option<(&[u8], &str)> {
+    let (scheme, rest) = raw_credentials(headers)?;
+    Some((scheme, std::str::from_utf8(rest).ok()?.trim()))
+}
+
+/// The `Authorization` header split at its first space: the scheme and the rest.
+fn raw_credentials(headers: &HeaderMap) -> Option<(&[u8], &[u8])> {
     let v = headers.get(header::AUTHORIZATION)?.as_bytes();
     let space = v.iter().position(|&b| b == b' ')?;
-    let (scheme, rest) = (&v[..space], &v[space + 1..]);
-    Some((scheme, std::str::from_utf8(rest).ok()?.trim()))
+    Some((&v[..space], &v[space + 1..]))
 }
 
 fn query_param<'a>(query: &'a str, name: &str) -> Option<&'a str> {
@@ -118,15 +156,17 @@ mod tests {
         assert_eq!(
             find_token(&sources, &h, Some("x=1&oauth_token=qt"))
                 .unwrap()
-                .token,
+                .token
+                .as_str(),
             "qt"
         );
-        assert_eq!(find_token(&sources, &h, None).unwrap().token, "ck");
+        assert_eq!(find_token(&sources, &h, None).unwrap().token.as_str(), "ck");
         h.insert("authorization", HeaderValue::from_static("bearer hd"));
         assert_eq!(
             find_token(&sources, &h, Some("oauth_token=qt"))
                 .unwrap()
-                .token,
+                .token
+                .as_str(),
             "hd"
         );
         h.insert("authorization", HeaderValue::from_static("Basic abc"));
@@ -140,21 +180,22 @@ mod tests {
             h.insert("authorization", HeaderValue::from_bytes(v).unwrap());
             h
         };
+        let text = |h: &HeaderMap| authorization(h).map(|(t, s)| (t.as_str().to_owned(), s));
         let h = with(b"Bearer  abc.def ");
         assert_eq!(
-            authorization(&h),
-            Some(("abc.def", crate::authn::Scheme::Bearer))
+            text(&h),
+            Some(("abc.def".into(), crate::authn::Scheme::Bearer))
         );
         assert_eq!(bearer(&h), Some("abc.def"));
         let h = with(b"dPoP t1");
-        assert_eq!(authorization(&h), Some(("t1", crate::authn::Scheme::Dpop)));
+        assert_eq!(text(&h), Some(("t1".into(), crate::authn::Scheme::Dpop)));
         assert_eq!(bearer(&h), None);
         // Credentials that are not UTF-8 are no token; UTF-8 past ASCII is a token,
         // which no authenticator accepts. A scheme past ASCII is no scheme.
         assert_eq!(authorization(&with(b"Bearer ab\xff")), None);
         assert_eq!(
-            authorization(&with(b"Bearer ab\xc3\xa9")),
-            Some(("ab\u{e9}", crate::authn::Scheme::Bearer))
+            text(&with(b"Bearer ab\xc3\xa9")),
+            Some(("ab\u{e9}".into(), crate::authn::Scheme::Bearer))
         );
         assert_eq!(authorization(&with(b"B\xc3\xa9arer ab")), None);
         assert_eq!(authorization(&with(b"Bearer")), None);

@@ -102,7 +102,7 @@ pub async fn admit<'g>(
     check_limits(spec, req).map_err(refuse)?;
     let found = source::find_token(&spec.token_sources, req.headers, req.query);
     let token = found.as_ref().map(|f| TokenRequest {
-        token: f.token,
+        token: f.token.as_str(),
         scheme: f.scheme,
         method: req.method.as_str(),
         uri_scheme: req.scheme,
