@@ -13,7 +13,7 @@ use super::App;
 use crate::endpoint::RequestCtx;
 use crate::http::body::Body;
 use crate::http::head::Fields;
-use crate::http::{BoxFuture, ConnInfo};
+use crate::http::{boxed_in_place, BoxFuture, ConnInfo};
 use crate::proxy::error::GatewayError;
 use crate::proxy::headers::{self, X_REQUEST_ID};
 use crate::proxy::{self, Generation, Outcome};
@@ -22,9 +22,10 @@ use crate::telemetry::trace;
 impl App {
     /// Every request enters here: request id, endpoints, the proxy pipeline, and the
     /// metrics and access log on the way out. What needs no waiting is done here, and the
-    /// request's future is boxed as it is made: an `async fn` here would be one more
-    /// layer of several KiB that every request builds and copies (BENCHMARKS.md,
-    /// "Per-stage budget"). hyper keeps the box for the request's life.
+    /// request's future is made in its box (`boxed_in_place`): an `async fn` here would be
+    /// one more layer of several KiB that every request builds and copies, and a future
+    /// built before its box is copied into it (BENCHMARKS.md, "Per-stage budget" and
+    /// "Twelfth round"). hyper keeps the box for the request's life.
     pub fn handle(
         self: Arc<Self>,
         req: Request<Incoming>,
@@ -48,7 +49,9 @@ impl App {
             &rt.config.trusted_proxies,
         );
         if !trace::on() {
-            return Box::pin(self.handle_traced(req, fields, conn, rt, client, request_id));
+            return boxed_in_place(|| {
+                self.handle_traced(req, fields, conn, rt, client, request_id)
+            });
         }
         // The request's span; everything below runs inside it.
         let span = trace::request_span(
@@ -60,9 +63,9 @@ impl App {
             &rt.config.trusted_proxies,
             request_id.to_str().unwrap_or("-"),
         );
-        Box::pin(
-            span.instrument_request(self.handle_traced(req, fields, conn, rt, client, request_id)),
-        )
+        boxed_in_place(|| {
+            span.instrument_request(self.handle_traced(req, fields, conn, rt, client, request_id))
+        })
     }
 
     /// [`App::handle`] inside the request's span when tracing is on, with the generation

@@ -28,6 +28,19 @@ use body::Body;
 
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 
+/// `make()`'s future in a box allocated first, so that the future can be built where it
+/// will live. `Box::pin(make())` builds it on the stack and copies it into the box: a
+/// request's future is several KiB, and that copy was the largest `memcpy` of a proxied
+/// request (BENCHMARKS.md, "Twelfth round").
+#[inline(always)]
+pub fn boxed_in_place<F, T>(make: impl FnOnce() -> F) -> BoxFuture<T>
+where
+    F: Future<Output = T> + Send + 'static,
+{
+    let boxed: Box<F> = Box::write(Box::<F>::new_uninit(), make());
+    Box::into_pin(boxed)
+}
+
 /// Facts about the downstream connection a request arrived on.
 #[derive(Debug, Clone)]
 pub struct ConnInfo {

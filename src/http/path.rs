@@ -81,6 +81,13 @@ fn is_already_normal(p: &[u8]) -> bool {
     let mut i = 0;
     while i < p.len() {
         let c = p[i];
+        // Letters, digits and most punctuation sort above `/`; of the bytes looked for
+        // below only `\` does too, so one compare passes over most bytes of a path.
+        if c > b'/' && c != b'\\' {
+            prev_slash = false;
+            i += 1;
+            continue;
+        }
         match c {
             b'\\' => return false,
             b'%' => return false,
