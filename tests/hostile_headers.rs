@@ -252,3 +252,62 @@ async fn authorization_reaches_the_upstream_only_where_a_route_opts_in() {
         );
     }
 }
+
+/// A retry's head is rewritten from the received one as the first attempt's was: the
+/// same identity, request id and forwarding headers, spoofed identity headers stripped,
+/// `Authorization` kept back, and the next target's `Host`.
+#[tokio::test]
+async fn a_retried_request_carries_the_same_rewritten_head() {
+    let up = Upstream::start().await;
+    let (lost, heads) = common::upstream::head_then_close().await;
+    let (gw, kit) = spawn(&format!(
+        r#"
+routes:
+  - name: retry
+    path: /retry
+    auth: required
+    upstream: {{ targets: ["http://{lost}", "{u}"], retries: 1, eject_after: 100 }}
+"#,
+        u = up.url()
+    ))
+    .await;
+    let token = kit.token(json!({}));
+    for i in 0..4 {
+        let rid = format!("retry-{i}");
+        let r = client()
+            .get(gw.url(&format!("/retry/{i}")))
+            .bearer_auth(&token)
+            .header("x-request-id", &rid)
+            .header("x-user-id", "spoofed")
+            .header("X_User_Role", "spoofed")
+            .header("x-forwarded-for", "6.6.6.6")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "request {i}");
+        assert_eq!(r.headers()["x-request-id"], rid.as_str());
+        let seen = up.last();
+        assert_eq!(seen.path, format!("/retry/{i}"));
+        assert_eq!(seen.header("x-user-id"), Some("157"), "request {i}");
+        assert_eq!(seen.header("x-request-id"), Some(rid.as_str()));
+        assert_eq!(seen.header("x-forwarded-for"), Some("127.0.0.1"));
+        assert_eq!(
+            seen.header("host"),
+            Some(up.url().trim_start_matches("http://"))
+        );
+        assert!(seen.header("authorization").is_none());
+        for (k, values) in &seen.headers {
+            assert!(!values.iter().any(|v| v == "spoofed"), "{k}: {values:?}");
+        }
+    }
+    // Round robin takes the next target for each attempt: every request went first to the
+    // target that loses it after it was written, then again to the other.
+    let lost_heads = heads.lock().unwrap().clone();
+    assert_eq!(lost_heads.len(), 4, "{lost_heads:?}");
+    assert_eq!(up.requests().len(), 4);
+    for head in &lost_heads {
+        assert!(head.contains("\r\nx-user-id: 157\r\n"), "{head}");
+        assert!(!head.contains("spoofed"), "{head}");
+        assert!(!head.contains("authorization"), "{head}");
+    }
+}

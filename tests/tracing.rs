@@ -544,6 +544,58 @@ async fn a_trusted_proxy_continues_the_callers_trace() {
         .starts_with(&format!("00-{trace}-")));
 }
 
+/// A request sent again after its first attempt was lost carries the trace context of
+/// its upstream span on each attempt, never the client's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retried_request_carries_the_trace_context_on_each_attempt() {
+    let (collector, addr) = Collector::start(false).await;
+    let (lost, heads) = common::upstream::head_then_close().await;
+    let live = Upstream::start().await;
+    let s = start(
+        &collector_yaml(addr, "http/protobuf"),
+        &format!(
+            "  - {{ name: retry, path: /retry, upstream: {{ targets: [\"http://{lost}\", \"{u}\"], retries: 1, eject_after: 100 }} }}\n",
+            u = live.url()
+        ),
+    )
+    .await;
+    let client_trace = "0af7651916cd43dd8448eb211c80319c";
+    let resp = client()
+        .get(format!("{}/retry/x", s.gw.http))
+        .header(
+            "traceparent",
+            format!("00-{client_trace}-b7ad6b7169203331-01"),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let seen = live.last();
+    let second = seen.header("traceparent").expect("the retry's traceparent");
+    let lost_heads = heads.lock().unwrap().clone();
+    assert_eq!(lost_heads.len(), 1, "{lost_heads:?}");
+    let first = lost_heads[0]
+        .lines()
+        .find_map(|l| l.strip_prefix("traceparent: "))
+        .expect("the first attempt's traceparent")
+        .trim()
+        .to_string();
+    // The same context on both attempts: the upstream span's, in Tollgate's own trace
+    // (the client is not a trusted proxy).
+    assert_eq!(first, second);
+    assert!(!second.contains(client_trace), "{second}");
+    wait_for_span(&collector, "the retried request's spans", |spans| {
+        request_span(spans, "/retry/x").is_some_and(|r| !children(spans, r).is_empty())
+    })
+    .await;
+    let spans = collector.all();
+    let req = request_span(&spans, "/retry/x").unwrap();
+    assert!(
+        second.starts_with(&format!("00-{}-", hex(&req.trace_id))),
+        "{second}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grpc_export_carries_the_same_spans() {
     let (collector, addr) = Collector::start(true).await;

@@ -237,18 +237,48 @@ impl Proxy {
         let identity = admitted.identity;
         let limit_headers = admitted.limit_headers;
         // 5. Rewrite the request for the upstream (hop-by-hop, identity, forwarding
-        //    headers; a query token removed).
-        let outgoing = self.mutate(
+        //    headers; a query token removed). A request that may be sent again after a
+        //    failure keeps a copy of its head as received, and a further attempt's head
+        //    is rewritten again from it: the received head is the smaller of the two,
+        //    and a request that succeeds at once never needs its copy.
+        let rewrite = HeadRewrite {
             rt,
+            spec: &route.spec,
+            fields,
+            conn: &conn,
+            identity: identity.as_ref(),
+            request_id,
+            upgrade: fields.may_have(Fields::UPGRADE)
+                && headers::is_upgrade_request(req.headers())
+                && req
+                    .extensions()
+                    .get::<hyper::upgrade::OnUpgrade>()
+                    .is_some(),
+        };
+        let received = route
+            .upstream
+            .may_retry(
+                req.method(),
+                http_body::Body::is_end_stream(req.body()),
+                rewrite.upgrade,
+            )
+            .then(|| (req.headers().clone(), x_forwarded_host.clone()));
+        let again = received.as_ref().map(|(head, x_forwarded_host)| {
+            let rewrite = &rewrite;
+            move || {
+                let mut head = head.clone();
+                rewrite.apply(&mut head, x_forwarded_host.clone());
+                head
+            }
+        });
+        let outgoing = self.mutate(
+            &rewrite,
             route,
             req,
-            fields,
             norm,
-            &conn,
-            identity.as_ref(),
             admitted.query_token,
-            request_id,
             x_forwarded_host,
+            again.as_ref().map(|f| f as forward::HeadAgain<'_>),
         );
         let close_at = outgoing.close_at;
         // 6. Forward (traced when tracing is on).
@@ -271,90 +301,40 @@ impl Proxy {
         }
     }
 
-    /// Stage 5: the request as the upstream gets it. Hop-by-hop headers go first, so a
-    /// client's `Connection:` list can name only its own headers, never one Tollgate
-    /// injects below; then strip before inject: spoofed identity headers never pass, on
-    /// any route.
+    /// Stage 5: the request as the upstream gets it: its head rewritten
+    /// ([`HeadRewrite::apply`]), its path and query, its body limited.
     #[allow(clippy::too_many_arguments)]
-    fn mutate(
+    fn mutate<'a>(
         &self,
-        rt: &Generation,
+        rewrite: &HeadRewrite<'_>,
         route: &Route,
         req: Request<Incoming>,
-        fields: Fields,
         norm: String,
-        conn: &ConnInfo,
-        identity: Option<&Arc<Identity>>,
         query_token: Option<&str>,
-        request_id: &HeaderValue,
         x_forwarded_host: Option<HeaderValue>,
-    ) -> ForwardRequest {
+        again: Option<forward::HeadAgain<'a>>,
+    ) -> ForwardRequest<'a> {
         let spec = &route.spec;
-        let upgrade_requested =
-            fields.may_have(Fields::UPGRADE) && headers::is_upgrade_request(req.headers());
+        let identity = rewrite.identity;
         let query = match (req.uri().query(), query_token) {
             (Some(q), Some(name)) => authn::source::remove_query_param(q, name),
             (Some(q), None) => Some(q.to_string()),
             (None, _) => None,
         };
         let (mut parts, incoming) = req.into_parts();
-        let upgrade = if upgrade_requested {
+        let upgrade = if rewrite.upgrade {
             parts.extensions.remove::<hyper::upgrade::OnUpgrade>()
         } else {
             None
         };
-
-        // `te: trailers` is the one hop-by-hop value that must reach the upstream: gRPC
-        // servers refuse calls without it.
-        let te_trailers = fields.may_have(Fields::TE)
-            && parts
-                .headers
-                .get(header::TE)
-                .is_some_and(|v| grpc::names_trailers(v.as_bytes()));
-        if fields.may_have(Fields::HOP_BY_HOP) || upgrade.is_some() {
-            headers::remove_hop_by_hop(&mut parts.headers, upgrade.is_some());
-        }
-        if te_trailers {
-            parts
-                .headers
-                .insert(header::TE, HeaderValue::from_static("trailers"));
-        }
-        // Room for what is added below (`X-Forwarded-For/-Proto/-Host`, `X-Request-Id`,
-        // the identity's fields, and `traceparent` when tracing) made at once: a head
-        // parsed with two fields has room for three, and would otherwise grow, rehashing,
-        // twice.
-        parts
-            .headers
-            .reserve(4 + if identity.is_some() { 8 } else { 0 } + usize::from(trace::on()));
-        rt.identity_headers.strip(&mut parts.headers);
-        if !spec.forward_authorization {
-            parts.headers.remove(header::AUTHORIZATION);
-        }
-        if let Some(id) = identity {
-            rt.identity_names.inject(&mut parts.headers, id);
-        }
-        if let Some(cert) = &conn.client_cert {
-            rt.identity_names
-                .inject_client_cert(&mut parts.headers, cert);
-        }
-        // A deadline a gRPC client set, read before anything is added to the head (and
-        // after a `Connection` list naming `grpc-timeout` has removed it).
-        let grpc_timeout = if fields.may_have(Fields::GRPC_TIMEOUT) {
+        rewrite.apply(&mut parts.headers, x_forwarded_host);
+        // A deadline a gRPC client set (after a `Connection` list naming `grpc-timeout`
+        // has removed it).
+        let grpc_timeout = if rewrite.fields.may_have(Fields::GRPC_TIMEOUT) {
             grpc::timeout(&parts.headers)
         } else {
             None
         };
-        headers::set_forwarded(
-            &mut parts.headers,
-            fields,
-            conn.peer.ip(),
-            conn.scheme,
-            x_forwarded_host,
-            &rt.config.trusted_proxies,
-        );
-        parts
-            .headers
-            .insert(&headers::X_REQUEST_ID, request_id.clone());
 
         let close_at = match (identity, spec.close_on_token_expiry) {
             (Some(id), true) => id.expires_at.map(deadline_from_unix),
@@ -378,7 +358,68 @@ impl Proxy {
             upgrade,
             close_at,
             close_on,
+            again,
         }
+    }
+}
+
+/// What stage 5 does to a request's head, kept whole so that a retry can make its head
+/// again from a copy of the received one (`Proxy::handle`): one rewrite, written once.
+struct HeadRewrite<'r> {
+    rt: &'r Generation,
+    spec: &'r RouteSpec,
+    /// Which fields the received head may carry (`http::head`).
+    fields: Fields,
+    conn: &'r ConnInfo,
+    identity: Option<&'r Arc<Identity>>,
+    request_id: &'r HeaderValue,
+    /// The client asked for a protocol upgrade that this connection can hand over.
+    upgrade: bool,
+}
+
+impl HeadRewrite<'_> {
+    /// Rewrites a received head for the upstream. Hop-by-hop headers go first, so a
+    /// client's `Connection:` list can name only its own headers, never one Tollgate
+    /// injects below; then strip before inject: spoofed identity headers never pass, on
+    /// any route.
+    fn apply(&self, headers: &mut http::HeaderMap, x_forwarded_host: Option<HeaderValue>) {
+        let fields = self.fields;
+        // `te: trailers` is the one hop-by-hop value that must reach the upstream: gRPC
+        // servers refuse calls without it.
+        let te_trailers = fields.may_have(Fields::TE)
+            && headers
+                .get(header::TE)
+                .is_some_and(|v| grpc::names_trailers(v.as_bytes()));
+        if fields.may_have(Fields::HOP_BY_HOP) || self.upgrade {
+            headers::remove_hop_by_hop(headers, self.upgrade);
+        }
+        if te_trailers {
+            headers.insert(header::TE, HeaderValue::from_static("trailers"));
+        }
+        // Room for what is added below (`X-Forwarded-For/-Proto/-Host`, `X-Request-Id`,
+        // the identity's fields, and `traceparent` when tracing) made at once: a head
+        // parsed with two fields has room for three, and would otherwise grow, rehashing,
+        // twice.
+        headers.reserve(4 + if self.identity.is_some() { 8 } else { 0 } + usize::from(trace::on()));
+        self.rt.identity_headers.strip(headers);
+        if !self.spec.forward_authorization {
+            headers.remove(header::AUTHORIZATION);
+        }
+        if let Some(id) = self.identity {
+            self.rt.identity_names.inject(headers, id);
+        }
+        if let Some(cert) = &self.conn.client_cert {
+            self.rt.identity_names.inject_client_cert(headers, cert);
+        }
+        headers::set_forwarded(
+            headers,
+            fields,
+            self.conn.peer.ip(),
+            self.conn.scheme,
+            x_forwarded_host,
+            &self.rt.config.trusted_proxies,
+        );
+        headers.insert(&headers::X_REQUEST_ID, self.request_id.clone());
     }
 }
 
@@ -413,10 +454,10 @@ pub(crate) async fn rate_limit(
 /// Stage 6: the upstream call; with tracing on, inside a client span whose context the
 /// upstream receives. Not an `async fn`: untraced, the call is the upstream's own future,
 /// with no layer around it to build and copy on every request.
-fn forward(
-    route: &Route,
-    mut outgoing: ForwardRequest,
-) -> impl std::future::Future<Output = Result<Response<Body>, GatewayError>> + '_ {
+fn forward<'a>(
+    route: &'a Route,
+    mut outgoing: ForwardRequest<'a>,
+) -> impl std::future::Future<Output = Result<Response<Body>, GatewayError>> + 'a {
     if !trace::on() {
         return Either::Left(route.upstream.forward(outgoing));
     }
@@ -427,6 +468,17 @@ fn forward(
             "tollgate.route" => route.metrics.route_value().clone(),
         );
         trace::inject(&span, &mut outgoing.parts.headers);
+        // A retry's head carries the same context.
+        let again = outgoing.again.take().map(|again| {
+            let span = &span;
+            move || {
+                let mut head = again();
+                trace::inject(span, &mut head);
+                head
+            }
+        });
+        let mut outgoing = outgoing;
+        outgoing.again = again.as_ref().map(|f| f as forward::HeadAgain<'_>);
         // Not made current (`Span::instrument`): the upstream call starts no spans of its
         // own, and a task-local layer around it would be set and reset on every poll. (A
         // span started in there would be the request span's child, not this one's.)

@@ -270,3 +270,34 @@ impl Upstream {
 fn full(b: Bytes) -> Body {
     BodyExt::boxed(Full::new(b))
 }
+
+/// An upstream that reads each request head to its end and closes the connection without
+/// answering: a request written and then lost (a pod killed mid-request, or an idle
+/// connection closed as the request was sent). Returns its address and the heads it
+/// read, lowercased; a head is recorded before its connection is closed.
+pub async fn head_then_close() -> (SocketAddr, Arc<Mutex<Vec<String>>>) {
+    use tokio::io::AsyncReadExt;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let heads = Arc::new(Mutex::new(Vec::new()));
+    let seen = heads.clone();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let seen = seen.clone();
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                seen.lock()
+                    .unwrap()
+                    .push(String::from_utf8_lossy(&head).to_ascii_lowercase());
+            });
+        }
+    });
+    (addr, heads)
+}

@@ -28,7 +28,6 @@ use std::time::Duration;
 
 use http::request::Parts;
 use http::{Method, Request, Response, StatusCode, Uri};
-use http_body::Body as HttpBody;
 
 use crate::config::{TargetSpec, UpstreamSpec};
 use crate::http::body::{self, Body};
@@ -90,8 +89,13 @@ pub struct Upstream {
     eject_for: Duration,
 }
 
+/// The head of a further attempt: the received head rewritten again (`proxy::mutate`).
+/// Called only when an attempt fails, so a request that succeeds at once keeps no copy of
+/// its rewritten head.
+pub type HeadAgain<'a> = &'a (dyn Fn() -> http::HeaderMap + Sync);
+
 /// What `forward` needs to know beyond the request itself.
-pub struct ForwardRequest {
+pub struct ForwardRequest<'a> {
     pub parts: Parts,
     pub body: Body,
     /// The normalised path to send (after `strip_prefix`), without query.
@@ -106,6 +110,9 @@ pub struct ForwardRequest {
     pub close_at: Option<tokio::time::Instant>,
     /// Close an upgraded connection when this resolves (the token was revoked).
     pub close_on: Option<crate::revocation::RevokedFuture>,
+    /// Present when the request may be sent again after a failure
+    /// ([`Upstream::may_retry`]): its head for each further attempt.
+    pub again: Option<HeadAgain<'a>>,
 }
 
 impl Upstream {
@@ -178,9 +185,9 @@ impl Upstream {
 
     /// Sends the request upstream and returns the upstream's response head with its body
     /// streaming behind it.
-    pub async fn forward(&self, req: ForwardRequest) -> Result<Response<Body>, GatewayError> {
+    pub async fn forward(&self, req: ForwardRequest<'_>) -> Result<Response<Body>, GatewayError> {
         let ForwardRequest {
-            mut parts,
+            parts,
             body,
             path,
             query,
@@ -188,6 +195,7 @@ impl Upstream {
             upgrade,
             close_at,
             close_on,
+            again,
         } = req;
         // Hop-by-hop request headers were removed by the pipeline before it injected its
         // own (`proxy::handle`), so a `Connection:` list cannot name what it added; it
@@ -199,38 +207,42 @@ impl Upstream {
             _ => self.timeout,
         };
 
-        let retryable = is_idempotent(&parts.method)
-            && HttpBody::is_end_stream(&body)
-            && upgrade.is_none()
-            && self.retries > 0;
-        let attempts = if retryable { 1 + self.retries } else { 1 };
-        let mut body = Some(body);
+        let attempts = match again {
+            Some(_) => 1 + self.retries,
+            None => 1,
+        };
+        let method = again.is_some().then(|| parts.method.clone());
+        let mut first = Some((parts, body));
         let mut last_err = GatewayError::UpstreamUnreachable("no attempt made".into());
         for attempt in 0..attempts {
             let target = self.pick();
-            let uri = Self::uri_for(
+            // The first attempt sends the received head as rewritten, with the body; a
+            // further one (body-less by construction) a head rewritten again.
+            let (mut head, b) = match (first.take(), again, &method) {
+                (Some((mut head, b)), _, _) => {
+                    // hyper's own notes on the received request (an HTTP/2 `:protocol`,
+                    // say) are not instructions for the upstream connection.
+                    head.extensions.clear();
+                    (head, b)
+                }
+                (None, Some(again), Some(method)) => {
+                    let mut head = Request::new(()).into_parts().0;
+                    head.method = method.clone();
+                    head.headers = again();
+                    (head, body::empty())
+                }
+                // `attempts` is 1 without `again`.
+                (None, _, _) => break,
+            };
+            // The received URI (first attempt) is sent as it came when it is the one to
+            // send (`uri_for`).
+            head.uri = Self::uri_for(
                 &target.spec,
                 &path,
                 query.as_deref(),
                 self.origin_form,
-                &parts.uri,
+                &head.uri,
             )?;
-            let last = attempt + 1 == attempts;
-            // The last attempt sends the received head itself, with the body; earlier ones
-            // (body-less by construction) send a copy of it.
-            let (mut head, b) = if last {
-                let mut head = std::mem::replace(&mut parts, Request::new(()).into_parts().0);
-                // hyper's own notes on the received request (an HTTP/2 `:protocol`, say)
-                // are not instructions for the upstream connection.
-                head.extensions.clear();
-                (head, body.take().unwrap_or_else(body::empty))
-            } else {
-                let mut head = Request::new(()).into_parts().0;
-                head.method = parts.method.clone();
-                head.headers = parts.headers.clone();
-                (head, body::empty())
-            };
-            head.uri = uri;
             head.version = http::Version::HTTP_11;
             match &target.host {
                 Some(host) => head.headers.insert(http::header::HOST, host.clone()),
@@ -285,6 +297,14 @@ impl Upstream {
             }
         }
         Err(last_err)
+    }
+}
+
+impl Upstream {
+    /// Whether a request may be sent again after a failure, to the next target: an
+    /// idempotent method, no body (`body_done`), no protocol upgrade, and `retries` set.
+    pub fn may_retry(&self, method: &Method, body_done: bool, upgrade: bool) -> bool {
+        self.retries > 0 && is_idempotent(method) && body_done && !upgrade
     }
 }
 
