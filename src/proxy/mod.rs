@@ -28,7 +28,6 @@ pub mod upstream_tls;
 
 use std::sync::Arc;
 
-use futures_util::future::Either;
 use http::{header, HeaderValue, Method, Request, Response};
 use hyper::body::Incoming;
 use opentelemetry::trace::SpanKind;
@@ -281,8 +280,13 @@ impl Proxy {
             again.as_ref().map(|f| f as forward::HeadAgain<'_>),
         );
         let close_at = outgoing.close_at;
-        // 6. Forward (traced when tracing is on).
-        let mut resp = forward(route, outgoing).await?;
+        // 6. Forward: the upstream's own future awaited here, with no layer around it to
+        //    build and copy; in a client span when tracing is on.
+        let mut resp = if trace::on() {
+            forward_traced(route, outgoing).await?
+        } else {
+            route.upstream.forward(outgoing).await?
+        };
         // 7. The answer: rate-limit headers; a streaming response ends with its token.
         if let Some(h) = &limit_headers {
             h.apply(resp.headers_mut());
@@ -451,44 +455,38 @@ pub(crate) async fn rate_limit(
     }
 }
 
-/// Stage 6: the upstream call; with tracing on, inside a client span whose context the
-/// upstream receives. Not an `async fn`: untraced, the call is the upstream's own future,
-/// with no layer around it to build and copy on every request.
-fn forward<'a>(
-    route: &'a Route,
-    mut outgoing: ForwardRequest<'a>,
-) -> impl std::future::Future<Output = Result<Response<Body>, GatewayError>> + 'a {
-    if !trace::on() {
-        return Either::Left(route.upstream.forward(outgoing));
-    }
-    Either::Right(async move {
-        let span = crate::otel_span!(
-            "upstream",
-            SpanKind::Client,
-            "tollgate.route" => route.metrics.route_value().clone(),
-        );
-        trace::inject(&span, &mut outgoing.parts.headers);
-        // A retry's head carries the same context.
-        let again = outgoing.again.take().map(|again| {
-            let span = &span;
-            move || {
-                let mut head = again();
-                trace::inject(span, &mut head);
-                head
-            }
-        });
-        let mut outgoing = outgoing;
-        outgoing.again = again.as_ref().map(|f| f as forward::HeadAgain<'_>);
-        // Not made current (`Span::instrument`): the upstream call starts no spans of its
-        // own, and a task-local layer around it would be set and reset on every poll. (A
-        // span started in there would be the request span's child, not this one's.)
-        let resp = route.upstream.forward(outgoing).await;
-        match &resp {
-            Ok(r) => span.add("http.response.status_code", i64::from(r.status().as_u16())),
-            Err(_) => span.set_error(),
-        };
-        resp
-    })
+/// Stage 6 with tracing on: the upstream call inside a client span whose context the
+/// upstream receives.
+async fn forward_traced(
+    route: &Route,
+    mut outgoing: ForwardRequest<'_>,
+) -> Result<Response<Body>, GatewayError> {
+    let span = crate::otel_span!(
+        "upstream",
+        SpanKind::Client,
+        "tollgate.route" => route.metrics.route_value().clone(),
+    );
+    trace::inject(&span, &mut outgoing.parts.headers);
+    // A retry's head carries the same context.
+    let again = outgoing.again.take().map(|again| {
+        let span = &span;
+        move || {
+            let mut head = again();
+            trace::inject(span, &mut head);
+            head
+        }
+    });
+    let mut outgoing = outgoing;
+    outgoing.again = again.as_ref().map(|f| f as forward::HeadAgain<'_>);
+    // Not made current (`Span::instrument`): the upstream call starts no spans of its
+    // own, and a task-local layer around it would be set and reset on every poll. (A
+    // span started in there would be the request span's child, not this one's.)
+    let resp = route.upstream.forward(outgoing).await;
+    match &resp {
+        Ok(r) => span.add("http.response.status_code", i64::from(r.status().as_u16())),
+        Err(_) => span.set_error(),
+    };
+    resp
 }
 
 /// The path sent upstream: the normalised path, minus the route prefix when
