@@ -16,7 +16,7 @@ use common::process::GatewayProcess;
 use common::relay::Relay;
 use common::{bearer_status, client, spawn_proxy_only, wait_until, TestGateway, Upstream};
 use serde_json::json;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 
 /// A token gateway whose PostgreSQL connections go through a relay the test can freeze or
 /// cut, a required route in front of an upstream, and a signed-in user's access token.
@@ -389,14 +389,9 @@ async fn an_upstream_resetting_mid_response_is_never_a_whole_response() {
     tokio::spawn(async move {
         while let Ok((mut s, _)) = listener.accept().await {
             tokio::spawn(async move {
-                let mut head = Vec::new();
-                let mut buf = [0u8; 4096];
-                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match s.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => head.extend_from_slice(&buf[..n]),
-                    }
-                }
+                let Some(head) = common::upstream::read_head(&mut s).await else {
+                    return;
+                };
                 let text = String::from_utf8_lossy(&head).into_owned();
                 let partial: &[u8] = if text.starts_with("GET /cut/length") {
                     b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\npartial body"

@@ -276,7 +276,6 @@ fn full(b: Bytes) -> Body {
 /// connection closed as the request was sent). Returns its address and the heads it
 /// read, lowercased; a head is recorded before its connection is closed.
 pub async fn head_then_close() -> (SocketAddr, Arc<Mutex<Vec<String>>>) {
-    use tokio::io::AsyncReadExt;
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let heads = Arc::new(Mutex::new(Vec::new()));
@@ -285,14 +284,9 @@ pub async fn head_then_close() -> (SocketAddr, Arc<Mutex<Vec<String>>>) {
         while let Ok((mut s, _)) = listener.accept().await {
             let seen = seen.clone();
             tokio::spawn(async move {
-                let mut head = Vec::new();
-                let mut buf = [0u8; 4096];
-                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match s.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => head.extend_from_slice(&buf[..n]),
-                    }
-                }
+                let Some(head) = read_head(&mut s).await else {
+                    return;
+                };
                 seen.lock()
                     .unwrap()
                     .push(String::from_utf8_lossy(&head).to_ascii_lowercase());
@@ -300,4 +294,19 @@ pub async fn head_then_close() -> (SocketAddr, Arc<Mutex<Vec<String>>>) {
         }
     });
     (addr, heads)
+}
+
+/// Reads from `s` until the end of a request head (`\r\n\r\n`); what was read, or
+/// `None` if the peer closed or failed first.
+pub async fn read_head(s: &mut tokio::net::TcpStream) -> Option<Vec<u8>> {
+    use tokio::io::AsyncReadExt;
+    let mut head = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        match s.read(&mut buf).await {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => head.extend_from_slice(&buf[..n]),
+        }
+    }
+    Some(head)
 }
