@@ -89,7 +89,8 @@ pub struct Upstream {
     eject_for: Duration,
 }
 
-/// The head of a further attempt: the received head rewritten again (`proxy::mutate`).
+/// The head of a further attempt: the received head rewritten again
+/// (`proxy::HeadRewrite::apply`).
 /// Called only when an attempt fails, so a request that succeeds at once keeps no copy of
 /// its rewritten head.
 pub type HeadAgain<'a> = &'a (dyn Fn() -> http::HeaderMap + Sync);
@@ -181,6 +182,12 @@ impl Upstream {
             s.push_str(q);
         }
         Uri::try_from(s).map_err(|_| GatewayError::BadPath)
+    }
+
+    /// Whether a request may be sent again after a failure, to the next target: an
+    /// idempotent method, no body (`body_done`), no protocol upgrade, and `retries` set.
+    pub fn may_retry(&self, method: &Method, body_done: bool, upgrade: bool) -> bool {
+        self.retries > 0 && is_idempotent(method) && body_done && !upgrade
     }
 
     /// Sends the request upstream and returns the upstream's response head with its body
@@ -297,14 +304,6 @@ impl Upstream {
             }
         }
         Err(last_err)
-    }
-}
-
-impl Upstream {
-    /// Whether a request may be sent again after a failure, to the next target: an
-    /// idempotent method, no body (`body_done`), no protocol upgrade, and `retries` set.
-    pub fn may_retry(&self, method: &Method, body_done: bool, upgrade: bool) -> bool {
-        self.retries > 0 && is_idempotent(method) && body_done && !upgrade
     }
 }
 
