@@ -220,7 +220,9 @@ impl Upstream {
         };
         let method = again.is_some().then(|| parts.method.clone());
         let mut first = Some((parts, body));
-        let mut last_err = GatewayError::UpstreamUnreachable("no attempt made".into());
+        // The last attempt's failure, made only when one fails: a request answered at
+        // once never builds (and frees) an error's text.
+        let mut last_err = None;
         for attempt in 0..attempts {
             let target = self.pick();
             // The first attempt sends the received head as rewritten, with the body; a
@@ -293,7 +295,7 @@ impl Upstream {
                         tracing::warn!(target = %target.spec, attempt, error = %error_chain(e), "upstream request failed");
                         Failure::Unreachable.count();
                     }
-                    last_err = GatewayError::UpstreamUnreachable(error_chain(e));
+                    last_err = Some(GatewayError::UpstreamUnreachable(error_chain(e)));
                 }
                 Err(_) => {
                     self.record(target, false);
@@ -303,7 +305,7 @@ impl Upstream {
                 }
             }
         }
-        Err(last_err)
+        Err(last_err.unwrap_or_else(|| GatewayError::UpstreamUnreachable("no attempt made".into())))
     }
 }
 
