@@ -281,6 +281,7 @@ impl Upstream {
                         return Err(GatewayError::BodyTooLarge(limit));
                     }
                     self.record(target, false);
+                    let chain = error_chain(e);
                     if let Some(why) = tls_failure(e) {
                         tracing::warn!(
                             target = %target.spec,
@@ -292,10 +293,10 @@ impl Upstream {
                         );
                         Failure::Tls.count();
                     } else {
-                        tracing::warn!(target = %target.spec, attempt, error = %error_chain(e), "upstream request failed");
+                        tracing::warn!(target = %target.spec, attempt, error = %chain, "upstream request failed");
                         Failure::Unreachable.count();
                     }
-                    last_err = Some(GatewayError::UpstreamUnreachable(error_chain(e)));
+                    last_err = Some(GatewayError::UpstreamUnreachable(chain));
                 }
                 Err(_) => {
                     self.record(target, false);
