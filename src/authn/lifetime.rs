@@ -19,6 +19,24 @@ use tokio::time::{Instant, Sleep};
 use crate::http::body::{Body, BoxError};
 use crate::revocation::RevokedFuture;
 
+/// When a token expires (its `exp`, Unix seconds), turned into a point on the runtime's
+/// clock only when something is to be cut at it: a tunnel or a streaming answer. Most
+/// answers are neither, and reading both clocks for every request would cost more than the
+/// rest of the token check (BENCHMARKS.md, "Fourteenth round").
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Expiry(pub u64);
+
+impl Expiry {
+    /// The instant the token expires, on the runtime's clock (now, if it has).
+    pub fn deadline(self) -> Instant {
+        let now_unix = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        Instant::now() + std::time::Duration::from_secs(self.0.saturating_sub(now_unix))
+    }
+}
+
 /// The error a cut stream ends with.
 #[derive(Debug, thiserror::Error)]
 #[error("the token that opened this response expired or was revoked")]
@@ -82,16 +100,16 @@ pub fn is_streaming(resp: &Response<Body>) -> bool {
 /// Guards a streaming response with the token's expiry and revocation.
 pub fn guard(
     resp: Response<Body>,
-    deadline: Option<Instant>,
+    expiry: Option<Expiry>,
     revoked: Option<RevokedFuture>,
 ) -> Response<Body> {
-    if deadline.is_none() && revoked.is_none() {
+    if expiry.is_none() && revoked.is_none() {
         return resp;
     }
     resp.map(|inner| {
         crate::http::body::boxed(UntilTokenEnds {
             inner,
-            deadline: deadline.map(tokio::time::sleep_until),
+            deadline: expiry.map(|e| tokio::time::sleep_until(e.deadline())),
             revoked,
         })
     })

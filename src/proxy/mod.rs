@@ -341,7 +341,7 @@ impl Proxy {
         };
 
         let close_at = match (identity, spec.close_on_token_expiry) {
-            (Some(id), true) => id.expires_at.map(deadline_from_unix),
+            (Some(id), true) => id.expires_at.map(authn::lifetime::Expiry),
             _ => None,
         };
         let close_on = match (identity, spec.close_on_token_expiry, &upgrade) {
@@ -503,14 +503,6 @@ pub fn forwarded_path(spec: &RouteSpec, norm: String) -> String {
         // The common case reuses the normalised path's allocation.
         norm
     }
-}
-
-fn deadline_from_unix(exp: u64) -> tokio::time::Instant {
-    let now_unix = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    tokio::time::Instant::now() + std::time::Duration::from_secs(exp.saturating_sub(now_unix))
 }
 
 /// The coarse method class used as a metrics label.

@@ -107,8 +107,8 @@ pub struct ForwardRequest<'a> {
     pub grpc_timeout: Option<Duration>,
     /// Present when the client asked for a protocol upgrade (WebSocket).
     pub upgrade: Option<hyper::upgrade::OnUpgrade>,
-    /// Close an upgraded connection at this instant (token expiry); `None` keeps it open.
-    pub close_at: Option<tokio::time::Instant>,
+    /// Close an upgraded connection when its token expires; `None` keeps it open.
+    pub close_at: Option<crate::authn::lifetime::Expiry>,
     /// Close an upgraded connection when this resolves (the token was revoked).
     pub close_on: Option<crate::revocation::RevokedFuture>,
     /// Present when the request may be sent again after a failure
@@ -271,9 +271,10 @@ impl Upstream {
                             return Ok(Response::from_parts(rparts, body::empty()));
                         }
                     }
-                    let (mut rparts, rbody) = resp.into_parts();
-                    remove_hop_by_hop(&mut rparts.headers, false);
-                    return Ok(Response::from_parts(rparts, rbody));
+                    // In place: taking the answer apart and putting it back together
+                    // would copy its head twice.
+                    remove_hop_by_hop(resp.headers_mut(), false);
+                    return Ok(resp);
                 }
                 Ok(Err(e)) => {
                     let e: &(dyn std::error::Error + 'static) = &*e;

@@ -7,7 +7,7 @@ use hyper_util::rt::TokioIo;
 pub(super) async fn tunnel(
     down: hyper::upgrade::OnUpgrade,
     up: hyper::upgrade::OnUpgrade,
-    close_at: Option<tokio::time::Instant>,
+    close_at: Option<crate::authn::lifetime::Expiry>,
     close_on: Option<crate::revocation::RevokedFuture>,
 ) {
     let (down, up) = match tokio::try_join!(down, up) {
@@ -22,7 +22,7 @@ pub(super) async fn tunnel(
     let copy = tokio::io::copy_bidirectional(&mut down, &mut up);
     let expired = async {
         match close_at {
-            Some(at) => tokio::time::sleep_until(at).await,
+            Some(at) => tokio::time::sleep_until(at.deadline()).await,
             None => std::future::pending().await,
         }
     };
