@@ -14,6 +14,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -68,7 +69,23 @@ pub struct RevocationList {
     /// Read on every authenticated request; filled only by revocations, so SipHash's
     /// flood resistance buys nothing over a seeded fast hash.
     jtis: Cache<Arc<str>, u64, foldhash::fast::RandomState>,
+    /// Moves on after every revocation is in `jtis` (never before), so that a token found
+    /// not revoked at one epoch needs no lookup until the epoch moves ([`Checked`]).
+    epoch: AtomicU64,
     events: broadcast::Sender<Revoked>,
+}
+
+/// A cached token's note of the revocation list's epoch at which it was last found not
+/// revoked ([`RevocationList::is_revoked_since`]). Shared by every worker that hits the
+/// same cache entry.
+#[derive(Debug, Default)]
+pub struct Checked(AtomicU64);
+
+/// A copy keeps the note: it is about the same token.
+impl Clone for Checked {
+    fn clone(&self) -> Self {
+        Checked(AtomicU64::new(self.0.load(Ordering::Relaxed)))
+    }
 }
 
 impl Default for RevocationList {
@@ -78,6 +95,8 @@ impl Default for RevocationList {
             jtis: Cache::builder()
                 .expire_after(UntilExpiry)
                 .build_with_hasher(foldhash::fast::RandomState::default()),
+            // 0 is a `Checked` that never was.
+            epoch: AtomicU64::new(1),
             events: broadcast::channel(1024).0,
         }
     }
@@ -96,10 +115,31 @@ impl RevocationList {
         for (jti, exp) in revoked {
             self.jtis.insert(jti.into(), exp);
         }
+        self.epoch.fetch_add(1, Ordering::Release);
     }
 
     pub fn is_revoked(&self, jti: &str) -> bool {
         self.jtis.contains_key(jti)
+    }
+
+    /// [`is_revoked`](Self::is_revoked) for a cached token, asked of the list only when a
+    /// revocation arrived since `checked` last found the token not revoked: a token's
+    /// every request would otherwise hash its `jti` and probe the list (BENCHMARKS.md,
+    /// "Fourteenth round"). A revocation is in the list before the epoch moves, and the
+    /// epoch is read before the list is, so a check that reads the old epoch either sees
+    /// the revocation or records an epoch that the next check finds moved.
+    pub fn is_revoked_since(&self, jti: &str, checked: &Checked) -> bool {
+        let epoch = self.epoch.load(Ordering::Acquire);
+        if checked.0.load(Ordering::Relaxed) == epoch {
+            return false;
+        }
+        if self.is_revoked(jti) {
+            return true;
+        }
+        // Racing workers may store an older epoch than another stored: that only costs
+        // one more lookup.
+        checked.0.store(epoch, Ordering::Relaxed);
+        false
     }
 
     /// Records a revocation and tells every listener (caches holding the token, tunnels
@@ -107,6 +147,7 @@ impl RevocationList {
     pub fn apply(&self, event: Revoked) {
         if let Revoked::Jti { jti, expires_at } = &event {
             self.jtis.insert(Arc::from(jti.as_str()), *expires_at);
+            self.epoch.fetch_add(1, Ordering::Release);
         }
         metrics::counter!("tollgate_revocations_applied_total").increment(1);
         let _ = self.events.send(event);
@@ -225,6 +266,39 @@ impl RevocationList {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A token found not revoked is not looked up again until the list changes, and a
+    /// revocation that arrives later is seen at once, by every holder of the note.
+    #[test]
+    fn a_checked_token_is_asked_again_once_the_list_moves() {
+        let list = RevocationList::new();
+        let far = now_unix() + 600;
+        let checked = Checked::default();
+        assert!(!list.is_revoked_since("a", &checked));
+        let noted = checked.0.load(Ordering::Relaxed);
+        assert_eq!(noted, list.epoch.load(Ordering::Relaxed));
+        assert!(!list.is_revoked_since("a", &checked));
+        list.apply(Revoked::Jti {
+            jti: "b".into(),
+            expires_at: far,
+        });
+        assert!(!list.is_revoked_since("a", &checked));
+        assert!(
+            checked.0.load(Ordering::Relaxed) > noted,
+            "the new epoch noted"
+        );
+        list.apply(Revoked::Jti {
+            jti: "a".into(),
+            expires_at: far,
+        });
+        assert!(list.is_revoked_since("a", &checked));
+        assert!(list.is_revoked_since("a", &Checked::default()));
+        // The list loaded from the store (a resync) moves the epoch too.
+        let c = Checked::default();
+        assert!(!list.is_revoked_since("c", &c));
+        list.load([("c".to_string(), far)]);
+        assert!(list.is_revoked_since("c", &c));
+    }
 
     #[tokio::test]
     async fn revoke_signals_and_expires() {

@@ -24,7 +24,7 @@ use moka::Expiry;
 use super::claims::now_unix;
 use super::verifier::{JwtVerifier, VerifyError};
 use super::{AuthnError, Identity};
-use crate::revocation::RevocationList;
+use crate::revocation::{Checked, RevocationList};
 use crate::telemetry::trace;
 
 /// Upper bound on cached validated tokens; past it the least used are dropped (and
@@ -35,6 +35,18 @@ pub const DEFAULT_CACHE_ENTRIES: u64 = 100_000;
 struct Verified {
     token: Box<str>,
     id: Arc<Identity>,
+    /// When the token was last found not revoked (`RevocationList::is_revoked_since`).
+    checked: Checked,
+}
+
+impl Verified {
+    fn new(token: &str, id: Arc<Identity>) -> Arc<Verified> {
+        Arc::new(Verified {
+            token: token.into(),
+            id,
+            checked: Checked::default(),
+        })
+    }
 }
 
 struct UntilTokenExpiry;
@@ -192,15 +204,16 @@ impl JwtAuthenticator {
     }
 
     /// Checks a cached identity is still good: not expired, not revoked.
-    fn still_valid(&self, id: &Identity) -> Result<(), AuthnError> {
+    /// Unexpired and not revoked; `checked`, a cached token's note of when the revocation
+    /// list last said so, spares asking the list again until it changes.
+    fn still_valid(&self, id: &Identity, checked: Option<&Checked>) -> Result<(), AuthnError> {
         if id.expires_at.is_some_and(|exp| exp <= now_unix()) {
             return Err(AuthnError::Invalid("token expired".into()));
         }
-        if id
-            .token_id
-            .as_deref()
-            .is_some_and(|j| self.revocations.is_revoked(j))
-        {
+        if id.token_id.as_deref().is_some_and(|j| match checked {
+            Some(checked) => self.revocations.is_revoked_since(j, checked),
+            None => self.revocations.is_revoked(j),
+        }) {
             return Err(AuthnError::Invalid("token revoked".into()));
         }
         Ok(())
@@ -209,14 +222,14 @@ impl JwtAuthenticator {
     /// The identity of the token this thread last found in this authenticator's cache,
     /// when `token` is that one: the memo's own text (handed out by [`known_token`], so
     /// already compared), or text equal to it.
-    fn last(&self, token: &str) -> Option<Arc<Identity>> {
+    fn last(&self, token: &str) -> Option<Arc<Verified>> {
         LAST.with(|last| match &*last.borrow() {
             Some((owner, v))
                 if *owner == self.memo_owner
                     && (std::ptr::eq(&*v.token, token)
                         || is_memo_token(v.token.as_bytes(), token.as_bytes())) =>
             {
-                Some(v.id.clone())
+                Some(v.clone())
             }
             _ => None,
         })
@@ -225,19 +238,19 @@ impl JwtAuthenticator {
     /// The answer for a token in the cache (still checked for expiry and revocation);
     /// `None` when it is not cached.
     pub fn cached(&self, token: &str) -> Option<Result<Arc<Identity>, AuthnError>> {
-        let id = match self.last(token) {
-            Some(id) => id,
+        let verified = match self.last(token) {
+            Some(verified) => verified,
             None => {
                 let key = self.key_hasher.hash_one(token.as_bytes());
                 // Not a secret comparison: the keyed hash already matched, which an
                 // attacker without the seed cannot arrange, and a mismatch only means
                 // "verify it".
                 let verified = self.cache.get(&key).filter(|v| *v.token == *token)?;
-                let id = verified.id.clone();
-                LAST.with(|last| *last.borrow_mut() = Some((self.memo_owner, verified)));
-                id
+                LAST.with(|last| *last.borrow_mut() = Some((self.memo_owner, verified.clone())));
+                verified
             }
         };
+        let id = verified.id.clone();
         // The hit counter is on every authenticated request: its handle is kept.
         static HIT: std::sync::OnceLock<metrics::Counter> = std::sync::OnceLock::new();
         HIT.get_or_init(|| {
@@ -247,7 +260,7 @@ impl JwtAuthenticator {
         .increment(1);
         trace::record("tollgate.cache", "hit");
         trace::record("tollgate.token_kind", token_kind(&id));
-        Some(self.still_valid(&id).map(|()| id))
+        Some(self.still_valid(&id, Some(&verified.checked)).map(|()| id))
     }
 
     pub async fn authenticate(&self, token: &str) -> Result<Arc<Identity>, AuthnError> {
@@ -291,14 +304,8 @@ impl JwtAuthenticator {
         id.self_issued = self.local_issuer.as_deref() == Some(iss.as_str());
         trace::record("tollgate.token_kind", token_kind(&id));
         let id = Arc::new(id);
-        self.still_valid(&id)?;
-        self.cache.insert(
-            key,
-            Arc::new(Verified {
-                token: token.into(),
-                id: id.clone(),
-            }),
-        );
+        self.still_valid(&id, None)?;
+        self.cache.insert(key, Verified::new(token, id.clone()));
         Ok(id)
     }
 }
@@ -455,10 +462,7 @@ mod tests {
         // Someone else's verified token, stored under the presented token's key.
         auth.cache.insert(
             auth.key_hasher.hash_one(presented.as_bytes()),
-            Arc::new(Verified {
-                token: other.as_str().into(),
-                id: victim,
-            }),
+            Verified::new(&other, victim),
         );
         match auth.authenticate(&presented).await {
             Err(AuthnError::Invalid(why)) => assert!(why.contains("bad signature"), "{why}"),
@@ -511,10 +515,7 @@ mod tests {
         let a = JwtAuthenticator::new(revocations.clone(), 10);
         a.cache.insert(
             a.key_hasher.hash_one(token.as_bytes()),
-            Arc::new(Verified {
-                token: token.as_str().into(),
-                id,
-            }),
+            Verified::new(&token, id),
         );
         // From the cache, then from the thread's last entry.
         for _ in 0..2 {

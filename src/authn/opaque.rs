@@ -25,7 +25,7 @@ use serde_json::Value;
 use super::claims::{cache_key, now_unix, Claims};
 use super::{AuthnError, Identity};
 use crate::config::raw::Introspection;
-use crate::revocation::{RevocationList, Revoked};
+use crate::revocation::{Checked, RevocationList, Revoked};
 use crate::store::{Store, TokenKind};
 use crate::telemetry::trace;
 
@@ -38,6 +38,8 @@ pub struct Introspected {
     pub identity: Option<Arc<Identity>>,
     /// How long this answer may be cached (before the `exp` cap).
     ttl: Duration,
+    /// When the token was last found not revoked (`RevocationList::is_revoked_since`).
+    checked: Checked,
 }
 
 impl Introspected {
@@ -48,6 +50,7 @@ impl Introspected {
             aud: Vec::new(),
             identity: None,
             ttl,
+            checked: Checked::default(),
         }
     }
 
@@ -58,6 +61,7 @@ impl Introspected {
             aud,
             identity: Some(Arc::new(identity)),
             ttl,
+            checked: Checked::default(),
         }
     }
 }
@@ -192,7 +196,7 @@ impl OpaqueAuthenticator {
         if id
             .token_id
             .as_deref()
-            .is_some_and(|j| self.revocations.is_revoked(j))
+            .is_some_and(|j| self.revocations.is_revoked_since(j, &r.checked))
         {
             return Some(Err(AuthnError::Invalid("token revoked".into())));
         }
