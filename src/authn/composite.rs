@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use super::binding::Binding;
-use super::jwt::{looks_like_jwt, JwtAuthenticator};
+use super::jwt::{looks_like_jwt, JwtAuthenticator, KnownToken};
 use super::opaque::OpaqueAuthenticator;
 use super::request::TokenRequest;
 use super::signed::IdentitySigner;
@@ -136,5 +136,13 @@ impl Authenticator for CompositeAuthenticator {
 
     fn revoked(&self, id: &Identity) -> Option<RevokedFuture> {
         id.token_id.as_deref().map(|j| self.revocations.revoked(j))
+    }
+
+    fn known_token(&self, token: &[u8]) -> Option<KnownToken> {
+        // Only verified JWTs are cached (see `cached_for`).
+        if !token.starts_with(b"eyJ") {
+            return None;
+        }
+        self.jwt.as_ref()?.known(token)
     }
 }

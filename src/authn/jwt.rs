@@ -240,15 +240,7 @@ impl JwtAuthenticator {
     pub fn cached(&self, token: &str) -> Option<Result<Arc<Identity>, AuthnError>> {
         let verified = match self.last(token) {
             Some(verified) => verified,
-            None => {
-                let key = self.key_hasher.hash_one(token.as_bytes());
-                // Not a secret comparison: the keyed hash already matched, which an
-                // attacker without the seed cannot arrange, and a mismatch only means
-                // "verify it".
-                let verified = self.cache.get(&key).filter(|v| *v.token == *token)?;
-                LAST.with(|last| *last.borrow_mut() = Some((self.memo_owner, verified.clone())));
-                verified
-            }
+            None => self.known(token.as_bytes())?.0,
         };
         let id = verified.id.clone();
         // The hit counter is on every authenticated request: its handle is kept.
@@ -261,6 +253,21 @@ impl JwtAuthenticator {
         trace::record("tollgate.cache", "hit");
         trace::record("tollgate.token_kind", token_kind(&id));
         Some(self.still_valid(&id, Some(&verified.checked)).map(|()| id))
+    }
+
+    /// The cached token whose text is `token`, by its bytes (no UTF-8 check needed: a hit
+    /// is a verified token's own text), made this thread's last entry. Not yet checked for
+    /// expiry or revocation: [`Self::cached`] does that on every use.
+    pub fn known(&self, token: &[u8]) -> Option<KnownToken> {
+        let key = self.key_hasher.hash_one(token);
+        // Not a secret comparison: the keyed hash already matched, which an attacker
+        // without the seed cannot arrange, and a mismatch only means "verify it".
+        let verified = self
+            .cache
+            .get(&key)
+            .filter(|v| v.token.as_bytes() == token)?;
+        LAST.with(|last| *last.borrow_mut() = Some((self.memo_owner, verified.clone())));
+        Some(KnownToken(verified))
     }
 
     pub async fn authenticate(&self, token: &str) -> Result<Arc<Identity>, AuthnError> {
@@ -538,7 +545,7 @@ mod tests {
             h
         };
         let h = header(format!("Bearer  {token} "));
-        let (found, _) = crate::authn::source::authorization(&h).unwrap();
+        let (found, _) = crate::authn::source::authorization(&h, &|_| None).unwrap();
         let crate::authn::source::TokenText::Known(known) = &found else {
             panic!("the last token is known: {found:?}");
         };
@@ -547,13 +554,31 @@ mod tests {
         assert_eq!(a.cached(known.as_str()).unwrap().unwrap().user_id, "u1");
         for received in [format!("Bearer {other}"), format!("Bearer {token}\u{a0}")] {
             let h = header(received);
-            let (found, _) = crate::authn::source::authorization(&h).unwrap();
+            let (found, _) = crate::authn::source::authorization(&h, &|_| None).unwrap();
             assert!(matches!(
                 found,
                 crate::authn::source::TokenText::Received(_)
             ));
         }
         assert!(known_token(other.as_bytes()).is_none());
+        // On a thread whose last entry is another (here: none), the token is still handed
+        // out as the cache's own text when the authenticator finds it by its bytes.
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                let h = header(format!("Bearer {token}"));
+                let (found, _) = crate::authn::source::authorization(&h, &|b| a.known(b)).unwrap();
+                let crate::authn::source::TokenText::Known(known) = &found else {
+                    panic!("a cached token is known by its bytes: {found:?}");
+                };
+                assert_eq!(a.cached(known.as_str()).unwrap().unwrap().user_id, "u1");
+                let h = header(format!("Bearer {other}"));
+                let (found, _) = crate::authn::source::authorization(&h, &|b| a.known(b)).unwrap();
+                assert!(matches!(
+                    found,
+                    crate::authn::source::TokenText::Received(_)
+                ));
+            });
+        });
         // A new authenticator (a reload) has its own cache: the last entry is not its,
         // by its text or by the memo's own.
         let b = JwtAuthenticator::new(revocations.clone(), 10);

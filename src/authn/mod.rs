@@ -167,6 +167,14 @@ pub trait Authenticator: Send + Sync {
     fn revoked(&self, _identity: &Identity) -> Option<RevokedFuture> {
         None
     }
+
+    /// The text of a token this authenticator has verified and still caches, found by the
+    /// bytes a request carries (`source::find_token`): a hit is that verified text, so
+    /// the request's copy needs no UTF-8 check. Only a shortcut: `None` sends the token
+    /// the usual way, as text.
+    fn known_token(&self, _token: &[u8]) -> Option<jwt::KnownToken> {
+        None
+    }
 }
 
 /// The authenticator in force when no token validation is configured: every token is

@@ -34,15 +34,18 @@ pub struct FoundToken<'s, 'r> {
     pub scheme: super::Scheme,
 }
 
-/// Returns the first token found by the route's sources, in order.
+/// Returns the first token found by the route's sources, in order. `known`: the
+/// authenticator's verified token for the bytes of an `Authorization` header, if it caches
+/// one ([`Authenticator::known_token`](super::Authenticator::known_token)).
 pub fn find_token<'s, 'r>(
     sources: &'s [TokenSource],
     headers: &'r HeaderMap,
     query: Option<&'r str>,
+    known: &dyn Fn(&[u8]) -> Option<super::jwt::KnownToken>,
 ) -> Option<FoundToken<'s, 'r>> {
     for source in sources {
         let (token, scheme) = match source {
-            TokenSource::Header => match authorization(headers) {
+            TokenSource::Header => match authorization(headers, known) {
                 Some((t, s)) => (Some(t), s),
                 None => (None, super::Scheme::Bearer),
             },
@@ -70,9 +73,13 @@ pub fn find_token<'s, 'r>(
 
 /// `Authorization: Bearer <token>` or `Authorization: DPoP <token>` (RFC 9449 §7.1),
 /// scheme case-insensitive. The credentials are the token this thread verified last (a
-/// client's next request), compared without its UTF-8 check, or else checked as text
-/// ([`credentials`]); both give the same token for the same bytes.
-pub fn authorization(headers: &HeaderMap) -> Option<(TokenText<'_>, super::Scheme)> {
+/// client's next request) or one the authenticator caches (`known`), either compared
+/// without its UTF-8 check, or else checked as text ([`credentials`]); all give the same
+/// token for the same bytes.
+pub fn authorization<'r>(
+    headers: &'r HeaderMap,
+    known: &dyn Fn(&[u8]) -> Option<super::jwt::KnownToken>,
+) -> Option<(TokenText<'r>, super::Scheme)> {
     let (scheme, rest) = raw_credentials(headers)?;
     let scheme = if scheme.eq_ignore_ascii_case(b"bearer") {
         super::Scheme::Bearer
@@ -84,7 +91,10 @@ pub fn authorization(headers: &HeaderMap) -> Option<(TokenText<'_>, super::Schem
     // A token has no whitespace of its own: what `str::trim` would take off around the
     // memo's token is ASCII whitespace, which `trim_ascii` takes off too. Anything else
     // around it is not the memo's token and is checked as text below.
-    let token = match super::jwt::known_token(rest.trim_ascii()) {
+    let bytes = rest.trim_ascii();
+    // The UTF-8 check of a ~700-byte token costs as much as the rest of a cache hit
+    // (BENCHMARKS.md, "Eleventh round" and "Fourteenth round").
+    let token = match super::jwt::known_token(bytes).or_else(|| known(bytes)) {
         Some(known) => TokenText::Known(known),
         None => TokenText::Received(std::str::from_utf8(rest).ok()?.trim()),
     };
@@ -154,23 +164,29 @@ mod tests {
             TokenSource::Cookie("session".into()),
         ];
         assert_eq!(
-            find_token(&sources, &h, Some("x=1&oauth_token=qt"))
+            find_token(&sources, &h, Some("x=1&oauth_token=qt"), &|_| None)
                 .unwrap()
                 .token
                 .as_str(),
             "qt"
         );
-        assert_eq!(find_token(&sources, &h, None).unwrap().token.as_str(), "ck");
+        assert_eq!(
+            find_token(&sources, &h, None, &|_| None)
+                .unwrap()
+                .token
+                .as_str(),
+            "ck"
+        );
         h.insert("authorization", HeaderValue::from_static("bearer hd"));
         assert_eq!(
-            find_token(&sources, &h, Some("oauth_token=qt"))
+            find_token(&sources, &h, Some("oauth_token=qt"), &|_| None)
                 .unwrap()
                 .token
                 .as_str(),
             "hd"
         );
         h.insert("authorization", HeaderValue::from_static("Basic abc"));
-        assert_eq!(find_token(&sources[..1], &h, None), None);
+        assert_eq!(find_token(&sources[..1], &h, None, &|_| None), None);
     }
 
     #[test]
@@ -180,7 +196,8 @@ mod tests {
             h.insert("authorization", HeaderValue::from_bytes(v).unwrap());
             h
         };
-        let text = |h: &HeaderMap| authorization(h).map(|(t, s)| (t.as_str().to_owned(), s));
+        let text =
+            |h: &HeaderMap| authorization(h, &|_| None).map(|(t, s)| (t.as_str().to_owned(), s));
         let h = with(b"Bearer  abc.def ");
         assert_eq!(
             text(&h),
@@ -192,14 +209,14 @@ mod tests {
         assert_eq!(bearer(&h), None);
         // Credentials that are not UTF-8 are no token; UTF-8 past ASCII is a token,
         // which no authenticator accepts. A scheme past ASCII is no scheme.
-        assert_eq!(authorization(&with(b"Bearer ab\xff")), None);
+        assert_eq!(authorization(&with(b"Bearer ab\xff"), &|_| None), None);
         assert_eq!(
             text(&with(b"Bearer ab\xc3\xa9")),
             Some(("ab\u{e9}".into(), crate::authn::Scheme::Bearer))
         );
-        assert_eq!(authorization(&with(b"B\xc3\xa9arer ab")), None);
-        assert_eq!(authorization(&with(b"Bearer")), None);
-        assert_eq!(authorization(&with(b"Basic YTpi")), None);
+        assert_eq!(authorization(&with(b"B\xc3\xa9arer ab"), &|_| None), None);
+        assert_eq!(authorization(&with(b"Bearer"), &|_| None), None);
+        assert_eq!(authorization(&with(b"Basic YTpi"), &|_| None), None);
     }
 
     #[test]

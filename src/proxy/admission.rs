@@ -100,7 +100,9 @@ pub async fn admit<'g>(
     };
     let spec = &route.spec;
     check_limits(spec, req).map_err(refuse)?;
-    let found = source::find_token(&spec.token_sources, req.headers, req.query);
+    let found = source::find_token(&spec.token_sources, req.headers, req.query, &|b| {
+        authenticator.known_token(b)
+    });
     let token = found.as_ref().map(|f| TokenRequest {
         token: f.token.as_str(),
         scheme: f.scheme,
