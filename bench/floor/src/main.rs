@@ -337,6 +337,19 @@ mod contract {
         Public,
     }
 
+    /// One pass over the fields, then only what is there removed (allocates only when
+    /// there is something to remove).
+    fn strip_refused(headers: &mut HeaderMap) {
+        let refused: Vec<HeaderName> = headers
+            .keys()
+            .filter(|n| refused(n.as_str()))
+            .cloned()
+            .collect();
+        for name in refused {
+            headers.remove(name);
+        }
+    }
+
     /// One connection's values: the route, the peer's address and the upstream's `Host`.
     pub struct Edits {
         route: Route,
@@ -356,14 +369,7 @@ mod contract {
         }
 
         pub fn request(&self, headers: &mut HeaderMap, request_id: &HeaderValue) {
-            let spoofed: Vec<HeaderName> = headers
-                .keys()
-                .filter(|n| refused(n.as_str()))
-                .cloned()
-                .collect();
-            for name in spoofed {
-                headers.remove(name);
-            }
+            strip_refused(headers);
             let forwarded_host = headers.get(header::HOST).cloned();
             if self.route == Route::Jwt {
                 headers.remove(header::AUTHORIZATION);
@@ -389,14 +395,7 @@ mod contract {
     }
 
     pub fn response(headers: &mut HeaderMap, request_id: HeaderValue) {
-        let hop: Vec<HeaderName> = headers
-            .keys()
-            .filter(|n| refused(n.as_str()))
-            .cloned()
-            .collect();
-        for name in hop {
-            headers.remove(name);
-        }
+        strip_refused(headers);
         headers.insert(REQUEST_ID.clone(), request_id);
     }
 
