@@ -29,11 +29,8 @@ pub struct Expiry(pub u64);
 impl Expiry {
     /// The instant the token expires, on the runtime's clock (now, if it has).
     pub fn deadline(self) -> Instant {
-        let now_unix = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
-        Instant::now() + std::time::Duration::from_secs(self.0.saturating_sub(now_unix))
+        let left = self.0.saturating_sub(crate::clock::now_unix());
+        Instant::now() + std::time::Duration::from_secs(left)
     }
 }
 
