@@ -22,6 +22,13 @@ pub struct CompositeAuthenticator {
     pub(super) binding: Binding,
 }
 
+/// Whether the JWT cache may hold `token`. Only verified JWTs are cached, and a cache hit
+/// compares the whole token: a prefix check is enough here (`looks_like_jwt` would scan
+/// every byte of a ~700 byte token on every request; BENCHMARKS.md, "Per-stage budget").
+fn may_be_cached(token: &[u8]) -> bool {
+    token.starts_with(b"eyJ")
+}
+
 impl CompositeAuthenticator {
     pub fn new(revocations: Arc<RevocationList>, binding: Binding) -> Self {
         CompositeAuthenticator {
@@ -35,10 +42,7 @@ impl CompositeAuthenticator {
 
     /// A cached identity for the token, checked against its request, without waiting.
     fn cached_for(&self, req: &TokenRequest<'_>) -> Option<Result<Arc<Identity>, AuthnError>> {
-        // Only verified JWTs are cached, and a cache hit compares the whole token: a
-        // prefix check is enough here (`looks_like_jwt` would scan every byte of a ~700
-        // byte token on every request; BENCHMARKS.md, "Per-stage budget").
-        if !req.token.starts_with("eyJ") {
+        if !may_be_cached(req.token.as_bytes()) {
             return None;
         }
         let id = match self.jwt.as_ref()?.cached(req.token)? {
@@ -139,8 +143,7 @@ impl Authenticator for CompositeAuthenticator {
     }
 
     fn known_token(&self, token: &[u8]) -> Option<KnownToken> {
-        // Only verified JWTs are cached (see `cached_for`).
-        if !token.starts_with(b"eyJ") {
+        if !may_be_cached(token) {
             return None;
         }
         self.jwt.as_ref()?.known(token)
